@@ -75,13 +75,13 @@ int hw_identity_save(const struct hw_identity *id, const char *path,
 		goto out;
 	}
 	/* An overwritten file keeps its old mode unless we set it. */
-	if (fchmod(fd, 0600) < 0 || (rc = write_all(fd, text, KEYFILE_LEN)) ||
-	    fsync(fd) < 0) {
-		rc = rc ? rc : -errno;
-		close(fd);
-		goto out;
-	}
-	rc = close(fd) < 0 ? -errno : 0;
+	rc = fchmod(fd, 0600) < 0 ? -errno : 0;
+	if (rc == 0)
+		rc = write_all(fd, text, KEYFILE_LEN);
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
 out:
 	sodium_memzero(text, sizeof(text));
 	return rc;

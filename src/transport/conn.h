@@ -1,0 +1,95 @@
+/* A Noise-secured stream over TCP: the connection under every TCP
+ * transport.
+ *
+ * The dialer knows the remote identity and runs Noise XK as initiator; the
+ * accepting side learns the dialer's identity from the handshake. Each
+ * handshake message travels as one record; the payloads are
+ *   message 1: version u8
+ *   message 2: version u8
+ *   message 3: version u8 | dialer's Ed25519 public key (32)
+ * and the accepting side checks that the Ed25519 key maps to the static
+ * X25519 key the handshake authenticated. After the handshake every record
+ * is one encrypted message of routing packets.
+ *
+ * Sending coalesces: packets are appended to an open record that is sealed
+ * and written when it is full or when no write is in flight, so under load
+ * many small packets share one record and one write. The queue of unsent
+ * bytes is bounded (HW_CONN_MAX_QUEUED); past it sends fail with
+ * -ENOBUFS and the drained callback tells when there is room again. */
+#ifndef HW_TRANSPORT_CONN_H
+#define HW_TRANSPORT_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "crypto/identity.h"
+
+#define HW_CONN_VERSION 1
+#define HW_CONN_MAX_QUEUED (4u << 20)
+#define HW_CONN_LOW_WATER (1u << 20)
+
+struct hw_conn;
+
+struct hw_conn_ops {
+	/* The handshake finished; hw_conn_remote_pk() is valid. */
+	void (*ready)(struct hw_conn *c, void *ud);
+	/* One decrypted record (writable in place, valid during the call).
+	 * The callback may close the connection. */
+	void (*record)(struct hw_conn *c, uint8_t *pt, size_t len, void *ud);
+	/* Queued bytes fell below HW_CONN_LOW_WATER after a send failed
+	 * with -ENOBUFS. */
+	void (*drained)(struct hw_conn *c, void *ud);
+	/* The connection is gone (reason: 0 for a local close, else why);
+	 * it is freed when this returns. Called exactly once. */
+	void (*closed)(struct hw_conn *c, int reason, void *ud);
+};
+
+struct hw_conn_params {
+	const struct hw_identity *id; /* ours; outlives the connection */
+	const uint8_t *x_priv;        /* our X25519 static private key */
+	const char *prologue;         /* names protocol and purpose */
+	unsigned handshake_timeout_ms;
+	const struct hw_conn_ops *ops;
+	void *ud;
+};
+
+/* Dials host:port (resolved off the loop) and runs the handshake as
+ * initiator towards remote_pk. Failures arrive in ops->closed. Returns 0
+ * and *out, or a negative code when nothing could be started. */
+int hw_conn_dial(struct hw_conn **out, uv_loop_t *loop,
+		 const struct hw_conn_params *p, const uint8_t remote_pk[32],
+		 const char *host, uint16_t port);
+
+/* Accepts a pending connection from server and runs the handshake as
+ * responder. Returns 0 and *out or a negative code. */
+int hw_conn_accept(struct hw_conn **out, uv_stream_t *server,
+		   const struct hw_conn_params *p);
+
+/* Appends one packet (hdr and payload, hlen + plen <= one record's
+ * plaintext) to the outgoing stream. Returns 0, -ENOBUFS when the queue
+ * is full, -ENOTCONN before the handshake finished or after a close. */
+int hw_conn_send(struct hw_conn *c, const uint8_t *hdr, size_t hlen,
+		 const uint8_t *payload, size_t plen);
+
+/* Bytes accepted by hw_conn_send that the kernel has not taken yet. */
+size_t hw_conn_queued(const struct hw_conn *c);
+
+/* Closes. graceful: queued data is written first and the write side
+ * shut down; otherwise everything is dropped now. ops->closed follows
+ * with reason. Safe to call more than once and from callbacks. */
+void hw_conn_close(struct hw_conn *c, int reason, int graceful);
+
+/* The remote identity: known from the start for dialed connections, after
+ * ready for accepted ones. */
+const uint8_t *hw_conn_remote_pk(const struct hw_conn *c);
+
+/* "ip:port" of the remote end ("" until connected). */
+const char *hw_conn_peer(const struct hw_conn *c);
+
+int hw_conn_is_dialer(const struct hw_conn *c);
+int hw_conn_is_ready(const struct hw_conn *c);
+void *hw_conn_ud(const struct hw_conn *c);
+void hw_conn_set_ud(struct hw_conn *c, void *ud);
+
+#endif

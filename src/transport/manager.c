@@ -1,0 +1,1219 @@
+#include "transport/manager.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "transport/conn.h"
+#include "util/addr.h"
+#include "util/err.h"
+#include "util/hex.h"
+#include "util/log.h"
+
+#define LOG "transport"
+#define PING_PAYLOAD 16
+#define STATE_SAVE_MS 60000
+
+/* A connection and what it belongs to. */
+struct link {
+	struct link *next;
+	struct hw_tp_manager *m;
+	struct hw_tp *tp; /* NULL: inbound handshake, or detached */
+	struct hw_conn *conn;
+	int inbound_pending;
+};
+
+struct add_waiter {
+	struct add_waiter *next;
+	hw_tp_add_cb cb;
+	void *ud;
+};
+
+struct ping {
+	struct ping *next;
+	struct hw_tp_manager *m;
+	struct hw_tp *tp;
+	uint64_t token;
+	uint64_t sent_us;
+	uv_timer_t timer;
+	hw_tp_ping_cb cb;
+	void *ud;
+};
+
+struct flood {
+	uint64_t left;
+	unsigned pkt_size;
+	uint64_t start_us;
+	hw_tp_ping_cb cb;
+	void *ud;
+};
+
+struct hw_tp {
+	struct hw_tp *next;
+	struct hw_tp_manager *m;
+	uint8_t id[HW_TP_ID_LEN];
+	char id_hex[HW_TP_ID_HEXLEN + 1];
+	uint8_t pk[HW_PK_LEN];
+	char type[16];
+	char addr[300];
+	int persistent;
+	int removed;
+	struct link *live;    /* the connection carrying traffic */
+	struct link *dialing; /* a dial in progress */
+	uv_timer_t redial;
+	unsigned attempts;
+	char last_error[400];
+	uint64_t up_since_ms, last_rx_ms, last_tx_ms;
+	uint64_t tx_bytes, rx_bytes, tx_packets, rx_packets;
+	int64_t rtt_us; /* last measured, -1 when none */
+	struct add_waiter *waiters;
+	struct flood *flood;
+};
+
+struct hw_tp_manager {
+	struct hw_tp_manager_params p;
+	uint8_t x_priv[32];
+	struct hw_conn_params cp;
+	uv_tcp_t listener;
+	int listening;
+	char listen_addr[80];
+	uv_timer_t tick;
+	struct hw_tp *tps;
+	struct link *links;
+	struct ping *pings;
+	uint64_t next_token;
+	uint64_t last_save_ms;
+	json_t *saved_counters; /* counters of earlier runs, by ID */
+	struct hw_tp_manager_stats st;
+	int closing;
+	/* Handles and connections whose callbacks still reach the manager;
+	 * it is freed when the last one is gone after hw_tp_manager_free. */
+	int refs;
+	uint64_t last_refusal_log_ms;
+};
+
+static const struct hw_conn_ops conn_ops;
+
+static void manager_unref(struct hw_tp_manager *m)
+{
+	if (--m->refs > 0 || !m->closing)
+		return;
+	json_decref(m->saved_counters);
+	sodium_memzero(m->x_priv, sizeof(m->x_priv));
+	free(m);
+}
+
+static uint64_t now_us(void)
+{
+	return uv_hrtime() / 1000;
+}
+
+static uint64_t now_ms(struct hw_tp_manager *m)
+{
+	return uv_now(m->p.loop);
+}
+
+void hw_tp_id(const uint8_t pk_a[HW_PK_LEN], const uint8_t pk_b[HW_PK_LEN],
+	      const char *type, uint8_t id[HW_TP_ID_LEN])
+{
+	static const char label[] = "hopwire/1 transport id";
+	crypto_generichash_blake2b_state st;
+	int a_first = memcmp(pk_a, pk_b, HW_PK_LEN) < 0;
+
+	crypto_generichash_blake2b_init(&st, NULL, 0, HW_TP_ID_LEN);
+	crypto_generichash_blake2b_update(&st, (const uint8_t *)label,
+					  sizeof(label));
+	crypto_generichash_blake2b_update(&st, a_first ? pk_a : pk_b,
+					  HW_PK_LEN);
+	crypto_generichash_blake2b_update(&st, a_first ? pk_b : pk_a,
+					  HW_PK_LEN);
+	crypto_generichash_blake2b_update(&st, (const uint8_t *)type,
+					  strlen(type) + 1);
+	crypto_generichash_blake2b_final(&st, id, HW_TP_ID_LEN);
+}
+
+static void pk_hex(const uint8_t pk[HW_PK_LEN], char out[HW_PK_HEXLEN + 1])
+{
+	hw_pk_format(pk, out);
+}
+
+/* ---- state file ---- */
+
+struct save_job {
+	uv_work_t work;
+	char *path;
+	char *text;
+	int rc;
+};
+
+static int write_file_atomic(const char *path, const char *text)
+{
+	char tmp[4200];
+	size_t len = strlen(text), off = 0;
+	int fd, rc = 0;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	while (off < len && rc == 0) {
+		ssize_t n = write(fd, text + off, len - off);
+		if (n < 0 && errno != EINTR)
+			rc = -errno;
+		else if (n > 0)
+			off += (size_t)n;
+	}
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+	return rc;
+}
+
+static void save_work(uv_work_t *w)
+{
+	struct save_job *j = w->data;
+	j->rc = write_file_atomic(j->path, j->text);
+}
+
+static void save_done(uv_work_t *w, int status)
+{
+	struct save_job *j = w->data;
+	if (j->rc)
+		hw_log(HW_LOG_WARN, LOG, "cannot write %s: %s", j->path,
+		       hw_strerror(j->rc));
+	free(j->path);
+	free(j->text);
+	free(j);
+}
+
+static json_t *counters_json(const struct hw_tp *tp)
+{
+	return json_pack("{s:I, s:I, s:I, s:I}", "tx_bytes",
+			 (json_int_t)tp->tx_bytes, "rx_bytes",
+			 (json_int_t)tp->rx_bytes, "tx_packets",
+			 (json_int_t)tp->tx_packets, "rx_packets",
+			 (json_int_t)tp->rx_packets);
+}
+
+static char *state_text(struct hw_tp_manager *m)
+{
+	json_t *root = json_object(), *list = json_array();
+	json_t *counters = json_deep_copy(m->saved_counters);
+	char pk[HW_PK_HEXLEN + 1];
+	char *text;
+
+	for (struct hw_tp *tp = m->tps; tp; tp = tp->next) {
+		if (tp->persistent) {
+			pk_hex(tp->pk, pk);
+			json_array_append_new(
+				list, json_pack("{s:s, s:s, s:s}", "pk", pk,
+						"type", tp->type, "addr",
+						tp->addr));
+		}
+		json_object_set_new(counters, tp->id_hex, counters_json(tp));
+	}
+	json_object_set_new(root, "version", json_integer(1));
+	json_object_set_new(root, "persistent", list);
+	json_object_set_new(root, "counters", counters);
+	text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
+	json_decref(root);
+	return text;
+}
+
+/* Writes the state file from the thread pool (sync: on the caller's
+ * thread, for the last save at shutdown). */
+static void save_state(struct hw_tp_manager *m, int sync)
+{
+	struct save_job *j;
+	char *text;
+	int rc;
+
+	if (!m->p.state_path)
+		return;
+	m->last_save_ms = now_ms(m);
+	if (!(text = state_text(m)))
+		return;
+	if (sync) {
+		if ((rc = write_file_atomic(m->p.state_path, text)))
+			hw_log(HW_LOG_WARN, LOG, "cannot write %s: %s",
+			       m->p.state_path, hw_strerror(rc));
+		free(text);
+		return;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j || !(j->path = strdup(m->p.state_path))) {
+		free(j);
+		free(text);
+		return;
+	}
+	j->text = text;
+	j->work.data = j;
+	if (uv_queue_work(m->p.loop, &j->work, save_work, save_done)) {
+		free(j->path);
+		free(j->text);
+		free(j);
+	}
+}
+
+/* ---- transports ---- */
+
+static void tp_redial_closed(uv_handle_t *h)
+{
+	struct hw_tp *tp = h->data;
+	struct hw_tp_manager *m = tp->m;
+	free(tp->flood);
+	free(tp);
+	manager_unref(m);
+}
+
+static struct hw_tp *tp_new(struct hw_tp_manager *m,
+			    const uint8_t pk[HW_PK_LEN], const char *type)
+{
+	struct hw_tp *tp = calloc(1, sizeof(*tp));
+	json_t *c;
+
+	if (!tp)
+		return NULL;
+	tp->m = m;
+	memcpy(tp->pk, pk, HW_PK_LEN);
+	snprintf(tp->type, sizeof(tp->type), "%s", type);
+	hw_tp_id(m->p.id->pk, pk, type, tp->id);
+	hw_hex_encode(tp->id, HW_TP_ID_LEN, tp->id_hex);
+	tp->rtt_us = -1;
+	uv_timer_init(m->p.loop, &tp->redial);
+	tp->redial.data = tp;
+	m->refs++;
+	c = json_object_get(m->saved_counters, tp->id_hex);
+	if (c) {
+		tp->tx_bytes = (uint64_t)json_integer_value(
+			json_object_get(c, "tx_bytes"));
+		tp->rx_bytes = (uint64_t)json_integer_value(
+			json_object_get(c, "rx_bytes"));
+		tp->tx_packets = (uint64_t)json_integer_value(
+			json_object_get(c, "tx_packets"));
+		tp->rx_packets = (uint64_t)json_integer_value(
+			json_object_get(c, "rx_packets"));
+	}
+	tp->next = m->tps;
+	m->tps = tp;
+	return tp;
+}
+
+static void finish_waiters(struct hw_tp *tp, int status, const char *msg)
+{
+	struct add_waiter *w = tp->waiters;
+	tp->waiters = NULL;
+	while (w) {
+		struct add_waiter *next = w->next;
+		w->cb(tp->m, status ? NULL : tp, status, msg, w->ud);
+		free(w);
+		w = next;
+	}
+}
+
+static void fail_pings(struct hw_tp_manager *m, struct hw_tp *tp, int status);
+
+static void finish_flood(struct hw_tp *tp, int64_t result)
+{
+	struct flood *f = tp->flood;
+	if (!f)
+		return;
+	tp->flood = NULL;
+	f->cb(tp->m, result, f->ud);
+	free(f);
+}
+
+/* Drops tp from the table; its memory goes when its timer has closed. */
+static void tp_destroy(struct hw_tp *tp)
+{
+	struct hw_tp_manager *m = tp->m;
+	struct hw_tp **pp;
+
+	for (pp = &m->tps; *pp; pp = &(*pp)->next)
+		if (*pp == tp) {
+			*pp = tp->next;
+			break;
+		}
+	/* Keep its counters for a transport with the same ID later. */
+	json_object_set_new(m->saved_counters, tp->id_hex, counters_json(tp));
+	finish_waiters(tp, -ECONNABORTED, "transport removed");
+	finish_flood(tp, -ECONNABORTED);
+	fail_pings(m, tp, -ENOTCONN);
+	if (tp->live) {
+		tp->live->tp = NULL;
+		tp->live = NULL;
+	}
+	if (tp->dialing) {
+		hw_conn_close(tp->dialing->conn, 0, 0);
+		tp->dialing->tp = NULL;
+		tp->dialing = NULL;
+	}
+	uv_close((uv_handle_t *)&tp->redial, tp_redial_closed);
+}
+
+static int tp_dial(struct hw_tp *tp);
+
+static void on_redial(uv_timer_t *t)
+{
+	struct hw_tp *tp = t->data;
+	if (!tp->live && !tp->dialing)
+		tp_dial(tp);
+}
+
+static void schedule_redial(struct hw_tp *tp)
+{
+	struct hw_tp_manager *m = tp->m;
+	uint64_t delay = m->p.redial_min_ms;
+
+	for (unsigned i = 0; i < tp->attempts && delay < m->p.redial_max_ms;
+	     i++)
+		delay *= 2;
+	if (delay > m->p.redial_max_ms)
+		delay = m->p.redial_max_ms;
+	/* Jitter of +-25% so visors that lost a peer together do not dial
+	 * it in lockstep. */
+	delay = delay * (75 + randombytes_uniform(51)) / 100;
+	tp->attempts++;
+	uv_timer_start(&tp->redial, on_redial, delay, 0);
+	hw_log(HW_LOG_DEBUG, LOG, "transport %s: re-dial in %llu ms",
+	       tp->id_hex, (unsigned long long)delay);
+}
+
+static int tp_dial(struct hw_tp *tp)
+{
+	struct hw_tp_manager *m = tp->m;
+	char host[HW_HOST_MAX];
+	uint16_t port;
+	struct link *l;
+	int rc;
+
+	if (hw_addr_split(tp->addr, host, &port))
+		return -EINVAL;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->m = m;
+	l->tp = tp;
+	m->cp.ud = l;
+	rc = hw_conn_dial(&l->conn, m->p.loop, &m->cp, tp->pk, host, port);
+	if (rc) {
+		free(l);
+		snprintf(tp->last_error, sizeof(tp->last_error), "dial %s: %s",
+			 tp->addr, hw_strerror(rc));
+		return rc;
+	}
+	l->next = m->links;
+	m->links = l;
+	m->refs++;
+	tp->dialing = l;
+	return 0;
+}
+
+int hw_tp_is_up(const struct hw_tp *tp)
+{
+	return tp->live != NULL;
+}
+
+const char *hw_tp_id_hex(const struct hw_tp *tp)
+{
+	return tp->id_hex;
+}
+
+int hw_tp_send(struct hw_tp *tp, uint8_t type, uint32_t route_id,
+	       const uint8_t *payload, uint16_t len)
+{
+	uint8_t hdr[HW_PACKET_HDR];
+	int rc;
+
+	if (!tp->live)
+		return -ENOTCONN;
+	hw_packet_put_header(hdr, type, route_id, len);
+	rc = hw_conn_send(tp->live->conn, hdr, sizeof(hdr), payload, len);
+	if (rc == 0) {
+		tp->tx_packets++;
+		tp->tx_bytes += HW_PACKET_HDR + len;
+		tp->last_tx_ms = now_ms(tp->m);
+	}
+	return rc;
+}
+
+/* ---- pings ---- */
+
+static void ping_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void ping_finish(struct ping *pg, int64_t result)
+{
+	struct hw_tp_manager *m = pg->m;
+	struct ping **pp;
+
+	for (pp = &m->pings; *pp; pp = &(*pp)->next)
+		if (*pp == pg) {
+			*pp = pg->next;
+			break;
+		}
+	uv_timer_stop(&pg->timer);
+	uv_close((uv_handle_t *)&pg->timer, ping_closed);
+	pg->cb(m, result, pg->ud);
+}
+
+static void fail_pings(struct hw_tp_manager *m, struct hw_tp *tp, int status)
+{
+	struct ping *pg = m->pings, *next;
+	for (; pg; pg = next) {
+		next = pg->next;
+		if (!tp || pg->tp == tp)
+			ping_finish(pg, status);
+	}
+}
+
+static void on_ping_timeout(uv_timer_t *t)
+{
+	ping_finish(t->data, -ETIMEDOUT);
+}
+
+int hw_tp_ping(struct hw_tp *tp, unsigned timeout_ms, hw_tp_ping_cb cb,
+	       void *ud)
+{
+	struct hw_tp_manager *m = tp->m;
+	uint8_t payload[PING_PAYLOAD];
+	struct ping *pg;
+	int rc;
+
+	if (!tp->live)
+		return -ENOTCONN;
+	pg = calloc(1, sizeof(*pg));
+	if (!pg)
+		return -ENOMEM;
+	pg->m = m;
+	pg->tp = tp;
+	pg->token = ++m->next_token;
+	pg->cb = cb;
+	pg->ud = ud;
+	memcpy(payload, &pg->token, 8);
+	memset(payload + 8, 0, 8);
+	pg->sent_us = now_us();
+	if ((rc = hw_tp_send(tp, HW_PKT_PING, 0, payload, sizeof(payload)))) {
+		free(pg);
+		return rc;
+	}
+	uv_timer_init(m->p.loop, &pg->timer);
+	pg->timer.data = pg;
+	uv_timer_start(&pg->timer, on_ping_timeout, timeout_ms, 0);
+	pg->next = m->pings;
+	m->pings = pg;
+	return 0;
+}
+
+static void on_pong(struct hw_tp *tp, const struct hw_packet *pkt)
+{
+	uint64_t token;
+
+	if (pkt->len != PING_PAYLOAD)
+		return;
+	memcpy(&token, pkt->payload, 8);
+	for (struct ping *pg = tp->m->pings; pg; pg = pg->next)
+		if (pg->token == token && pg->tp == tp) {
+			int64_t rtt = (int64_t)(now_us() - pg->sent_us);
+			tp->rtt_us = rtt;
+			ping_finish(pg, rtt);
+			return;
+		}
+}
+
+/* ---- throughput ---- */
+
+static void flood_pong(struct hw_tp_manager *m, int64_t rtt, void *ud)
+{
+	struct hw_tp *tp = ud;
+	struct flood *f = tp->flood;
+	if (!f)
+		return;
+	finish_flood(tp, rtt < 0 ? rtt : (int64_t)(now_us() - f->start_us));
+}
+
+/* Sends until the queue is full or all is sent; the drained callback
+ * comes back here. */
+static void flood_pump(struct hw_tp *tp)
+{
+	static uint8_t zeros[HW_PACKET_MAX_PAYLOAD];
+	struct flood *f = tp->flood;
+	int rc;
+
+	while (f && f->left > 0) {
+		unsigned n = f->left < f->pkt_size ? (unsigned)f->left
+						   : f->pkt_size;
+		rc = hw_tp_send(tp, HW_PKT_DATA, 0, zeros, (uint16_t)n);
+		if (rc == -ENOBUFS)
+			return;
+		if (rc) {
+			finish_flood(tp, rc);
+			return;
+		}
+		f->left -= n;
+	}
+	if (f && (rc = hw_tp_ping(tp, 60000, flood_pong, tp)))
+		finish_flood(tp, rc);
+}
+
+int hw_tp_throughput(struct hw_tp *tp, uint64_t bytes, unsigned pkt_size,
+		     hw_tp_ping_cb cb, void *ud)
+{
+	struct flood *f;
+
+	if (!tp->live)
+		return -ENOTCONN;
+	if (tp->flood)
+		return -EBUSY;
+	if (pkt_size == 0 || pkt_size > HW_PACKET_MAX_PAYLOAD)
+		return -EINVAL;
+	if (!(f = calloc(1, sizeof(*f))))
+		return -ENOMEM;
+	f->left = bytes;
+	f->pkt_size = pkt_size;
+	f->start_us = now_us();
+	f->cb = cb;
+	f->ud = ud;
+	tp->flood = f;
+	flood_pump(tp);
+	return 0;
+}
+
+/* ---- connection callbacks ---- */
+
+static void link_unlist(struct hw_tp_manager *m, struct link *l)
+{
+	for (struct link **pp = &m->links; *pp; pp = &(*pp)->next)
+		if (*pp == l) {
+			*pp = l->next;
+			return;
+		}
+}
+
+static void go_live(struct hw_tp *tp, struct link *l)
+{
+	struct hw_tp_manager *m = tp->m;
+	char pk[HW_PK_HEXLEN + 1];
+
+	tp->live = l;
+	l->tp = tp;
+	if (tp->dialing == l)
+		tp->dialing = NULL;
+	tp->attempts = 0;
+	tp->last_error[0] = '\0';
+	tp->up_since_ms = tp->last_rx_ms = tp->last_tx_ms = now_ms(m);
+	uv_timer_stop(&tp->redial);
+	pk_hex(tp->pk, pk);
+	hw_log(HW_LOG_INFO, LOG, "transport %s up: %s %s %s", tp->id_hex, pk,
+	       hw_conn_is_dialer(l->conn) ? "dialed at" : "connected from",
+	       hw_conn_peer(l->conn));
+	finish_waiters(tp, 0, NULL);
+}
+
+/* Two connections for one transport: which one stays. Both ends choose
+ * the same: a crossing pair (each side dialed) keeps the one dialed by the
+ * smaller key; otherwise the newer one replaces the older (a peer that
+ * restarted and dialed again). */
+static int keep_new(struct hw_tp_manager *m, struct link *old_l,
+		    struct link *new_l)
+{
+	int old_ours = hw_conn_is_dialer(old_l->conn);
+	int new_ours = hw_conn_is_dialer(new_l->conn);
+	int we_smaller;
+
+	if (old_ours == new_ours)
+		return 1;
+	we_smaller = memcmp(m->p.id->pk, new_l->tp ? new_l->tp->pk
+						   : hw_conn_remote_pk(new_l->conn),
+			    HW_PK_LEN) < 0;
+	/* Keep the connection whose dialer has the smaller key. */
+	return new_ours ? we_smaller : !we_smaller;
+}
+
+static void on_ready(struct hw_conn *c, void *ud)
+{
+	struct link *l = ud;
+	struct hw_tp_manager *m = l->m;
+	const uint8_t *pk = hw_conn_remote_pk(c);
+	struct hw_tp *tp = l->tp;
+
+	if (l->inbound_pending) {
+		l->inbound_pending = 0;
+		m->st.pending_handshakes--;
+	}
+	if (!memcmp(pk, m->p.id->pk, HW_PK_LEN)) {
+		hw_log(HW_LOG_WARN, LOG, "dropped connection from %s: it is "
+		       "ourselves", hw_conn_peer(c));
+		hw_conn_close(c, -EINVAL, 0);
+		return;
+	}
+	if (!tp)
+		tp = hw_tp_manager_find_pk(m, pk);
+	if (!tp && !(tp = tp_new(m, pk, "tcp"))) {
+		hw_conn_close(c, -ENOMEM, 0);
+		return;
+	}
+	if (tp->dialing && tp->dialing != l) {
+		/* We were dialing while the peer dialed us: settle it. */
+		if (!keep_new(m, tp->dialing, l)) {
+			l->tp = NULL;
+			hw_conn_close(c, 0, 0);
+			return;
+		}
+		hw_conn_close(tp->dialing->conn, 0, 0);
+		tp->dialing->tp = NULL;
+		tp->dialing = NULL;
+	}
+	if (tp->live && tp->live != l) {
+		l->tp = tp;
+		if (!keep_new(m, tp->live, l)) {
+			l->tp = NULL;
+			hw_conn_close(c, 0, 0);
+			return;
+		}
+		hw_log(HW_LOG_INFO, LOG, "transport %s: new connection "
+		       "replaces the old one", tp->id_hex);
+		tp->live->tp = NULL;
+		hw_conn_close(tp->live->conn, 0, 1);
+		tp->live = NULL;
+	}
+	go_live(tp, l);
+}
+
+static void handle_packet(struct hw_tp *tp, const struct hw_packet *pkt)
+{
+	struct hw_tp_manager *m = tp->m;
+
+	switch (pkt->type) {
+	case HW_PKT_KEEPALIVE:
+		break;
+	case HW_PKT_PING:
+		hw_tp_send(tp, HW_PKT_PONG, pkt->route_id, pkt->payload,
+			   pkt->len);
+		break;
+	case HW_PKT_PONG:
+		on_pong(tp, pkt);
+		break;
+	case HW_PKT_CLOSE:
+		if (pkt->route_id == 0 && !tp->removed) {
+			hw_log(HW_LOG_INFO, LOG,
+			       "transport %s removed by the peer", tp->id_hex);
+			tp->removed = 1;
+			tp->persistent = 0;
+			hw_conn_close(tp->live->conn, 0, 0);
+		}
+		break;
+	default:
+		if (m->p.on_packet)
+			m->p.on_packet(tp, pkt, m->p.ud);
+		else
+			m->st.dropped_packets++;
+	}
+}
+
+static void on_record(struct hw_conn *c, uint8_t *pt, size_t len, void *ud)
+{
+	struct link *l = ud;
+	struct hw_tp *tp = l->tp;
+	struct hw_packet pkt;
+	size_t off = 0;
+	int rc;
+
+	if (!tp || tp->live != l) {
+		hw_conn_close(c, 0, 0);
+		return;
+	}
+	tp->rx_bytes += len;
+	tp->last_rx_ms = now_ms(l->m);
+	while ((rc = hw_packet_next(pt, len, &off, &pkt)) == 1) {
+		tp->rx_packets++;
+		handle_packet(tp, &pkt);
+		/* A packet may have ended the transport. */
+		if (l->tp != tp || tp->live != l || tp->removed)
+			return;
+	}
+	if (rc < 0) {
+		hw_log(HW_LOG_WARN, LOG, "transport %s: peer %s sent a "
+		       "malformed packet; closing", tp->id_hex,
+		       hw_conn_peer(c));
+		hw_conn_close(c, rc, 0);
+	}
+}
+
+static void on_drained(struct hw_conn *c, void *ud)
+{
+	struct link *l = ud;
+	if (l->tp && l->tp->live == l && l->tp->flood)
+		flood_pump(l->tp);
+}
+
+static const char *reason_text(int reason)
+{
+	if (reason == -ETIMEDOUT)
+		return "timed out";
+	return hw_strerror(reason);
+}
+
+static void on_closed(struct hw_conn *c, int reason, void *ud)
+{
+	struct link *l = ud;
+	struct hw_tp_manager *m = l->m;
+	struct hw_tp *tp = l->tp;
+
+	link_unlist(m, l);
+	if (l->inbound_pending) {
+		m->st.pending_handshakes--;
+		m->st.handshakes_failed++;
+		hw_log(HW_LOG_WARN, LOG, "dropped connection from %s: "
+		       "handshake failed: %s", hw_conn_peer(c)[0] ?
+		       hw_conn_peer(c) : "?", reason_text(reason));
+	}
+	free(l);
+	if (!tp || m->closing) {
+		manager_unref(m);
+		return;
+	}
+
+	if (tp->dialing == l) {
+		tp->dialing = NULL;
+		m->st.handshakes_failed++;
+		snprintf(tp->last_error, sizeof(tp->last_error), "dial %s: %s",
+			 tp->addr, reason_text(reason));
+		hw_log(HW_LOG_WARN, LOG, "transport %s: %s", tp->id_hex,
+		       tp->last_error);
+		finish_waiters(tp, reason ? reason : -ECONNABORTED,
+			       tp->last_error);
+	} else if (tp->live == l) {
+		tp->live = NULL;
+		snprintf(tp->last_error, sizeof(tp->last_error), "%s",
+			 reason ? reason_text(reason) : "closed");
+		hw_log(HW_LOG_INFO, LOG, "transport %s down: %s", tp->id_hex,
+		       tp->last_error);
+		finish_flood(tp, -ENOTCONN);
+		fail_pings(m, tp, -ENOTCONN);
+	} else {
+		manager_unref(m);
+		return;
+	}
+	if (tp->persistent && !tp->removed) {
+		schedule_redial(tp);
+	} else if (!tp->live && !tp->dialing) {
+		int was_persistent_removal = tp->removed;
+		tp_destroy(tp);
+		if (was_persistent_removal)
+			save_state(m, 0);
+	}
+	manager_unref(m);
+}
+
+static const struct hw_conn_ops conn_ops = {
+	.ready = on_ready,
+	.record = on_record,
+	.drained = on_drained,
+	.closed = on_closed,
+};
+
+/* ---- listener ---- */
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct hw_tp_manager *m = server->data;
+	struct link *l;
+	int rc;
+
+	if (status < 0 || m->closing)
+		return;
+	if (m->st.pending_handshakes >= m->p.max_pending_handshakes) {
+		uv_tcp_t *t = malloc(sizeof(*t));
+		/* Accept and close at once, so the backlog drains. */
+		if (t && uv_tcp_init(m->p.loop, t) == 0) {
+			if (uv_accept(server, (uv_stream_t *)t) == 0)
+				m->st.inbound_refused++;
+			uv_close((uv_handle_t *)t, (uv_close_cb)free);
+		} else {
+			free(t);
+		}
+		if (now_ms(m) - m->last_refusal_log_ms > 10000) {
+			m->last_refusal_log_ms = now_ms(m);
+			hw_log(HW_LOG_WARN, LOG, "refusing connections: %u "
+			       "handshakes unfinished (the limit)",
+			       m->st.pending_handshakes);
+		}
+		return;
+	}
+	if (!(l = calloc(1, sizeof(*l))))
+		return;
+	l->m = m;
+	l->inbound_pending = 1;
+	m->cp.ud = l;
+	if ((rc = hw_conn_accept(&l->conn, server, &m->cp))) {
+		free(l);
+		return;
+	}
+	m->st.pending_handshakes++;
+	l->next = m->links;
+	m->links = l;
+	m->refs++;
+}
+
+static int start_listener(struct hw_tp_manager *m, char *err, size_t errlen)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *res = NULL;
+	struct sockaddr_storage ss;
+	char host[HW_HOST_MAX], service[8], ip[INET6_ADDRSTRLEN];
+	uint16_t port;
+	int len = sizeof(ss), rc;
+
+	if (!m->p.tcp_listen || !m->p.tcp_listen[0])
+		return 0;
+	if (hw_addr_split(m->p.tcp_listen, host, &port)) {
+		snprintf(err, errlen, "'%s' is not HOST:PORT",
+			 m->p.tcp_listen);
+		return -EINVAL;
+	}
+	snprintf(service, sizeof(service), "%u", port);
+	/* Before the loop runs: resolving here blocks nothing. */
+	if ((rc = getaddrinfo(host[0] ? host : NULL, service, &hints, &res))) {
+		snprintf(err, errlen, "listen %s: %s", m->p.tcp_listen,
+			 gai_strerror(rc));
+		return -EINVAL;
+	}
+	uv_tcp_init(m->p.loop, &m->listener);
+	m->listener.data = m;
+	m->refs++;
+	m->listening = 1;
+	rc = uv_tcp_bind(&m->listener, res->ai_addr, 0);
+	freeaddrinfo(res);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&m->listener, 128, on_connection);
+	if (rc) {
+		snprintf(err, errlen, "listen %s: %s", m->p.tcp_listen,
+			 uv_strerror(rc));
+		return rc;
+	}
+	uv_tcp_getsockname(&m->listener, (struct sockaddr *)&ss, &len);
+	if (ss.ss_family == AF_INET6) {
+		uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+		snprintf(m->listen_addr, sizeof(m->listen_addr), "[%s]:%d", ip,
+			 ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+	} else {
+		uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+		snprintf(m->listen_addr, sizeof(m->listen_addr), "%s:%d", ip,
+			 ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	}
+	return 0;
+}
+
+const char *hw_tp_manager_listen_addr(const struct hw_tp_manager *m)
+{
+	return m->listen_addr;
+}
+
+/* ---- keepalive tick ---- */
+
+static void on_tick(uv_timer_t *t)
+{
+	struct hw_tp_manager *m = t->data;
+	uint64_t now = now_ms(m);
+	struct hw_tp *tp, *next;
+
+	for (tp = m->tps; tp; tp = next) {
+		next = tp->next;
+		if (!tp->live)
+			continue;
+		if (now - tp->last_rx_ms >=
+		    (uint64_t)HW_TP_DEAD_INTERVALS * m->p.keepalive_ms) {
+			hw_log(HW_LOG_WARN, LOG, "transport %s: nothing "
+			       "received for %llu ms; declaring it dead",
+			       tp->id_hex,
+			       (unsigned long long)(now - tp->last_rx_ms));
+			hw_conn_close(tp->live->conn, -ETIMEDOUT, 0);
+			continue;
+		}
+		if (now - tp->last_tx_ms >= m->p.keepalive_ms / 2)
+			hw_tp_send(tp, HW_PKT_KEEPALIVE, 0, NULL, 0);
+	}
+	if (now - m->last_save_ms >= STATE_SAVE_MS)
+		save_state(m, 0);
+}
+
+/* ---- public ---- */
+
+static int load_state(struct hw_tp_manager *m, char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *root, *list, *e;
+	size_t i;
+
+	m->saved_counters = json_object();
+	if (!m->p.state_path || access(m->p.state_path, F_OK) != 0)
+		return 0;
+	root = json_load_file(m->p.state_path, 0, &jerr);
+	if (!root) {
+		/* A damaged state file must not keep the visor down. */
+		hw_log(HW_LOG_WARN, LOG, "ignoring %s: line %d: %s",
+		       m->p.state_path, jerr.line, jerr.text);
+		return 0;
+	}
+	if (json_is_object(json_object_get(root, "counters"))) {
+		json_decref(m->saved_counters);
+		m->saved_counters =
+			json_deep_copy(json_object_get(root, "counters"));
+	}
+	list = json_object_get(root, "persistent");
+	json_array_foreach(list, i, e) {
+		const char *pk = json_string_value(json_object_get(e, "pk"));
+		const char *type =
+			json_string_value(json_object_get(e, "type"));
+		const char *addr =
+			json_string_value(json_object_get(e, "addr"));
+		uint8_t key[HW_PK_LEN];
+		if (!pk || !type || !addr ||
+		    hw_pk_parse(pk, strlen(pk), key) ||
+		    hw_tp_manager_add(m, key, type, addr, 1, NULL, NULL, err,
+				      errlen))
+			hw_log(HW_LOG_WARN, LOG, "%s: skipping a bad "
+			       "persistent entry", m->p.state_path);
+	}
+	json_decref(root);
+	return 0;
+}
+
+int hw_tp_manager_new(struct hw_tp_manager **out,
+		      const struct hw_tp_manager_params *p, char *err,
+		      size_t errlen)
+{
+	struct hw_tp_manager *m = calloc(1, sizeof(*m));
+	uint8_t xpub[32];
+	int rc;
+
+	*out = NULL;
+	if (!m)
+		return -ENOMEM;
+	m->p = *p;
+	if ((rc = hw_identity_x25519(p->id, m->x_priv, xpub))) {
+		snprintf(err, errlen, "%s", hw_strerror(rc));
+		free(m);
+		return rc;
+	}
+	m->cp.id = p->id;
+	m->cp.x_priv = m->x_priv;
+	m->cp.prologue = HW_TP_TCP_PROLOGUE;
+	m->cp.handshake_timeout_ms = p->handshake_timeout_ms;
+	m->cp.ops = &conn_ops;
+	m->last_save_ms = uv_now(p->loop);
+	uv_timer_init(p->loop, &m->tick);
+	m->tick.data = m;
+	m->refs++;
+	if ((rc = start_listener(m, err, errlen))) {
+		hw_tp_manager_free(m);
+		return rc;
+	}
+	uv_timer_start(&m->tick, on_tick, p->keepalive_ms / 2,
+		       p->keepalive_ms / 2);
+	load_state(m, err, errlen);
+	*out = m;
+	return 0;
+}
+
+static void manager_handle_closed(uv_handle_t *h)
+{
+	manager_unref(h->data);
+}
+
+void hw_tp_manager_free(struct hw_tp_manager *m)
+{
+	if (!m)
+		return;
+	save_state(m, 1);
+	m->closing = 1;
+	m->refs++; /* held while closing everything below */
+	fail_pings(m, NULL, -ECONNABORTED);
+	while (m->tps)
+		tp_destroy(m->tps);
+	for (struct link *l = m->links; l; l = l->next)
+		hw_conn_close(l->conn, 0, 0);
+	uv_close((uv_handle_t *)&m->tick, manager_handle_closed);
+	if (m->listening)
+		uv_close((uv_handle_t *)&m->listener, manager_handle_closed);
+	manager_unref(m);
+}
+
+int hw_tp_manager_add(struct hw_tp_manager *m, const uint8_t pk[HW_PK_LEN],
+		      const char *type, const char *addr, int persistent,
+		      hw_tp_add_cb cb, void *ud, char *err, size_t errlen)
+{
+	char host[HW_HOST_MAX];
+	struct add_waiter *w = NULL;
+	struct hw_tp *tp;
+	uint16_t port;
+	int rc, created = 0;
+
+	if (strcmp(type, "tcp")) {
+		snprintf(err, errlen, "transport type '%s' is not available "
+			 "(this visor has: tcp)", type);
+		return -EINVAL;
+	}
+	if (!memcmp(pk, m->p.id->pk, HW_PK_LEN)) {
+		snprintf(err, errlen, "that is this visor's own key");
+		return -EINVAL;
+	}
+	if (!addr || !addr[0]) {
+		snprintf(err, errlen, "a tcp transport needs an address "
+			 "(HOST:PORT)");
+		return -EINVAL;
+	}
+	if (hw_addr_split(addr, host, &port) || strlen(addr) >= 300) {
+		snprintf(err, errlen, "'%s' is not HOST:PORT", addr);
+		return -EINVAL;
+	}
+	if (cb && !(w = calloc(1, sizeof(*w))))
+		return -ENOMEM;
+	tp = hw_tp_manager_find_pk(m, pk);
+	if (!tp) {
+		if (!(tp = tp_new(m, pk, type))) {
+			free(w);
+			return -ENOMEM;
+		}
+		created = 1;
+	}
+	if (!tp->live || created)
+		snprintf(tp->addr, sizeof(tp->addr), "%s", addr);
+	if (persistent && !tp->persistent) {
+		tp->persistent = 1;
+		save_state(m, 0);
+	}
+	if (w) {
+		w->cb = cb;
+		w->ud = ud;
+		w->next = tp->waiters;
+		tp->waiters = w;
+	}
+	if (tp->live) {
+		finish_waiters(tp, 0, NULL);
+		return 0;
+	}
+	if (tp->dialing)
+		return 0; /* the waiter rides on the dial under way */
+	uv_timer_stop(&tp->redial);
+	if ((rc = tp_dial(tp))) {
+		char msg[400];
+		snprintf(msg, sizeof(msg), "%s", tp->last_error);
+		if (tp->persistent) {
+			finish_waiters(tp, rc, msg);
+			schedule_redial(tp);
+		} else {
+			tp_destroy(tp);
+		}
+		snprintf(err, errlen, "%s", msg);
+		return rc;
+	}
+	return 0;
+}
+
+int hw_tp_manager_remove(struct hw_tp_manager *m, const char *id_hex)
+{
+	struct hw_tp *tp = hw_tp_manager_find_id(m, id_hex);
+	char pk[HW_PK_HEXLEN + 1];
+
+	if (!tp)
+		return -ENOENT;
+	pk_hex(tp->pk, pk);
+	hw_log(HW_LOG_INFO, LOG, "transport %s to %s removed", tp->id_hex, pk);
+	if (tp->live) {
+		struct link *l = tp->live;
+		hw_tp_send(tp, HW_PKT_CLOSE, 0, NULL, 0);
+		l->tp = NULL;
+		tp->live = NULL;
+		hw_conn_close(l->conn, 0, 1);
+	}
+	tp->removed = 1;
+	tp->persistent = 0;
+	tp_destroy(tp);
+	save_state(m, 0);
+	return 0;
+}
+
+struct hw_tp *hw_tp_manager_find_pk(struct hw_tp_manager *m,
+				    const uint8_t pk[HW_PK_LEN])
+{
+	for (struct hw_tp *tp = m->tps; tp; tp = tp->next)
+		if (!memcmp(tp->pk, pk, HW_PK_LEN))
+			return tp;
+	return NULL;
+}
+
+struct hw_tp *hw_tp_manager_find_id(struct hw_tp_manager *m,
+				    const char *id_hex)
+{
+	for (struct hw_tp *tp = m->tps; tp; tp = tp->next)
+		if (!strcmp(tp->id_hex, id_hex))
+			return tp;
+	return NULL;
+}
+
+json_t *hw_tp_to_json(const struct hw_tp *tp)
+{
+	char pk[HW_PK_HEXLEN + 1];
+	const char *state = tp->live ? "up" : tp->dialing ? "dialing"
+							  : "waiting";
+	uint64_t now = uv_now(tp->m->p.loop);
+	json_t *o;
+
+	pk_hex(tp->pk, pk);
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:I}",
+		      "id", tp->id_hex, "pk", pk, "type", tp->type, "state",
+		      state, "addr", tp->addr, "persistent", tp->persistent,
+		      "tx_bytes", (json_int_t)tp->tx_bytes, "rx_bytes",
+		      (json_int_t)tp->rx_bytes, "tx_packets",
+		      (json_int_t)tp->tx_packets, "rx_packets",
+		      (json_int_t)tp->rx_packets);
+	if (!o)
+		return NULL;
+	if (tp->live) {
+		json_object_set_new(o, "remote_addr",
+				    json_string(hw_conn_peer(tp->live->conn)));
+		json_object_set_new(o, "initiator",
+				    json_boolean(hw_conn_is_dialer(
+					    tp->live->conn)));
+		json_object_set_new(o, "up_ms",
+				    json_integer((json_int_t)(
+					    now - tp->up_since_ms)));
+	}
+	json_object_set_new(o, "rtt_ms",
+			    tp->rtt_us < 0
+				    ? json_null()
+				    : json_real((double)tp->rtt_us / 1000.0));
+	if (tp->last_error[0])
+		json_object_set_new(o, "last_error",
+				    json_string(tp->last_error));
+	return o;
+}
+
+json_t *hw_tp_manager_list_json(struct hw_tp_manager *m)
+{
+	json_t *a = json_array();
+	for (struct hw_tp *tp = m->tps; tp; tp = tp->next)
+		json_array_append_new(a, hw_tp_to_json(tp));
+	return a;
+}
+
+void hw_tp_manager_stats(const struct hw_tp_manager *m,
+			 struct hw_tp_manager_stats *st)
+{
+	*st = m->st;
+}

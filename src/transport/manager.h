@@ -1,0 +1,130 @@
+/* The transport manager: every transport of a visor.
+ *
+ * A transport is an authenticated, encrypted link to one remote visor,
+ * named by an ID both ends derive from the two public keys and the type.
+ * The manager listens for and dials TCP transports (Noise XK through
+ * hw_conn), sends keepalives and declares a silent transport dead, re-dials
+ * persistent transports with exponential backoff and jitter, answers pings,
+ * keeps per-transport counters, and stores persistent transports and
+ * counters in a state file so both survive restarts.
+ *
+ * Everything runs on one libuv loop; nothing here blocks it (the state file
+ * is written from the thread pool). */
+#ifndef HW_TRANSPORT_MANAGER_H
+#define HW_TRANSPORT_MANAGER_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "crypto/identity.h"
+#include "router/packet.h"
+
+#define HW_TP_ID_LEN 16
+#define HW_TP_ID_HEXLEN 32
+/* Prologue of the visor-to-visor TCP handshake. */
+#define HW_TP_TCP_PROLOGUE "hopwire/1 transport tcp"
+/* Silent keepalive intervals after which a transport is dead. */
+#define HW_TP_DEAD_INTERVALS 3
+
+struct hw_tp_manager;
+struct hw_tp;
+
+struct hw_tp_manager_params {
+	uv_loop_t *loop;
+	const struct hw_identity *id;
+	const char *tcp_listen; /* HOST:PORT, "" for none */
+	const char *state_path; /* NULL: nothing persisted */
+	unsigned keepalive_ms;
+	unsigned handshake_timeout_ms;
+	unsigned max_pending_handshakes;
+	unsigned redial_min_ms, redial_max_ms;
+	/* Data, handshake and error packets for the router; NULL drops and
+	 * counts them. */
+	void (*on_packet)(struct hw_tp *tp, const struct hw_packet *pkt,
+			  void *ud);
+	void *ud;
+};
+
+/* Creates the manager, loads the state file and binds the listener.
+ * Returns 0, or a negative code with a message in err. */
+int hw_tp_manager_new(struct hw_tp_manager **out,
+		      const struct hw_tp_manager_params *p, char *err,
+		      size_t errlen);
+
+/* Closes every transport and the listener and writes the state file; the
+ * loop must run on until the handles are closed (the memory goes with
+ * them). Accepts NULL. */
+void hw_tp_manager_free(struct hw_tp_manager *m);
+
+/* The address the listener is bound to ("" when none). */
+const char *hw_tp_manager_listen_addr(const struct hw_tp_manager *m);
+
+/* Called when an add finishes: tp on success (status 0), or NULL with a
+ * negative status and a message. */
+typedef void (*hw_tp_add_cb)(struct hw_tp_manager *m, struct hw_tp *tp,
+			     int status, const char *msg, void *ud);
+
+/* Adds a transport to pk of type ("tcp") at addr (HOST:PORT); persistent
+ * ones are stored and re-dialed whenever they fail. An existing transport
+ * to pk completes at once. Returns 0 (cb follows, maybe before return), or
+ * -EINVAL with a message in err for bad arguments. */
+int hw_tp_manager_add(struct hw_tp_manager *m, const uint8_t pk[HW_PK_LEN],
+		      const char *type, const char *addr, int persistent,
+		      hw_tp_add_cb cb, void *ud, char *err, size_t errlen);
+
+/* Removes transport id: tells the peer (CLOSE), closes, forgets it and its
+ * persistence. Returns 0 or -ENOENT. */
+int hw_tp_manager_remove(struct hw_tp_manager *m, const char *id_hex);
+
+/* Transport lookups; NULL when absent. */
+struct hw_tp *hw_tp_manager_find_pk(struct hw_tp_manager *m,
+				    const uint8_t pk[HW_PK_LEN]);
+struct hw_tp *hw_tp_manager_find_id(struct hw_tp_manager *m,
+				    const char *id_hex);
+
+/* The transports as a JSON array (new reference). */
+json_t *hw_tp_manager_list_json(struct hw_tp_manager *m);
+
+/* One transport as a JSON object (new reference). */
+json_t *hw_tp_to_json(const struct hw_tp *tp);
+
+/* Whether tp has a live connection. */
+int hw_tp_is_up(const struct hw_tp *tp);
+const char *hw_tp_id_hex(const struct hw_tp *tp);
+
+/* Sends a packet on tp. Returns 0, -ENOTCONN, -ENOBUFS (queue full). */
+int hw_tp_send(struct hw_tp *tp, uint8_t type, uint32_t route_id,
+	       const uint8_t *payload, uint16_t len);
+
+/* Measures one round trip over tp: cb gets the RTT in microseconds, or a
+ * negative status (-ETIMEDOUT after timeout_ms, -ENOTCONN when the
+ * transport went down). Returns 0 or a negative code. */
+typedef void (*hw_tp_ping_cb)(struct hw_tp_manager *m, int64_t rtt_us,
+			      void *ud);
+int hw_tp_ping(struct hw_tp *tp, unsigned timeout_ms, hw_tp_ping_cb cb,
+	       void *ud);
+
+/* Sends bytes of data packets of pkt_size on tp to route 0 (which the peer
+ * drops and counts), then a ping; cb gets the time from the first packet
+ * to the pong in microseconds, or a negative status. One at a time per
+ * transport (-EBUSY). */
+int hw_tp_throughput(struct hw_tp *tp, uint64_t bytes, unsigned pkt_size,
+		     hw_tp_ping_cb cb, void *ud);
+
+/* Counters of the whole manager. */
+struct hw_tp_manager_stats {
+	uint64_t dropped_packets;   /* data for no route (no router yet) */
+	uint64_t handshakes_failed; /* inbound and outbound */
+	uint64_t inbound_refused;   /* over max_pending_handshakes */
+	unsigned pending_handshakes;
+};
+void hw_tp_manager_stats(const struct hw_tp_manager *m,
+			 struct hw_tp_manager_stats *st);
+
+/* The transport ID of pk_a and pk_b (either order) and type. */
+void hw_tp_id(const uint8_t pk_a[HW_PK_LEN], const uint8_t pk_b[HW_PK_LEN],
+	      const char *type, uint8_t id[HW_TP_ID_LEN]);
+
+#endif

@@ -1,0 +1,336 @@
+#include "visor/config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/addr.h"
+#include "util/err.h"
+
+static int bad(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int bad(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+json_t *hw_config_default(const char *key_file, const char *local_dir,
+			  const char *tcp_listen, const char *discovery_url)
+{
+	char listen[HW_ADDR_MAX];
+
+	snprintf(listen, sizeof(listen), "0.0.0.0:%d", HW_DEFAULT_TCP_PORT);
+	return json_pack(
+		"{s:i, s:s, s:s, s:s, s:{s:s, s:i, s:i, s:i, s:i, s:i, s:[]},"
+		" s:{s:s}, s:{s:s}}",
+		"version", 1, "key_file", key_file, "local_dir", local_dir,
+		"log_level", "info", "transport", "tcp_listen",
+		tcp_listen ? tcp_listen : listen, "keepalive_interval_ms",
+		5000, "handshake_timeout_ms", 10000,
+		"max_pending_handshakes", 64, "redial_min_ms", 500,
+		"redial_max_ms", 30000, "persistent", "discovery", "url",
+		discovery_url ? discovery_url : "", "control", "socket", "");
+}
+
+/* Resolves a path from the config relative to the config's folder. */
+static int resolve(const struct hw_config *cfg, const char *field,
+		   const char *value, char out[PATH_MAX], char *err,
+		   size_t errlen)
+{
+	const char *slash = strrchr(cfg->path, '/');
+	int n;
+
+	if (!value[0])
+		return bad(err, errlen, "%s: must not be empty", field);
+	if (value[0] == '/' || !slash)
+		n = snprintf(out, PATH_MAX, "%s", value);
+	else
+		n = snprintf(out, PATH_MAX, "%.*s/%s",
+			     (int)(slash - cfg->path), cfg->path, value);
+	if (n < 0 || n >= PATH_MAX)
+		return bad(err, errlen, "%s: path too long", field);
+	return 0;
+}
+
+/* Checks that obj has only the keys in allowed (NULL-terminated). */
+static int only_keys(json_t *obj, const char *prefix,
+		     const char *const *allowed, char *err, size_t errlen)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(obj, key, v) {
+		int ok = 0;
+		for (size_t i = 0; allowed[i]; i++)
+			ok |= !strcmp(key, allowed[i]);
+		if (!ok)
+			return bad(err, errlen, "%s%s: unknown setting", prefix,
+				   key);
+	}
+	return 0;
+}
+
+static int get_str(json_t *obj, const char *key, const char *field,
+		   const char **out, int required, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v) {
+		if (required)
+			return bad(err, errlen, "%s: missing", field);
+		return 0;
+	}
+	if (!json_is_string(v))
+		return bad(err, errlen, "%s: must be a string", field);
+	*out = json_string_value(v);
+	return 0;
+}
+
+static int get_uint(json_t *obj, const char *key, const char *field,
+		    unsigned *out, unsigned min, unsigned max, char *err,
+		    size_t errlen)
+{
+	json_t *v = json_object_get(obj, key);
+	json_int_t i;
+
+	if (!v)
+		return 0;
+	if (!json_is_integer(v))
+		return bad(err, errlen, "%s: must be a whole number", field);
+	i = json_integer_value(v);
+	if (i < min || i > max)
+		return bad(err, errlen, "%s: %lld is out of range %u..%u",
+			   field, (long long)i, min, max);
+	*out = (unsigned)i;
+	return 0;
+}
+
+static int copy_str(char *dst, size_t cap, const char *src, const char *field,
+		    char *err, size_t errlen)
+{
+	if (strlen(src) >= cap)
+		return bad(err, errlen, "%s: too long", field);
+	strcpy(dst, src);
+	return 0;
+}
+
+static int check_addr(const char *field, const char *addr, int allow_empty,
+		      char *err, size_t errlen)
+{
+	char host[HW_HOST_MAX];
+	uint16_t port;
+
+	if (!addr[0] && allow_empty)
+		return 0;
+	if (hw_addr_split(addr, host, &port))
+		return bad(err, errlen, "%s: '%s' is not HOST:PORT", field,
+			   addr);
+	return 0;
+}
+
+static int load_persistent(struct hw_config *cfg, json_t *list, char *err,
+			   size_t errlen)
+{
+	static const char *const keys[] = {"pk", "type", "addr", NULL};
+	char field[64];
+	size_t i;
+	json_t *e;
+	int rc;
+
+	if (!json_is_array(list))
+		return bad(err, errlen, "transport.persistent: must be a list");
+	cfg->persistent = calloc(json_array_size(list) + 1,
+				 sizeof(*cfg->persistent));
+	if (!cfg->persistent)
+		return -ENOMEM;
+	json_array_foreach(list, i, e) {
+		struct hw_config_tp *tp = &cfg->persistent[i];
+		const char *pk = NULL, *type = "tcp", *addr = NULL;
+
+		snprintf(field, sizeof(field), "transport.persistent[%zu]", i);
+		if (!json_is_object(e))
+			return bad(err, errlen, "%s: must be an object", field);
+		snprintf(field, sizeof(field), "transport.persistent[%zu].", i);
+		if ((rc = only_keys(e, field, keys, err, errlen)))
+			return rc;
+		snprintf(field, sizeof(field), "transport.persistent[%zu].pk",
+			 i);
+		if ((rc = get_str(e, "pk", field, &pk, 1, err, errlen)))
+			return rc;
+		if ((rc = hw_pk_parse(pk, strlen(pk), tp->pk)))
+			return bad(err, errlen, "%s: %s", field,
+				   hw_strerror(rc));
+		snprintf(field, sizeof(field),
+			 "transport.persistent[%zu].type", i);
+		if ((rc = get_str(e, "type", field, &type, 0, err, errlen)))
+			return rc;
+		if (strcmp(type, "tcp"))
+			return bad(err, errlen,
+				   "%s: '%s' is not a transport type this "
+				   "visor has (tcp)",
+				   field, type);
+		strcpy(tp->type, type);
+		snprintf(field, sizeof(field),
+			 "transport.persistent[%zu].addr", i);
+		if ((rc = get_str(e, "addr", field, &addr, 1, err, errlen)) ||
+		    (rc = check_addr(field, addr, 0, err, errlen)) ||
+		    (rc = copy_str(tp->addr, sizeof(tp->addr), addr, field,
+				   err, errlen)))
+			return rc;
+		cfg->npersistent++;
+	}
+	return 0;
+}
+
+static int load_transport(struct hw_config *cfg, json_t *t, char *err,
+			  size_t errlen)
+{
+	static const char *const keys[] = {
+		"tcp_listen",    "keepalive_interval_ms", "handshake_timeout_ms",
+		"max_pending_handshakes", "redial_min_ms", "redial_max_ms",
+		"persistent",    NULL};
+	const char *listen = cfg->tcp_listen;
+	json_t *list;
+	int rc;
+
+	if (!json_is_object(t))
+		return bad(err, errlen, "transport: must be an object");
+	if ((rc = only_keys(t, "transport.", keys, err, errlen)) ||
+	    (rc = get_str(t, "tcp_listen", "transport.tcp_listen", &listen, 0,
+			  err, errlen)) ||
+	    (rc = check_addr("transport.tcp_listen", listen, 1, err, errlen)) ||
+	    (rc = copy_str(cfg->tcp_listen, sizeof(cfg->tcp_listen), listen,
+			   "transport.tcp_listen", err, errlen)) ||
+	    (rc = get_uint(t, "keepalive_interval_ms",
+			   "transport.keepalive_interval_ms",
+			   &cfg->keepalive_ms, 100, 3600000, err, errlen)) ||
+	    (rc = get_uint(t, "handshake_timeout_ms",
+			   "transport.handshake_timeout_ms",
+			   &cfg->handshake_timeout_ms, 100, 600000, err,
+			   errlen)) ||
+	    (rc = get_uint(t, "max_pending_handshakes",
+			   "transport.max_pending_handshakes",
+			   &cfg->max_pending_handshakes, 1, 100000, err,
+			   errlen)) ||
+	    (rc = get_uint(t, "redial_min_ms", "transport.redial_min_ms",
+			   &cfg->redial_min_ms, 10, 3600000, err, errlen)) ||
+	    (rc = get_uint(t, "redial_max_ms", "transport.redial_max_ms",
+			   &cfg->redial_max_ms, 10, 86400000, err, errlen)))
+		return rc;
+	if (cfg->redial_max_ms < cfg->redial_min_ms)
+		return bad(err, errlen,
+			   "transport.redial_max_ms: %u is below "
+			   "transport.redial_min_ms (%u)",
+			   cfg->redial_max_ms, cfg->redial_min_ms);
+	list = json_object_get(t, "persistent");
+	return list ? load_persistent(cfg, list, err, errlen) : 0;
+}
+
+int hw_config_load(struct hw_config *cfg, const char *path, char *err,
+		   size_t errlen)
+{
+	static const char *const keys[] = {"version",   "key_file",
+					   "local_dir", "log_level",
+					   "transport", "discovery",
+					   "control",   NULL};
+	static const char *const url_keys[] = {"url", NULL};
+	static const char *const ctl_keys[] = {"socket", NULL};
+	const char *s, *url = "", *sock = "";
+	json_error_t jerr;
+	json_t *root = NULL, *v;
+	int rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->log_level = HW_LOG_INFO;
+	snprintf(cfg->tcp_listen, sizeof(cfg->tcp_listen), "0.0.0.0:%d",
+		 HW_DEFAULT_TCP_PORT);
+	cfg->keepalive_ms = 5000;
+	cfg->handshake_timeout_ms = 10000;
+	cfg->max_pending_handshakes = 64;
+	cfg->redial_min_ms = 500;
+	cfg->redial_max_ms = 30000;
+	if (strlen(path) >= sizeof(cfg->path))
+		return bad(err, errlen, "path too long");
+	strcpy(cfg->path, path);
+
+	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		rc = bad(err, errlen, "line %d: %s", jerr.line, jerr.text);
+		goto out;
+	}
+	if (!json_is_object(root)) {
+		rc = bad(err, errlen, "must be a JSON object");
+		goto out;
+	}
+	if ((rc = only_keys(root, "", keys, err, errlen)))
+		goto out;
+	v = json_object_get(root, "version");
+	if (!v || !json_is_integer(v) || json_integer_value(v) != 1) {
+		rc = bad(err, errlen,
+			 "version: must be 1 (this visor reads version 1)");
+		goto out;
+	}
+	if ((rc = get_str(root, "key_file", "key_file", &s, 1, err, errlen)) ||
+	    (rc = resolve(cfg, "key_file", s, cfg->key_file, err, errlen)) ||
+	    (rc = get_str(root, "local_dir", "local_dir", &s, 1, err,
+			  errlen)) ||
+	    (rc = resolve(cfg, "local_dir", s, cfg->local_dir, err, errlen)))
+		goto out;
+	s = "info";
+	if ((rc = get_str(root, "log_level", "log_level", &s, 0, err, errlen)))
+		goto out;
+	if (hw_log_level_parse(s, &cfg->log_level)) {
+		rc = bad(err, errlen,
+			 "log_level: '%s' is not debug, info, warn or error",
+			 s);
+		goto out;
+	}
+	if ((v = json_object_get(root, "transport")) &&
+	    (rc = load_transport(cfg, v, err, errlen)))
+		goto out;
+	if ((v = json_object_get(root, "discovery"))) {
+		if (!json_is_object(v)) {
+			rc = bad(err, errlen, "discovery: must be an object");
+			goto out;
+		}
+		if ((rc = only_keys(v, "discovery.", url_keys, err, errlen)) ||
+		    (rc = get_str(v, "url", "discovery.url", &url, 0, err,
+				  errlen)) ||
+		    (rc = copy_str(cfg->discovery_url,
+				   sizeof(cfg->discovery_url), url,
+				   "discovery.url", err, errlen)))
+			goto out;
+	}
+	if ((v = json_object_get(root, "control"))) {
+		if (!json_is_object(v)) {
+			rc = bad(err, errlen, "control: must be an object");
+			goto out;
+		}
+		if ((rc = only_keys(v, "control.", ctl_keys, err, errlen)) ||
+		    (rc = get_str(v, "socket", "control.socket", &sock, 0, err,
+				  errlen)))
+			goto out;
+	}
+	if (sock[0])
+		rc = resolve(cfg, "control.socket", sock, cfg->control_socket,
+			     err, errlen);
+	else if (snprintf(cfg->control_socket, sizeof(cfg->control_socket),
+			  "%s/visor.sock", cfg->local_dir) >=
+		 (int)sizeof(cfg->control_socket))
+		rc = bad(err, errlen, "local_dir: path too long");
+out:
+	json_decref(root);
+	return rc;
+}
+
+void hw_config_free(struct hw_config *cfg)
+{
+	free(cfg->persistent);
+	cfg->persistent = NULL;
+	cfg->npersistent = 0;
+}

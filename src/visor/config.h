@@ -1,0 +1,73 @@
+/* The visor's JSON configuration: loading with errors that name the field,
+ * and the defaults `hopwire config init` writes.
+ *
+ *   {
+ *     "version": 1,
+ *     "key_file": PATH,            identity (hopwire keygen)
+ *     "local_dir": PATH,           control socket, state files
+ *     "log_level": "info",         debug | info | warn | error
+ *     "transport": {
+ *       "tcp_listen": "0.0.0.0:7777",   "" disables the listener
+ *       "keepalive_interval_ms": 5000,  dead after 3 silent intervals
+ *       "handshake_timeout_ms": 10000,
+ *       "max_pending_handshakes": 64,
+ *       "redial_min_ms": 500, "redial_max_ms": 30000,
+ *       "persistent": [{"pk": HEX, "type": "tcp", "addr": "HOST:PORT"}]
+ *     },
+ *     "discovery": {"url": ""},
+ *     "control": {"socket": ""}      "" means LOCAL_DIR/visor.sock
+ *   }
+ *
+ * Relative paths are taken relative to the config file's folder. Unknown
+ * keys are errors, so a misspelt option never goes unnoticed. */
+#ifndef HW_VISOR_CONFIG_H
+#define HW_VISOR_CONFIG_H
+
+#include <jansson.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto/identity.h"
+#include "util/log.h"
+
+#define HW_DEFAULT_TCP_PORT 7777
+#define HW_TP_TYPE_MAX 16
+#define HW_ADDR_MAX 280
+
+struct hw_config_tp {
+	uint8_t pk[HW_PK_LEN];
+	char type[HW_TP_TYPE_MAX];
+	char addr[HW_ADDR_MAX];
+};
+
+struct hw_config {
+	char path[PATH_MAX];
+	char key_file[PATH_MAX];
+	char local_dir[PATH_MAX];
+	char control_socket[PATH_MAX];
+	enum hw_log_level log_level;
+	char tcp_listen[HW_ADDR_MAX];
+	char discovery_url[1024];
+	unsigned keepalive_ms;
+	unsigned handshake_timeout_ms;
+	unsigned max_pending_handshakes;
+	unsigned redial_min_ms, redial_max_ms;
+	struct hw_config_tp *persistent;
+	size_t npersistent;
+};
+
+/* Loads and checks path. Returns 0, or a negative code with a message in
+ * err naming the field: "transport.tcp_listen: 'x:99999' is not HOST:PORT".
+ * Free with hw_config_free (also after a failure). */
+int hw_config_load(struct hw_config *cfg, const char *path, char *err,
+		   size_t errlen);
+
+void hw_config_free(struct hw_config *cfg);
+
+/* A complete default configuration with the given values (absolute
+ * paths); tcp_listen NULL gives the default, "" disables. New reference. */
+json_t *hw_config_default(const char *key_file, const char *local_dir,
+			  const char *tcp_listen, const char *discovery_url);
+
+#endif

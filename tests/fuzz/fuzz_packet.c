@@ -1,0 +1,30 @@
+/* Fuzzes the routing packet decoder: the input is one record's plaintext;
+ * every packet handed out must lie inside it. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "router/packet.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct hw_packet pkt;
+	size_t off = 0, seen = 0;
+	int rc;
+
+	while ((rc = hw_packet_next(data, size, &off, &pkt)) == 1) {
+		if (pkt.payload < data ||
+		    pkt.payload + pkt.len > data + size ||
+		    pkt.type > HW_PKT_TYPE_MAX)
+			abort();
+		volatile uint8_t sum = 0;
+		for (size_t k = 0; k < pkt.len; k++)
+			sum ^= pkt.payload[k];
+		seen += HW_PACKET_HDR + pkt.len;
+	}
+	if (seen > size || (rc == 0 && seen != size))
+		abort();
+	return 0;
+}
