@@ -34,22 +34,28 @@ typedef void (*hw_api_handler_fn)(struct hw_api_req *req, const char *method,
 
 /* Starts serving on the UNIX socket path (created with mode 0600; a stale
  * socket file left by a dead process is replaced, one that a live process
- * answers on is not: -EADDRINUSE). Returns 0 and *out, or a negative
- * errno. */
+ * answers on is not: -EADDRINUSE; a file that is not a socket is left
+ * alone: -EEXIST; a path too long for sun_path: -ENAMETOOLONG). Returns 0
+ * and *out, or a negative errno. */
 int hw_api_server_new(struct hw_api_server **out, uv_loop_t *loop,
 		      const char *socket_path, hw_api_handler_fn handler,
 		      void *ud);
 
-/* Stops serving: pending requests are answered 503, the socket file is
- * removed, the libmicrohttpd thread is joined, the uv handle closed (the
- * loop must run once more for it to finish closing; the memory is freed
- * in its close callback). Accepts NULL. */
+/* Stops serving: pending requests are answered 503 (waiting at most
+ * 250 ms for those answers to go out), the libmicrohttpd thread is
+ * joined, the socket file is removed, the uv handle closed (the loop must
+ * run once more for it to finish closing; the memory is freed in its
+ * close callback). Requests the handler still holds are invalid
+ * afterwards: it must drop them without calling hw_api_reply(). May be
+ * called from the handler. Accepts NULL. */
 void hw_api_server_free(struct hw_api_server *srv);
 
-/* Answers req with HTTP status and JSON body (a reference is taken, so
- * the caller keeps its own; NULL means an empty object). May be called
- * from inside the handler or later, on the loop thread. req is invalid
- * afterwards. */
+/* Answers req with HTTP status and JSON body (the body is serialised at
+ * once, so the caller keeps its own reference; NULL means an empty
+ * object). A status outside 100..599 or a body that cannot be encoded is
+ * answered 500 instead. May be called from inside the handler or later,
+ * on the loop thread. req is invalid afterwards; if the client has gone
+ * meanwhile the answer is dropped. */
 void hw_api_reply(struct hw_api_req *req, unsigned status, json_t *body);
 
 /* Answers {"error": message} with status. */
@@ -57,7 +63,9 @@ void hw_api_reply_error(struct hw_api_req *req, unsigned status,
 			const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* The value of query parameter name in req's URL, or NULL. */
+/* The value of query parameter name in req's URL (decoded; "" for a
+ * parameter without a value; the first one when repeated), or NULL. Valid
+ * until the reply. */
 const char *hw_api_query(struct hw_api_req *req, const char *name);
 
 #endif

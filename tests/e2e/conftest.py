@@ -26,3 +26,110 @@ def hopwire():
         return subprocess.run([exe, *map(str, args)], capture_output=True,
                               text=True, timeout=timeout, check=check)
     return run
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Visor:
+    """One hopwire-visor process with its own folder, config and key."""
+
+    def __init__(self, root, name, **transport):
+        import json
+        self.dir = root / name
+        self.dir.mkdir()
+        self.config = self.dir / "hopwire.json"
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        run = subprocess.run([bin_path("hopwire"), "config", "init", "--out",
+                              str(self.config), "--tcp-listen", self.addr],
+                             capture_output=True, text=True, check=True)
+        assert run.stdout.strip() == str(self.config)
+        cfg = json.loads(self.config.read_text())
+        # Fast timers so failures show within a test's patience.
+        cfg["transport"].update({"keepalive_interval_ms": 500,
+                                 "handshake_timeout_ms": 2000,
+                                 "redial_min_ms": 100,
+                                 "redial_max_ms": 1000})
+        cfg["transport"].update(transport)
+        self.config.write_text(json.dumps(cfg, indent=2))
+        self.socket = str(self.dir / "local" / "visor.sock")
+        self.log = self.dir / "visor.log"
+        self.pk = subprocess.run([bin_path("hopwire"), "pk", "--key",
+                                  str(self.dir / "visor.key")],
+                                 capture_output=True, text=True,
+                                 check=True).stdout.strip()
+        self.proc = None
+
+    def start(self):
+        import time
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen([bin_path("hopwire-visor"), "--config",
+                                      str(self.config)],
+                                     stdout=self.logf, stderr=self.logf)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"visor exited: {self.log.read_text()}")
+            if self.cli("info").returncode == 0:
+                return self
+            time.sleep(0.05)
+        raise AssertionError("visor did not answer on its control socket")
+
+    def stop(self, sig=None):
+        import signal
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig or signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("visor did not stop on SIGTERM")
+        if self.proc:
+            self.logf.close()
+        return self.proc.returncode if self.proc else None
+
+    def cli(self, *args, timeout=60):
+        return subprocess.run([bin_path("hopwire"), "--visor", self.socket,
+                               *map(str, args)], capture_output=True,
+                              text=True, timeout=timeout)
+
+    def json(self, *args):
+        import json
+        r = self.cli(*args, "--json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    def transports(self):
+        return self.json("tp", "ls")
+
+
+@pytest.fixture
+def visors(tmp_path):
+    """Makes visors on demand; stops them all at the end and checks that
+    each one stopped cleanly."""
+    made = []
+
+    def make(name, **transport):
+        v = Visor(tmp_path, name, **transport)
+        made.append(v)
+        return v
+    yield make
+    for v in made:
+        v.stop()
+
+
+def wait_for(cond, timeout=10.0, what="condition"):
+    import time
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -1,0 +1,150 @@
+/* hopwire config init */
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "crypto/identity.h"
+#include "util/addr.h"
+#include "util/err.h"
+#include "visor/config.h"
+
+static void config_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hopwire config init --out FILE [--key KEYFILE] "
+		"[--tcp-listen HOST:PORT]\n"
+		"                           [--local-dir DIR] [--discovery URL] "
+		"[--force]\n\n"
+		"Writes a complete visor configuration to FILE. Paths are made "
+		"absolute.\n"
+		"  --key KEYFILE        identity to use; created (0600) if it "
+		"does not exist\n"
+		"                       (default: visor.key beside FILE)\n"
+		"  --tcp-listen ADDR    where to accept transports (default "
+		"0.0.0.0:7777;\n"
+		"                       \"\" for none)\n"
+		"  --local-dir DIR      control socket and state (default: "
+		"local/ beside FILE)\n"
+		"  --discovery URL      discovery service\n"
+		"  --force              overwrite an existing FILE\n");
+}
+
+/* Absolute form of path (which may not exist yet). */
+static int absolute(const char *path, char out[PATH_MAX])
+{
+	char cwd[PATH_MAX];
+	if (path[0] == '/')
+		return snprintf(out, PATH_MAX, "%s", path) >= PATH_MAX ? -1 : 0;
+	if (!getcwd(cwd, sizeof(cwd)))
+		return -1;
+	return snprintf(out, PATH_MAX, "%s/%s", cwd, path) >= PATH_MAX ? -1
+								        : 0;
+}
+
+/* dir/name where dir is the folder of file. */
+static void beside(const char *file, const char *name, char out[PATH_MAX])
+{
+	const char *slash = strrchr(file, '/');
+	snprintf(out, PATH_MAX, "%.*s/%s", (int)(slash - file), file, name);
+}
+
+static int config_init(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"out", required_argument, NULL, 'o'},
+		{"key", required_argument, NULL, 'k'},
+		{"tcp-listen", required_argument, NULL, 't'},
+		{"local-dir", required_argument, NULL, 'l'},
+		{"discovery", required_argument, NULL, 'd'},
+		{"force", no_argument, NULL, 'f'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *out = NULL, *key = NULL, *listen = NULL, *local = NULL,
+		   *disc = NULL;
+	char out_abs[PATH_MAX], key_abs[PATH_MAX], local_abs[PATH_MAX];
+	char host[HW_HOST_MAX];
+	struct hw_identity id;
+	uint16_t port;
+	int force = 0, c, rc;
+	json_t *cfg;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "o:k:t:l:d:fh", opts, NULL)) !=
+	       -1) {
+		switch (c) {
+		case 'o': out = optarg; break;
+		case 'k': key = optarg; break;
+		case 't': listen = optarg; break;
+		case 'l': local = optarg; break;
+		case 'd': disc = optarg; break;
+		case 'f': force = 1; break;
+		case 'h': config_usage(stdout); return 0;
+		default: return 2;
+		}
+	}
+	if (!out || optind != argc) {
+		config_usage(stderr);
+		return 2;
+	}
+	if (listen && listen[0] && hw_addr_split(listen, host, &port)) {
+		hw_cli_err("config init: --tcp-listen: '%s' is not HOST:PORT",
+			   listen);
+		return 2;
+	}
+	if (absolute(out, out_abs) ||
+	    (key && absolute(key, key_abs)) ||
+	    (local && absolute(local, local_abs))) {
+		hw_cli_err("config init: path too long");
+		return 1;
+	}
+	if (!key)
+		beside(out_abs, "visor.key", key_abs);
+	if (!local)
+		beside(out_abs, "local", local_abs);
+	if (!force && access(out_abs, F_OK) == 0) {
+		hw_cli_err("config init: %s exists (use --force to overwrite)",
+			   out_abs);
+		return 1;
+	}
+	/* Use the key if it is there and good; create it if absent. */
+	rc = hw_identity_load(&id, key_abs);
+	if (rc == -ENOENT) {
+		if ((rc = hw_identity_generate(&id)) ||
+		    (rc = hw_identity_save(&id, key_abs, 0))) {
+			hw_cli_err("config init: %s: %s", key_abs,
+				   hw_strerror(rc));
+			return 1;
+		}
+		fprintf(stderr, "hopwire: created key file %s\n", key_abs);
+	} else if (rc) {
+		hw_cli_err("config init: %s: %s", key_abs, hw_strerror(rc));
+		return 1;
+	}
+	hw_identity_wipe(&id);
+	cfg = hw_config_default(key_abs, local_abs, listen, disc);
+	rc = cfg ? json_dump_file(cfg, out_abs, JSON_INDENT(2)) : -1;
+	json_decref(cfg);
+	if (rc) {
+		hw_cli_err("config init: cannot write %s", out_abs);
+		return 1;
+	}
+	printf("%s\n", out_abs);
+	return 0;
+}
+
+int hw_cli_config(int argc, char **argv)
+{
+	if (argc >= 2 && !strcmp(argv[1], "init"))
+		return config_init(argc - 1, argv + 1);
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		config_usage(stdout);
+		return 0;
+	}
+	config_usage(stderr);
+	return 2;
+}

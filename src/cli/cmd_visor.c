@@ -1,0 +1,378 @@
+/* hopwire info, hopwire tp ..., hopwire ping: calls to the control API. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+#define ADD_TIMEOUT_MS 30000
+
+static const char *str(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "";
+}
+
+static long long num(json_t *o, const char *k)
+{
+	return (long long)json_integer_value(json_object_get(o, k));
+}
+
+static void human_bytes(long long n, char *out, size_t len)
+{
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	double v = (double)n;
+	int u = 0;
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(out, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
+
+static void human_ms(long long ms, char *out, size_t len)
+{
+	long long s = ms / 1000;
+	if (s >= 86400)
+		snprintf(out, len, "%lldd%lldh", s / 86400, s % 86400 / 3600);
+	else if (s >= 3600)
+		snprintf(out, len, "%lldh%lldm", s / 3600, s % 3600 / 60);
+	else if (s >= 60)
+		snprintf(out, len, "%lldm%llds", s / 60, s % 60);
+	else
+		snprintf(out, len, "%llds", s);
+}
+
+/* Refuses arguments a command does not take. */
+static int no_more_args(int argc, char **argv, int from, const char *usage)
+{
+	if (from < argc) {
+		hw_cli_err("unexpected argument '%s'\nusage: %s", argv[from],
+			   usage);
+		return 2;
+	}
+	return 0;
+}
+
+static int wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			return 1;
+	return 0;
+}
+
+int hw_cli_info(int argc, char **argv)
+{
+	static const char usage[] = "hopwire info [--json]";
+	json_t *r;
+	char up[32];
+	int rc;
+
+	if (wants_help(argc, argv)) {
+		printf("usage: %s\n\nShows the visor's public key, version, "
+		       "uptime, addresses and transport count.\n", usage);
+		return 0;
+	}
+	if ((rc = no_more_args(argc, argv, 1, usage)) ||
+	    (rc = hw_cli_call("GET", "/v1/info", NULL, 10000, &r)))
+		return rc;
+	if (hw_cli_opts.json) {
+		hw_cli_print_json(r);
+	} else {
+		human_ms(num(r, "uptime_ms"), up, sizeof(up));
+		printf("pk          %s\n", str(r, "pk"));
+		printf("version     %s\n", str(r, "version"));
+		printf("uptime      %s\n", up);
+		printf("tcp         %s\n",
+		       str(r, "tcp_addr")[0] ? str(r, "tcp_addr")
+					     : "(not listening)");
+		printf("control     %s\n", str(r, "control_socket"));
+		printf("transports  %lld (%lld up)\n", num(r, "transports"),
+		       num(r, "transports_up"));
+	}
+	json_decref(r);
+	return 0;
+}
+
+static int tp_ls(int argc, char **argv)
+{
+	static const char usage[] = "hopwire tp ls [--json]";
+	json_t *r, *e;
+	size_t i;
+	int rc;
+
+	if ((rc = no_more_args(argc, argv, 1, usage)) ||
+	    (rc = hw_cli_call("GET", "/v1/transports", NULL, 10000, &r)))
+		return rc;
+	if (hw_cli_opts.json) {
+		hw_cli_print_json(r);
+		json_decref(r);
+		return 0;
+	}
+	if (json_array_size(r) == 0)
+		printf("no transports\n");
+	else
+		printf("%-32s  %-4s  %-7s  %-64s  %-21s  %7s  %9s  %9s  %s\n",
+		       "ID", "TYPE", "STATE", "REMOTE PK", "ADDR", "UP",
+		       "TX", "RX", "RTT");
+	json_array_foreach(r, i, e) {
+		char tx[16], rx[16], up[16] = "-", rtt[16] = "-";
+		json_t *rt = json_object_get(e, "rtt_ms");
+		human_bytes(num(e, "tx_bytes"), tx, sizeof(tx));
+		human_bytes(num(e, "rx_bytes"), rx, sizeof(rx));
+		if (json_object_get(e, "up_ms"))
+			human_ms(num(e, "up_ms"), up, sizeof(up));
+		if (json_is_number(rt))
+			snprintf(rtt, sizeof(rtt), "%.3f ms",
+				 json_number_value(rt));
+		printf("%-32s  %-4s  %-7s  %-64s  %-21s  %7s  %9s  %9s  %s%s\n",
+		       str(e, "id"), str(e, "type"), str(e, "state"),
+		       str(e, "pk"),
+		       str(e, "remote_addr")[0] ? str(e, "remote_addr")
+						: str(e, "addr"),
+		       up, tx, rx, rtt,
+		       json_is_true(json_object_get(e, "persistent"))
+			       ? "  persistent"
+			       : "");
+	}
+	json_decref(r);
+	return 0;
+}
+
+static int tp_add(int argc, char **argv)
+{
+	static const char usage[] =
+		"hopwire tp add PK --addr HOST:PORT [--type tcp] "
+		"[--persistent] [--json]";
+	static const struct option opts[] = {
+		{"type", required_argument, NULL, 't'},
+		{"addr", required_argument, NULL, 'a'},
+		{"persistent", no_argument, NULL, 'p'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *type = "tcp", *addr = NULL;
+	int persistent = 0, c, rc;
+	json_t *body, *r;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "t:a:p", opts, NULL)) != -1) {
+		switch (c) {
+		case 't': type = optarg; break;
+		case 'a': addr = optarg; break;
+		case 'p': persistent = 1; break;
+		default: fprintf(stderr, "usage: %s\n", usage); return 2;
+		}
+	}
+	if (optind + 1 != argc) {
+		hw_cli_err("usage: %s", usage);
+		return 2;
+	}
+	body = json_pack("{s:s, s:s, s:b}", "pk", argv[optind], "type", type,
+			 "persistent", persistent);
+	if (addr)
+		json_object_set_new(body, "addr", json_string(addr));
+	rc = hw_cli_call("POST", "/v1/transports", body, ADD_TIMEOUT_MS, &r);
+	json_decref(body);
+	if (rc)
+		return rc;
+	if (hw_cli_opts.json)
+		hw_cli_print_json(r);
+	else
+		printf("transport %s up to %s (%s %s)%s\n", str(r, "id"),
+		       str(r, "pk"), str(r, "type"),
+		       str(r, "remote_addr")[0] ? str(r, "remote_addr")
+						: str(r, "addr"),
+		       json_is_true(json_object_get(r, "persistent"))
+			       ? ", persistent"
+			       : "");
+	json_decref(r);
+	return 0;
+}
+
+static int tp_rm(int argc, char **argv)
+{
+	static const char usage[] = "hopwire tp rm ID";
+	char path[128];
+	json_t *r;
+	int rc;
+
+	if (argc != 2) {
+		hw_cli_err("usage: %s", usage);
+		return 2;
+	}
+	if (strlen(argv[1]) > 64 || strchr(argv[1], '/') ||
+	    strchr(argv[1], '?')) {
+		hw_cli_err("'%s' is not a transport ID (32 hex characters; "
+			   "see 'hopwire tp ls')", argv[1]);
+		return 2;
+	}
+	snprintf(path, sizeof(path), "/v1/transports/%s", argv[1]);
+	if ((rc = hw_cli_call("DELETE", path, NULL, 10000, &r)))
+		return rc;
+	if (hw_cli_opts.json)
+		hw_cli_print_json(r);
+	else
+		printf("removed transport %s\n", argv[1]);
+	json_decref(r);
+	return 0;
+}
+
+static int tp_throughput(int argc, char **argv)
+{
+	static const char usage[] =
+		"hopwire tp throughput ID [--bytes N] [--packet-size N] "
+		"[--json]";
+	static const struct option opts[] = {
+		{"bytes", required_argument, NULL, 'b'},
+		{"packet-size", required_argument, NULL, 's'},
+		{NULL, 0, NULL, 0},
+	};
+	long long bytes = 256ll << 20, size = 16384;
+	char path[128], *end;
+	json_t *body, *r;
+	int c, rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "b:s:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'b': bytes = strtoll(optarg, &end, 10);
+			  if (*end || bytes < 1) goto bad;
+			  break;
+		case 's': size = strtoll(optarg, &end, 10);
+			  if (*end || size < 1) goto bad;
+			  break;
+		default: goto bad;
+		}
+	}
+	if (optind + 1 != argc || strlen(argv[optind]) > 64 ||
+	    strchr(argv[optind], '/'))
+		goto bad;
+	snprintf(path, sizeof(path), "/v1/transports/%s/throughput",
+		 argv[optind]);
+	body = json_pack("{s:I, s:I}", "bytes", (json_int_t)bytes,
+			 "packet_size", (json_int_t)size);
+	rc = hw_cli_call("POST", path, body, 600000, &r);
+	json_decref(body);
+	if (rc)
+		return rc;
+	if (hw_cli_opts.json)
+		hw_cli_print_json(r);
+	else
+		printf("%lld bytes in %lld-byte packets: %.3f s, %.1f MB/s\n",
+		       num(r, "bytes"), num(r, "packet_size"),
+		       json_number_value(json_object_get(r, "seconds")),
+		       json_number_value(json_object_get(r, "mbytes_per_s")));
+	json_decref(r);
+	return 0;
+bad:
+	hw_cli_err("usage: %s", usage);
+	return 2;
+}
+
+static void tp_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hopwire tp ls [--json]\n"
+		"       hopwire tp add PK --addr HOST:PORT [--type tcp] "
+		"[--persistent]\n"
+		"       hopwire tp rm ID\n"
+		"       hopwire tp throughput ID [--bytes N] [--packet-size N]\n\n"
+		"ls lists this visor's transports. add dials visor PK at "
+		"HOST:PORT and waits\nuntil the transport is up; --persistent "
+		"keeps it: re-dialed whenever it fails,\nalso after restarts. "
+		"rm closes a transport on both ends. throughput sends N\nbytes "
+		"(default 256 MiB) of data over a transport and prints the "
+		"rate.\n");
+}
+
+int hw_cli_tp(int argc, char **argv)
+{
+	if (argc < 2 || wants_help(argc, argv)) {
+		tp_usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (!strcmp(argv[1], "ls"))
+		return tp_ls(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "add"))
+		return tp_add(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "rm"))
+		return tp_rm(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "throughput"))
+		return tp_throughput(argc - 1, argv + 1);
+	hw_cli_err("unknown tp command '%s' (ls, add, rm, throughput)",
+		   argv[1]);
+	return 2;
+}
+
+int hw_cli_ping(int argc, char **argv)
+{
+	static const char usage[] =
+		"hopwire ping PK [--count N] [--interval-ms N] [--json]";
+	static const struct option opts[] = {
+		{"count", required_argument, NULL, 'c'},
+		{"interval-ms", required_argument, NULL, 'i'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	long count = 4, interval = 200;
+	json_t *body, *r, *e;
+	char *end;
+	size_t i;
+	int c, rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:i:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': count = strtol(optarg, &end, 10);
+			  if (*end || count < 1 || count > 100) {
+				  hw_cli_err("--count: 1 to 100");
+				  return 2;
+			  }
+			  break;
+		case 'i': interval = strtol(optarg, &end, 10);
+			  if (*end || interval < 0 || interval > 60000) {
+				  hw_cli_err("--interval-ms: 0 to 60000");
+				  return 2;
+			  }
+			  break;
+		case 'h':
+			printf("usage: %s\n\nSends N pings (default 4) over the "
+			       "transport to visor PK and prints\nthe round "
+			       "trip times and min/avg/max.\n", usage);
+			return 0;
+		default: fprintf(stderr, "usage: %s\n", usage); return 2;
+		}
+	}
+	if (optind + 1 != argc) {
+		hw_cli_err("usage: %s", usage);
+		return 2;
+	}
+	body = json_pack("{s:s, s:i, s:i}", "pk", argv[optind], "count",
+			 (int)count, "interval_ms", (int)interval);
+	rc = hw_cli_call("POST", "/v1/ping", body,
+			 count * (interval + 2500) + 5000, &r);
+	json_decref(body);
+	if (rc)
+		return rc;
+	if (hw_cli_opts.json) {
+		hw_cli_print_json(r);
+	} else {
+		printf("ping %s over transport %s\n", str(r, "pk"),
+		       str(r, "transport"));
+		json_array_foreach(json_object_get(r, "rtt_ms"), i, e)
+			printf("  reply %zu: %.3f ms\n", i + 1,
+			       json_number_value(e));
+		printf("%lld sent, %lld lost", num(r, "sent"), num(r, "lost"));
+		if (json_object_get(r, "min_ms"))
+			printf("; rtt min/avg/max = %.3f/%.3f/%.3f ms",
+			       json_number_value(json_object_get(r, "min_ms")),
+			       json_number_value(json_object_get(r, "avg_ms")),
+			       json_number_value(json_object_get(r, "max_ms")));
+		printf("\n");
+	}
+	rc = num(r, "lost") > 0 && num(r, "lost") == num(r, "sent");
+	json_decref(r);
+	return rc;
+}

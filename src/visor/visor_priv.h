@@ -1,0 +1,35 @@
+/* Visor internals shared by visor.c and api_routes.c only. */
+#ifndef HW_VISOR_VISOR_PRIV_H
+#define HW_VISOR_VISOR_PRIV_H
+
+#include <stdint.h>
+
+#include "crypto/identity.h"
+#include "transport/manager.h"
+#include "visor/api_server.h"
+#include "visor/config.h"
+#include "visor/visor.h"
+
+struct hw_visor {
+	uv_loop_t *loop;
+	struct hw_config cfg;
+	struct hw_identity id;
+	char pk_hex[HW_PK_HEXLEN + 1];
+	struct hw_tp_manager *tpm;
+	struct hw_api_server *api;
+	uint64_t start_ms;
+	/* Set when stopping: callbacks of unfinished API work must not reply
+	 * (the API server has answered 503 for them). */
+	int closing;
+	int refs; /* outstanding API jobs; the visor is freed at zero */
+};
+
+/* The control API's request handler (api_routes.c). */
+void hw_visor_api_handle(struct hw_api_req *req, const char *method,
+			 const char *path, json_t *body, void *ud);
+
+/* Jobs of the API keep the visor alive until they finish. */
+void hw_visor_ref(struct hw_visor *v);
+void hw_visor_unref(struct hw_visor *v);
+
+#endif
