@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -50,6 +51,29 @@ static void beside(const char *file, const char *name, char out[PATH_MAX])
 {
 	const char *slash = strrchr(file, '/');
 	snprintf(out, PATH_MAX, "%.*s/%s", (int)(slash - file), file, name);
+}
+
+/* Creates the folders leading to file (mode 0700 for new ones). */
+static int make_parents(const char *file)
+{
+	char dir[PATH_MAX];
+	char *p;
+
+	snprintf(dir, sizeof(dir), "%s", file);
+	if (!(p = strrchr(dir, '/')) || p == dir)
+		return 0;
+	*p = '\0';
+	for (p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
 }
 
 static int config_init(int argc, char **argv)
@@ -109,6 +133,11 @@ static int config_init(int argc, char **argv)
 	if (!force && access(out_abs, F_OK) == 0) {
 		hw_cli_err("config init: %s exists (use --force to overwrite)",
 			   out_abs);
+		return 1;
+	}
+	if ((rc = make_parents(out_abs)) || (rc = make_parents(key_abs))) {
+		hw_cli_err("config init: cannot create the folder of %s: %s",
+			   out_abs, hw_strerror(rc));
 		return 1;
 	}
 	/* Use the key if it is there and good; create it if absent. */

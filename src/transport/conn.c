@@ -13,6 +13,10 @@
 #define HS_MIN_RECORD 48  /* e + tag */
 #define HS_MAX_RECORD 256 /* our largest handshake message is 97 bytes */
 #define MSG3_PAYLOAD (1 + HW_PK_LEN)
+/* Record buffers kept for reuse by a busy connection: allocating and
+ * freeing 64 KiB buffers per record makes the allocator hand pages back
+ * and fault them in again. */
+#define MAX_SPARES 8
 
 enum conn_state { ST_RESOLVING, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN,
 		  ST_CLOSING };
@@ -46,7 +50,8 @@ struct hw_conn {
 	struct hw_cipher *tx, *rx;
 	struct hw_record_reader *reader;
 	struct chunk *cur;    /* the record being filled */
-	struct chunk *spare;  /* one reusable chunk */
+	struct chunk *spares; /* reusable chunks, at most MAX_SPARES */
+	unsigned nspares;
 	size_t queued;        /* sealed bytes not yet written */
 	unsigned writes;      /* uv_write requests in flight */
 	uint8_t remote_pk[HW_PK_LEN];
@@ -67,7 +72,11 @@ static void conn_maybe_free(struct hw_conn *c)
 	hw_cipher_free(c->rx);
 	hw_record_reader_free(c->reader);
 	free(c->cur);
-	free(c->spare);
+	while (c->spares) {
+		struct chunk *k = c->spares;
+		c->spares = k->next;
+		free(k);
+	}
 	free(c);
 }
 
@@ -131,11 +140,13 @@ void hw_conn_close(struct hw_conn *c, int reason, int graceful)
 
 static struct chunk *chunk_get(struct hw_conn *c)
 {
-	struct chunk *k = c->spare;
-	if (k)
-		c->spare = NULL;
-	else if (!(k = malloc(sizeof(*k))))
+	struct chunk *k = c->spares;
+	if (k) {
+		c->spares = k->next;
+		c->nspares--;
+	} else if (!(k = malloc(sizeof(*k)))) {
 		return NULL;
+	}
 	k->next = NULL;
 	k->conn = c;
 	k->len = 0;
@@ -144,10 +155,13 @@ static struct chunk *chunk_get(struct hw_conn *c)
 
 static void chunk_put(struct hw_conn *c, struct chunk *k)
 {
-	if (!c->spare)
-		c->spare = k;
-	else
+	if (c->nspares < MAX_SPARES) {
+		k->next = c->spares;
+		c->spares = k;
+		c->nspares++;
+	} else {
 		free(k);
+	}
 }
 
 static void on_write(uv_write_t *req, int status)

@@ -26,8 +26,8 @@
 #include "crypto/identity.h"
 
 #define HW_CONN_VERSION 1
-#define HW_CONN_MAX_QUEUED (4u << 20)
-#define HW_CONN_LOW_WATER (1u << 20)
+#define HW_CONN_MAX_QUEUED (1u << 20)
+#define HW_CONN_LOW_WATER (512u << 10)
 
 struct hw_conn;
 
