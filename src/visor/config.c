@@ -115,7 +115,8 @@ static int copy_str(char *dst, size_t cap, const char *src, const char *field,
 {
 	if (strlen(src) >= cap)
 		return bad(err, errlen, "%s: too long", field);
-	strcpy(dst, src);
+	if (dst != src) /* a default may already be in place */
+		strcpy(dst, src);
 	return 0;
 }
 

@@ -206,3 +206,91 @@ def test_cli_usage_errors(visors):
     assert r.returncode == 2 and "usage" in r.stderr
     r = a.cli("tp", "--help")
     assert r.returncode == 0 and "--persistent" in r.stdout
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def test_replayed_first_message(visors):
+    import threading
+    a, b = visors("a").start(), visors("b").start()
+    # a dials b through a relay that records a's first handshake message.
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    captured = {}
+
+    def pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def relay():
+        c, _ = lsock.accept()
+        u = socket.create_connection(("127.0.0.1", b.port))
+        captured["msg1"] = recv_exact(c, 2 + 49)
+        u.sendall(captured["msg1"])
+        threading.Thread(target=pump, args=(u, c), daemon=True).start()
+        pump(c, u)
+
+    threading.Thread(target=relay, daemon=True).start()
+    r = a.cli("tp", "add", b.pk, "--addr",
+              f"127.0.0.1:{lsock.getsockname()[1]}")
+    assert r.returncode == 0, r.stderr
+    assert captured["msg1"][:2] == b"\x00\x31"
+
+    # The replay gets a message 2 that only the real a could answer;
+    # whatever the replayer sends next ends the connection.
+    s = socket.create_connection(("127.0.0.1", b.port), timeout=5)
+    s.sendall(captured["msg1"])
+    assert len(recv_exact(s, 2 + 49)) == 51
+    s.sendall(b"\x00\x61" + os.urandom(97))
+    assert s.recv(100) == b""
+    wait_for(lambda: "authentication failed" in b.log.read_text(),
+             what="b logs the failed replay")
+    # The real transport is untouched.
+    assert a.cli("ping", b.pk, "--count", "2").returncode == 0
+    assert len(up_transports(b)) == 1
+
+
+def test_memory_stays_flat_under_garbage(visors):
+    a, b = visors("a").start(), visors("b").start()
+    link(a, b)
+
+    def rss():
+        for line in open(f"/proc/{a.proc.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+    def bad_connections(n):
+        for i in range(n):
+            s = socket.create_connection(("127.0.0.1", a.port), timeout=5)
+            s.sendall(os.urandom(2 + (i % 200)))
+            s.close()
+
+    bad_connections(200)  # warm up allocator pools
+    wait_for(lambda: a.json("info")["stats"]["pending_handshakes"] == 0,
+             what="bad connections dropped")
+    before = rss()
+    bad_connections(1000)
+    wait_for(lambda: a.json("info")["stats"]["pending_handshakes"] == 0,
+             what="bad connections dropped")
+    assert rss() - before < 1024, f"RSS grew {rss() - before} KiB"
+    assert a.cli("ping", b.pk, "--count", "1").returncode == 0

@@ -1,0 +1,153 @@
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "util/addr.h"
+#include "visor/config.h"
+
+static char dir[64], path[128];
+
+static int setup(void **state)
+{
+	strcpy(dir, "/tmp/hw-test-config-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/hopwire.json", dir);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	unlink(path);
+	return rmdir(dir);
+}
+
+static void test_addr_split(void **state)
+{
+	char host[HW_HOST_MAX];
+	uint16_t port;
+
+	assert_int_equal(hw_addr_split("127.0.0.1:7777", host, &port), 0);
+	assert_string_equal(host, "127.0.0.1");
+	assert_int_equal(port, 7777);
+	assert_int_equal(hw_addr_split("[::1]:80", host, &port), 0);
+	assert_string_equal(host, "::1");
+	assert_int_equal(hw_addr_split(":9", host, &port), 0);
+	assert_string_equal(host, "");
+	assert_int_equal(hw_addr_split("example.org:65535", host, &port), 0);
+	assert_int_equal(hw_addr_split("h:0", host, &port), -EINVAL);
+	assert_int_equal(hw_addr_split("h:65536", host, &port), -EINVAL);
+	assert_int_equal(hw_addr_split("h:-1", host, &port), -EINVAL);
+	assert_int_equal(hw_addr_split("h:12x", host, &port), -EINVAL);
+	assert_int_equal(hw_addr_split("h", host, &port), -EINVAL);
+	assert_int_equal(hw_addr_split("h:", host, &port), -EINVAL);
+	assert_int_equal(hw_addr_split("::1:80", host, &port), -EINVAL);
+	assert_int_equal(hw_addr_split("[::1]80", host, &port), -EINVAL);
+}
+
+static void write_cfg(const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* Loads text and expects failure with a message containing want. */
+static void expect_error(const char *text, const char *want)
+{
+	struct hw_config cfg;
+	char err[512];
+
+	write_cfg(text);
+	assert_int_not_equal(hw_config_load(&cfg, path, err, sizeof(err)), 0);
+	if (!strstr(err, want))
+		fail_msg("error '%s' does not contain '%s'", err, want);
+	hw_config_free(&cfg);
+}
+
+static void test_default_roundtrip(void **state)
+{
+	json_t *d = hw_config_default("/k/visor.key", "/l", NULL, NULL);
+	struct hw_config cfg;
+	char err[512];
+
+	assert_int_equal(json_dump_file(d, path, 0), 0);
+	json_decref(d);
+	assert_int_equal(hw_config_load(&cfg, path, err, sizeof(err)), 0);
+	assert_string_equal(cfg.key_file, "/k/visor.key");
+	assert_string_equal(cfg.control_socket, "/l/visor.sock");
+	assert_string_equal(cfg.tcp_listen, "0.0.0.0:7777");
+	assert_int_equal(cfg.keepalive_ms, 5000);
+	assert_int_equal(cfg.npersistent, 0);
+	hw_config_free(&cfg);
+}
+
+static void test_relative_paths_and_persistent(void **state)
+{
+	struct hw_config cfg;
+	char err[512], want[256];
+
+	write_cfg("{\"version\":1,\"key_file\":\"visor.key\",\"local_dir\":"
+		  "\"local\",\"transport\":{\"persistent\":[{\"pk\":"
+		  "\"d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68"
+		  "f707511a\",\"addr\":\"10.0.0.1:7777\"}]}}");
+	assert_int_equal(hw_config_load(&cfg, path, err, sizeof(err)), 0);
+	snprintf(want, sizeof(want), "%s/visor.key", dir);
+	assert_string_equal(cfg.key_file, want);
+	assert_int_equal(cfg.npersistent, 1);
+	assert_string_equal(cfg.persistent[0].type, "tcp");
+	assert_string_equal(cfg.persistent[0].addr, "10.0.0.1:7777");
+	hw_config_free(&cfg);
+}
+
+static void test_errors_name_the_field(void **state)
+{
+	expect_error("{", "line 1");
+	expect_error("[]", "must be a JSON object");
+	expect_error("{\"version\":2}", "version: must be 1");
+	expect_error("{\"version\":1}", "key_file: missing");
+	expect_error("{\"version\":1,\"key_file\":\"k\",\"local_dir\":\"l\","
+		     "\"colour\":1}",
+		     "colour: unknown setting");
+	expect_error("{\"version\":1,\"key_file\":\"k\",\"local_dir\":\"l\","
+		     "\"transport\":{\"tcp_listen\":\"x:99999\"}}",
+		     "transport.tcp_listen: 'x:99999' is not HOST:PORT");
+	expect_error("{\"version\":1,\"key_file\":\"k\",\"local_dir\":\"l\","
+		     "\"transport\":{\"keepalive_interval_ms\":5}}",
+		     "transport.keepalive_interval_ms: 5 is out of range");
+	expect_error("{\"version\":1,\"key_file\":\"k\",\"local_dir\":\"l\","
+		     "\"transport\":{\"keepalive_interval_ms\":\"5\"}}",
+		     "must be a whole number");
+	expect_error("{\"version\":1,\"key_file\":\"k\",\"local_dir\":\"l\","
+		     "\"log_level\":\"loud\"}",
+		     "log_level: 'loud' is not");
+	expect_error("{\"version\":1,\"key_file\":\"k\",\"local_dir\":\"l\","
+		     "\"transport\":{\"persistent\":[{\"pk\":\"00\"}]}}",
+		     "transport.persistent[0].pk: hex string has the wrong "
+		     "length");
+	expect_error("{\"version\":1,\"key_file\":\"k\",\"local_dir\":\"l\","
+		     "\"transport\":{\"redial_min_ms\":5000,"
+		     "\"redial_max_ms\":1000}}",
+		     "transport.redial_max_ms: 1000 is below");
+	expect_error("{\"version\":1,\"key_file\":\"k\",\"local_dir\":\"l\","
+		     "\"version\":1}",
+		     "duplicate");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_addr_split),
+		cmocka_unit_test(test_default_roundtrip),
+		cmocka_unit_test(test_relative_paths_and_persistent),
+		cmocka_unit_test(test_errors_name_the_field),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
