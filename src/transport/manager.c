@@ -350,6 +350,7 @@ static void tp_destroy(struct hw_tp *tp)
 	finish_flood(tp, -ECONNABORTED);
 	fail_pings(m, tp, -ENOTCONN);
 	if (tp->live) {
+		hw_conn_close(tp->live->conn, 0, 0);
 		tp->live->tp = NULL;
 		tp->live = NULL;
 	}
@@ -635,8 +636,7 @@ static int keep_new(struct hw_tp_manager *m, struct link *old_l,
 
 	if (old_ours == new_ours)
 		return 1;
-	we_smaller = memcmp(m->p.id->pk, new_l->tp ? new_l->tp->pk
-						   : hw_conn_remote_pk(new_l->conn),
+	we_smaller = memcmp(m->p.id->pk, hw_conn_remote_pk(new_l->conn),
 			    HW_PK_LEN) < 0;
 	/* Keep the connection whose dialer has the smaller key. */
 	return new_ours ? we_smaller : !we_smaller;
