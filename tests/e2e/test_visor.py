@@ -115,9 +115,13 @@ def test_hostile_connections_do_not_disturb(visors):
         s = conn()
         s.sendall(os.urandom(300))
         s.close()
+    wait_for(lambda: a.json("info")["stats"]["pending_handshakes"] == 0,
+             what="garbage connections dropped")
     # Half a handshake that never finishes: dropped at the timeout.
     half = conn()
     half.sendall(b"\x00\x30")
+    wait_for(lambda: a.json("info")["stats"]["pending_handshakes"] == 1,
+             what="the half handshake pending")
     # More unfinished handshakes than allowed: the excess is refused.
     idle = [conn() for _ in range(12)]
     wait_for(lambda: a.json("info")["stats"]["inbound_refused"] > 0,
