@@ -1,5 +1,6 @@
 /* The CLI's client of the visor control API: one blocking HTTP request
  * over a UNIX socket with libcurl. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -11,13 +12,14 @@
 
 #include "cli/api_client.h"
 
+#include "util/buf.h"
+
 /* Largest answer accepted from the visor. */
 #define HW_API_MAX_RESPONSE (16 * 1024 * 1024)
 #define HW_API_MAX_URL 4096
 
 struct resp_buf {
-	char *data;
-	size_t len, cap;
+	struct hw_buf body;
 	bool too_big;
 	bool oom;
 };
@@ -47,31 +49,17 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
 {
 	struct resp_buf *b = ud;
-	size_t n = nmemb; /* size is always 1 */
+	int rc;
 
-	if (size != 1 || n > HW_API_MAX_RESPONSE - b->len) {
+	/* curl passes size 1; a product that overflows is refused too. */
+	if (size != 1) {
 		b->too_big = true;
 		return 0;
 	}
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		char *p;
-
-		while (cap < b->len + n)
-			cap *= 2;
-		if (cap > HW_API_MAX_RESPONSE)
-			cap = HW_API_MAX_RESPONSE;
-		p = realloc(b->data, cap);
-		if (!p) {
-			b->oom = true;
-			return 0;
-		}
-		b->data = p;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, ptr, n);
-	b->len += n;
-	return n;
+	rc = hw_buf_append(&b->body, ptr, nmemb, HW_API_MAX_RESPONSE);
+	b->too_big = rc == -E2BIG;
+	b->oom = rc == -ENOMEM;
+	return rc ? 0 : nmemb;
 }
 
 int hw_api_call(const char *socket_path, const char *method, const char *path,
@@ -191,8 +179,8 @@ int hw_api_call(const char *socket_path, const char *method, const char *path,
 		goto out;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-	if (rb.len) {
-		*resp = json_loadb(rb.data, rb.len, JSON_DECODE_ANY, &jerr);
+	if (rb.body.len) {
+		*resp = json_loadb(rb.body.data, rb.body.len, JSON_DECODE_ANY, &jerr);
 		if (!*resp) {
 			set_err(err, errlen,
 				"visor at %s answered HTTP %ld with a body that is not JSON: %s",
@@ -207,6 +195,6 @@ out:
 		curl_easy_cleanup(c);
 	curl_slist_free_all(hdrs);
 	free(payload);
-	free(rb.data);
+	hw_buf_reset(&rb.body);
 	return rc;
 }

@@ -32,7 +32,6 @@ struct chunk {
 };
 
 struct hw_conn {
-	uv_loop_t *loop;
 	uv_tcp_t tcp;
 	uv_timer_t timer;
 	uv_getaddrinfo_t gai;
@@ -44,7 +43,6 @@ struct hw_conn {
 	int reason;
 	int blocked; /* a send failed with -ENOBUFS */
 	int closed_called;
-	uint16_t port;
 	struct hw_conn_params p;
 	struct hw_noise_hs *hs;
 	struct hw_cipher *tx, *rx;
@@ -401,7 +399,6 @@ static int conn_new(struct hw_conn **out, uv_loop_t *loop,
 
 	if (!c)
 		return -ENOMEM;
-	c->loop = loop;
 	c->p = *p;
 	c->dialer = dialer;
 	c->reader = hw_record_reader_new(HS_MIN_RECORD, HS_MAX_RECORD);

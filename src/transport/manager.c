@@ -1113,14 +1113,14 @@ int hw_tp_manager_add(struct hw_tp_manager *m, const uint8_t pk[HW_PK_LEN],
 	if ((rc = tp_dial(tp))) {
 		char msg[400];
 		snprintf(msg, sizeof(msg), "%s", tp->last_error);
-		if (tp->persistent) {
-			finish_waiters(tp, rc, msg);
+		/* The waiters hear the dial's error, not the removal's. */
+		finish_waiters(tp, rc, msg);
+		if (tp->persistent)
 			schedule_redial(tp);
-		} else {
+		else
 			tp_destroy(tp);
-		}
 		snprintf(err, errlen, "%s", msg);
-		return rc;
+		return cb ? 0 : rc;
 	}
 	return 0;
 }

@@ -68,8 +68,10 @@ typedef void (*hw_tp_add_cb)(struct hw_tp_manager *m, struct hw_tp *tp,
 
 /* Adds a transport to pk of type ("tcp") at addr (HOST:PORT); persistent
  * ones are stored and re-dialed whenever they fail. An existing transport
- * to pk completes at once. Returns 0 (cb follows, maybe before return), or
- * -EINVAL with a message in err for bad arguments. */
+ * to pk completes at once. Bad arguments return -EINVAL with a message in
+ * err and never reach cb. Past those checks, with a cb every outcome
+ * reaches it (maybe before this returns) and the return is 0; without one
+ * a dial that cannot start returns its error with a message in err. */
 int hw_tp_manager_add(struct hw_tp_manager *m, const uint8_t pk[HW_PK_LEN],
 		      const char *type, const char *addr, int persistent,
 		      hw_tp_add_cb cb, void *ud, char *err, size_t errlen);

@@ -11,6 +11,38 @@
 #define TP_PREFIX "/v1/transports/"
 #define MAX_PINGS 100
 
+/* ---- jobs: requests answered later ---- */
+
+/* The start of every job: the request to answer and a reference that
+ * keeps the visor alive until the job ends. */
+struct job {
+	struct hw_visor *v;
+	struct hw_api_req *req;
+};
+
+/* Allocates a zeroed job of size bytes (a struct that starts with struct
+ * job). Answers 500 and returns NULL when out of memory. */
+static void *job_new(struct hw_visor *v, struct hw_api_req *req, size_t size)
+{
+	struct job *j = calloc(1, size);
+
+	if (!j) {
+		hw_api_reply_error(req, 500, "out of memory");
+		return NULL;
+	}
+	j->v = v;
+	j->req = req;
+	hw_visor_ref(v);
+	return j;
+}
+
+static void job_free(void *job)
+{
+	struct job *j = job;
+	hw_visor_unref(j->v);
+	free(j);
+}
+
 /* ---- GET /v1/info ---- */
 
 static void get_info(struct hw_visor *v, struct hw_api_req *req)
@@ -46,8 +78,7 @@ static void get_info(struct hw_visor *v, struct hw_api_req *req)
 /* ---- POST /v1/transports ---- */
 
 struct add_job {
-	struct hw_visor *v;
-	struct hw_api_req *req;
+	struct job job;
 };
 
 static void add_done(struct hw_tp_manager *m, struct hw_tp *tp, int status,
@@ -55,18 +86,17 @@ static void add_done(struct hw_tp_manager *m, struct hw_tp *tp, int status,
 {
 	struct add_job *j = ud;
 
-	if (!j->v->closing) {
+	if (!j->job.v->closing) {
 		if (tp) {
 			json_t *o = hw_tp_to_json(tp);
-			hw_api_reply(j->req, 201, o);
+			hw_api_reply(j->job.req, 201, o);
 			json_decref(o);
 		} else {
-			hw_api_reply_error(j->req, 502, "%s",
+			hw_api_reply_error(j->job.req, 502, "%s",
 					   msg ? msg : hw_strerror(status));
 		}
 	}
-	hw_visor_unref(j->v);
-	free(j);
+	job_free(j);
 }
 
 static int parse_pk(struct hw_api_req *req, json_t *body, uint8_t pk[32])
@@ -109,21 +139,15 @@ static void post_transport(struct hw_visor *v, struct hw_api_req *req,
 		hw_api_reply_error(req, 400, "persistent: must be true or false");
 		return;
 	}
-	if (!(j = calloc(1, sizeof(*j)))) {
-		hw_api_reply_error(req, 500, "out of memory");
+	if (!(j = job_new(v, req, sizeof(*j))))
 		return;
-	}
-	j->v = v;
-	j->req = req;
-	hw_visor_ref(v);
 	rc = hw_tp_manager_add(v->tpm, pk, type ? type : "tcp",
 			       addr ? addr : "", json_is_true(pers), add_done,
 			       j, err, sizeof(err));
 	if (rc == -EINVAL) {
 		/* Refused before anything started: the callback never runs. */
 		hw_api_reply_error(req, 400, "%s", err);
-		hw_visor_unref(v);
-		free(j);
+		job_free(j);
 	}
 	/* Any other outcome reached add_done already or will. */
 }
@@ -131,8 +155,7 @@ static void post_transport(struct hw_visor *v, struct hw_api_req *req,
 /* ---- POST /v1/ping ---- */
 
 struct ping_job {
-	struct hw_visor *v;
-	struct hw_api_req *req;
+	struct job job;
 	uint8_t pk[32];
 	char tp_id[HW_TP_ID_HEXLEN + 1];
 	unsigned count, sent, interval_ms, timeout_ms;
@@ -144,16 +167,15 @@ struct ping_job {
 static void ping_job_closed(uv_handle_t *h)
 {
 	struct ping_job *j = h->data;
-	hw_visor_unref(j->v);
 	json_decref(j->rtts);
-	free(j);
+	job_free(j);
 }
 
 static void ping_job_finish(struct ping_job *j, const char *error)
 {
-	if (!j->v->closing) {
+	if (!j->job.v->closing) {
 		if (error) {
-			hw_api_reply_error(j->req, 502, "%s", error);
+			hw_api_reply_error(j->job.req, 502, "%s", error);
 		} else {
 			double min = 0, max = 0, sum = 0;
 			size_t i, n = json_array_size(j->rtts);
@@ -179,7 +201,7 @@ static void ping_job_finish(struct ping_job *j, const char *error)
 				json_object_set_new(o, "max_ms",
 						    json_real(max));
 			}
-			hw_api_reply(j->req, 200, o);
+			hw_api_reply(j->job.req, 200, o);
 			json_decref(o);
 		}
 	}
@@ -192,7 +214,7 @@ static void ping_result(struct hw_tp_manager *m, int64_t rtt_us, void *ud)
 {
 	struct ping_job *j = ud;
 
-	if (j->v->closing) {
+	if (j->job.v->closing) {
 		ping_job_finish(j, NULL);
 		return;
 	}
@@ -210,7 +232,7 @@ static void ping_result(struct hw_tp_manager *m, int64_t rtt_us, void *ud)
 static void ping_next(uv_timer_t *t)
 {
 	struct ping_job *j = t->data;
-	struct hw_tp *tp = hw_tp_manager_find_pk(j->v->tpm, j->pk);
+	struct hw_tp *tp = hw_tp_manager_find_pk(j->job.v->tpm, j->pk);
 	int rc;
 
 	if (!tp || !hw_tp_is_up(tp)) {
@@ -268,12 +290,8 @@ static void post_ping(struct hw_visor *v, struct hw_api_req *req,
 					   json_object_get(body, "pk")));
 		return;
 	}
-	if (!(j = calloc(1, sizeof(*j)))) {
-		hw_api_reply_error(req, 500, "out of memory");
+	if (!(j = job_new(v, req, sizeof(*j))))
 		return;
-	}
-	j->v = v;
-	j->req = req;
 	memcpy(j->pk, pk, 32);
 	snprintf(j->tp_id, sizeof(j->tp_id), "%s", hw_tp_id_hex(tp));
 	j->count = count;
@@ -282,15 +300,13 @@ static void post_ping(struct hw_visor *v, struct hw_api_req *req,
 	j->rtts = json_array();
 	uv_timer_init(v->loop, &j->timer);
 	j->timer.data = j;
-	hw_visor_ref(v);
 	ping_next(&j->timer);
 }
 
 /* ---- POST /v1/transports/ID/throughput ---- */
 
 struct tput_job {
-	struct hw_visor *v;
-	struct hw_api_req *req;
+	struct job job;
 	uint64_t bytes;
 	unsigned pkt_size;
 };
@@ -299,9 +315,9 @@ static void tput_done(struct hw_tp_manager *m, int64_t us, void *ud)
 {
 	struct tput_job *j = ud;
 
-	if (!j->v->closing) {
+	if (!j->job.v->closing) {
 		if (us < 0) {
-			hw_api_reply_error(j->req, 502, "throughput test "
+			hw_api_reply_error(j->job.req, 502, "throughput test "
 					   "failed: %s", hw_strerror((int)us));
 		} else {
 			double s = (double)us / 1e6;
@@ -310,12 +326,11 @@ static void tput_done(struct hw_tp_manager *m, int64_t us, void *ud)
 				(json_int_t)j->bytes, "packet_size",
 				j->pkt_size, "seconds", s, "mbytes_per_s",
 				s > 0 ? (double)j->bytes / s / 1e6 : 0.0);
-			hw_api_reply(j->req, 200, o);
+			hw_api_reply(j->job.req, 200, o);
 			json_decref(o);
 		}
 	}
-	hw_visor_unref(j->v);
-	free(j);
+	job_free(j);
 }
 
 static void post_throughput(struct hw_visor *v, struct hw_api_req *req,
@@ -335,20 +350,14 @@ static void post_throughput(struct hw_visor *v, struct hw_api_req *req,
 	if (get_uint_field(req, body, "packet_size", 16384, 1,
 			   HW_PACKET_MAX_PAYLOAD, &size))
 		return;
-	if (!(j = calloc(1, sizeof(*j)))) {
-		hw_api_reply_error(req, 500, "out of memory");
+	if (!(j = job_new(v, req, sizeof(*j))))
 		return;
-	}
-	j->v = v;
-	j->req = req;
 	j->bytes = (uint64_t)json_integer_value(b);
 	j->pkt_size = size;
-	hw_visor_ref(v);
 	if ((rc = hw_tp_throughput(tp, j->bytes, size, tput_done, j))) {
 		hw_api_reply_error(req, rc == -EBUSY ? 409 : 502,
 				   "throughput test: %s", hw_strerror(rc));
-		hw_visor_unref(v);
-		free(j);
+		job_free(j);
 	}
 }
 

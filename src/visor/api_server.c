@@ -46,6 +46,8 @@
 
 #include "visor/api_server.h"
 
+#include "util/buf.h"
+
 /* Bounds on what one local client can make the server hold. */
 #define HW_API_MAX_CONNECTIONS 64
 #define HW_API_TIMEOUT_S 30
@@ -84,8 +86,8 @@ struct hw_api_req {
 	struct hw_api_server *srv;
 
 	/* MHD thread only, before the hand-over. */
-	char *upload;
-	size_t upload_len, upload_cap, discarded;
+	struct hw_buf upload;
+	size_t discarded;
 	bool too_big;
 
 	/* Set before the hand-over, read-only afterwards. */
@@ -207,7 +209,7 @@ static void req_free(struct hw_api_req *req)
 {
 	if (!req)
 		return;
-	free(req->upload);
+	hw_buf_reset(&req->upload);
 	free(req->method);
 	free(req->path);
 	json_decref(req->body);
@@ -242,35 +244,20 @@ static void live_remove_locked(struct hw_api_server *srv,
  * Returns false when the client sent more than we are willing to read. */
 static bool req_append(struct hw_api_req *req, const char *data, size_t n)
 {
-	if (!req->too_big && n > HW_API_MAX_BODY - req->upload_len) {
+	if (!req->too_big) {
+		int rc = hw_buf_append(&req->upload, data, n, HW_API_MAX_BODY);
+		if (rc == 0)
+			return true;
+		if (rc != -E2BIG)
+			return false;
+		/* Over the cap: keep reading (up to a limit) to answer 413. */
 		req->too_big = true;
-		req->discarded = req->upload_len;
-		free(req->upload);
-		req->upload = NULL;
-		req->upload_len = req->upload_cap = 0;
+		req->discarded = req->upload.len;
+		hw_buf_reset(&req->upload);
 	}
-	if (req->too_big) {
-		if (n > HW_API_MAX_DISCARD - req->discarded)
-			return false;
-		req->discarded += n;
-		return true;
-	}
-	if (req->upload_len + n > req->upload_cap) {
-		size_t cap = req->upload_cap ? req->upload_cap : 1024;
-		char *p;
-
-		while (cap < req->upload_len + n)
-			cap *= 2;
-		if (cap > HW_API_MAX_BODY)
-			cap = HW_API_MAX_BODY;
-		p = realloc(req->upload, cap);
-		if (!p)
-			return false;
-		req->upload = p;
-		req->upload_cap = cap;
-	}
-	memcpy(req->upload + req->upload_len, data, n);
-	req->upload_len += n;
+	if (n > HW_API_MAX_DISCARD - req->discarded)
+		return false;
+	req->discarded += n;
 	return true;
 }
 
@@ -320,17 +307,15 @@ static enum MHD_Result req_submit(struct hw_api_server *srv,
 		return queue_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, false,
 				   "request body exceeds %d bytes",
 				   HW_API_MAX_BODY);
-	if (req->upload_len) {
-		req->body = json_loadb(req->upload, req->upload_len,
+	if (req->upload.len) {
+		req->body = json_loadb(req->upload.data, req->upload.len,
 				       JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
 				       &jerr);
 		if (!req->body)
 			return queue_error(conn, MHD_HTTP_BAD_REQUEST, false,
 					   "request body is not JSON: %s",
 					   jerr.text);
-		free(req->upload);
-		req->upload = NULL;
-		req->upload_len = req->upload_cap = 0;
+		hw_buf_reset(&req->upload);
 	}
 	req->method = strdup(method);
 	req->path = strdup(url);
