@@ -32,9 +32,11 @@ json_t *hw_config_default(const char *key_file, const char *local_dir,
 		"version", 1, "key_file", key_file, "local_dir", local_dir,
 		"log_level", "info", "transport", "tcp_listen",
 		tcp_listen ? tcp_listen : listen, "keepalive_interval_ms",
-		5000, "handshake_timeout_ms", 10000,
-		"max_pending_handshakes", 64, "redial_min_ms", 500,
-		"redial_max_ms", 30000, "persistent", "discovery", "url",
+		HW_DEFAULT_KEEPALIVE_MS, "handshake_timeout_ms",
+		HW_DEFAULT_HANDSHAKE_TIMEOUT_MS, "max_pending_handshakes",
+		HW_DEFAULT_MAX_PENDING_HANDSHAKES, "redial_min_ms",
+		HW_DEFAULT_REDIAL_MIN_MS, "redial_max_ms",
+		HW_DEFAULT_REDIAL_MAX_MS, "persistent", "discovery", "url",
 		discovery_url ? discovery_url : "", "control", "socket", "");
 }
 
@@ -235,6 +237,35 @@ static int load_transport(struct hw_config *cfg, json_t *t, char *err,
 int hw_config_load(struct hw_config *cfg, const char *path, char *err,
 		   size_t errlen)
 {
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+	int rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (!(f = fopen(path, "r")))
+		return bad(err, errlen, "cannot read: %s", strerror(errno));
+	/* One byte more than allowed, to tell a file that is too large. */
+	text = malloc(HW_CONFIG_MAX_SIZE + 1);
+	if (text)
+		len = fread(text, 1, HW_CONFIG_MAX_SIZE + 1, f);
+	if (!text)
+		rc = -ENOMEM;
+	else if (ferror(f))
+		rc = bad(err, errlen, "cannot read: %s", strerror(errno));
+	else if (len > HW_CONFIG_MAX_SIZE)
+		rc = bad(err, errlen, "larger than %d bytes",
+			 HW_CONFIG_MAX_SIZE);
+	else
+		rc = hw_config_parse(cfg, path, text, len, err, errlen);
+	fclose(f);
+	free(text);
+	return rc;
+}
+
+int hw_config_parse(struct hw_config *cfg, const char *path, const char *text,
+		    size_t len, char *err, size_t errlen)
+{
 	static const char *const keys[] = {"version",   "key_file",
 					   "local_dir", "log_level",
 					   "transport", "discovery",
@@ -250,16 +281,16 @@ int hw_config_load(struct hw_config *cfg, const char *path, char *err,
 	cfg->log_level = HW_LOG_INFO;
 	snprintf(cfg->tcp_listen, sizeof(cfg->tcp_listen), "0.0.0.0:%d",
 		 HW_DEFAULT_TCP_PORT);
-	cfg->keepalive_ms = 5000;
-	cfg->handshake_timeout_ms = 10000;
-	cfg->max_pending_handshakes = 64;
-	cfg->redial_min_ms = 500;
-	cfg->redial_max_ms = 30000;
+	cfg->keepalive_ms = HW_DEFAULT_KEEPALIVE_MS;
+	cfg->handshake_timeout_ms = HW_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+	cfg->max_pending_handshakes = HW_DEFAULT_MAX_PENDING_HANDSHAKES;
+	cfg->redial_min_ms = HW_DEFAULT_REDIAL_MIN_MS;
+	cfg->redial_max_ms = HW_DEFAULT_REDIAL_MAX_MS;
 	if (strlen(path) >= sizeof(cfg->path))
 		return bad(err, errlen, "path too long");
 	strcpy(cfg->path, path);
 
-	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
 		rc = bad(err, errlen, "line %d: %s", jerr.line, jerr.text);
 		goto out;

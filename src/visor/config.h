@@ -32,6 +32,13 @@
 #include "util/log.h"
 
 #define HW_DEFAULT_TCP_PORT 7777
+#define HW_DEFAULT_KEEPALIVE_MS 5000
+#define HW_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+#define HW_DEFAULT_MAX_PENDING_HANDSHAKES 64
+#define HW_DEFAULT_REDIAL_MIN_MS 500
+#define HW_DEFAULT_REDIAL_MAX_MS 30000
+/* A config file larger than this is refused. */
+#define HW_CONFIG_MAX_SIZE (1024 * 1024)
 #define HW_TP_TYPE_MAX 16
 #define HW_ADDR_MAX 280
 
@@ -62,6 +69,11 @@ struct hw_config {
  * Free with hw_config_free (also after a failure). */
 int hw_config_load(struct hw_config *cfg, const char *path, char *err,
 		   size_t errlen);
+
+/* The same for config text (len bytes) that came from path; relative paths
+ * in it are taken relative to path's folder. */
+int hw_config_parse(struct hw_config *cfg, const char *path, const char *text,
+		    size_t len, char *err, size_t errlen);
 
 void hw_config_free(struct hw_config *cfg);
 

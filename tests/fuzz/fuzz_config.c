@@ -1,0 +1,29 @@
+/* Fuzzes the visor config parser: any bytes must give a config or an
+ * error message, and hw_config_free must release everything either way. */
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "visor/config.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct hw_config cfg;
+	char err[512];
+	int rc;
+
+	err[0] = '\0';
+	rc = hw_config_parse(&cfg, "/fuzz/hopwire.json", (const char *)data,
+			     size, err, sizeof(err));
+	/* A refusal always says why. */
+	if (rc && !err[0] && rc != -ENOMEM)
+		abort();
+	if (rc == 0 && (!cfg.key_file[0] || !cfg.control_socket[0]))
+		abort();
+	hw_config_free(&cfg);
+	return 0;
+}
