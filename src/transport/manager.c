@@ -1,7 +1,6 @@
 #include "transport/manager.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -14,6 +13,7 @@
 #include "util/err.h"
 #include "util/hex.h"
 #include "util/log.h"
+#include "util/saver.h"
 
 #define LOG "transport"
 #define PING_PAYLOAD 16
@@ -89,6 +89,8 @@ struct hw_tp_manager {
 	uint64_t next_token;
 	uint64_t last_save_ms;
 	json_t *saved_counters; /* counters of earlier runs, by ID */
+	struct hw_saver *saver;  /* the state file; NULL when not kept */
+	int state_loaded;
 	struct hw_tp_manager_stats st;
 	int closing;
 	/* Handles and connections whose callbacks still reach the manager;
@@ -144,58 +146,6 @@ static void pk_hex(const uint8_t pk[HW_PK_LEN], char out[HW_PK_HEXLEN + 1])
 
 /* ---- state file ---- */
 
-struct save_job {
-	uv_work_t work;
-	char *path;
-	char *text;
-	int rc;
-};
-
-static int write_file_atomic(const char *path, const char *text)
-{
-	char tmp[4200];
-	size_t len = strlen(text), off = 0;
-	int fd, rc = 0;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	while (off < len && rc == 0) {
-		ssize_t n = write(fd, text + off, len - off);
-		if (n < 0 && errno != EINTR)
-			rc = -errno;
-		else if (n > 0)
-			off += (size_t)n;
-	}
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc)
-		unlink(tmp);
-	return rc;
-}
-
-static void save_work(uv_work_t *w)
-{
-	struct save_job *j = w->data;
-	j->rc = write_file_atomic(j->path, j->text);
-}
-
-static void save_done(uv_work_t *w, int status)
-{
-	struct save_job *j = w->data;
-	if (j->rc)
-		hw_log(HW_LOG_WARN, LOG, "cannot write %s: %s", j->path,
-		       hw_strerror(j->rc));
-	free(j->path);
-	free(j->text);
-	free(j);
-}
-
 static json_t *counters_json(const struct hw_tp *tp)
 {
 	return json_pack("{s:I, s:I, s:I, s:I}", "tx_bytes",
@@ -230,39 +180,15 @@ static char *state_text(struct hw_tp_manager *m)
 	return text;
 }
 
-/* Writes the state file from the thread pool (sync: on the caller's
- * thread, for the last save at shutdown). */
-static void save_state(struct hw_tp_manager *m, int sync)
+/* Hands the current state to the saver (written from the thread pool). */
+static void save_state(struct hw_tp_manager *m)
 {
-	struct save_job *j;
-	char *text;
-	int rc;
-
-	if (!m->p.state_path)
+	/* Before the state is loaded there is nothing to save: writing then
+	 * would replace the stored transports with an empty list. */
+	if (!m->saver || !m->state_loaded)
 		return;
 	m->last_save_ms = now_ms(m);
-	if (!(text = state_text(m)))
-		return;
-	if (sync) {
-		if ((rc = write_file_atomic(m->p.state_path, text)))
-			hw_log(HW_LOG_WARN, LOG, "cannot write %s: %s",
-			       m->p.state_path, hw_strerror(rc));
-		free(text);
-		return;
-	}
-	j = calloc(1, sizeof(*j));
-	if (!j || !(j->path = strdup(m->p.state_path))) {
-		free(j);
-		free(text);
-		return;
-	}
-	j->text = text;
-	j->work.data = j;
-	if (uv_queue_work(m->p.loop, &j->work, save_work, save_done)) {
-		free(j->path);
-		free(j->text);
-		free(j);
-	}
+	hw_saver_save(m->saver, state_text(m));
 }
 
 /* ---- transports ---- */
@@ -813,7 +739,7 @@ static void on_closed(struct hw_conn *c, int reason, void *ud)
 		int was_persistent_removal = tp->removed;
 		tp_destroy(tp);
 		if (was_persistent_removal)
-			save_state(m, 0);
+			save_state(m);
 	}
 	manager_unref(m);
 }
@@ -948,7 +874,7 @@ static void on_tick(uv_timer_t *t)
 			hw_tp_send(tp, HW_PKT_KEEPALIVE, 0, NULL, 0);
 	}
 	if (now - m->last_save_ms >= STATE_SAVE_MS)
-		save_state(m, 0);
+		save_state(m);
 }
 
 /* ---- public ---- */
@@ -1016,6 +942,10 @@ int hw_tp_manager_new(struct hw_tp_manager **out,
 	m->cp.handshake_timeout_ms = p->handshake_timeout_ms;
 	m->cp.ops = &conn_ops;
 	m->last_save_ms = uv_now(p->loop);
+	if (p->state_path && !(m->saver = hw_saver_new(p->loop, p->state_path))) {
+		free(m);
+		return -ENOMEM;
+	}
 	uv_timer_init(p->loop, &m->tick);
 	m->tick.data = m;
 	m->refs++;
@@ -1026,6 +956,11 @@ int hw_tp_manager_new(struct hw_tp_manager **out,
 	uv_timer_start(&m->tick, on_tick, p->keepalive_ms / 2,
 		       p->keepalive_ms / 2);
 	load_state(m, err, errlen);
+	m->state_loaded = 1;
+	/* Borrowed from the caller for starting only: the saver keeps its
+	 * own copy of the path. */
+	m->p.state_path = NULL;
+	m->p.tcp_listen = NULL;
 	*out = m;
 	return 0;
 }
@@ -1039,7 +974,9 @@ void hw_tp_manager_free(struct hw_tp_manager *m)
 {
 	if (!m)
 		return;
-	save_state(m, 1);
+	save_state(m);
+	hw_saver_free(m->saver);
+	m->saver = NULL;
 	m->closing = 1;
 	m->refs++; /* held while closing everything below */
 	fail_pings(m, NULL, -ECONNABORTED);
@@ -1095,7 +1032,7 @@ int hw_tp_manager_add(struct hw_tp_manager *m, const uint8_t pk[HW_PK_LEN],
 		snprintf(tp->addr, sizeof(tp->addr), "%s", addr);
 	if (persistent && !tp->persistent) {
 		tp->persistent = 1;
-		save_state(m, 0);
+		save_state(m);
 	}
 	if (w) {
 		w->cb = cb;
@@ -1144,7 +1081,7 @@ int hw_tp_manager_remove(struct hw_tp_manager *m, const char *id_hex)
 	tp->removed = 1;
 	tp->persistent = 0;
 	tp_destroy(tp);
-	save_state(m, 0);
+	save_state(m);
 	return 0;
 }
 

@@ -34,6 +34,7 @@ struct hw_tp;
 struct hw_tp_manager_params {
 	uv_loop_t *loop;
 	const struct hw_identity *id;
+	/* Read while hw_tp_manager_new runs only; need not outlive it. */
 	const char *tcp_listen; /* HOST:PORT, "" for none */
 	const char *state_path; /* NULL: nothing persisted */
 	unsigned keepalive_ms;

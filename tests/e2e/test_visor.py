@@ -298,3 +298,24 @@ def test_memory_stays_flat_under_garbage(visors):
              what="bad connections dropped")
     assert rss() - before < 1024, f"RSS grew {rss() - before} KiB"
     assert a.cli("ping", b.pk, "--count", "1").returncode == 0
+
+
+def test_failed_start_keeps_persistent_transports(visors):
+    a, b = visors("a").start(), visors("b").start()
+    link(a, b, "--persistent")
+    assert a.stop() == 0
+    # Someone else holds a's port: a refuses to start, naming the problem,
+    # and must not touch its stored transports on the way out.
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blocker.bind(("127.0.0.1", a.port))
+    blocker.listen(1)
+    r = subprocess.run([bin_path("hopwire-visor"), "--config", str(a.config)],
+                       capture_output=True, text=True, timeout=10)
+    blocker.close()
+    assert r.returncode == 1
+    assert "address already in use" in r.stderr
+    a.start()
+    wait_for(lambda: up_transports(a), timeout=15,
+             what="the persistent transport after the failed start")
+    assert a.transports()[0]["persistent"] is True
