@@ -8,7 +8,7 @@ PACKAGES=(
   libuv1-dev libsodium-dev libssl-dev libjansson-dev
   libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev libhiredis-dev
   libcmocka-dev python3 python3-pytest curl
-  redis-server nftables iproute2
+  python3-cryptography redis-server nftables iproute2
 )
 
 missing=()
