@@ -63,6 +63,29 @@ static int wants_help(int argc, char **argv)
 	return 0;
 }
 
+static void print_network(json_t *n)
+{
+	json_t *e;
+	size_t i;
+
+	if (!str(n, "discovery")[0]) {
+		printf("discovery   (none configured)\n");
+	} else {
+		printf("discovery   %s (%s)\n", str(n, "discovery"),
+		       json_is_true(json_object_get(n, "registered"))
+			       ? "registered"
+			       : "not registered yet");
+		if (str(n, "last_error")[0])
+			printf("            last error: %s\n",
+			       str(n, "last_error"));
+	}
+	json_array_foreach(json_object_get(n, "relays"), i, e)
+		printf("relay       %s %s (%s, %lld streams)\n",
+		       str(e, "relay"), str(e, "addr"),
+		       json_is_true(json_object_get(e, "up")) ? "up" : "down",
+		       num(e, "streams"));
+}
+
 int hw_cli_info(int argc, char **argv)
 {
 	static const char usage[] = "hopwire info [--json]";
@@ -91,6 +114,7 @@ int hw_cli_info(int argc, char **argv)
 		printf("control     %s\n", str(r, "control_socket"));
 		printf("transports  %lld (%lld up)\n", num(r, "transports"),
 		       num(r, "transports_up"));
+		print_network(json_object_get(r, "network"));
 	}
 	json_decref(r);
 	return 0;
@@ -144,7 +168,7 @@ static int tp_ls(int argc, char **argv)
 static int tp_add(int argc, char **argv)
 {
 	static const char usage[] =
-		"hopwire tp add PK --addr HOST:PORT [--type tcp] "
+		"hopwire tp add PK [--type tcp|relay] [--addr ADDR] "
 		"[--persistent] [--json]";
 	static const struct option opts[] = {
 		{"type", required_argument, NULL, 't'},
@@ -152,7 +176,7 @@ static int tp_add(int argc, char **argv)
 		{"persistent", no_argument, NULL, 'p'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *type = "tcp", *addr = NULL;
+	const char *type = NULL, *addr = NULL;
 	int persistent = 0, c, rc;
 	json_t *body, *r;
 
@@ -169,8 +193,10 @@ static int tp_add(int argc, char **argv)
 		hw_cli_err("usage: %s", usage);
 		return 2;
 	}
-	body = json_pack("{s:s, s:s, s:b}", "pk", argv[optind], "type", type,
-			 "persistent", persistent);
+	body = json_pack("{s:s, s:b}", "pk", argv[optind], "persistent",
+			 persistent);
+	if (type)
+		json_object_set_new(body, "type", json_string(type));
 	if (addr)
 		json_object_set_new(body, "addr", json_string(addr));
 	rc = hw_cli_call("POST", "/v1/transports", body, ADD_TIMEOUT_MS, &r);
@@ -275,13 +301,18 @@ static void tp_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: hopwire tp ls [--json]\n"
-		"       hopwire tp add PK --addr HOST:PORT [--type tcp] "
+		"       hopwire tp add PK [--type tcp|relay] [--addr ADDR] "
 		"[--persistent]\n"
 		"       hopwire tp rm ID\n"
 		"       hopwire tp throughput ID [--bytes N] [--packet-size N]\n\n"
-		"ls lists this visor's transports. add dials visor PK at "
-		"HOST:PORT and waits\nuntil the transport is up; --persistent "
-		"keeps it: re-dialed whenever it fails,\nalso after restarts. "
+		"ls lists this visor's transports. add links to visor PK and "
+		"waits until the\ntransport is up: tcp dials ADDR (HOST:PORT); "
+		"relay goes through a relay\nserver both visors hold a "
+		"session with (ADDR is RELAY_PK@HOST:PORT). Without\n--addr "
+		"the visor looks PK up in discovery; without --type it uses "
+		"tcp when PK\nhas a reachable address, else a relay. "
+		"--persistent keeps the transport:\nre-dialed whenever it "
+		"fails, also after restarts. "
 		"rm closes a transport on both ends. throughput sends N\nbytes "
 		"(default 256 MiB) of data over a transport and prints the "
 		"rate.\n");

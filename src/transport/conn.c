@@ -32,7 +32,12 @@ struct chunk {
 };
 
 struct hw_conn {
-	uv_tcp_t tcp;
+	uv_tcp_t tcp; /* unused (never initialised) over a carrier */
+	/* Set when the connection runs over a carrier instead of TCP. */
+	const struct hw_conn_carrier_ops *cops;
+	void *carrier;
+	int carrier_gone;   /* the carrier closed: no more calls into it */
+	int graceful_wait;  /* closing once the writes in flight are done */
 	uv_timer_t timer;
 	uv_getaddrinfo_t gai;
 	uv_connect_t connect_req;
@@ -85,9 +90,23 @@ static void on_handle_closed(uv_handle_t *h)
 	conn_maybe_free(c);
 }
 
+static void close_carrier(struct hw_conn *c)
+{
+	if (c->carrier_gone)
+		return;
+	c->carrier_gone = 1;
+	/* The carrier completes our writes in flight from inside close:
+	 * hold the connection until it returns. */
+	c->pending++;
+	c->cops->close(c->carrier, c->reason);
+	c->pending--;
+}
+
 static void close_handles(struct hw_conn *c)
 {
-	if (!uv_is_closing((uv_handle_t *)&c->tcp))
+	if (c->cops)
+		close_carrier(c);
+	else if (!uv_is_closing((uv_handle_t *)&c->tcp))
 		uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 	if (!uv_is_closing((uv_handle_t *)&c->timer))
 		uv_close((uv_handle_t *)&c->timer, on_handle_closed);
@@ -118,6 +137,19 @@ void hw_conn_close(struct hw_conn *c, int reason, int graceful)
 	graceful = graceful && c->state == ST_OPEN;
 	c->state = ST_CLOSING;
 	uv_timer_stop(&c->timer);
+	if (c->cops) {
+		if (graceful) {
+			flush(c);
+			if (c->writes > 0 && !c->carrier_gone) {
+				c->graceful_wait = 1;
+				uv_timer_start(&c->timer, on_close_timeout,
+					       GRACEFUL_CLOSE_MS, 0);
+				return;
+			}
+		}
+		close_handles(c);
+		return;
+	}
 	if (!uv_is_closing((uv_handle_t *)&c->tcp))
 		uv_read_stop((uv_stream_t *)&c->tcp);
 	if (graceful) {
@@ -162,9 +194,8 @@ static void chunk_put(struct hw_conn *c, struct chunk *k)
 	}
 }
 
-static void on_write(uv_write_t *req, int status)
+static void write_done(struct chunk *k, int status)
 {
-	struct chunk *k = req->data;
 	struct hw_conn *c = k->conn;
 
 	c->pending--;
@@ -182,8 +213,21 @@ static void on_write(uv_write_t *req, int status)
 			if (c->p.ops->drained)
 				c->p.ops->drained(c, c->p.ud);
 		}
+	} else if (c->graceful_wait && c->writes == 0) {
+		c->graceful_wait = 0;
+		close_handles(c);
 	}
 	conn_maybe_free(c);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+	write_done(req->data, status);
+}
+
+static void on_carrier_write(void *arg, int status)
+{
+	write_done(arg, status);
 }
 
 /* Writes a raw record (handshake messages) or a sealed chunk. */
@@ -194,7 +238,13 @@ static int write_chunk(struct hw_conn *c, struct chunk *k, size_t total)
 
 	k->req.data = k;
 	k->total = total;
-	rc = uv_write(&k->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+	if (c->cops)
+		rc = c->carrier_gone ? -ENOTCONN
+				     : c->cops->write(c->carrier, k->buf, total,
+						      on_carrier_write, k);
+	else
+		rc = uv_write(&k->req, (uv_stream_t *)&c->tcp, &b, 1,
+			      on_write);
 	if (rc < 0) {
 		chunk_put(c, k);
 		return rc;
@@ -353,18 +403,51 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	*buf = uv_buf_init((char *)space, (unsigned)len);
 }
 
+static void process_records(struct hw_conn *c);
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
 	struct hw_conn *c = s->data;
-	uint8_t *rec;
-	size_t len, ptlen;
-	int rc;
 
 	if (n < 0) {
 		hw_conn_close(c, n == UV_EOF ? HW_ECLOSED : (int)n, 0);
 		return;
 	}
 	hw_record_reader_commit(c->reader, (size_t)n);
+	process_records(c);
+}
+
+void hw_conn_carrier_input(struct hw_conn *c, const uint8_t *data,
+			   size_t len)
+{
+	/* Held across the callbacks, which may close the connection. */
+	c->pending++;
+	while (len > 0 &&
+	       (c->state == ST_HANDSHAKE || c->state == ST_OPEN)) {
+		size_t n = hw_record_reader_feed(c->reader, data, len);
+		data += n;
+		len -= n;
+		process_records(c);
+	}
+	c->pending--;
+	conn_maybe_free(c);
+}
+
+void hw_conn_carrier_closed(struct hw_conn *c, int reason)
+{
+	c->carrier_gone = 1;
+	c->pending++;
+	hw_conn_close(c, reason ? reason : HW_ECLOSED, 0);
+	c->pending--;
+	conn_maybe_free(c);
+}
+
+static void process_records(struct hw_conn *c)
+{
+	uint8_t *rec;
+	size_t len, ptlen;
+	int rc;
+
 	while (c->state == ST_HANDSHAKE || c->state == ST_OPEN) {
 		rc = hw_record_reader_next(c->reader, &rec, &len);
 		if (rc == 0)
@@ -392,7 +475,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 /* ---- setup ---- */
 
 static int conn_new(struct hw_conn **out, uv_loop_t *loop,
-		    const struct hw_conn_params *p, int dialer)
+		    const struct hw_conn_params *p, int dialer,
+		    const struct hw_conn_carrier_ops *cops, void *carrier)
 {
 	struct hw_conn *c = calloc(1, sizeof(*c));
 	int rc;
@@ -406,15 +490,40 @@ static int conn_new(struct hw_conn **out, uv_loop_t *loop,
 		free(c);
 		return -ENOMEM;
 	}
-	if ((rc = uv_tcp_init(loop, &c->tcp)) < 0) {
+	c->cops = cops;
+	c->carrier = carrier;
+	if (!cops && (rc = uv_tcp_init(loop, &c->tcp)) < 0) {
 		hw_record_reader_free(c->reader);
 		free(c);
 		return rc;
 	}
 	uv_timer_init(loop, &c->timer);
 	c->tcp.data = c->timer.data = c;
-	c->pending = 2;
+	c->pending = cops ? 1 : 2;
 	*out = c;
+	return 0;
+}
+
+static int start_noise(struct hw_conn *c)
+{
+	int rc;
+
+	c->state = ST_HANDSHAKE;
+	rc = hw_noise_hs_new(&c->hs, HW_NOISE_XK,
+			     c->dialer ? HW_NOISE_INITIATOR
+				       : HW_NOISE_RESPONDER,
+			     (const uint8_t *)c->p.prologue,
+			     strlen(c->p.prologue), c->p.x_priv,
+			     c->dialer ? c->remote_x : NULL);
+	if (rc)
+		return rc;
+	if (!c->cops && (rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc,
+					    on_read)))
+		return rc;
+	if (c->dialer) {
+		uint8_t v = HW_CONN_VERSION;
+		return send_handshake(c, &v, 1);
+	}
 	return 0;
 }
 
@@ -422,7 +531,7 @@ static int conn_new(struct hw_conn **out, uv_loop_t *loop,
 static int start_handshake(struct hw_conn *c)
 {
 	struct sockaddr_storage ss;
-	int len = sizeof(ss), rc;
+	int len = sizeof(ss);
 
 	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
 		char ip[INET6_ADDRSTRLEN] = "?";
@@ -440,22 +549,7 @@ static int start_handshake(struct hw_conn *c)
 		}
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
-	c->state = ST_HANDSHAKE;
-	rc = hw_noise_hs_new(&c->hs, HW_NOISE_XK,
-			     c->dialer ? HW_NOISE_INITIATOR
-				       : HW_NOISE_RESPONDER,
-			     (const uint8_t *)c->p.prologue,
-			     strlen(c->p.prologue), c->p.x_priv,
-			     c->dialer ? c->remote_x : NULL);
-	if (rc)
-		return rc;
-	if ((rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read)))
-		return rc;
-	if (c->dialer) {
-		uint8_t v = HW_CONN_VERSION;
-		return send_handshake(c, &v, 1);
-	}
-	return 0;
+	return start_noise(c);
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -511,7 +605,7 @@ int hw_conn_dial(struct hw_conn **out, uv_loop_t *loop,
 	int rc;
 
 	*out = NULL;
-	if ((rc = conn_new(&c, loop, p, 1)))
+	if ((rc = conn_new(&c, loop, p, 1, NULL, NULL)))
 		return rc;
 	memcpy(c->remote_pk, remote_pk, HW_PK_LEN);
 	if ((rc = hw_pk_to_x25519(remote_pk, c->remote_x))) {
@@ -542,11 +636,39 @@ int hw_conn_accept(struct hw_conn **out, uv_stream_t *server,
 	int rc;
 
 	*out = NULL;
-	if ((rc = conn_new(&c, server->loop, p, 0)))
+	if ((rc = conn_new(&c, server->loop, p, 0, NULL, NULL)))
 		return rc;
 	if ((rc = uv_accept(server, (uv_stream_t *)&c->tcp)) ||
 	    (rc = start_handshake(c))) {
 		c->closed_called = 1;
+		hw_conn_close(c, rc, 0);
+		return rc;
+	}
+	uv_timer_start(&c->timer, on_timeout, p->handshake_timeout_ms, 0);
+	*out = c;
+	return 0;
+}
+
+int hw_conn_open_carrier(struct hw_conn **out, uv_loop_t *loop,
+			 const struct hw_conn_params *p,
+			 const struct hw_conn_carrier_ops *cops, void *carrier,
+			 const uint8_t *remote_pk, const char *peer)
+{
+	struct hw_conn *c = NULL;
+	int rc;
+
+	*out = NULL;
+	if ((rc = conn_new(&c, loop, p, remote_pk != NULL, cops, carrier)))
+		return rc;
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	if (remote_pk) {
+		memcpy(c->remote_pk, remote_pk, HW_PK_LEN);
+		rc = hw_pk_to_x25519(remote_pk, c->remote_x);
+	}
+	/* A failure here leaves the carrier to the caller. */
+	if (rc || (rc = start_noise(c))) {
+		c->closed_called = 1;
+		c->carrier_gone = 1;
 		hw_conn_close(c, rc, 0);
 		return rc;
 	}

@@ -1,5 +1,7 @@
-/* A Noise-secured stream over TCP: the connection under every TCP
- * transport.
+/* A Noise-secured stream: the connection under every transport, over its
+ * own TCP socket (tcp transports) or over a carrier, a byte stream that
+ * some other module provides (relay transports: a stream through a relay
+ * server, so the relay carries only this connection's ciphertext).
  *
  * The dialer knows the remote identity and runs Noise XK as initiator; the
  * accepting side learns the dialer's identity from the handshake. Each
@@ -65,6 +67,41 @@ int hw_conn_dial(struct hw_conn **out, uv_loop_t *loop,
  * responder. Returns 0 and *out or a negative code. */
 int hw_conn_accept(struct hw_conn **out, uv_stream_t *server,
 		   const struct hw_conn_params *p);
+
+/* A carrier: the byte stream under a connection when it is not a TCP
+ * socket of its own (a stream through a relay). The connection writes
+ * whole records to it and is fed what arrives. */
+struct hw_conn_carrier_ops {
+	/* Writes len bytes of buf, which stays valid until done(arg,
+	 * status) runs: status 0 once written, negative when the carrier
+	 * failed first. done never runs before write returns. Returns 0 or a
+	 * negative code (done is not called then). */
+	int (*write)(void *carrier, const uint8_t *buf, size_t len,
+		     void (*done)(void *arg, int status), void *arg);
+	/* The connection is finished with the carrier (reason as for
+	 * hw_conn_close): close it; writes still in flight complete with an
+	 * error. No call reaches the carrier afterwards. */
+	void (*close)(void *carrier, int reason);
+};
+
+/* Runs the handshake over carrier: as initiator towards remote_pk, or as
+ * responder when remote_pk is NULL. peer describes the path for logs and
+ * listings ("relay 1a2b..."). On failure the carrier stays the caller's;
+ * after success it belongs to the connection (closed through cops->close,
+ * unless the carrier reports its own end with hw_conn_carrier_closed). */
+int hw_conn_open_carrier(struct hw_conn **out, uv_loop_t *loop,
+			 const struct hw_conn_params *p,
+			 const struct hw_conn_carrier_ops *cops, void *carrier,
+			 const uint8_t *remote_pk, const char *peer);
+
+/* The carrier delivers len bytes that arrived. Callbacks of the
+ * connection run from here. */
+void hw_conn_carrier_input(struct hw_conn *c, const uint8_t *data,
+			   size_t len);
+
+/* The carrier ended on its own (reason: why); the connection closes and
+ * makes no further call into the carrier. */
+void hw_conn_carrier_closed(struct hw_conn *c, int reason);
 
 /* Appends one packet (hdr and payload, hlen + plen <= one record's
  * plaintext) to the outgoing stream. Returns 0, -ENOBUFS when the queue

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "relay/client.h"
 #include "transport/conn.h"
 #include "util/addr.h"
 #include "util/err.h"
@@ -19,12 +20,16 @@
 #define PING_PAYLOAD 16
 #define STATE_SAVE_MS 60000
 
-/* A connection and what it belongs to. */
+/* A connection and what it belongs to. A relay link first opens its
+ * stream (conn NULL until the remote visor accepted), then runs the
+ * connection over it. */
 struct link {
 	struct link *next;
 	struct hw_tp_manager *m;
 	struct hw_tp *tp; /* NULL: inbound handshake, or detached */
 	struct hw_conn *conn;
+	struct hw_relay_stream *stream; /* relay links: the carrier */
+	const char *type;
 	int inbound_pending;
 };
 
@@ -78,7 +83,8 @@ struct hw_tp {
 struct hw_tp_manager {
 	struct hw_tp_manager_params p;
 	uint8_t x_priv[32];
-	struct hw_conn_params cp;
+	struct hw_conn_params cp;  /* tcp connections */
+	struct hw_conn_params rcp; /* relay connections */
 	uv_tcp_t listener;
 	int listening;
 	char listen_addr[80];
@@ -100,6 +106,37 @@ struct hw_tp_manager {
 };
 
 static const struct hw_conn_ops conn_ops;
+static void link_gone(struct link *l, int reason, const char *msg);
+
+/* Closes whatever the link has: its connection, or the stream it is still
+ * opening (whose failure ends the link). */
+static void link_close(struct link *l, int reason, int graceful)
+{
+	if (l->conn)
+		hw_conn_close(l->conn, reason, graceful);
+	else if (l->stream)
+		hw_relay_stream_close(l->stream, reason);
+}
+
+static int link_is_dialer(const struct link *l)
+{
+	return l->conn ? hw_conn_is_dialer(l->conn) : 1;
+}
+
+/* A relay transport's address: RELAY_PK@HOST:PORT. */
+static int relay_addr_split(const char *addr, uint8_t relay_pk[HW_PK_LEN],
+			    const char **hostport)
+{
+	const char *at = strchr(addr, '@');
+	char host[HW_HOST_MAX];
+	uint16_t port;
+
+	if (!at || hw_pk_parse(addr, (size_t)(at - addr), relay_pk) ||
+	    hw_addr_split(at + 1, host, &port))
+		return -EINVAL;
+	*hostport = at + 1;
+	return 0;
+}
 
 static void manager_unref(struct hw_tp_manager *m)
 {
@@ -272,18 +309,22 @@ static void tp_destroy(struct hw_tp *tp)
 		}
 	/* Keep its counters for a transport with the same ID later. */
 	json_object_set_new(m->saved_counters, tp->id_hex, counters_json(tp));
+	if (!m->closing && m->p.on_event)
+		m->p.on_event(tp, HW_TP_REMOVED, m->p.ud);
 	finish_waiters(tp, -ECONNABORTED, "transport removed");
 	finish_flood(tp, -ECONNABORTED);
 	fail_pings(m, tp, -ENOTCONN);
 	if (tp->live) {
-		hw_conn_close(tp->live->conn, 0, 0);
-		tp->live->tp = NULL;
+		struct link *l = tp->live;
 		tp->live = NULL;
+		l->tp = NULL;
+		link_close(l, 0, 0);
 	}
 	if (tp->dialing) {
-		hw_conn_close(tp->dialing->conn, 0, 0);
-		tp->dialing->tp = NULL;
+		struct link *l = tp->dialing;
 		tp->dialing = NULL;
+		l->tp = NULL;
+		link_close(l, 0, 0);
 	}
 	uv_close((uv_handle_t *)&tp->redial, tp_redial_closed);
 }
@@ -316,6 +357,25 @@ static void schedule_redial(struct hw_tp *tp)
 	       tp->id_hex, (unsigned long long)delay);
 }
 
+static const struct hw_relay_stream_ops stream_ops;
+
+static int relay_dial(struct hw_tp *tp, struct link *l)
+{
+	struct hw_tp_manager *m = tp->m;
+	uint8_t relay_pk[HW_PK_LEN];
+	const char *hostport;
+	int rc;
+
+	if (!m->p.relays)
+		return -ENOTSUP;
+	if (relay_addr_split(tp->addr, relay_pk, &hostport))
+		return -EINVAL;
+	if ((rc = hw_relay_client_hold(m->p.relays, relay_pk, hostport)))
+		return rc;
+	return hw_relay_stream_open(m->p.relays, relay_pk, tp->pk, &stream_ops,
+				    l, &l->stream);
+}
+
 static int tp_dial(struct hw_tp *tp)
 {
 	struct hw_tp_manager *m = tp->m;
@@ -324,15 +384,21 @@ static int tp_dial(struct hw_tp *tp)
 	struct link *l;
 	int rc;
 
-	if (hw_addr_split(tp->addr, host, &port))
-		return -EINVAL;
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
 	l->m = m;
 	l->tp = tp;
-	m->cp.ud = l;
-	rc = hw_conn_dial(&l->conn, m->p.loop, &m->cp, tp->pk, host, port);
+	l->type = !strcmp(tp->type, "relay") ? "relay" : "tcp";
+	if (l->type[0] == 'r') {
+		rc = relay_dial(tp, l);
+	} else if (hw_addr_split(tp->addr, host, &port)) {
+		rc = -EINVAL;
+	} else {
+		m->cp.ud = l;
+		rc = hw_conn_dial(&l->conn, m->p.loop, &m->cp, tp->pk, host,
+				  port);
+	}
 	if (rc) {
 		free(l);
 		snprintf(tp->last_error, sizeof(tp->last_error), "dial %s: %s",
@@ -354,6 +420,26 @@ int hw_tp_is_up(const struct hw_tp *tp)
 const char *hw_tp_id_hex(const struct hw_tp *tp)
 {
 	return tp->id_hex;
+}
+
+const uint8_t *hw_tp_id_bytes(const struct hw_tp *tp)
+{
+	return tp->id;
+}
+
+const uint8_t *hw_tp_pk(const struct hw_tp *tp)
+{
+	return tp->pk;
+}
+
+const char *hw_tp_type(const struct hw_tp *tp)
+{
+	return tp->type;
+}
+
+int64_t hw_tp_rtt_us(const struct hw_tp *tp)
+{
+	return tp->rtt_us;
 }
 
 int hw_tp_send(struct hw_tp *tp, uint8_t type, uint32_t route_id,
@@ -547,6 +633,8 @@ static void go_live(struct hw_tp *tp, struct link *l)
 	       hw_conn_is_dialer(l->conn) ? "dialed at" : "connected from",
 	       hw_conn_peer(l->conn));
 	finish_waiters(tp, 0, NULL);
+	if (m->p.on_event)
+		m->p.on_event(tp, HW_TP_UP, m->p.ud);
 }
 
 /* Two connections for one transport: which one stays. Both ends choose
@@ -556,8 +644,8 @@ static void go_live(struct hw_tp *tp, struct link *l)
 static int keep_new(struct hw_tp_manager *m, struct link *old_l,
 		    struct link *new_l)
 {
-	int old_ours = hw_conn_is_dialer(old_l->conn);
-	int new_ours = hw_conn_is_dialer(new_l->conn);
+	int old_ours = link_is_dialer(old_l);
+	int new_ours = link_is_dialer(new_l);
 	int we_smaller;
 
 	if (old_ours == new_ours)
@@ -586,8 +674,8 @@ static void on_ready(struct hw_conn *c, void *ud)
 		return;
 	}
 	if (!tp)
-		tp = hw_tp_manager_find_pk(m, pk);
-	if (!tp && !(tp = tp_new(m, pk, "tcp"))) {
+		tp = hw_tp_manager_find(m, pk, l->type);
+	if (!tp && !(tp = tp_new(m, pk, l->type))) {
 		hw_conn_close(c, -ENOMEM, 0);
 		return;
 	}
@@ -598,8 +686,8 @@ static void on_ready(struct hw_conn *c, void *ud)
 			hw_conn_close(c, 0, 0);
 			return;
 		}
-		hw_conn_close(tp->dialing->conn, 0, 0);
 		tp->dialing->tp = NULL;
+		link_close(tp->dialing, 0, 0);
 		tp->dialing = NULL;
 	}
 	if (tp->live && tp->live != l) {
@@ -695,6 +783,18 @@ static const char *reason_text(int reason)
 static void on_closed(struct hw_conn *c, int reason, void *ud)
 {
 	struct link *l = ud;
+
+	if (l->inbound_pending)
+		hw_log(HW_LOG_WARN, LOG, "dropped connection from %s: "
+		       "handshake failed: %s", hw_conn_peer(c)[0] ?
+		       hw_conn_peer(c) : "?", reason_text(reason));
+	link_gone(l, reason, NULL);
+}
+
+/* The link's connection (or the stream it was opening) is gone; msg
+ * says why when the reason code alone would not. */
+static void link_gone(struct link *l, int reason, const char *msg)
+{
 	struct hw_tp_manager *m = l->m;
 	struct hw_tp *tp = l->tp;
 
@@ -702,9 +802,6 @@ static void on_closed(struct hw_conn *c, int reason, void *ud)
 	if (l->inbound_pending) {
 		m->st.pending_handshakes--;
 		m->st.handshakes_failed++;
-		hw_log(HW_LOG_WARN, LOG, "dropped connection from %s: "
-		       "handshake failed: %s", hw_conn_peer(c)[0] ?
-		       hw_conn_peer(c) : "?", reason_text(reason));
 	}
 	free(l);
 	if (!tp || m->closing) {
@@ -716,7 +813,7 @@ static void on_closed(struct hw_conn *c, int reason, void *ud)
 		tp->dialing = NULL;
 		m->st.handshakes_failed++;
 		snprintf(tp->last_error, sizeof(tp->last_error), "dial %s: %s",
-			 tp->addr, reason_text(reason));
+			 tp->addr, msg ? msg : reason_text(reason));
 		hw_log(HW_LOG_WARN, LOG, "transport %s: %s", tp->id_hex,
 		       tp->last_error);
 		finish_waiters(tp, reason ? reason : -ECONNABORTED,
@@ -751,6 +848,165 @@ static const struct hw_conn_ops conn_ops = {
 	.closed = on_closed,
 };
 
+/* ---- relay links: a connection over a relay stream ---- */
+
+static int carrier_write(void *carrier, const uint8_t *buf, size_t len,
+			 void (*done)(void *arg, int status), void *arg)
+{
+	struct link *l = carrier;
+	if (!l->stream)
+		return -ENOTCONN;
+	return hw_relay_stream_write(l->stream, buf, len, done, arg);
+}
+
+static void detached_data(struct hw_relay_stream *s, const uint8_t *p,
+			  size_t len, void *ud)
+{
+}
+
+static void detached_closed(struct hw_relay_stream *s, int reason, void *ud)
+{
+}
+
+/* A stream whose connection has let go of it: its last callbacks must not
+ * reach the link, which may be freed by then. */
+static const struct hw_relay_stream_ops detached_ops = {
+	.data = detached_data,
+	.closed = detached_closed,
+};
+
+static void carrier_close(void *carrier, int reason)
+{
+	struct link *l = carrier;
+	struct hw_relay_stream *s = l->stream;
+
+	if (!s)
+		return;
+	l->stream = NULL;
+	hw_relay_stream_set_ops(s, &detached_ops, NULL);
+	hw_relay_stream_close(s, reason);
+}
+
+static const struct hw_conn_carrier_ops carrier_ops = {
+	.write = carrier_write,
+	.close = carrier_close,
+};
+
+static int start_relay_conn(struct link *l, const uint8_t *remote_pk)
+{
+	struct hw_tp_manager *m = l->m;
+	char peer[64], relay[HW_PK_HEXLEN + 1];
+
+	pk_hex(hw_relay_stream_relay_pk(l->stream), relay);
+	snprintf(peer, sizeof(peer), "relay %.16s", relay);
+	m->rcp.ud = l;
+	return hw_conn_open_carrier(&l->conn, m->p.loop, &m->rcp,
+				    &carrier_ops, l, remote_pk, peer);
+}
+
+static void stream_opened(struct hw_relay_stream *s, int status,
+			  const char *msg, void *ud)
+{
+	struct link *l = ud;
+	char why[300];
+	int rc = status;
+
+	if (status == 0 && l->tp && !l->m->closing &&
+	    (rc = start_relay_conn(l, l->tp->pk)) == 0)
+		return;
+	if (status == 0) {
+		/* Opened, but not wanted any more or the connection could
+		 * not start: give the stream back. */
+		l->stream = NULL;
+		hw_relay_stream_set_ops(s, &detached_ops, NULL);
+		hw_relay_stream_close(s, rc ? rc : -ECANCELED);
+		link_gone(l, rc ? rc : -ECANCELED, NULL);
+		return;
+	}
+	l->stream = NULL; /* freed when this returns */
+	snprintf(why, sizeof(why), "relay: %s", msg ? msg : hw_strerror(rc));
+	link_gone(l, rc, why);
+}
+
+static void stream_data(struct hw_relay_stream *s, const uint8_t *p,
+			size_t len, void *ud)
+{
+	struct link *l = ud;
+	if (l->conn)
+		hw_conn_carrier_input(l->conn, p, len);
+}
+
+static void stream_closed(struct hw_relay_stream *s, int reason, void *ud)
+{
+	struct link *l = ud;
+
+	l->stream = NULL;
+	if (l->conn)
+		hw_conn_carrier_closed(l->conn, reason ? reason : HW_ECLOSED);
+	else
+		link_gone(l, reason ? reason : HW_ECLOSED, NULL);
+}
+
+static const struct hw_relay_stream_ops stream_ops = {
+	.opened = stream_opened,
+	.data = stream_data,
+	.closed = stream_closed,
+};
+
+int hw_tp_manager_accept_relay(struct hw_tp_manager *m,
+			       const uint8_t relay_pk[HW_PK_LEN],
+			       const uint8_t from_pk[HW_PK_LEN],
+			       struct hw_relay_stream *s)
+{
+	struct link *l;
+	int rc;
+
+	if (m->closing)
+		return -ECANCELED;
+	if (m->st.pending_handshakes >= m->p.max_pending_handshakes) {
+		m->st.inbound_refused++;
+		return -EBUSY;
+	}
+	if (!(l = calloc(1, sizeof(*l))))
+		return -ENOMEM;
+	l->m = m;
+	l->type = "relay";
+	l->stream = s;
+	hw_relay_stream_set_ops(s, &stream_ops, l);
+	if ((rc = start_relay_conn(l, NULL))) {
+		/* The stream stays the relay client's, which refuses it. */
+		hw_relay_stream_set_ops(s, &detached_ops, NULL);
+		free(l);
+		return rc;
+	}
+	l->inbound_pending = 1;
+	m->st.pending_handshakes++;
+	l->next = m->links;
+	m->links = l;
+	m->refs++;
+	return 0;
+}
+
+void hw_tp_manager_relay_up(struct hw_tp_manager *m,
+			    const uint8_t relay_pk[HW_PK_LEN])
+{
+	uint8_t via[HW_PK_LEN];
+	const char *hostport;
+
+	for (struct hw_tp *tp = m->tps; tp; tp = tp->next) {
+		if (strcmp(tp->type, "relay") || tp->live || tp->dialing ||
+		    tp->removed || !tp->persistent ||
+		    relay_addr_split(tp->addr, via, &hostport) ||
+		    memcmp(via, relay_pk, HW_PK_LEN))
+			continue;
+		/* The relay is back: no need to wait out the backoff. */
+		uv_timer_stop(&tp->redial);
+		tp->attempts = 0;
+		if (tp_dial(tp))
+			schedule_redial(tp);
+	}
+}
+
 /* ---- listener ---- */
 
 static void on_connection(uv_stream_t *server, int status)
@@ -782,6 +1038,7 @@ static void on_connection(uv_stream_t *server, int status)
 	if (!(l = calloc(1, sizeof(*l))))
 		return;
 	l->m = m;
+	l->type = "tcp";
 	l->inbound_pending = 1;
 	m->cp.ud = l;
 	if ((rc = hw_conn_accept(&l->conn, server, &m->cp))) {
@@ -941,6 +1198,8 @@ int hw_tp_manager_new(struct hw_tp_manager **out,
 	m->cp.prologue = HW_TP_TCP_PROLOGUE;
 	m->cp.handshake_timeout_ms = p->handshake_timeout_ms;
 	m->cp.ops = &conn_ops;
+	m->rcp = m->cp;
+	m->rcp.prologue = HW_TP_RELAY_PROLOGUE;
 	m->last_save_ms = uv_now(p->loop);
 	if (p->state_path && !(m->saver = hw_saver_new(p->loop, p->state_path))) {
 		free(m);
@@ -982,8 +1241,10 @@ void hw_tp_manager_free(struct hw_tp_manager *m)
 	fail_pings(m, NULL, -ECONNABORTED);
 	while (m->tps)
 		tp_destroy(m->tps);
-	for (struct link *l = m->links; l; l = l->next)
-		hw_conn_close(l->conn, 0, 0);
+	for (struct link *l = m->links, *next; l; l = next) {
+		next = l->next;
+		link_close(l, 0, 0);
+	}
 	uv_close((uv_handle_t *)&m->tick, manager_handle_closed);
 	if (m->listening)
 		uv_close((uv_handle_t *)&m->listener, manager_handle_closed);
@@ -1000,9 +1261,13 @@ int hw_tp_manager_add(struct hw_tp_manager *m, const uint8_t pk[HW_PK_LEN],
 	uint16_t port;
 	int rc, created = 0;
 
-	if (strcmp(type, "tcp")) {
+	uint8_t relay_pk[HW_PK_LEN];
+	const char *hostport;
+
+	if (strcmp(type, "tcp") && (strcmp(type, "relay") || !m->p.relays)) {
 		snprintf(err, errlen, "transport type '%s' is not available "
-			 "(this visor has: tcp)", type);
+			 "(this visor has: tcp%s)", type,
+			 m->p.relays ? ", relay" : "");
 		return -EINVAL;
 	}
 	if (!memcmp(pk, m->p.id->pk, HW_PK_LEN)) {
@@ -1010,17 +1275,25 @@ int hw_tp_manager_add(struct hw_tp_manager *m, const uint8_t pk[HW_PK_LEN],
 		return -EINVAL;
 	}
 	if (!addr || !addr[0]) {
-		snprintf(err, errlen, "a tcp transport needs an address "
-			 "(HOST:PORT)");
+		snprintf(err, errlen, "a %s transport needs an address (%s)",
+			 type, type[0] == 't' ? "HOST:PORT"
+					      : "RELAY_PK@HOST:PORT");
 		return -EINVAL;
 	}
-	if (hw_addr_split(addr, host, &port) || strlen(addr) >= 300) {
-		snprintf(err, errlen, "'%s' is not HOST:PORT", addr);
+	if (strlen(addr) >= sizeof(((struct hw_tp *)0)->addr) ||
+	    (type[0] == 't' ? hw_addr_split(addr, host, &port)
+			    : relay_addr_split(addr, relay_pk, &hostport))) {
+		snprintf(err, errlen, "'%s' is not %s", addr,
+			 type[0] == 't' ? "HOST:PORT" : "RELAY_PK@HOST:PORT");
+		return -EINVAL;
+	}
+	if (type[0] == 'r' && !memcmp(relay_pk, pk, HW_PK_LEN)) {
+		snprintf(err, errlen, "the relay cannot be the peer itself");
 		return -EINVAL;
 	}
 	if (cb && !(w = calloc(1, sizeof(*w))))
 		return -ENOMEM;
-	tp = hw_tp_manager_find_pk(m, pk);
+	tp = hw_tp_manager_find(m, pk, type);
 	if (!tp) {
 		if (!(tp = tp_new(m, pk, type))) {
 			free(w);
@@ -1076,7 +1349,7 @@ int hw_tp_manager_remove(struct hw_tp_manager *m, const char *id_hex)
 		hw_tp_send(tp, HW_PKT_CLOSE, 0, NULL, 0);
 		l->tp = NULL;
 		tp->live = NULL;
-		hw_conn_close(l->conn, 0, 1);
+		link_close(l, 0, 1);
 	}
 	tp->removed = 1;
 	tp->persistent = 0;
@@ -1085,13 +1358,21 @@ int hw_tp_manager_remove(struct hw_tp_manager *m, const char *id_hex)
 	return 0;
 }
 
-struct hw_tp *hw_tp_manager_find_pk(struct hw_tp_manager *m,
-				    const uint8_t pk[HW_PK_LEN])
+struct hw_tp *hw_tp_manager_find(struct hw_tp_manager *m,
+				 const uint8_t pk[HW_PK_LEN], const char *type)
 {
-	for (struct hw_tp *tp = m->tps; tp; tp = tp->next)
-		if (!memcmp(tp->pk, pk, HW_PK_LEN))
+	struct hw_tp *found = NULL;
+
+	for (struct hw_tp *tp = m->tps; tp; tp = tp->next) {
+		if (memcmp(tp->pk, pk, HW_PK_LEN) ||
+		    (type && strcmp(tp->type, type)))
+			continue;
+		if (tp->live)
 			return tp;
-	return NULL;
+		if (!found)
+			found = tp;
+	}
+	return found;
 }
 
 struct hw_tp *hw_tp_manager_find_id(struct hw_tp_manager *m,

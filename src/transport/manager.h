@@ -23,13 +23,18 @@
 
 #define HW_TP_ID_LEN 16
 #define HW_TP_ID_HEXLEN 32
-/* Prologue of the visor-to-visor TCP handshake. */
+/* Prologues of the visor-to-visor handshakes, per transport type. */
 #define HW_TP_TCP_PROLOGUE "hopwire/1 transport tcp"
+#define HW_TP_RELAY_PROLOGUE "hopwire/1 transport relay"
 /* Silent keepalive intervals after which a transport is dead. */
 #define HW_TP_DEAD_INTERVALS 3
 
 struct hw_tp_manager;
 struct hw_tp;
+struct hw_relay_client;
+struct hw_relay_stream;
+
+enum hw_tp_event { HW_TP_UP, HW_TP_REMOVED };
 
 struct hw_tp_manager_params {
 	uv_loop_t *loop;
@@ -41,10 +46,17 @@ struct hw_tp_manager_params {
 	unsigned handshake_timeout_ms;
 	unsigned max_pending_handshakes;
 	unsigned redial_min_ms, redial_max_ms;
+	/* Relay transports go through these sessions (owned by the caller,
+	 * freed after the manager); NULL: tcp transports only. */
+	struct hw_relay_client *relays;
 	/* Data, handshake and error packets for the router; NULL drops and
 	 * counts them. */
 	void (*on_packet)(struct hw_tp *tp, const struct hw_packet *pkt,
 			  void *ud);
+	/* A transport came up, or left the table (removed here or by the
+	 * peer, or a transport that is not persistent went down). May be
+	 * NULL. */
+	void (*on_event)(struct hw_tp *tp, enum hw_tp_event ev, void *ud);
 	void *ud;
 };
 
@@ -67,7 +79,22 @@ const char *hw_tp_manager_listen_addr(const struct hw_tp_manager *m);
 typedef void (*hw_tp_add_cb)(struct hw_tp_manager *m, struct hw_tp *tp,
 			     int status, const char *msg, void *ud);
 
-/* Adds a transport to pk of type ("tcp") at addr (HOST:PORT); persistent
+/* The relay client's accept callback lands here: a visor opens a relay
+ * transport to us through relay_pk. Returns 0 (the stream is ours now) or
+ * a negative code to refuse it. */
+int hw_tp_manager_accept_relay(struct hw_tp_manager *m,
+			       const uint8_t relay_pk[HW_PK_LEN],
+			       const uint8_t from_pk[HW_PK_LEN],
+			       struct hw_relay_stream *s);
+
+/* The session to relay_pk came up: persistent relay transports through it
+ * that are down dial now instead of waiting out their backoff. */
+void hw_tp_manager_relay_up(struct hw_tp_manager *m,
+			    const uint8_t relay_pk[HW_PK_LEN]);
+
+/* Adds a transport to pk of type at addr: "tcp" at HOST:PORT, or "relay"
+ * through the relay RELAY_PK@HOST:PORT (64 hex digits, '@', its address);
+ * persistent
  * ones are stored and re-dialed whenever they fail. An existing transport
  * to pk completes at once. Bad arguments return -EINVAL with a message in
  * err and never reach cb. Past those checks, with a cb every outcome
@@ -81,9 +108,11 @@ int hw_tp_manager_add(struct hw_tp_manager *m, const uint8_t pk[HW_PK_LEN],
  * persistence. Returns 0 or -ENOENT. */
 int hw_tp_manager_remove(struct hw_tp_manager *m, const char *id_hex);
 
-/* Transport lookups; NULL when absent. */
-struct hw_tp *hw_tp_manager_find_pk(struct hw_tp_manager *m,
-				    const uint8_t pk[HW_PK_LEN]);
+/* The transport to pk of type (NULL: any type, a live one first); NULL
+ * when absent. */
+struct hw_tp *hw_tp_manager_find(struct hw_tp_manager *m,
+				 const uint8_t pk[HW_PK_LEN], const char *type);
+/* The transport with ID id_hex; NULL when absent. */
 struct hw_tp *hw_tp_manager_find_id(struct hw_tp_manager *m,
 				    const char *id_hex);
 
@@ -96,6 +125,11 @@ json_t *hw_tp_to_json(const struct hw_tp *tp);
 /* Whether tp has a live connection. */
 int hw_tp_is_up(const struct hw_tp *tp);
 const char *hw_tp_id_hex(const struct hw_tp *tp);
+const uint8_t *hw_tp_id_bytes(const struct hw_tp *tp);
+const uint8_t *hw_tp_pk(const struct hw_tp *tp);
+const char *hw_tp_type(const struct hw_tp *tp);
+/* The last measured round trip in microseconds, -1 when none. */
+int64_t hw_tp_rtt_us(const struct hw_tp *tp);
 
 /* Sends a packet on tp. Returns 0, -ENOTCONN, -ENOBUFS (queue full). */
 int hw_tp_send(struct hw_tp *tp, uint8_t type, uint32_t route_id,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "util/err.h"
+#include "util/log.h"
 #include "util/version.h"
 #include "visor/visor_priv.h"
 
@@ -71,6 +72,7 @@ static void get_info(struct hw_visor *v, struct hw_api_req *req)
 		      (json_int_t)st.inbound_refused, "pending_handshakes",
 		      (json_int_t)st.pending_handshakes);
 	json_decref(tps);
+	json_object_set_new(o, "network", hw_presence_json(v->presence));
 	hw_api_reply(req, 200, o);
 	json_decref(o);
 }
@@ -79,24 +81,77 @@ static void get_info(struct hw_visor *v, struct hw_api_req *req)
 
 struct add_job {
 	struct job job;
+	uint8_t pk[32];
+	int persistent;
+	/* No type was asked for and tcp is being tried: a relay follows if
+	 * it fails. */
+	int fallback;
+	char tried[8];
 };
+
+static void add_resolved(int status, const char *type, const char *addr,
+			 const char *msg, void *ud);
 
 static void add_done(struct hw_tp_manager *m, struct hw_tp *tp, int status,
 		     const char *msg, void *ud)
 {
 	struct add_job *j = ud;
+	struct hw_visor *v = j->job.v;
 
-	if (!j->job.v->closing) {
-		if (tp) {
-			json_t *o = hw_tp_to_json(tp);
-			hw_api_reply(j->job.req, 201, o);
-			json_decref(o);
-		} else {
-			hw_api_reply_error(j->job.req, 502, "%s",
-					   msg ? msg : hw_strerror(status));
-		}
+	if (v->closing) {
+		job_free(j);
+		return;
+	}
+	if (tp) {
+		json_t *o = hw_tp_to_json(tp);
+		hw_api_reply(j->job.req, 201, o);
+		json_decref(o);
+	} else if (j->fallback && !strcmp(j->tried, "tcp") &&
+		   hw_presence_resolve(v->presence, j->pk, "relay",
+				       add_resolved, j) == 0) {
+		hw_log(HW_LOG_INFO, "api", "tcp failed (%s); trying a relay",
+		       msg ? msg : hw_strerror(status));
+		j->fallback = 0;
+		return;
+	} else {
+		hw_api_reply_error(j->job.req, 502, "%s",
+				   msg ? msg : hw_strerror(status));
 	}
 	job_free(j);
+}
+
+static void add_start(struct add_job *j, const char *type, const char *addr)
+{
+	char err[400];
+	int rc;
+
+	snprintf(j->tried, sizeof(j->tried), "%s", type);
+	rc = hw_tp_manager_add(j->job.v->tpm, j->pk, type, addr, j->persistent,
+			       add_done, j, err, sizeof(err));
+	if (rc == -EINVAL) {
+		/* Refused before anything started: the callback never runs. */
+		hw_api_reply_error(j->job.req, 400, "%s", err);
+		job_free(j);
+	}
+	/* Any other outcome reached add_done already or will. */
+}
+
+static void add_resolved(int status, const char *type, const char *addr,
+			 const char *msg, void *ud)
+{
+	struct add_job *j = ud;
+
+	if (j->job.v->closing) {
+		job_free(j);
+		return;
+	}
+	if (status) {
+		hw_api_reply_error(j->job.req, 502, "no way to reach the peer "
+				   "found in discovery: %s", msg);
+		job_free(j);
+		return;
+	}
+	add_start(j, type, addr);
 }
 
 static int parse_pk(struct hw_api_req *req, json_t *body, uint8_t pk[32])
@@ -121,7 +176,6 @@ static void post_transport(struct hw_visor *v, struct hw_api_req *req,
 {
 	const char *type, *addr;
 	struct add_job *j;
-	char err[400];
 	uint8_t pk[32];
 	json_t *pers;
 	int rc;
@@ -139,17 +193,27 @@ static void post_transport(struct hw_visor *v, struct hw_api_req *req,
 		hw_api_reply_error(req, 400, "persistent: must be true or false");
 		return;
 	}
+	if (type && strcmp(type, "tcp") && strcmp(type, "relay")) {
+		hw_api_reply_error(req, 400, "type: '%.40s' is not a transport "
+				   "type (tcp, relay)", type);
+		return;
+	}
 	if (!(j = job_new(v, req, sizeof(*j))))
 		return;
-	rc = hw_tp_manager_add(v->tpm, pk, type ? type : "tcp",
-			       addr ? addr : "", json_is_true(pers), add_done,
-			       j, err, sizeof(err));
-	if (rc == -EINVAL) {
-		/* Refused before anything started: the callback never runs. */
-		hw_api_reply_error(req, 400, "%s", err);
+	memcpy(j->pk, pk, 32);
+	j->persistent = json_is_true(pers);
+	if ((addr && addr[0]) || !hw_presence_has_discovery(v->presence)) {
+		/* Without an address and without discovery the manager
+		 * explains what is missing. */
+		add_start(j, type ? type : "tcp", addr ? addr : "");
+		return;
+	}
+	j->fallback = !type;
+	if ((rc = hw_presence_resolve(v->presence, pk, type, add_resolved,
+				      j))) {
+		hw_api_reply_error(req, 500, "discovery: %s", hw_strerror(rc));
 		job_free(j);
 	}
-	/* Any other outcome reached add_done already or will. */
 }
 
 /* ---- POST /v1/ping ---- */
@@ -232,7 +296,7 @@ static void ping_result(struct hw_tp_manager *m, int64_t rtt_us, void *ud)
 static void ping_next(uv_timer_t *t)
 {
 	struct ping_job *j = t->data;
-	struct hw_tp *tp = hw_tp_manager_find_pk(j->job.v->tpm, j->pk);
+	struct hw_tp *tp = hw_tp_manager_find(j->job.v->tpm, j->pk, NULL);
 	int rc;
 
 	if (!tp || !hw_tp_is_up(tp)) {
@@ -283,7 +347,7 @@ static void post_ping(struct hw_visor *v, struct hw_api_req *req,
 			   &interval) ||
 	    get_uint_field(req, body, "timeout_ms", 2000, 1, 60000, &timeout))
 		return;
-	tp = hw_tp_manager_find_pk(v->tpm, pk);
+	tp = hw_tp_manager_find(v->tpm, pk, NULL);
 	if (!tp || !hw_tp_is_up(tp)) {
 		hw_api_reply_error(req, 404, "no transport up to %s",
 				   json_string_value(
@@ -381,6 +445,13 @@ void hw_visor_api_handle(struct hw_api_req *req, const char *method,
 		}
 		if (post)
 			return post_transport(v, req, body);
+	} else if (!strcmp(path, "/v1/relays")) {
+		if (get) {
+			json_t *a = hw_relay_client_sessions_json(v->relays);
+			hw_api_reply(req, 200, a);
+			json_decref(a);
+			return;
+		}
 	} else if (!strcmp(path, "/v1/ping")) {
 		if (post)
 			return post_ping(v, req, body);

@@ -27,17 +27,20 @@ json_t *hw_config_default(const char *key_file, const char *local_dir,
 
 	snprintf(listen, sizeof(listen), "0.0.0.0:%d", HW_DEFAULT_TCP_PORT);
 	return json_pack(
-		"{s:i, s:s, s:s, s:s, s:{s:s, s:i, s:i, s:i, s:i, s:i, s:[]},"
-		" s:{s:s}, s:{s:s}}",
+		"{s:i, s:s, s:s, s:s, s:{s:s, s:s, s:i, s:i, s:i, s:i, s:i,"
+		" s:[]}, s:{s:s, s:i, s:i}, s:{s:s}}",
 		"version", 1, "key_file", key_file, "local_dir", local_dir,
 		"log_level", "info", "transport", "tcp_listen",
-		tcp_listen ? tcp_listen : listen, "keepalive_interval_ms",
+		tcp_listen ? tcp_listen : listen, "public_addr", "",
+		"keepalive_interval_ms",
 		HW_DEFAULT_KEEPALIVE_MS, "handshake_timeout_ms",
 		HW_DEFAULT_HANDSHAKE_TIMEOUT_MS, "max_pending_handshakes",
 		HW_DEFAULT_MAX_PENDING_HANDSHAKES, "redial_min_ms",
 		HW_DEFAULT_REDIAL_MIN_MS, "redial_max_ms",
 		HW_DEFAULT_REDIAL_MAX_MS, "persistent", "discovery", "url",
-		discovery_url ? discovery_url : "", "control", "socket", "");
+		discovery_url ? discovery_url : "", "refresh_ms",
+		HW_DEFAULT_DISCOVERY_REFRESH_MS, "relay_sessions",
+		HW_DEFAULT_RELAY_SESSIONS, "control", "socket", "");
 }
 
 /* Resolves a path from the config relative to the config's folder. */
@@ -172,16 +175,22 @@ static int load_persistent(struct hw_config *cfg, json_t *list, char *err,
 			 "transport.persistent[%zu].type", i);
 		if ((rc = get_str(e, "type", field, &type, 0, err, errlen)))
 			return rc;
-		if (strcmp(type, "tcp"))
+		if (strcmp(type, "tcp") && strcmp(type, "relay"))
 			return bad(err, errlen,
 				   "%s: '%s' is not a transport type this "
-				   "visor has (tcp)",
+				   "visor has (tcp, relay)",
 				   field, type);
 		strcpy(tp->type, type);
 		snprintf(field, sizeof(field),
 			 "transport.persistent[%zu].addr", i);
-		if ((rc = get_str(e, "addr", field, &addr, 1, err, errlen)) ||
-		    (rc = check_addr(field, addr, 0, err, errlen)) ||
+		/* A relay transport's address may be left to discovery. */
+		if ((rc = get_str(e, "addr", field, &addr, type[0] == 't', err,
+				  errlen)))
+			return rc;
+		if (!addr)
+			addr = "";
+		if ((type[0] == 't' &&
+		     (rc = check_addr(field, addr, 0, err, errlen))) ||
 		    (rc = copy_str(tp->addr, sizeof(tp->addr), addr, field,
 				   err, errlen)))
 			return rc;
@@ -196,8 +205,8 @@ static int load_transport(struct hw_config *cfg, json_t *t, char *err,
 	static const char *const keys[] = {
 		"tcp_listen",    "keepalive_interval_ms", "handshake_timeout_ms",
 		"max_pending_handshakes", "redial_min_ms", "redial_max_ms",
-		"persistent",    NULL};
-	const char *listen = cfg->tcp_listen;
+		"persistent",    "public_addr", NULL};
+	const char *listen = cfg->tcp_listen, *pub = "";
 	json_t *list;
 	int rc;
 
@@ -209,6 +218,11 @@ static int load_transport(struct hw_config *cfg, json_t *t, char *err,
 	    (rc = check_addr("transport.tcp_listen", listen, 1, err, errlen)) ||
 	    (rc = copy_str(cfg->tcp_listen, sizeof(cfg->tcp_listen), listen,
 			   "transport.tcp_listen", err, errlen)) ||
+	    (rc = get_str(t, "public_addr", "transport.public_addr", &pub, 0,
+			  err, errlen)) ||
+	    (rc = check_addr("transport.public_addr", pub, 1, err, errlen)) ||
+	    (rc = copy_str(cfg->public_addr, sizeof(cfg->public_addr), pub,
+			   "transport.public_addr", err, errlen)) ||
 	    (rc = get_uint(t, "keepalive_interval_ms",
 			   "transport.keepalive_interval_ms",
 			   &cfg->keepalive_ms, 100, 3600000, err, errlen)) ||
@@ -270,7 +284,8 @@ int hw_config_parse(struct hw_config *cfg, const char *path, const char *text,
 					   "local_dir", "log_level",
 					   "transport", "discovery",
 					   "control",   NULL};
-	static const char *const url_keys[] = {"url", NULL};
+	static const char *const url_keys[] = {"url", "refresh_ms",
+					       "relay_sessions", NULL};
 	static const char *const ctl_keys[] = {"socket", NULL};
 	const char *s, *url = "", *sock = "";
 	json_error_t jerr;
@@ -286,6 +301,8 @@ int hw_config_parse(struct hw_config *cfg, const char *path, const char *text,
 	cfg->max_pending_handshakes = HW_DEFAULT_MAX_PENDING_HANDSHAKES;
 	cfg->redial_min_ms = HW_DEFAULT_REDIAL_MIN_MS;
 	cfg->redial_max_ms = HW_DEFAULT_REDIAL_MAX_MS;
+	cfg->discovery_refresh_ms = HW_DEFAULT_DISCOVERY_REFRESH_MS;
+	cfg->relay_sessions = HW_DEFAULT_RELAY_SESSIONS;
 	if (strlen(path) >= sizeof(cfg->path))
 		return bad(err, errlen, "path too long");
 	strcpy(cfg->path, path);
@@ -335,8 +352,21 @@ int hw_config_parse(struct hw_config *cfg, const char *path, const char *text,
 				  errlen)) ||
 		    (rc = copy_str(cfg->discovery_url,
 				   sizeof(cfg->discovery_url), url,
-				   "discovery.url", err, errlen)))
+				   "discovery.url", err, errlen)) ||
+		    (rc = get_uint(v, "refresh_ms", "discovery.refresh_ms",
+				   &cfg->discovery_refresh_ms, 100, 86400000,
+				   err, errlen)) ||
+		    (rc = get_uint(v, "relay_sessions",
+				   "discovery.relay_sessions",
+				   &cfg->relay_sessions, 0, HW_MAX_RELAY_SESSIONS,
+				   err, errlen)))
 			goto out;
+		if (url[0] && strncmp(url, "http://", 7) &&
+		    strncmp(url, "https://", 8)) {
+			rc = bad(err, errlen, "discovery.url: '%s' is not an "
+				 "http:// or https:// URL", url);
+			goto out;
+		}
 	}
 	if ((v = json_object_get(root, "control"))) {
 		if (!json_is_object(v)) {

@@ -12,9 +12,19 @@
  *       "handshake_timeout_ms": 10000,
  *       "max_pending_handshakes": 64,
  *       "redial_min_ms": 500, "redial_max_ms": 30000,
- *       "persistent": [{"pk": HEX, "type": "tcp", "addr": "HOST:PORT"}]
+ *       "public_addr": "",              TCP address to advertise in
+ *                                       discovery ("": tcp_listen unless
+ *                                       it is a wildcard address)
+ *       "persistent": [{"pk": HEX, "type": "tcp", "addr": "HOST:PORT"},
+ *                      {"pk": HEX, "type": "relay",
+ *                       "addr": "RELAY_PK@HOST:PORT"}]   addr optional:
+ *                                       from discovery
  *     },
- *     "discovery": {"url": ""},
+ *     "discovery": {
+ *       "url": "",                      "" runs without discovery
+ *       "refresh_ms": 60000,            how often entries are re-signed
+ *       "relay_sessions": 1             relays to hold sessions with
+ *     },
  *     "control": {"socket": ""}      "" means LOCAL_DIR/visor.sock
  *   }
  *
@@ -37,6 +47,9 @@
 #define HW_DEFAULT_MAX_PENDING_HANDSHAKES 64
 #define HW_DEFAULT_REDIAL_MIN_MS 500
 #define HW_DEFAULT_REDIAL_MAX_MS 30000
+#define HW_DEFAULT_DISCOVERY_REFRESH_MS 60000
+#define HW_DEFAULT_RELAY_SESSIONS 1
+#define HW_MAX_RELAY_SESSIONS 8
 /* A config file larger than this is refused. */
 #define HW_CONFIG_MAX_SIZE (1024 * 1024)
 #define HW_TP_TYPE_MAX 16
@@ -55,7 +68,10 @@ struct hw_config {
 	char control_socket[PATH_MAX];
 	enum hw_log_level log_level;
 	char tcp_listen[HW_ADDR_MAX];
+	char public_addr[HW_ADDR_MAX];
 	char discovery_url[1024];
+	unsigned discovery_refresh_ms;
+	unsigned relay_sessions;
 	unsigned keepalive_ms;
 	unsigned handshake_timeout_ms;
 	unsigned max_pending_handshakes;

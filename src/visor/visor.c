@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <sodium.h>
+
 #include "util/err.h"
 #include "util/log.h"
 #include "util/version.h"
@@ -23,6 +25,89 @@ void hw_visor_unref(struct hw_visor *v)
 		hw_identity_wipe(&v->id);
 		hw_config_free(&v->cfg);
 		free(v);
+	}
+}
+
+static void on_tp_event(struct hw_tp *tp, enum hw_tp_event ev, void *ud)
+{
+	struct hw_visor *v = ud;
+	hw_presence_tp_event(v->presence, tp, ev);
+}
+
+static int on_relay_accept(struct hw_relay_client *rc,
+			   const uint8_t relay_pk[32], const uint8_t from_pk[32],
+			   struct hw_relay_stream *s, void *ud)
+{
+	struct hw_visor *v = ud;
+	if (!v->tpm)
+		return -ECANCELED;
+	return hw_tp_manager_accept_relay(v->tpm, relay_pk, from_pk, s);
+}
+
+static void on_relay_session(struct hw_relay_client *rc,
+			     const uint8_t relay_pk[32], int up, void *ud)
+{
+	struct hw_visor *v = ud;
+	char hex[HW_PK_HEXLEN + 1];
+
+	hw_pk_format(relay_pk, hex);
+	hw_log(up ? HW_LOG_INFO : HW_LOG_WARN, LOG, "relay %s: session %s",
+	       hex, up ? "up" : "down");
+	if (up && v->tpm)
+		hw_tp_manager_relay_up(v->tpm, relay_pk);
+	hw_presence_relay_session(v->presence, relay_pk, up);
+}
+
+/* A persistent relay transport from the config without an address: its
+ * relay comes from discovery. */
+struct config_tp {
+	struct hw_visor *v;
+	uint8_t pk[HW_PK_LEN];
+	size_t index;
+};
+
+static void config_tp_resolved(int status, const char *type,
+			       const char *addr, const char *msg, void *ud)
+{
+	struct config_tp *c = ud;
+	char err[400];
+
+	if (status == 0 && !c->v->closing &&
+	    hw_tp_manager_add(c->v->tpm, c->pk, type, addr, 1, NULL, NULL,
+			      err, sizeof(err)))
+		msg = err, status = -EINVAL;
+	if (status && status != -ECANCELED)
+		hw_log(HW_LOG_WARN, LOG, "transport.persistent[%zu]: %s",
+		       c->index, msg);
+	free(c);
+}
+
+static void add_config_tp(struct hw_visor *v, const struct hw_config_tp *p,
+			  size_t i)
+{
+	struct config_tp *c;
+	char msg[400];
+	int rc;
+
+	if (p->addr[0]) {
+		if (hw_tp_manager_add(v->tpm, p->pk, p->type, p->addr, 1, NULL,
+				      NULL, msg, sizeof(msg)))
+			hw_log(HW_LOG_WARN, LOG,
+			       "transport.persistent[%zu]: %s", i, msg);
+		return;
+	}
+	if (!(c = calloc(1, sizeof(*c))))
+		return;
+	c->v = v;
+	c->index = i;
+	memcpy(c->pk, p->pk, HW_PK_LEN);
+	if ((rc = hw_presence_resolve(v->presence, p->pk, p->type,
+				      config_tp_resolved, c))) {
+		hw_log(HW_LOG_WARN, LOG, "transport.persistent[%zu]: no "
+		       "address, and %s", i, rc == -ENOTSUP
+		       ? "no discovery to find one (discovery.url)"
+		       : hw_strerror(rc));
+		free(c);
 	}
 }
 
@@ -48,7 +133,9 @@ int hw_visor_new(struct hw_visor **out, uv_loop_t *loop,
 		 const struct hw_config *cfg, char *err, size_t errlen)
 {
 	struct hw_tp_manager_params tp = {0};
+	struct hw_relay_client_params rp = {0};
 	struct hw_visor *v = calloc(1, sizeof(*v));
+	uint8_t xpub[32];
 	char state[PATH_MAX + 32], msg[512];
 	int rc;
 
@@ -69,6 +156,11 @@ int hw_visor_new(struct hw_visor **out, uv_loop_t *loop,
 		goto fail;
 	}
 	hw_pk_format(v->id.pk, v->pk_hex);
+	if ((rc = hw_identity_x25519(&v->id, v->x_priv, xpub))) {
+		snprintf(err, errlen, "key_file %s: %s", cfg->key_file,
+			 hw_strerror(rc));
+		goto fail;
+	}
 	if ((rc = make_local_dir(cfg->local_dir, err, errlen)))
 		goto fail;
 	snprintf(state, sizeof(state), "%s/transports.json", cfg->local_dir);
@@ -82,17 +174,33 @@ int hw_visor_new(struct hw_visor **out, uv_loop_t *loop,
 	tp.max_pending_handshakes = cfg->max_pending_handshakes;
 	tp.redial_min_ms = cfg->redial_min_ms;
 	tp.redial_max_ms = cfg->redial_max_ms;
+	tp.on_event = on_tp_event;
+	tp.ud = v;
+	rp.loop = loop;
+	rp.id = &v->id;
+	rp.x_priv = v->x_priv;
+	rp.keepalive_ms = cfg->keepalive_ms;
+	rp.handshake_timeout_ms = cfg->handshake_timeout_ms;
+	rp.redial_min_ms = cfg->redial_min_ms;
+	rp.redial_max_ms = cfg->redial_max_ms;
+	rp.accept = on_relay_accept;
+	rp.session = on_relay_session;
+	rp.ud = v;
+	if ((rc = hw_relay_client_new(&v->relays, &rp))) {
+		snprintf(err, errlen, "relay client: %s", hw_strerror(rc));
+		goto fail;
+	}
+	if ((rc = hw_presence_new(&v->presence, v, msg, sizeof(msg)))) {
+		snprintf(err, errlen, "discovery.url: %s", msg);
+		goto fail;
+	}
+	tp.relays = v->relays;
 	if ((rc = hw_tp_manager_new(&v->tpm, &tp, msg, sizeof(msg)))) {
 		snprintf(err, errlen, "transport.tcp_listen: %s", msg);
 		goto fail;
 	}
-	for (size_t i = 0; i < cfg->npersistent; i++) {
-		const struct hw_config_tp *p = &cfg->persistent[i];
-		if (hw_tp_manager_add(v->tpm, p->pk, p->type, p->addr, 1, NULL,
-				      NULL, msg, sizeof(msg)))
-			hw_log(HW_LOG_WARN, LOG,
-			       "transport.persistent[%zu]: %s", i, msg);
-	}
+	for (size_t i = 0; i < cfg->npersistent; i++)
+		add_config_tp(v, &cfg->persistent[i], i);
 	if ((rc = hw_api_server_new(&v->api, loop, cfg->control_socket,
 				    hw_visor_api_handle, v))) {
 		snprintf(err, errlen, "control socket %s: %s%s",
@@ -121,7 +229,12 @@ void hw_visor_free(struct hw_visor *v)
 	v->closing = 1;
 	hw_api_server_free(v->api);
 	v->api = NULL;
+	hw_presence_free(v->presence);
+	v->presence = NULL;
 	hw_tp_manager_free(v->tpm);
 	v->tpm = NULL;
+	hw_relay_client_free(v->relays);
+	v->relays = NULL;
+	sodium_memzero(v->x_priv, sizeof(v->x_priv));
 	hw_visor_unref(v);
 }

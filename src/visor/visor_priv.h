@@ -5,9 +5,11 @@
 #include <stdint.h>
 
 #include "crypto/identity.h"
+#include "relay/client.h"
 #include "transport/manager.h"
 #include "visor/api_server.h"
 #include "visor/config.h"
+#include "visor/presence.h"
 #include "visor/visor.h"
 
 struct hw_visor {
@@ -16,6 +18,10 @@ struct hw_visor {
 	struct hw_identity id;
 	char pk_hex[HW_PK_HEXLEN + 1];
 	struct hw_tp_manager *tpm;
+	struct hw_relay_client *relays; /* sessions to relays, for relay
+					   transports */
+	struct hw_presence *presence;   /* discovery entry, relays held */
+	uint8_t x_priv[32];
 	struct hw_api_server *api;
 	uint64_t start_ms;
 	/* Set when stopping: callbacks of unfinished API work must not reply

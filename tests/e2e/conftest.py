@@ -38,7 +38,8 @@ def free_port():
 class Visor:
     """One hopwire-visor process with its own folder, config and key."""
 
-    def __init__(self, root, name, **transport):
+    def __init__(self, root, name, discovery=None, relay_sessions=1,
+                 **transport):
         import json
         self.dir = root / name
         self.dir.mkdir()
@@ -56,6 +57,9 @@ class Visor:
                                  "redial_min_ms": 100,
                                  "redial_max_ms": 1000})
         cfg["transport"].update(transport)
+        if discovery:
+            cfg["discovery"] = {"url": discovery, "refresh_ms": 500,
+                                "relay_sessions": relay_sessions}
         self.config.write_text(json.dumps(cfg, indent=2))
         self.socket = str(self.dir / "local" / "visor.sock")
         self.log = self.dir / "visor.log"
@@ -115,8 +119,8 @@ def visors(tmp_path):
     each one stopped cleanly."""
     made = []
 
-    def make(name, **transport):
-        v = Visor(tmp_path, name, **transport)
+    def make(name, **kw):
+        v = Visor(tmp_path, name, **kw)
         made.append(v)
         return v
     yield make
@@ -133,3 +137,105 @@ def wait_for(cond, timeout=10.0, what="condition"):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+class Service:
+    """A control-plane process (hopwire-discovery, hopwire-relay) with its
+    log in its own folder; restartable with the same arguments."""
+
+    def __init__(self, root, name, args, ready):
+        self.dir = root / name
+        self.dir.mkdir(exist_ok=True)
+        self.log = self.dir / f"{name}.log"
+        self.args = args
+        self.ready = ready
+        self.proc = None
+
+    def start(self):
+        import time
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(self.args, stdout=self.logf,
+                                     stderr=self.logf)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                self.logf.close()
+                raise AssertionError(
+                    f"{self.args[0]} exited: {self.log.read_text()}")
+            if self.ready():
+                return self
+            time.sleep(0.05)
+        raise AssertionError(f"{self.args[0]} did not get ready")
+
+    def stop(self, sig=None):
+        import signal
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig or signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.args[0]} did not stop")
+        if self.proc:
+            self.logf.close()
+        return self.proc.returncode if self.proc else None
+
+
+def port_open(port):
+    import socket
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def http_get(url, timeout=5):
+    import json
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+@pytest.fixture
+def control_plane(tmp_path):
+    """Makes a discovery service (SQLite in its folder) and relays on
+    demand; stops them all at the end, checking each stopped cleanly."""
+    made = []
+
+    class Plane:
+        def discovery(self, name="discovery", *extra):
+            port = free_port()
+            d = tmp_path / name
+            d.mkdir(exist_ok=True)
+            svc = Service(tmp_path, name, [
+                bin_path("hopwire-discovery"), "--listen",
+                f"127.0.0.1:{port}", "--store", f"sqlite:{d}/discovery.db",
+                *extra], lambda: port_open(port))
+            svc.url = f"http://127.0.0.1:{port}"
+            made.append(svc)
+            return svc.start()
+
+        def relay(self, discovery_url, name="relay"):
+            port = free_port()
+            d = tmp_path / name
+            d.mkdir(exist_ok=True)
+            key = d / "relay.key"
+            subprocess.run([bin_path("hopwire"), "keygen", "--out",
+                            str(key)], check=True, capture_output=True)
+            svc = Service(tmp_path, name, [
+                bin_path("hopwire-relay"), "--key", str(key), "--listen",
+                f"127.0.0.1:{port}", "--discovery", discovery_url,
+                "--keepalive-ms", "500"], lambda: port_open(port))
+            svc.pk = subprocess.run(
+                [bin_path("hopwire"), "pk", "--key", str(key)],
+                capture_output=True, text=True, check=True).stdout.strip()
+            svc.addr = f"127.0.0.1:{port}"
+            made.append(svc)
+            return svc.start()
+
+    yield Plane()
+    for svc in reversed(made):
+        assert svc.stop() in (0, None, -9), \
+            f"{svc.args[0]} did not stop cleanly: {svc.log.read_text()}"

@@ -1,0 +1,60 @@
+/* The visor's presence in the network: its entry in discovery, the relay
+ * sessions it holds so visors behind NAT can reach it, and its transports
+ * in discovery's registry.
+ *
+ * Every refresh interval (and soon after a relay session comes up) the
+ * visor re-signs its entry (version, the relays it is up at, its TCP
+ * address) and registers its live transports; transports that leave the
+ * table are deleted from the registry. When fewer relay sessions than the
+ * config asks for are held, it picks relays from discovery's list. */
+#ifndef HW_VISOR_PRESENCE_H
+#define HW_VISOR_PRESENCE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto/identity.h"
+#include "transport/manager.h"
+
+struct hw_presence;
+struct hw_visor;
+
+/* Starts the presence of v (whose config names the discovery URL; an
+ * empty URL gives a presence that only answers "no discovery"). Returns 0
+ * or a negative code with a message. */
+int hw_presence_new(struct hw_presence **out, struct hw_visor *v, char *err,
+		    size_t errlen);
+
+/* Stops; pending resolutions fail with -ECANCELED. The loop must run on
+ * until the discovery client's requests finish. Accepts NULL. */
+void hw_presence_free(struct hw_presence *p);
+
+/* Transport events from the manager. */
+void hw_presence_tp_event(struct hw_presence *p, struct hw_tp *tp,
+			  enum hw_tp_event ev);
+
+/* A held relay session came up or went down. */
+void hw_presence_relay_session(struct hw_presence *p,
+			       const uint8_t relay_pk[HW_PK_LEN], int up);
+
+/* How to reach pk, from its discovery entry. type "tcp": its first TCP
+ * address; "relay": RELAY_PK@HOST:PORT of one of its relays (one we hold
+ * a session with first); NULL: tcp when it has an address, else relay.
+ * The outcome reaches cb: status 0 with the type and address chosen, or a
+ * negative status and a message. Returns 0 or a negative code. */
+typedef void (*hw_presence_resolve_cb)(int status, const char *type,
+				       const char *addr, const char *msg,
+				       void *ud);
+int hw_presence_resolve(struct hw_presence *p, const uint8_t pk[HW_PK_LEN],
+			const char *type, hw_presence_resolve_cb cb,
+			void *ud);
+
+/* Whether a discovery URL is configured. */
+int hw_presence_has_discovery(const struct hw_presence *p);
+
+/* {"discovery": URL, "registered": bool, "last_error", "relays": [...]}
+ * (new reference). */
+json_t *hw_presence_json(const struct hw_presence *p);
+
+#endif
