@@ -107,7 +107,7 @@ static void put_entry(struct hw_presence *p)
 			       HW_PK_LEN);
 	if (addr[0] && !is_wildcard(addr) &&
 	    strlen(addr) <= HW_DISC_ADDR_MAX)
-		snprintf(e.addrs[e.naddrs++], sizeof(e.addrs[0]), "%s", addr);
+		memcpy(e.addrs[e.naddrs++], addr, strlen(addr) + 1);
 	hw_disc_put_visor(p->dc, &e, on_entry_put, p);
 }
 
