@@ -29,6 +29,9 @@ struct hw_disc_client;
  * ("discovery: 409: replayed sequence number"), or the transport error
  * ("discovery: cannot connect to http://...: Connection refused"). For
  * HTTP errors *http_status is set, else 0. */
+/* Status codes: 400 -EINVAL, 401 -EACCES, 403 -EPERM, 404 -ENOENT, 413
+ * -E2BIG, other HTTP errors -EPROTO; no connection -ECONNREFUSED, timeout
+ * -ETIMEDOUT, an answer over 4 MiB -EMSGSIZE, other failures -EIO. */
 typedef void (*hw_disc_cb)(struct hw_disc_client *c, int status,
 			   int http_status, json_t *resp, const char *msg,
 			   void *ud);
