@@ -109,9 +109,10 @@ def test_add_without_type_falls_back_to_relay(control_plane, visors):
 def test_add_without_discovery_entry_fails_clearly(control_plane, visors):
     disc = control_plane.discovery()
     a = visors("a", discovery=disc.url, tcp_listen="").start()
-    r = a.cli("tp", "add", "11" * 32, "--type", "relay")
+    stranger = visors("stranger")  # a key that never registered
+    r = a.cli("tp", "add", stranger.pk, "--type", "relay")
     assert r.returncode != 0
-    assert "discovery" in r.stderr
+    assert "not in discovery" in r.stderr, r.stderr
 
 
 def test_tcp_visor_registers_its_address(control_plane, visors):
