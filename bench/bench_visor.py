@@ -3,7 +3,10 @@
 - bulk routing-packet throughput over one TCP transport between two visor
   processes, beside plain loopback TCP between two processes;
 - ping RTT over a transport, beside a plain TCP ping-pong;
-- resident memory of an idle visor.
+- resident memory of an idle visor;
+- throughput over a relay transport (two visors without listeners, a
+  hopwire-relay between them, found through hopwire-discovery), beside a
+  direct TCP transport measured in the same run.
 Run by `make bench` (scripts/bench.sh) with the build's bin directory."""
 import json
 import os
@@ -31,13 +34,18 @@ def free_port():
 
 
 class Visor:
-    def __init__(self, root, name):
+    def __init__(self, root, name, discovery=None):
         self.dir = root / name
         self.dir.mkdir()
         self.config = self.dir / "hopwire.json"
         self.addr = f"127.0.0.1:{free_port()}"
         run(BIN / "hopwire", "config", "init", "--out", self.config,
             "--tcp-listen", self.addr)
+        if discovery:
+            cfg = json.loads(self.config.read_text())
+            cfg["transport"]["tcp_listen"] = ""
+            cfg["discovery"].update({"url": discovery, "refresh_ms": 500})
+            self.config.write_text(json.dumps(cfg))
         self.pk = run(BIN / "hopwire", "pk", "--key",
                       self.dir / "visor.key").strip()
         self.socket = self.dir / "local" / "visor.sock"
@@ -68,6 +76,80 @@ class Visor:
 
 def best_of(n, f):
     return max(f() for _ in range(n))
+
+
+def wait(cond, what):
+    for _ in range(400):
+        if cond():
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def listed(url, pk):
+    """Whether discovery lists pk with a relay it can be reached at."""
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"{url}/v1/visors/{pk}") as r:
+            return len(json.loads(r.read())["relays"]) > 0
+    except OSError:
+        return False
+
+
+def relay_bench(root, direct_id, a):
+    """Relay transport throughput beside the direct transport a uses."""
+    dport, rport = free_port(), free_port()
+    key = root / "relay.key"
+    run(BIN / "hopwire", "keygen", "--out", key)
+    procs = [subprocess.Popen([BIN / "hopwire-discovery", "--listen",
+                               f"127.0.0.1:{dport}", "--store",
+                               "sqlite::memory:"],
+                              stderr=subprocess.DEVNULL)]
+    url = f"http://127.0.0.1:{dport}"
+    wait(lambda: port_open(dport), "discovery")
+    procs.append(subprocess.Popen([BIN / "hopwire-relay", "--key", key,
+                                   "--listen", f"127.0.0.1:{rport}",
+                                   "--discovery", url],
+                                  stderr=subprocess.DEVNULL))
+    wait(lambda: port_open(rport), "relay")
+    c = d = None
+    try:
+        c = Visor(root, "c", discovery=url)
+        d = Visor(root, "d", discovery=url)
+        for v in (c, d):
+            wait(lambda v=v: any(r["up"] for r in
+                                 v.api("info")["network"]["relays"]),
+                 "relay sessions")
+        wait(lambda: listed(url, d.pk), "d's relay in discovery")
+        tp = c.api("tp", "add", d.pk, "--type", "relay")
+        print("== visor: a relay transport (visor -> hopwire-relay -> "
+              "visor) beside a direct one")
+        for size in (16384, 1400):
+            n = (1 << 30) if size > 4096 else (1 << 28)
+            relay = best_of(3, lambda: c.api(
+                "tp", "throughput", tp["id"], "--bytes", n,
+                "--packet-size", size)["mbytes_per_s"])
+            direct = best_of(3, lambda: a.api(
+                "tp", "throughput", direct_id, "--bytes", n,
+                "--packet-size", size)["mbytes_per_s"])
+            print(f"throughput {size:5d} B packets: relay {relay:7.1f} MB/s"
+                  f"   direct TCP transport {direct:7.1f} MB/s   "
+                  f"ratio {relay / direct:.0%}")
+    finally:
+        for v in (c, d):
+            if v:
+                v.stop()
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=10)
 
 
 def main():
@@ -102,6 +184,8 @@ def main():
               f"({idle_linked / 1024:.1f} MiB with one transport up, "
               f"after {total * 5 // 4 >> 20} MiB through it: "
               f"{a.rss_kib() / 1024:.1f} MiB)")
+        print()
+        relay_bench(root, tp["id"], a)
     finally:
         a.stop()
         b.stop()
