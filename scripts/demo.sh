@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make demo: what can be shown today. Two visors on loopback link over an
-# encrypted TCP transport and are driven with the CLI. The whole local test
-# network (discovery, relays, setup node, visors with apps) does not exist
+# encrypted TCP transport and are driven with the CLI; then a discovery
+# service and a relay start, and two visors without any listening port find
+# each other in discovery and link through the relay. The whole local test
+# network (setup node, multi-hop routes, visors with apps) does not exist
 # yet; this says so at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +47,48 @@ step "$bin/hopwire" tp ls
 echo
 echo "== visor A's log"
 cat "$dir/a.log"
+
 echo
-echo "NOT YET: the local test network. 'make demo' will start discovery, a relay,"
-echo "a setup node and several visors with chat and multi-hop routes once those"
-echo "parts exist. Today: identities, the visor, direct TCP transports, the CLI."
+echo "== discovery, a relay, and two visors C and D with no listening port"
+dport=$(port); rport=$(port)
+"$bin/hopwire-discovery" --listen "127.0.0.1:$dport" \
+  --store "sqlite:$dir/discovery.db" 2>"$dir/discovery.log" &
+pids+=($!)
+"$bin/hopwire" keygen --out "$dir/relay.key" >/dev/null 2>&1
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$dport/health" >/dev/null && break; sleep 0.05; done
+"$bin/hopwire-relay" --key "$dir/relay.key" --listen "127.0.0.1:$rport" \
+  --discovery "http://127.0.0.1:$dport" 2>"$dir/relay.log" &
+pids+=($!)
+for v in c d; do
+  "$bin/hopwire" config init --out "$dir/$v/hopwire.json" \
+    --discovery "http://127.0.0.1:$dport" >/dev/null 2>&1
+  /usr/bin/python3 - "$dir/$v/hopwire.json" <<'PY'
+import json, sys
+cfg = json.load(open(sys.argv[1]))
+cfg["transport"]["tcp_listen"] = ""          # behind NAT: nobody can dial it
+cfg["discovery"]["refresh_ms"] = 1000
+json.dump(cfg, open(sys.argv[1], "w"), indent=2)
+PY
+  "$bin/hopwire-visor" --config "$dir/$v/hopwire.json" 2>"$dir/$v.log" &
+  pids+=($!)
+done
+pkd=$("$bin/hopwire" pk --key "$dir/d/visor.key")
+for _ in $(seq 200); do
+  curl -sf "http://127.0.0.1:$dport/v1/visors/$pkd" 2>/dev/null | grep -q '"relays": *\["' && break
+  sleep 0.05
+done
+export HOPWIRE_CONFIG=$dir/c/hopwire.json
+step "$bin/hopwire" info
+step curl -s "http://127.0.0.1:$dport/v1/visors/$pkd"
+echo
+step "$bin/hopwire" tp add "$pkd"
+step "$bin/hopwire" ping "$pkd" --count 3
+id=$("$bin/hopwire" tp ls --json | /usr/bin/python3 -c 'import json,sys;print(json.load(sys.stdin)[0]["id"])')
+step "$bin/hopwire" tp throughput "$id" --bytes 300000000
+step curl -s "http://127.0.0.1:$dport/v1/transports?edge=$pkd"
+echo
+echo
+echo "NOT YET: multi-hop routes and apps. 'make demo' will start a setup node and"
+echo "several visors with chat and routes through each other once those parts"
+echo "exist. Today: identities, the visor, TCP and relay transports, discovery,"
+echo "the relay server, the CLI."

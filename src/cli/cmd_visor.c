@@ -208,8 +208,10 @@ static int tp_add(int argc, char **argv)
 	else
 		printf("transport %s up to %s (%s %s)%s\n", str(r, "id"),
 		       str(r, "pk"), str(r, "type"),
-		       str(r, "remote_addr")[0] ? str(r, "remote_addr")
-						: str(r, "addr"),
+		       /* A relay transport's remote end reads "relay KEY". */
+		       !strcmp(str(r, "type"), "relay") ? "through a relay"
+		       : str(r, "remote_addr")[0] ? str(r, "remote_addr")
+						  : str(r, "addr"),
 		       json_is_true(json_object_get(r, "persistent"))
 			       ? ", persistent"
 			       : "");

@@ -25,7 +25,7 @@
 /* Plaintext bytes of control frames one SEALED unit carries at most. */
 #define HW_RELAY_CTRL_MAX (HW_RELAY_BODY_MAX - HW_CIPHER_TAGLEN)
 /* Initial credit of every stream direction. */
-#define HW_RELAY_WINDOW 262144u
+#define HW_RELAY_WINDOW 2097152u /* 2 MiB: see docs/relay.md */
 #define HW_RELAY_OPEN_LEN 184
 #define HW_RELAY_OPEN_SIGNED_LEN 120 /* initiator .. nonce */
 #define HW_RELAY_OPEN_CONTEXT "hopwire/1 relay open"

@@ -64,7 +64,7 @@ static void usage(FILE *f)
 		"4096)\n"
 		"  --max-streams N       streams per session (default 256)\n"
 		"  --max-buffered BYTES  buffer budget, e.g. 256MiB, 1GiB "
-		"(default 256MiB);\n"
+		"(default 1GiB);\n"
 		"                        each stream reserves 512KiB of it\n"
 		"  --keepalive-ms MS     ping idle sessions this often; drop "
 		"one silent for\n"

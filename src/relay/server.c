@@ -835,7 +835,7 @@ void hw_relay_server_defaults(struct hw_relay_server_params *p)
 	memset(p, 0, sizeof(*p));
 	p->max_sessions = 4096;
 	p->max_streams = 256;
-	p->max_buffered = (uint64_t)256 << 20;
+	p->max_buffered = (uint64_t)1 << 30;
 	p->keepalive_ms = 5000;
 	p->handshake_timeout_ms = 10000;
 	p->max_handshakes = 64;

@@ -24,7 +24,7 @@ struct hw_relay_server_params {
 	const struct hw_identity *id; /* the relay's; outlives the server */
 	unsigned max_sessions;        /* default 4096 */
 	unsigned max_streams;         /* per session, default 256 */
-	uint64_t max_buffered;        /* bytes, default 256 MiB */
+	uint64_t max_buffered;        /* bytes, default 1 GiB */
 	unsigned keepalive_ms;        /* default 5000; 0: none */
 	unsigned handshake_timeout_ms; /* default 10000 */
 	unsigned max_handshakes;      /* unfinished at once, default 64 */

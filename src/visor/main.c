@@ -2,6 +2,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
@@ -45,6 +46,11 @@ int main(int argc, char **argv)
 	char err[1024];
 	uv_loop_t loop;
 	int c, rc;
+
+	/* Discovery calls hold a thread-pool thread for up to their timeout;
+	 * more threads than libuv's 4 keep state-file writes and name
+	 * lookups from queueing behind a slow discovery server. */
+	setenv("UV_THREADPOOL_SIZE", "8", 0);
 
 	while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (c) {

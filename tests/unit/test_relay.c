@@ -20,6 +20,9 @@
 #include "relay/wire.h"
 #include "util/err.h"
 
+/* Full DATA units that fit one window of credit. */
+#define WINDOW_UNITS ((int)(HW_RELAY_WINDOW / HW_RELAY_BODY_MAX))
+
 #define KEEPALIVE_MS 200
 #define NVISORS 3
 
@@ -129,11 +132,12 @@ static void on_wdone(void *arg, int status)
 	pump_writes(f);
 }
 
-/* Keeps up to 1 MB of writes of random sizes queued until total. */
+/* Keeps up to two windows of writes of random sizes queued until total
+ * (more than the credit allows, so some always wait for it). */
 static void pump_writes(struct flow *f)
 {
 	while (f->s && f->queued < f->total &&
-	       f->queued - f->written - f->failed < (1u << 20)) {
+	       f->queued - f->written - f->failed < 2u * HW_RELAY_WINDOW) {
 		size_t n = 1 + randombytes_uniform(150000);
 		struct wbuf *b;
 
@@ -619,7 +623,7 @@ static void test_close(void **state)
 	flow_init(&fa, e, 0, 1, 2);
 	flow_init(&fb, e, 0, 2, 1);
 	open_pair(e, a, b, &fa, &fb);
-	fa.total = 4u << 20;
+	fa.total = 4u * HW_RELAY_WINDOW;
 	pump_writes(&fa);
 	hw_relay_stream_close(fa.s, 0);
 	assert_true(run_until(e, closed_both, &t, 5000));
@@ -811,17 +815,17 @@ static void test_credit_enforced(void **state)
 	assert_int_equal(m.accepts, 1);
 	for (int k = 0; k < (int)sizeof(junk); k++)
 		junk[k] = pat(0, (uint64_t)k);
-	/* Four units fit the window (4 x 65535 < 262144), the fifth not. */
-	for (i = 0; i < 5; i++)
+	/* WINDOW_UNITS units fit the window, the next one not. */
+	for (i = 0; i < WINDOW_UNITS + 1; i++)
 		assert_int_equal(hw_relay_wire_send_data(m.w, 1, &ub, 1,
 							 ignore_done, NULL),
 				 0);
-	fb.total = 4 * sizeof(junk);
+	fb.total = WINDOW_UNITS * sizeof(junk);
 	assert_true(run_until(e, raw_closed_cond, &m, 5000));
 	assert_non_null(strstr(m.err, "beyond credit"));
 	/* Only the first unit matches pat() at its offsets: count bytes. */
 	assert_true(run_until(e, flow_recv_at_least, &fb, 5000));
-	assert_int_equal(fb.recv, 4 * sizeof(junk));
+	assert_int_equal(fb.recv, WINDOW_UNITS * sizeof(junk));
 	assert_int_equal(fb.close_reason, -EHOSTDOWN);
 	raw_free(e, &m);
 
