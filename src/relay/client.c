@@ -12,6 +12,7 @@
 #include "relay/wire.h"
 #include "util/addr.h"
 #include "util/err.h"
+#include "util/htab.h"
 #include "util/log.h"
 
 #define LOG "relay"
@@ -60,60 +61,6 @@ static void list_del(struct link *x)
 	list_init(x);
 }
 
-struct hnode {
-	struct hnode *next;
-	uint64_t h;
-};
-
-struct htab {
-	struct hnode **b;
-	size_t nb, n;
-};
-
-static void htab_insert(struct htab *t, struct hnode *x)
-{
-	size_t i;
-
-	if (t->n + 1 > t->nb) {
-		size_t nb = t->nb ? t->nb * 2 : 16;
-		struct hnode **b = calloc(nb, sizeof(*b));
-		if (b) { /* without memory the chains just get longer */
-			for (size_t k = 0; k < t->nb; k++) {
-				struct hnode *y = t->b[k], *next;
-				for (; y; y = next) {
-					next = y->next;
-					y->next = b[y->h & (nb - 1)];
-					b[y->h & (nb - 1)] = y;
-				}
-			}
-			free(t->b);
-			t->b = b;
-			t->nb = nb;
-		}
-	}
-	i = x->h & (t->nb - 1);
-	x->next = t->b[i];
-	t->b[i] = x;
-	t->n++;
-}
-
-static void htab_remove(struct htab *t, struct hnode *x)
-{
-	struct hnode **pp = &t->b[x->h & (t->nb - 1)];
-
-	while (*pp && *pp != x)
-		pp = &(*pp)->next;
-	if (*pp) {
-		*pp = x->next;
-		t->n--;
-	}
-}
-
-static struct hnode *htab_bucket(const struct htab *t, uint64_t h)
-{
-	return t->nb ? t->b[h & (t->nb - 1)] : NULL;
-}
-
 /* ---- state ---- */
 
 enum stream_state {
@@ -149,7 +96,7 @@ struct piece {
 struct rsess;
 
 struct hw_relay_stream {
-	struct hnode node;   /* sess->streams by id, while in_table */
+	struct hw_hnode node;   /* sess->streams by id, while in_table */
 	struct link all;     /* rc->streams */
 	struct link member;  /* sess->members */
 	struct link olink;   /* rc->opening: open deadline pending */
@@ -191,12 +138,12 @@ struct rsess {
 	uint64_t backoff_ms, up_at, since_ms;
 	uint64_t next_odd;  /* next id we open */
 	uint32_t last_even; /* highest id the relay opened */
-	struct htab streams;
+	struct hw_htab streams;
 	struct link members; /* streams bound to this session */
 };
 
 struct nent {
-	struct hnode node;
+	struct hw_hnode node;
 	uint8_t nonce[HW_RELAY_NONCE_LEN];
 	uint64_t ts_ms, expire;
 };
@@ -210,7 +157,7 @@ struct hw_relay_client {
 	/* Replay cache: a ring of the newest accepted nonces and its index. */
 	struct nent *ring;
 	size_t rhead, rcount;
-	struct htab ridx;
+	struct hw_htab ridx;
 	uint64_t floor_ts; /* OPENs at or before this are refused */
 	struct piece *spare_pieces;
 	unsigned nspare_pieces;
@@ -256,7 +203,7 @@ static void client_maybe_free(struct hw_relay_client *rc)
 		free(pc);
 	}
 	free(rc->ring);
-	free(rc->ridx.b);
+	hw_htab_free(&rc->ridx);
 	free(rc);
 }
 
@@ -278,7 +225,7 @@ static struct hw_relay_stream *find_stream(struct rsess *se, uint32_t id)
 {
 	uint64_t h = hash_bytes(se->rc, &id, sizeof(id));
 
-	for (struct hnode *x = htab_bucket(&se->streams, h); x; x = x->next) {
+	for (struct hw_hnode *x = hw_htab_bucket(&se->streams, h); x; x = x->next) {
 		struct hw_relay_stream *s = (struct hw_relay_stream *)x;
 		if (x->h == h && s->id == id)
 			return s;
@@ -364,7 +311,7 @@ static void stream_end(struct hw_relay_stream *s, int reason,
 	if (s->state == S_ENDING || s->state == S_DEAD)
 		return;
 	if (s->in_table) {
-		htab_remove(&s->sess->streams, &s->node);
+		hw_htab_remove(&s->sess->streams, &s->node);
 		s->in_table = 0;
 	}
 	list_del(&s->member);
@@ -468,7 +415,7 @@ static void stream_set_id(struct hw_relay_stream *s, uint32_t id)
 {
 	s->id = id;
 	s->node.h = hash_bytes(s->rc, &id, sizeof(id));
-	htab_insert(&s->sess->streams, &s->node);
+	hw_htab_insert(&s->sess->streams, &s->node);
 	s->in_table = 1;
 }
 
@@ -813,14 +760,14 @@ static int nonce_fresh(struct hw_relay_client *rc,
 	    !(rc->ring = calloc(NONCE_CACHE_MAX, sizeof(*rc->ring))))
 		return -1;
 	while (rc->rcount && rc->ring[rc->rhead].expire <= now) {
-		htab_remove(&rc->ridx, &rc->ring[rc->rhead].node);
+		hw_htab_remove(&rc->ridx, &rc->ring[rc->rhead].node);
 		rc->rhead = (rc->rhead + 1) % NONCE_CACHE_MAX;
 		rc->rcount--;
 	}
 	if (o->ts_ms <= rc->floor_ts)
 		return -1;
 	h = hash_bytes(rc, o->nonce, HW_RELAY_NONCE_LEN);
-	for (struct hnode *x = htab_bucket(&rc->ridx, h); x; x = x->next)
+	for (struct hw_hnode *x = hw_htab_bucket(&rc->ridx, h); x; x = x->next)
 		if (x->h == h && !memcmp(((struct nent *)x)->nonce, o->nonce,
 					 HW_RELAY_NONCE_LEN))
 			return -1;
@@ -831,7 +778,7 @@ static int nonce_fresh(struct hw_relay_client *rc,
 		e = &rc->ring[rc->rhead];
 		if (e->ts_ms > rc->floor_ts)
 			rc->floor_ts = e->ts_ms;
-		htab_remove(&rc->ridx, &e->node);
+		hw_htab_remove(&rc->ridx, &e->node);
 		rc->rhead = (rc->rhead + 1) % NONCE_CACHE_MAX;
 		rc->rcount--;
 	}
@@ -840,7 +787,7 @@ static int nonce_fresh(struct hw_relay_client *rc,
 	e->ts_ms = o->ts_ms;
 	e->expire = now + NONCE_KEEP_MS;
 	e->node.h = h;
-	htab_insert(&rc->ridx, &e->node);
+	hw_htab_insert(&rc->ridx, &e->node);
 	rc->rcount++;
 	return 0;
 }
@@ -1065,7 +1012,7 @@ static void sess_maybe_free(struct rsess *se)
 
 	if (!se->released || se->handles)
 		return;
-	free(se->streams.b);
+	hw_htab_free(&se->streams);
 	free(se);
 	rc->nsess--;
 	client_maybe_free(rc);

@@ -10,6 +10,7 @@
 #include "relay/frame.h"
 #include "relay/wire.h"
 #include "util/err.h"
+#include "util/htab.h"
 #include "util/log.h"
 
 #define LOG "relay"
@@ -20,64 +21,6 @@
 #define FBUF_MAX_SPARES 64
 #define LOG_EVERY_MS 10000
 
-/* ---- a hash of intrusive nodes (keys hashed with a secret SipHash
- * key, so peers cannot aim at one bucket) ---- */
-
-struct hnode {
-	struct hnode *next;
-	uint64_t h;
-};
-
-struct htab {
-	struct hnode **b;
-	size_t nb, n;
-};
-
-static void htab_insert(struct htab *t, struct hnode *x)
-{
-	size_t i;
-
-	if (t->n + 1 > t->nb) {
-		size_t nb = t->nb ? t->nb * 2 : 64;
-		struct hnode **b = calloc(nb, sizeof(*b));
-		/* Without memory the chains just get longer. */
-		if (b) {
-			for (size_t k = 0; k < t->nb; k++) {
-				struct hnode *y = t->b[k], *next;
-				for (; y; y = next) {
-					next = y->next;
-					y->next = b[y->h & (nb - 1)];
-					b[y->h & (nb - 1)] = y;
-				}
-			}
-			free(t->b);
-			t->b = b;
-			t->nb = nb;
-		}
-	}
-	i = x->h & (t->nb - 1);
-	x->next = t->b[i];
-	t->b[i] = x;
-	t->n++;
-}
-
-static void htab_remove(struct htab *t, struct hnode *x)
-{
-	struct hnode **pp = &t->b[x->h & (t->nb - 1)];
-
-	while (*pp && *pp != x)
-		pp = &(*pp)->next;
-	if (*pp) {
-		*pp = x->next;
-		t->n--;
-	}
-}
-
-static struct hnode *htab_bucket(const struct htab *t, uint64_t h)
-{
-	return t->nb ? t->b[h & (t->nb - 1)] : NULL;
-}
-
 /* ---- state ---- */
 
 enum pair_state { PAIR_OPENING, PAIR_OPEN };
@@ -86,7 +29,7 @@ struct session;
 
 /* One end of a stream: its id on one session. */
 struct half {
-	struct hnode node; /* srv->streams, by (session serial, id) */
+	struct hw_hnode node; /* srv->streams, by (session serial, id) */
 	struct session *sess;
 	struct half *prev, *next; /* sess->halves */
 	struct pair *pair;
@@ -103,7 +46,7 @@ struct pair {
 };
 
 struct session {
-	struct hnode node; /* srv->sessions by pk, while registered */
+	struct hw_hnode node; /* srv->sessions by pk, while registered */
 	struct hw_relay_server *srv;
 	struct hw_relay_wire *w;
 	struct session *prev, *next; /* srv->all */
@@ -134,7 +77,7 @@ struct hw_relay_server {
 	uint8_t x_priv[32];
 	uint8_t hkey[crypto_shorthash_KEYBYTES];
 	struct hw_relay_wire_params wp;
-	struct htab sessions, streams;
+	struct hw_htab sessions, streams;
 	struct session *all;
 	struct pair *ohead, *otail;
 	struct fbuf *spares;
@@ -175,7 +118,7 @@ static struct session *find_session(struct hw_relay_server *srv,
 {
 	uint64_t h = hash_bytes(srv, pk, HW_PK_LEN);
 
-	for (struct hnode *x = htab_bucket(&srv->sessions, h); x; x = x->next)
+	for (struct hw_hnode *x = hw_htab_bucket(&srv->sessions, h); x; x = x->next)
 		if (x->h == h &&
 		    !memcmp(((struct session *)x)->pk, pk, HW_PK_LEN))
 			return (struct session *)x;
@@ -187,7 +130,7 @@ static struct half *find_half(struct session *se, uint32_t id)
 	struct hw_relay_server *srv = se->srv;
 	uint64_t h = stream_hash(srv, se->serial, id);
 
-	for (struct hnode *x = htab_bucket(&srv->streams, h); x; x = x->next) {
+	for (struct hw_hnode *x = hw_htab_bucket(&srv->streams, h); x; x = x->next) {
 		struct half *hf = (struct half *)x;
 		if (x->h == h && hf->sess == se && hf->id == id)
 			return hf;
@@ -219,8 +162,8 @@ static void server_maybe_free(struct hw_relay_server *srv)
 		srv->spares = b->next;
 		free(b);
 	}
-	free(srv->sessions.b);
-	free(srv->streams.b);
+	hw_htab_free(&srv->sessions);
+	hw_htab_free(&srv->streams);
 	sodium_memzero(srv->x_priv, sizeof(srv->x_priv));
 	free(srv);
 }
@@ -235,7 +178,7 @@ static void half_link(struct hw_relay_server *srv, struct half *h,
 	h->pair = pr;
 	h->credit = HW_RELAY_WINDOW;
 	h->node.h = stream_hash(srv, se->serial, id);
-	htab_insert(&srv->streams, &h->node);
+	hw_htab_insert(&srv->streams, &h->node);
 	h->prev = NULL;
 	h->next = se->halves;
 	if (se->halves)
@@ -246,7 +189,7 @@ static void half_link(struct hw_relay_server *srv, struct half *h,
 
 static void half_unlink(struct hw_relay_server *srv, struct half *h)
 {
-	htab_remove(&srv->streams, &h->node);
+	hw_htab_remove(&srv->streams, &h->node);
 	if (h->prev)
 		h->prev->next = h->next;
 	else
@@ -333,7 +276,7 @@ static void teardown(struct session *se)
 		return;
 	se->dead = 1;
 	if (se->registered) {
-		htab_remove(&srv->sessions, &se->node);
+		hw_htab_remove(&srv->sessions, &se->node);
 		se->registered = 0;
 		srv->nsessions--;
 	}
@@ -732,7 +675,7 @@ static void on_ready(struct hw_relay_wire *w, void *ud)
 				   srv->nsessions);
 		return;
 	}
-	htab_insert(&srv->sessions, &se->node);
+	hw_htab_insert(&srv->sessions, &se->node);
 	se->registered = 1;
 	se->ready = 1;
 	srv->nsessions++;
@@ -950,7 +893,7 @@ void hw_relay_server_free(struct hw_relay_server *srv)
 		while (se->halves)
 			pair_free(srv, se->halves->pair);
 		if (se->registered) {
-			htab_remove(&srv->sessions, &se->node);
+			hw_htab_remove(&srv->sessions, &se->node);
 			se->registered = 0;
 			srv->nsessions--;
 		}
