@@ -18,12 +18,6 @@
 #define HW_API_MAX_RESPONSE (16 * 1024 * 1024)
 #define HW_API_MAX_URL 4096
 
-struct resp_buf {
-	struct hw_buf body;
-	bool too_big;
-	bool oom;
-};
-
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc = CURLE_FAILED_INIT;
 
@@ -46,28 +40,12 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-	struct resp_buf *b = ud;
-	int rc;
-
-	/* curl passes size 1; a product that overflows is refused too. */
-	if (size != 1) {
-		b->too_big = true;
-		return 0;
-	}
-	rc = hw_buf_append(&b->body, ptr, nmemb, HW_API_MAX_RESPONSE);
-	b->too_big = rc == -E2BIG;
-	b->oom = rc == -ENOMEM;
-	return rc ? 0 : nmemb;
-}
-
 int hw_api_call(const char *socket_path, const char *method, const char *path,
 		json_t *body, long timeout_ms, long *status, json_t **resp,
 		char *err, size_t errlen)
 {
 	char curl_err[CURL_ERROR_SIZE] = "";
-	struct resp_buf rb = {0};
+	struct hw_capped rb = {.max = HW_API_MAX_RESPONSE};
 	struct curl_slist *hdrs = NULL;
 	char url[HW_API_MAX_URL];
 	char *payload = NULL;
@@ -139,7 +117,8 @@ int hw_api_call(const char *socket_path, const char *method, const char *path,
 	    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) ||
 	    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms) ||
 	    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err) ||
-	    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write) ||
+	    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION,
+			     hw_capped_curl_write) ||
 	    curl_easy_setopt(c, CURLOPT_WRITEDATA, &rb) ||
 	    (payload &&
 	     (curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload) ||

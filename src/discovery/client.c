@@ -89,12 +89,6 @@ struct hw_disc_client {
 	bool freed;
 };
 
-struct resp_buf {
-	struct hw_buf body;
-	bool too_big;
-	bool oom;
-};
-
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc = CURLE_FAILED_INIT;
 
@@ -214,21 +208,6 @@ garbage:
 
 /* ---- the pool side ---- */
 
-static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-	struct resp_buf *b = ud;
-	int rc;
-
-	if (size != 1) {
-		b->too_big = true;
-		return 0;
-	}
-	rc = hw_buf_append(&b->body, ptr, nmemb, HW_DISC_MAX_RESPONSE);
-	b->too_big = rc == -E2BIG;
-	b->oom = rc == -ENOMEM;
-	return rc ? 0 : nmemb;
-}
-
 static int curl_status(CURLcode cc)
 {
 	switch (cc) {
@@ -286,7 +265,7 @@ static void perform(struct req *r, const char *body)
 	struct hw_disc_client *c = r->c;
 	char url[HW_DISC_URL_MAX + HW_DISC_PATH_MAX + 1];
 	char cerr[CURL_ERROR_SIZE] = "";
-	struct resp_buf rb = {0};
+	struct hw_capped rb = {.max = HW_DISC_MAX_RESPONSE};
 	struct curl_slist *hdrs = NULL;
 	json_error_t jerr;
 	CURL *h = NULL;
@@ -320,7 +299,8 @@ static void perform(struct req *r, const char *body)
 			     HW_DISC_CONNECT_TIMEOUT_MS) ||
 	    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, HW_DISC_TIMEOUT_MS) ||
 	    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr) ||
-	    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write) ||
+	    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION,
+			     hw_capped_curl_write) ||
 	    curl_easy_setopt(h, CURLOPT_WRITEDATA, &rb) ||
 	    (body ? curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method) ||
 			    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body) ||

@@ -151,9 +151,7 @@ struct ctx {
 
 /* What a write request keeps between calls of the access handler. */
 struct upload {
-	struct hw_buf body;
-	size_t discarded;
-	bool too_big;
+	struct hw_capped body; /* capped at HW_DISC_MAX_BODY */
 };
 
 /* ---- store pool ---- */
@@ -1139,27 +1137,6 @@ static bool body_length_over(const char *cl, unsigned long max)
 	return strtoul(cl, NULL, 10) > max;
 }
 
-/* Appends an upload chunk, or drops it once the body is over the cap.
- * Returns false when the client sent more than we are willing to read. */
-static bool upload_append(struct upload *u, const char *data, size_t n)
-{
-	if (!u->too_big) {
-		int rc = hw_buf_append(&u->body, data, n, HW_DISC_MAX_BODY);
-
-		if (rc == 0)
-			return true;
-		if (rc != -E2BIG)
-			return false;
-		u->too_big = true;
-		u->discarded = u->body.len;
-		hw_buf_reset(&u->body);
-	}
-	if (n > MAX_DISCARD - u->discarded)
-		return false;
-	u->discarded += n;
-	return true;
-}
-
 /* A GET's request state: there is no body to keep. */
 static char get_marker;
 
@@ -1186,6 +1163,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 		u = calloc(1, sizeof(*u));
 		if (!u)
 			return MHD_NO;
+		u->body.max = HW_DISC_MAX_BODY;
+		u->body.max_discard = MAX_DISCARD;
 		*con_cls = u;
 		/* Far too big to read: refused at once, and MHD closes the
 		 * connection after the answer. */
@@ -1202,7 +1181,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 	if (*upload_data_size) {
 		/* A GET with a body is not something our clients send. */
 		if ((void *)u == (void *)&get_marker ||
-		    !upload_append(u, upload_data, *upload_data_size))
+		    !hw_capped_append(&u->body, upload_data,
+				      *upload_data_size))
 			return MHD_NO;
 		*upload_data_size = 0;
 		return MHD_YES;
@@ -1221,10 +1201,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 	}
 	if (m == M_GET)
 		return handle_get(&c);
-	if (u->too_big)
+	if (u->body.too_big)
 		return respond_error(&c, 413, "request body exceeds %d bytes",
 				     HW_DISC_MAX_BODY);
-	return handle_write(&c, m, u->body.data, u->body.len);
+	return handle_write(&c, m, u->body.body.data, u->body.body.len);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn,
@@ -1235,7 +1215,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 	*con_cls = NULL;
 	if (!u || (void *)u == (void *)&get_marker)
 		return;
-	hw_buf_reset(&u->body);
+	hw_buf_reset(&u->body.body);
 	free(u);
 }
 

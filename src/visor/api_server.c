@@ -86,9 +86,7 @@ struct hw_api_req {
 	struct hw_api_server *srv;
 
 	/* MHD thread only, before the hand-over. */
-	struct hw_buf upload;
-	size_t discarded;
-	bool too_big;
+	struct hw_capped upload; /* the body, capped at HW_API_MAX_BODY */
 
 	/* Set before the hand-over, read-only afterwards. */
 	char *method;
@@ -209,7 +207,7 @@ static void req_free(struct hw_api_req *req)
 {
 	if (!req)
 		return;
-	hw_buf_reset(&req->upload);
+	hw_buf_reset(&req->upload.body);
 	free(req->method);
 	free(req->path);
 	json_decref(req->body);
@@ -238,27 +236,6 @@ static void live_remove_locked(struct hw_api_server *srv,
 		srv->live_tail = req->prev;
 	req->prev = req->next = NULL;
 	req->live = false;
-}
-
-/* Appends the upload chunk, or drops it once the body is over the cap.
- * Returns false when the client sent more than we are willing to read. */
-static bool req_append(struct hw_api_req *req, const char *data, size_t n)
-{
-	if (!req->too_big) {
-		int rc = hw_buf_append(&req->upload, data, n, HW_API_MAX_BODY);
-		if (rc == 0)
-			return true;
-		if (rc != -E2BIG)
-			return false;
-		/* Over the cap: keep reading (up to a limit) to answer 413. */
-		req->too_big = true;
-		req->discarded = req->upload.len;
-		hw_buf_reset(&req->upload);
-	}
-	if (n > HW_API_MAX_DISCARD - req->discarded)
-		return false;
-	req->discarded += n;
-	return true;
 }
 
 /* Whether a Content-Length value (MHD checked it is a number) is over
@@ -303,19 +280,19 @@ static enum MHD_Result req_submit(struct hw_api_server *srv,
 	json_error_t jerr;
 	bool stopping;
 
-	if (req->too_big)
+	if (req->upload.too_big)
 		return queue_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, false,
 				   "request body exceeds %d bytes",
 				   HW_API_MAX_BODY);
-	if (req->upload.len) {
-		req->body = json_loadb(req->upload.data, req->upload.len,
+	if (req->upload.body.len) {
+		req->body = json_loadb(req->upload.body.data, req->upload.body.len,
 				       JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
 				       &jerr);
 		if (!req->body)
 			return queue_error(conn, MHD_HTTP_BAD_REQUEST, false,
 					   "request body is not JSON: %s",
 					   jerr.text);
-		hw_buf_reset(&req->upload);
+		hw_buf_reset(&req->upload.body);
 	}
 	req->method = strdup(method);
 	req->path = strdup(url);
@@ -368,6 +345,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 		req->srv = srv;
 		req->conn = conn;
 		req->refs = 1;
+		req->upload.max = HW_API_MAX_BODY;
+		req->upload.max_discard = HW_API_MAX_DISCARD;
 		*con_cls = req;
 		/* Far too big to read: refused at once, and MHD closes the
 		 * connection after the answer. A client still sending may
@@ -382,7 +361,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
-		if (!req_append(req, upload_data, *upload_data_size))
+		if (!hw_capped_append(&req->upload, upload_data,
+				      *upload_data_size))
 			return MHD_NO;
 		*upload_data_size = 0;
 		return MHD_YES;

@@ -45,11 +45,37 @@ static void test_refuses_without_overflow(void **state)
 	hw_buf_reset(&b);
 }
 
+/* Past max the body is dropped and counted up to max_discard. */
+static void test_capped(void **state)
+{
+	struct hw_capped c = {.max = 10, .max_discard = 30};
+	struct hw_capped stop = {.max = 10};
+
+	assert_true(hw_capped_append(&c, "0123456789", 10));
+	assert_false(c.too_big);
+	assert_int_equal(c.body.len, 10);
+	assert_true(hw_capped_append(&c, "x", 1));
+	assert_true(c.too_big);
+	assert_int_equal(c.body.len, 0);
+	assert_int_equal(c.discarded, 11);
+	assert_true(hw_capped_append(&c, "0123456789012345678", 19));
+	assert_false(hw_capped_append(&c, "x", 1));
+	hw_buf_reset(&c.body);
+
+	/* max_discard 0: the first byte past max stops it. */
+	assert_int_equal(hw_capped_curl_write("0123456789", 1, 10, &stop), 10);
+	assert_int_equal(hw_capped_curl_write("x", 1, 1, &stop), 0);
+	assert_true(stop.too_big);
+	assert_false(stop.oom);
+	hw_buf_reset(&stop.body);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_grows_to_max),
 		cmocka_unit_test(test_refuses_without_overflow),
+		cmocka_unit_test(test_capped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
