@@ -425,6 +425,12 @@ void hw_conn_carrier_input(struct hw_conn *c, const uint8_t *data,
 	while (len > 0 &&
 	       (c->state == ST_HANDSHAKE || c->state == ST_OPEN)) {
 		size_t n = hw_record_reader_feed(c->reader, data, len);
+		if (n == 0) {
+			/* Cannot happen with a reader sized for its largest
+			 * record; never spin if it does. */
+			hw_conn_close(c, HW_EPROTO, 0);
+			break;
+		}
 		data += n;
 		len -= n;
 		process_records(c);
