@@ -19,7 +19,7 @@ static void config_usage(FILE *f)
 		"usage: hopwire config init --out FILE [--key KEYFILE] "
 		"[--tcp-listen HOST:PORT]\n"
 		"                           [--local-dir DIR] [--discovery URL] "
-		"[--force]\n\n"
+		"[--setup-node PK]... [--force]\n\n"
 		"Writes a complete visor configuration to FILE. Paths are made "
 		"absolute.\n"
 		"  --key KEYFILE        identity to use; created (0600) if it "
@@ -31,6 +31,9 @@ static void config_usage(FILE *f)
 		"  --local-dir DIR      control socket and state (default: "
 		"local/ beside FILE)\n"
 		"  --discovery URL      discovery service\n"
+		"  --setup-node PK      a setup node this visor takes route "
+		"rules from\n"
+		"                       (repeatable)\n"
 		"  --force              overwrite an existing FILE\n");
 }
 
@@ -84,6 +87,7 @@ static int config_init(int argc, char **argv)
 		{"tcp-listen", required_argument, NULL, 't'},
 		{"local-dir", required_argument, NULL, 'l'},
 		{"discovery", required_argument, NULL, 'd'},
+		{"setup-node", required_argument, NULL, 's'},
 		{"force", no_argument, NULL, 'f'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -95,10 +99,11 @@ static int config_init(int argc, char **argv)
 	struct hw_identity id;
 	uint16_t port;
 	int force = 0, c, rc;
-	json_t *cfg;
+	json_t *cfg, *setup = json_array();
+	uint8_t pk[HW_PK_LEN];
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:k:t:l:d:fh", opts, NULL)) !=
+	while ((c = getopt_long(argc, argv, "o:k:t:l:d:s:fh", opts, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 'o': out = optarg; break;
@@ -106,24 +111,39 @@ static int config_init(int argc, char **argv)
 		case 't': listen = optarg; break;
 		case 'l': local = optarg; break;
 		case 'd': disc = optarg; break;
+		case 's':
+			if ((rc = hw_pk_parse(optarg, strlen(optarg), pk))) {
+				hw_cli_err("config init: --setup-node: '%.80s': "
+					   "%s", optarg, hw_strerror(rc));
+				json_decref(setup);
+				return 2;
+			}
+			json_array_append_new(setup, json_string(optarg));
+			break;
 		case 'f': force = 1; break;
-		case 'h': config_usage(stdout); return 0;
-		default: return 2;
+		case 'h':
+			config_usage(stdout);
+			json_decref(setup);
+			return 0;
+		default: json_decref(setup); return 2;
 		}
 	}
 	if (!out || optind != argc) {
 		config_usage(stderr);
+		json_decref(setup);
 		return 2;
 	}
 	if (listen && listen[0] && hw_addr_split(listen, host, &port)) {
 		hw_cli_err("config init: --tcp-listen: '%s' is not HOST:PORT",
 			   listen);
+		json_decref(setup);
 		return 2;
 	}
 	if (absolute(out, out_abs) ||
 	    (key && absolute(key, key_abs)) ||
 	    (local && absolute(local, local_abs))) {
 		hw_cli_err("config init: path too long");
+		json_decref(setup);
 		return 1;
 	}
 	if (!key)
@@ -133,11 +153,13 @@ static int config_init(int argc, char **argv)
 	if (!force && access(out_abs, F_OK) == 0) {
 		hw_cli_err("config init: %s exists (use --force to overwrite)",
 			   out_abs);
+		json_decref(setup);
 		return 1;
 	}
 	if ((rc = make_parents(out_abs)) || (rc = make_parents(key_abs))) {
 		hw_cli_err("config init: cannot create the folder of %s: %s",
 			   out_abs, hw_strerror(rc));
+		json_decref(setup);
 		return 1;
 	}
 	/* Use the key if it is there and good; create it if absent. */
@@ -147,17 +169,23 @@ static int config_init(int argc, char **argv)
 		    (rc = hw_identity_save(&id, key_abs, 0))) {
 			hw_cli_err("config init: %s: %s", key_abs,
 				   hw_strerror(rc));
-			return 1;
+			json_decref(setup);
+		return 1;
 		}
 		fprintf(stderr, "hopwire: created key file %s\n", key_abs);
 	} else if (rc) {
 		hw_cli_err("config init: %s: %s", key_abs, hw_strerror(rc));
+		json_decref(setup);
 		return 1;
 	}
 	hw_identity_wipe(&id);
 	cfg = hw_config_default(key_abs, local_abs, listen, disc);
+	if (cfg)
+		json_object_set(json_object_get(cfg, "routing"), "setup_nodes",
+				setup);
 	rc = cfg ? json_dump_file(cfg, out_abs, JSON_INDENT(2)) : -1;
 	json_decref(cfg);
+	json_decref(setup);
 	if (rc) {
 		hw_cli_err("config init: cannot write %s", out_abs);
 		return 1;

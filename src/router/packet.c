@@ -43,7 +43,7 @@ const char *hw_packet_type_name(uint8_t type)
 {
 	static const char *const names[] = {
 		"data", "close", "keepalive", "handshake", "ping", "pong",
-		"error",
+		"error", "setup",
 	};
 	return type <= HW_PKT_TYPE_MAX ? names[type] : "unknown";
 }

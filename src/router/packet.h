@@ -24,7 +24,8 @@ enum hw_packet_type {
 	HW_PKT_PING = 4,      /* payload echoed back in a PONG */
 	HW_PKT_PONG = 5,
 	HW_PKT_ERROR = 6,     /* payload: u16 BE code, then text */
-	HW_PKT_TYPE_MAX = HW_PKT_ERROR,
+	HW_PKT_SETUP = 7,     /* route 0: a setup message (docs/routing.md) */
+	HW_PKT_TYPE_MAX = HW_PKT_SETUP,
 };
 
 struct hw_packet {

@@ -710,6 +710,15 @@ static void handle_packet(struct hw_tp *tp, const struct hw_packet *pkt)
 {
 	struct hw_tp_manager *m = tp->m;
 
+	/* Route packets (and setup messages) are the router's; route 0
+	 * is the transport's own. */
+	if (pkt->route_id != 0 || pkt->type == HW_PKT_SETUP) {
+		if (m->p.on_packet)
+			m->p.on_packet(tp, pkt, m->p.ud);
+		else
+			m->st.dropped_packets++;
+		return;
+	}
 	switch (pkt->type) {
 	case HW_PKT_KEEPALIVE:
 		break;
@@ -721,7 +730,7 @@ static void handle_packet(struct hw_tp *tp, const struct hw_packet *pkt)
 		on_pong(tp, pkt);
 		break;
 	case HW_PKT_CLOSE:
-		if (pkt->route_id == 0 && !tp->removed) {
+		if (!tp->removed) {
 			hw_log(HW_LOG_INFO, LOG,
 			       "transport %s removed by the peer", tp->id_hex);
 			tp->removed = 1;
@@ -730,10 +739,9 @@ static void handle_packet(struct hw_tp *tp, const struct hw_packet *pkt)
 		}
 		break;
 	default:
-		if (m->p.on_packet)
-			m->p.on_packet(tp, pkt, m->p.ud);
-		else
-			m->st.dropped_packets++;
+		/* Data to route 0 is what tp throughput sends: counted and
+		 * dropped, like anything else there. */
+		m->st.dropped_packets++;
 	}
 }
 

@@ -152,7 +152,8 @@ int hw_tp_throughput(struct hw_tp *tp, uint64_t bytes, unsigned pkt_size,
 
 /* Counters of the whole manager. */
 struct hw_tp_manager_stats {
-	uint64_t dropped_packets;   /* data for no route (no router yet) */
+	uint64_t dropped_packets;   /* route-0 data (tp throughput), or route
+				       packets with no router attached */
 	uint64_t handshakes_failed; /* inbound and outbound */
 	uint64_t inbound_refused;   /* over max_pending_handshakes */
 	unsigned pending_handshakes;

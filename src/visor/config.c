@@ -28,7 +28,7 @@ json_t *hw_config_default(const char *key_file, const char *local_dir,
 	snprintf(listen, sizeof(listen), "0.0.0.0:%d", HW_DEFAULT_TCP_PORT);
 	return json_pack(
 		"{s:i, s:s, s:s, s:s, s:{s:s, s:s, s:i, s:i, s:i, s:i, s:i,"
-		" s:[]}, s:{s:s, s:i, s:i}, s:{s:s}}",
+		" s:[]}, s:{s:s, s:i, s:i}, s:{s:[]}, s:{s:s}}",
 		"version", 1, "key_file", key_file, "local_dir", local_dir,
 		"log_level", "info", "transport", "tcp_listen",
 		tcp_listen ? tcp_listen : listen, "public_addr", "",
@@ -40,7 +40,8 @@ json_t *hw_config_default(const char *key_file, const char *local_dir,
 		HW_DEFAULT_REDIAL_MAX_MS, "persistent", "discovery", "url",
 		discovery_url ? discovery_url : "", "refresh_ms",
 		HW_DEFAULT_DISCOVERY_REFRESH_MS, "relay_sessions",
-		HW_DEFAULT_RELAY_SESSIONS, "control", "socket", "");
+		HW_DEFAULT_RELAY_SESSIONS, "routing", "setup_nodes", "control",
+		"socket", "");
 }
 
 /* Resolves a path from the config relative to the config's folder. */
@@ -248,6 +249,38 @@ static int load_transport(struct hw_config *cfg, json_t *t, char *err,
 	return list ? load_persistent(cfg, list, err, errlen) : 0;
 }
 
+static int load_routing(struct hw_config *cfg, json_t *r, char *err,
+			size_t errlen)
+{
+	static const char *const keys[] = {"setup_nodes", NULL};
+	json_t *list, *e;
+	size_t i;
+	int rc;
+
+	if (!json_is_object(r))
+		return bad(err, errlen, "routing: must be an object");
+	if ((rc = only_keys(r, "routing.", keys, err, errlen)))
+		return rc;
+	list = json_object_get(r, "setup_nodes");
+	if (!list)
+		return 0;
+	if (!json_is_array(list))
+		return bad(err, errlen, "routing.setup_nodes: must be a list "
+			   "of public keys");
+	if (json_array_size(list) > HW_MAX_SETUP_NODES)
+		return bad(err, errlen, "routing.setup_nodes: more than %d",
+			   HW_MAX_SETUP_NODES);
+	json_array_foreach(list, i, e) {
+		const char *s = json_string_value(e);
+		if (!s || hw_pk_parse(s, strlen(s),
+				      cfg->setup_nodes[cfg->nsetup_nodes]))
+			return bad(err, errlen, "routing.setup_nodes[%zu]: not "
+				   "a 64-character hex public key", i);
+		cfg->nsetup_nodes++;
+	}
+	return 0;
+}
+
 int hw_config_load(struct hw_config *cfg, const char *path, char *err,
 		   size_t errlen)
 {
@@ -283,7 +316,8 @@ int hw_config_parse(struct hw_config *cfg, const char *path, const char *text,
 	static const char *const keys[] = {"version",   "key_file",
 					   "local_dir", "log_level",
 					   "transport", "discovery",
-					   "control",   NULL};
+					   "routing",   "control",
+					   NULL};
 	static const char *const url_keys[] = {"url", "refresh_ms",
 					       "relay_sessions", NULL};
 	static const char *const ctl_keys[] = {"socket", NULL};
@@ -368,6 +402,9 @@ int hw_config_parse(struct hw_config *cfg, const char *path, const char *text,
 			goto out;
 		}
 	}
+	if ((v = json_object_get(root, "routing")) &&
+	    (rc = load_routing(cfg, v, err, errlen)))
+		goto out;
 	if ((v = json_object_get(root, "control"))) {
 		if (!json_is_object(v)) {
 			rc = bad(err, errlen, "control: must be an object");

@@ -25,6 +25,7 @@
  *       "refresh_ms": 60000,            how often entries are re-signed
  *       "relay_sessions": 1             relays to hold sessions with
  *     },
+ *     "routing": {"setup_nodes": [HEX, ...]}   trusted setup nodes
  *     "control": {"socket": ""}      "" means LOCAL_DIR/visor.sock
  *   }
  *
@@ -50,6 +51,7 @@
 #define HW_DEFAULT_DISCOVERY_REFRESH_MS 60000
 #define HW_DEFAULT_RELAY_SESSIONS 1
 #define HW_MAX_RELAY_SESSIONS 8
+#define HW_MAX_SETUP_NODES 16
 /* A config file larger than this is refused. */
 #define HW_CONFIG_MAX_SIZE (1024 * 1024)
 #define HW_TP_TYPE_MAX 16
@@ -78,6 +80,9 @@ struct hw_config {
 	unsigned redial_min_ms, redial_max_ms;
 	struct hw_config_tp *persistent;
 	size_t npersistent;
+	/* Setup nodes whose route rules this visor accepts. */
+	uint8_t setup_nodes[HW_MAX_SETUP_NODES][HW_PK_LEN];
+	unsigned nsetup_nodes;
 };
 
 /* Loads and checks path. Returns 0, or a negative code with a message in
