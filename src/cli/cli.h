@@ -41,5 +41,6 @@ int hw_cli_config(int argc, char **argv);
 int hw_cli_info(int argc, char **argv);
 int hw_cli_tp(int argc, char **argv);
 int hw_cli_ping(int argc, char **argv);
+int hw_cli_route(int argc, char **argv);
 
 #endif

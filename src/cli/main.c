@@ -21,6 +21,8 @@ static const struct hw_cli_command commands[] = {
 	{"tp", hw_cli_tp, "list, add and remove transports (tp --help)"},
 	{"ping", hw_cli_ping, "measure the round trip to a visor over its "
 			      "transport"},
+	{"route", hw_cli_route, "rules, paths, and route groups piped to "
+				"stdin/stdout (route --help)"},
 };
 
 void hw_cli_err(const char *fmt, ...)

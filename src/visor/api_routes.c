@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "discovery/client.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/version.h"
@@ -73,6 +74,12 @@ static void get_info(struct hw_visor *v, struct hw_api_req *req)
 		      (json_int_t)st.pending_handshakes);
 	json_decref(tps);
 	json_object_set_new(o, "network", hw_presence_json(v->presence));
+	{
+		char sock[PATH_MAX + 16];
+		snprintf(sock, sizeof(sock), "%s/streams.sock",
+			 v->cfg.local_dir);
+		json_object_set_new(o, "streams_socket", json_string(sock));
+	}
 	hw_api_reply(req, 200, o);
 	json_decref(o);
 }
@@ -425,6 +432,62 @@ static void post_throughput(struct hw_visor *v, struct hw_api_req *req,
 	}
 }
 
+/* ---- GET /v1/paths?pk=PK[&k=N&min_hops=N&max_hops=N] ---- */
+
+static void paths_done(struct hw_disc_client *c, int status, int http,
+		       json_t *resp, const char *msg, void *ud)
+{
+	struct job *j = ud;
+
+	if (!j->v->closing) {
+		if (status)
+			hw_api_reply_error(j->req, 502, "%s", msg);
+		else
+			hw_api_reply(j->req, 200, resp);
+	}
+	job_free(j);
+}
+
+static void get_paths(struct hw_visor *v, struct hw_api_req *req)
+{
+	struct hw_disc_client *dc = hw_presence_discovery(v->presence);
+	const char *pk = hw_api_query(req, "pk");
+	const char *k = hw_api_query(req, "k");
+	const char *minh = hw_api_query(req, "min_hops");
+	const char *maxh = hw_api_query(req, "max_hops");
+	char path[512];
+	uint8_t key[32];
+	struct job *j;
+
+	if (!dc) {
+		hw_api_reply_error(req, 409, "no discovery configured "
+				   "(discovery.url)");
+		return;
+	}
+	if (!pk || hw_pk_parse(pk, strlen(pk), key)) {
+		hw_api_reply_error(req, 400, "pk: missing or not a public key");
+		return;
+	}
+	/* The numbers go to discovery, which checks them; keep them
+	 * digits only so they cannot reshape the query. */
+	for (const char *q = k ? k : ""; *q; q++)
+		if (*q < '0' || *q > '9') k = NULL;
+	for (const char *q = minh ? minh : ""; *q; q++)
+		if (*q < '0' || *q > '9') minh = NULL;
+	for (const char *q = maxh ? maxh : ""; *q; q++)
+		if (*q < '0' || *q > '9') maxh = NULL;
+	snprintf(path, sizeof(path),
+		 "/v1/routes?src=%s&dst=%s&k=%.4s&min_hops=%.4s&max_hops=%.4s",
+		 v->pk_hex, pk, k && k[0] ? k : "3",
+		 minh && minh[0] ? minh : "1", maxh && maxh[0] ? maxh : "8");
+	if (!(j = job_new(v, req, sizeof(*j))))
+		return;
+	if (hw_disc_get(dc, path, paths_done, j)) {
+		hw_api_reply_error(req, 500, "discovery request failed");
+		job_free(j);
+	}
+}
+
 /* ---- dispatch ---- */
 
 void hw_visor_api_handle(struct hw_api_req *req, const char *method,
@@ -445,6 +508,23 @@ void hw_visor_api_handle(struct hw_api_req *req, const char *method,
 		}
 		if (post)
 			return post_transport(v, req, body);
+	} else if (!strcmp(path, "/v1/rules")) {
+		if (get) {
+			json_t *a = hw_routing_rules_json(v->routing);
+			hw_api_reply(req, 200, a);
+			json_decref(a);
+			return;
+		}
+	} else if (!strcmp(path, "/v1/groups")) {
+		if (get) {
+			json_t *a = hw_routing_groups_json(v->routing);
+			hw_api_reply(req, 200, a);
+			json_decref(a);
+			return;
+		}
+	} else if (!strcmp(path, "/v1/paths")) {
+		if (get)
+			return get_paths(v, req);
 	} else if (!strcmp(path, "/v1/relays")) {
 		if (get) {
 			json_t *a = hw_relay_client_sessions_json(v->relays);

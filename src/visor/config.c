@@ -252,14 +252,19 @@ static int load_transport(struct hw_config *cfg, json_t *t, char *err,
 static int load_routing(struct hw_config *cfg, json_t *r, char *err,
 			size_t errlen)
 {
-	static const char *const keys[] = {"setup_nodes", NULL};
+	static const char *const keys[] = {"setup_nodes", "tap_file", NULL};
+	const char *tap = NULL;
 	json_t *list, *e;
 	size_t i;
 	int rc;
 
 	if (!json_is_object(r))
 		return bad(err, errlen, "routing: must be an object");
-	if ((rc = only_keys(r, "routing.", keys, err, errlen)))
+	if ((rc = only_keys(r, "routing.", keys, err, errlen)) ||
+	    (rc = get_str(r, "tap_file", "routing.tap_file", &tap, 0, err,
+			  errlen)) ||
+	    (tap && tap[0] && (rc = resolve(cfg, "routing.tap_file", tap,
+					    cfg->tap_file, err, errlen))))
 		return rc;
 	list = json_object_get(r, "setup_nodes");
 	if (!list)

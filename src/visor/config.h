@@ -25,7 +25,9 @@
  *       "refresh_ms": 60000,            how often entries are re-signed
  *       "relay_sessions": 1             relays to hold sessions with
  *     },
- *     "routing": {"setup_nodes": [HEX, ...]}   trusted setup nodes
+ *     "routing": {"setup_nodes": [HEX, ...],   trusted setup nodes
+ *                 "tap_file": ""}  debugging: what this visor forwards
+ *                                  for others is appended there
  *     "control": {"socket": ""}      "" means LOCAL_DIR/visor.sock
  *   }
  *
@@ -83,6 +85,9 @@ struct hw_config {
 	/* Setup nodes whose route rules this visor accepts. */
 	uint8_t setup_nodes[HW_MAX_SETUP_NODES][HW_PK_LEN];
 	unsigned nsetup_nodes;
+	/* Debugging: every route packet payload this visor forwards as an
+	 * intermediate hop is appended here ("" for none). */
+	char tap_file[PATH_MAX];
 };
 
 /* Loads and checks path. Returns 0, or a negative code with a message in

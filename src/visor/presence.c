@@ -398,6 +398,11 @@ int hw_presence_has_discovery(const struct hw_presence *p)
 	return p && p->dc;
 }
 
+struct hw_disc_client *hw_presence_discovery(struct hw_presence *p)
+{
+	return p ? p->dc : NULL;
+}
+
 json_t *hw_presence_json(const struct hw_presence *p)
 {
 	json_t *o = json_object();

@@ -18,6 +18,7 @@
 #include "transport/manager.h"
 
 struct hw_presence;
+struct hw_disc_client;
 struct hw_visor;
 
 /* Starts the presence of v (whose config names the discovery URL; an
@@ -52,6 +53,10 @@ int hw_presence_resolve(struct hw_presence *p, const uint8_t pk[HW_PK_LEN],
 
 /* Whether a discovery URL is configured. */
 int hw_presence_has_discovery(const struct hw_presence *p);
+
+/* The discovery client (NULL without discovery), for reads such as the
+ * route finder's paths. */
+struct hw_disc_client *hw_presence_discovery(struct hw_presence *p);
 
 /* {"discovery": URL, "registered": bool, "last_error", "relays": [...]}
  * (new reference). */

@@ -7,6 +7,7 @@
 
 #include <sodium.h>
 
+#include "setup/service.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/version.h"
@@ -32,6 +33,23 @@ static void on_tp_event(struct hw_tp *tp, enum hw_tp_event ev, void *ud)
 {
 	struct hw_visor *v = ud;
 	hw_presence_tp_event(v->presence, tp, ev);
+	hw_routing_tp_event(v->routing, tp, ev);
+}
+
+static void on_packet(struct hw_tp *tp, const struct hw_packet *pkt,
+		      void *ud)
+{
+	struct hw_visor *v = ud;
+
+	if (v->setup && pkt->type == HW_PKT_SETUP)
+		hw_setup_service_on_packet(v->setup, tp, pkt);
+	else
+		hw_routing_on_packet(v->routing, tp, pkt);
+}
+
+void hw_visor_set_setup(struct hw_visor *v, struct hw_setup_service *s)
+{
+	v->setup = s;
 }
 
 static int on_relay_accept(struct hw_relay_client *rc,
@@ -175,6 +193,7 @@ int hw_visor_new(struct hw_visor **out, uv_loop_t *loop,
 	tp.redial_min_ms = cfg->redial_min_ms;
 	tp.redial_max_ms = cfg->redial_max_ms;
 	tp.on_event = on_tp_event;
+	tp.on_packet = on_packet;
 	tp.ud = v;
 	rp.loop = loop;
 	rp.id = &v->id;
@@ -197,6 +216,10 @@ int hw_visor_new(struct hw_visor **out, uv_loop_t *loop,
 	tp.relays = v->relays;
 	if ((rc = hw_tp_manager_new(&v->tpm, &tp, msg, sizeof(msg)))) {
 		snprintf(err, errlen, "transport.tcp_listen: %s", msg);
+		goto fail;
+	}
+	if ((rc = hw_routing_new(&v->routing, v, msg, sizeof(msg)))) {
+		snprintf(err, errlen, "%s", msg);
 		goto fail;
 	}
 	for (size_t i = 0; i < cfg->npersistent; i++)
@@ -231,6 +254,8 @@ void hw_visor_free(struct hw_visor *v)
 	v->api = NULL;
 	hw_presence_free(v->presence);
 	v->presence = NULL;
+	hw_routing_free(v->routing);
+	v->routing = NULL;
 	hw_tp_manager_free(v->tpm);
 	v->tpm = NULL;
 	hw_relay_client_free(v->relays);

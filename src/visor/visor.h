@@ -9,6 +9,7 @@
 #include "visor/config.h"
 
 struct hw_visor;
+struct hw_setup_service;
 
 /* Starts a visor from cfg (copied) on loop: loads the key, creates the
  * local dir (0700), binds the TCP listener and the control socket, dials
@@ -21,5 +22,9 @@ int hw_visor_new(struct hw_visor **out, uv_loop_t *loop,
  * closed, state is written. The loop must run on to finish closing;
  * memory is released as handles close. Accepts NULL. */
 void hw_visor_free(struct hw_visor *v);
+
+/* Makes v a setup node: its setup messages go to s (hopwire-setup), which
+ * the caller frees before the visor. */
+void hw_visor_set_setup(struct hw_visor *v, struct hw_setup_service *s);
 
 #endif

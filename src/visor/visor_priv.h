@@ -10,6 +10,7 @@
 #include "visor/api_server.h"
 #include "visor/config.h"
 #include "visor/presence.h"
+#include "visor/routing.h"
 #include "visor/visor.h"
 
 struct hw_visor {
@@ -21,6 +22,8 @@ struct hw_visor {
 	struct hw_relay_client *relays; /* sessions to relays, for relay
 					   transports */
 	struct hw_presence *presence;   /* discovery entry, relays held */
+	struct hw_routing *routing;     /* router, setup answers, groups */
+	struct hw_setup_service *setup; /* set in hopwire-setup only */
 	uint8_t x_priv[32];
 	struct hw_api_server *api;
 	uint64_t start_ms;

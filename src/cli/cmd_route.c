@@ -1,0 +1,350 @@
+/* hopwire route ...: rules and route groups through the control API, and
+ * `route listen` / `route dial`, which pipe stdin and stdout through a
+ * route group over the visor's stream socket (src/visor/routing.h). */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+static const char *str(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "";
+}
+
+static long long num(json_t *o, const char *k)
+{
+	return (long long)json_integer_value(json_object_get(o, k));
+}
+
+static void route_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hopwire route ls [--json]\n"
+		"       hopwire route find PK [--k N] [--max-hops N] [--json]\n"
+		"       hopwire route listen PORT\n"
+		"       hopwire route dial PK PORT [--via PK[,PK...]]\n\n"
+		"ls lists the routing rules on this visor (role, transport, "
+		"age, bytes) and\nits route groups. find asks discovery's route "
+		"finder for paths to visor PK.\nlisten accepts the first route "
+		"group that arrives on PORT and pipes it to\nstdin/stdout; dial "
+		"opens a route group to PORT on visor PK (through the\nvisors "
+		"--via names, or a path the route finder picks) and pipes "
+		"stdin/stdout\nthrough it, like netcat. The visor needs a setup "
+		"node it trusts\n(routing.setup_nodes) and discovery.\n");
+}
+
+static int route_ls(int argc, char **argv)
+{
+	json_t *rules, *groups, *e;
+	size_t i;
+	int rc;
+
+	if (argc > 1) {
+		hw_cli_err("usage: hopwire route ls [--json]");
+		return 2;
+	}
+	if ((rc = hw_cli_call("GET", "/v1/rules", NULL, 10000, &rules)))
+		return rc;
+	if ((rc = hw_cli_call("GET", "/v1/groups", NULL, 10000, &groups))) {
+		json_decref(rules);
+		return rc;
+	}
+	if (hw_cli_opts.json) {
+		json_t *o = json_pack("{s:O, s:O}", "rules", rules, "groups",
+				      groups);
+		hw_cli_print_json(o);
+		json_decref(o);
+	} else {
+		if (json_array_size(rules) == 0)
+			printf("no rules\n");
+		else
+			printf("%-10s  %-12s  %-32s  %-10s  %9s  %12s\n",
+			       "ID", "ROLE", "TRANSPORT", "NEXT ID", "AGE",
+			       "BYTES");
+		json_array_foreach(rules, i, e)
+			printf("%-10lld  %-12s  %-32s  %-10lld  %7.1f s  %12lld\n",
+			       num(e, "id"), str(e, "kind"),
+			       str(e, "transport"), num(e, "next_id"),
+			       (double)num(e, "age_ms") / 1000.0,
+			       num(e, "bytes"));
+		json_array_foreach(groups, i, e)
+			printf("group %s:%lld -> %s:%lld  %s\n",
+			       str(json_object_get(e, "desc"), "src_pk"),
+			       num(json_object_get(e, "desc"), "src_port"),
+			       str(json_object_get(e, "desc"), "dst_pk"),
+			       num(json_object_get(e, "desc"), "dst_port"),
+			       str(e, "state"));
+	}
+	json_decref(rules);
+	json_decref(groups);
+	return 0;
+}
+
+static int route_find(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"k", required_argument, NULL, 'k'},
+		{"max-hops", required_argument, NULL, 'm'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *k = "3", *maxh = "8";
+	char path[256];
+	json_t *r, *p, *t;
+	size_t i, n;
+	int c, rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "k:m:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'k': k = optarg; break;
+		case 'm': maxh = optarg; break;
+		default: return 2;
+		}
+	}
+	if (optind + 1 != argc || strlen(argv[optind]) > 64 ||
+	    strspn(k, "0123456789") != strlen(k) ||
+	    strspn(maxh, "0123456789") != strlen(maxh) || strlen(k) > 3 ||
+	    strlen(maxh) > 3) {
+		hw_cli_err("usage: hopwire route find PK [--k N] "
+			   "[--max-hops N]");
+		return 2;
+	}
+	snprintf(path, sizeof(path), "/v1/paths?pk=%s&k=%s&max_hops=%s",
+		 argv[optind], k, maxh);
+	if ((rc = hw_cli_call("GET", path, NULL, 20000, &r)))
+		return rc;
+	if (hw_cli_opts.json) {
+		hw_cli_print_json(r);
+	} else {
+		json_array_foreach(json_object_get(r, "paths"), i, p) {
+			json_t *rtt = json_object_get(p, "rtt_us");
+			printf("path %zu: %lld hops, rtt %s", i + 1,
+			       num(p, "hops"),
+			       json_is_integer(rtt) ? "" : "unknown");
+			if (json_is_integer(rtt))
+				printf("%.3f ms",
+				       (double)json_integer_value(rtt) / 1000);
+			printf("\n");
+			json_array_foreach(json_object_get(p, "transports"), n,
+					   t)
+				printf("  %s -> %s  (%s %s)\n", str(t, "from"),
+				       str(t, "to"), str(t, "type"),
+				       str(t, "id"));
+		}
+		if (json_array_size(json_object_get(r, "paths")) == 0)
+			printf("no path\n");
+	}
+	json_decref(r);
+	return 0;
+}
+
+/* Reads one line from fd into buf (NUL-terminated, without '\n'). */
+static int read_line(int fd, char *buf, size_t cap)
+{
+	size_t n = 0;
+
+	while (n + 1 < cap) {
+		ssize_t r = read(fd, buf + n, 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		if (buf[n] == '\n') {
+			buf[n] = '\0';
+			return 0;
+		}
+		n++;
+	}
+	return -1;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Copies stdin to fd and fd to stdout until fd closes. End of stdin shuts
+ * down our side, which closes the route group. */
+static int pump(int fd)
+{
+	struct pollfd p[2] = {{.fd = 0, .events = POLLIN},
+			      {.fd = fd, .events = POLLIN}};
+	char buf[65536];
+	int stdin_open = 1;
+
+	for (;;) {
+		p[0].fd = stdin_open ? 0 : -1;
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return 1;
+		}
+		if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+			ssize_t n = read(fd, buf, sizeof(buf));
+			if (n <= 0)
+				return 0;
+			if (write_all(1, buf, (size_t)n))
+				return 1;
+		}
+		if (stdin_open && (p[0].revents & (POLLIN | POLLHUP))) {
+			ssize_t n = read(0, buf, sizeof(buf));
+			if (n <= 0) {
+				stdin_open = 0;
+				shutdown(fd, SHUT_WR);
+			} else if (write_all(fd, buf, (size_t)n)) {
+				return 1;
+			}
+		}
+	}
+}
+
+/* Connects to the visor's stream socket, sends req and waits for the line
+ * that starts the pipe (want: "connected" or "accepted"). */
+static int stream(json_t *req, const char *want)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char line[1024], *text;
+	json_t *info, *r;
+	int fd, rc;
+
+	if ((rc = hw_cli_call("GET", "/v1/info", NULL, 10000, &info)))
+		return rc;
+	if (strlen(str(info, "streams_socket")) >= sizeof(sa.sun_path)) {
+		hw_cli_err("stream socket path too long");
+		json_decref(info);
+		return 1;
+	}
+	strcpy(sa.sun_path, str(info, "streams_socket"));
+	json_decref(info);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		hw_cli_err("cannot reach the visor's stream socket %s: %s",
+			   sa.sun_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return 1;
+	}
+	text = json_dumps(req, JSON_COMPACT);
+	rc = write_all(fd, text, strlen(text)) || write_all(fd, "\n", 1);
+	free(text);
+	while (rc == 0) {
+		if (read_line(fd, line, sizeof(line))) {
+			hw_cli_err("the visor closed the stream");
+			close(fd);
+			return 1;
+		}
+		r = json_loads(line, 0, NULL);
+		if (!r || json_object_get(r, "error")) {
+			hw_cli_err("%s", r ? str(r, "error") : line);
+			json_decref(r);
+			close(fd);
+			return 1;
+		}
+		if (json_object_get(r, "listening"))
+			fprintf(stderr, "hopwire: listening on port %lld\n",
+				num(r, "listening"));
+		if (json_object_get(r, want)) {
+			fprintf(stderr, "hopwire: %s %s\n", want,
+				str(r, want));
+			json_decref(r);
+			rc = pump(fd);
+			close(fd);
+			return rc;
+		}
+		json_decref(r);
+	}
+	close(fd);
+	return 1;
+}
+
+static int parse_port(const char *s, long *port)
+{
+	char *end;
+	*port = strtol(s, &end, 10);
+	return *end || *port < 1 || *port > 65535 ? -1 : 0;
+}
+
+static int route_listen(int argc, char **argv)
+{
+	long port;
+	json_t *req;
+	int rc;
+
+	if (argc != 2 || parse_port(argv[1], &port)) {
+		hw_cli_err("usage: hopwire route listen PORT (1..65535)");
+		return 2;
+	}
+	req = json_pack("{s:s, s:i}", "op", "listen", "port", (int)port);
+	rc = stream(req, "accepted");
+	json_decref(req);
+	return rc;
+}
+
+static int route_dial(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"via", required_argument, NULL, 'v'},
+		{NULL, 0, NULL, 0},
+	};
+	json_t *req, *via = json_array();
+	long port;
+	int c, rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "v:", opts, NULL)) != -1) {
+		if (c != 'v') {
+			json_decref(via);
+			return 2;
+		}
+		for (char *tok = strtok(optarg, ","); tok;
+		     tok = strtok(NULL, ","))
+			json_array_append_new(via, json_string(tok));
+	}
+	if (optind + 2 != argc || parse_port(argv[optind + 1], &port)) {
+		hw_cli_err("usage: hopwire route dial PK PORT "
+			   "[--via PK[,PK...]]");
+		json_decref(via);
+		return 2;
+	}
+	req = json_pack("{s:s, s:s, s:i, s:o}", "op", "dial", "pk",
+			argv[optind], "port", (int)port, "via", via);
+	rc = stream(req, "connected");
+	json_decref(req);
+	return rc;
+}
+
+int hw_cli_route(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		route_usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (!strcmp(argv[1], "ls"))
+		return route_ls(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "find"))
+		return route_find(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "listen"))
+		return route_listen(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "dial"))
+		return route_dial(argc - 1, argv + 1);
+	hw_cli_err("unknown route command '%s' (ls, find, listen, dial)",
+		   argv[1]);
+	return 2;
+}

@@ -1,0 +1,757 @@
+#include "router/rgroup.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/noise.h"
+#include "util/err.h"
+#include "util/hex.h"
+#include "util/log.h"
+
+#define LOG "rgroup"
+
+/* KK messages with our 1-byte payload are 49 bytes; anything outside
+ * these bounds cannot be one. */
+#define HS_MIN (HW_NOISE_DHLEN + HW_CIPHER_TAGLEN)
+#define HS_MAX 128
+/* Queue chunks are at least this big, so that many small writes while
+ * blocked do not cost an allocation each. */
+#define QCHUNK_MIN 16384
+/* How often a send blocked by -ENOBUFS is retried: the router has no
+ * "room again" signal. */
+#define RETRY_MS 1
+/* Liveness is checked this many times per keepalive period, so a
+ * keepalive goes out between 1/2 and 5/8 of the period after the last
+ * packet, well before rules (and the peer) give up at one period. */
+#define TICKS_PER_PERIOD 8
+
+enum rg_state { ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_DEAD };
+
+struct qchunk {
+	struct qchunk *next;
+	size_t off, len, cap;
+	uint8_t data[];
+};
+
+struct hw_rgroup {
+	struct hw_rgroup_params p;
+	uv_timer_t tick;  /* keepalives, liveness, deadlines */
+	uv_timer_t retry; /* sends blocked by -ENOBUFS; then the deferred
+			     closed callback */
+	int handles;      /* open uv handles; freed when none */
+	enum rg_state state;
+	int reason;
+	struct hw_noise_hs *hs;
+	struct hw_cipher *tx, *rx;
+	/* Stream bytes accepted, not yet sealed. */
+	struct qchunk *qhead, *qtail;
+	size_t queued;
+	/* One packet already sealed (its nonce spent) that the router
+	 * refused with -ENOBUFS: it goes before anything else. */
+	uint8_t *pend;
+	size_t pend_len;
+	uint8_t pend_type;
+	int want_writable;
+	int close_wanted, close_sealed, close_sent, close_received;
+	uint64_t deadline_ms; /* handshake or close; 0 when none */
+	uint64_t created_ms, last_rx_ms, last_tx_ms;
+	uint64_t bytes_in, bytes_out;
+	uint8_t remote_x[HW_NOISE_DHLEN];
+};
+
+/* Per-thread scratch (one loop per thread): the packet being sealed, and
+ * the plaintext of the packet being delivered. Separate, so a data
+ * callback may write what it got into another group. */
+static _Thread_local uint8_t tx_buf[HW_PACKET_MAX_PAYLOAD];
+static _Thread_local uint8_t rx_buf[HW_PACKET_MAX_PAYLOAD];
+
+static void pump(struct hw_rgroup *g);
+
+static uint64_t now_ms(const struct hw_rgroup *g)
+{
+	return uv_now(g->p.loop);
+}
+
+/* ---- ending ---- */
+
+static void rg_free(struct hw_rgroup *g)
+{
+	hw_noise_hs_free(g->hs);
+	hw_cipher_free(g->tx);
+	hw_cipher_free(g->rx);
+	while (g->qhead) {
+		struct qchunk *k = g->qhead;
+		g->qhead = k->next;
+		free(k);
+	}
+	free(g->pend);
+	free(g);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct hw_rgroup *g = h->data;
+
+	if (--g->handles == 0)
+		rg_free(g);
+}
+
+static void on_finish(uv_timer_t *t)
+{
+	struct hw_rgroup *g = t->data;
+
+	g->p.ops->closed(g, g->reason, g->p.ud);
+	uv_close((uv_handle_t *)&g->tick, on_handle_closed);
+	uv_close((uv_handle_t *)&g->retry, on_handle_closed);
+}
+
+/* Ends the group: nothing more is sent or taken, and closed runs from
+ * the loop. The router is never touched again, so it may go first. */
+static void finish(struct hw_rgroup *g, int reason)
+{
+	if (g->state == ST_DEAD)
+		return;
+	g->state = ST_DEAD;
+	g->reason = reason;
+	/* The keys are of no more use; wipe them now. */
+	hw_noise_hs_free(g->hs);
+	hw_cipher_free(g->tx);
+	hw_cipher_free(g->rx);
+	g->hs = NULL;
+	g->tx = g->rx = NULL;
+	uv_timer_stop(&g->tick);
+	uv_timer_stop(&g->retry);
+	uv_timer_start(&g->retry, on_finish, 0, 0);
+}
+
+static void bad_packet(struct hw_rgroup *g, const char *what)
+{
+	hw_log(HW_LOG_WARN, LOG, "route group %u/%u: %s; ended",
+	       g->p.send_id, g->p.recv_id, what);
+	finish(g, -EPROTO);
+}
+
+static void route_failed(struct hw_rgroup *g, int rc)
+{
+	hw_log(HW_LOG_INFO, LOG, "route group %u/%u: route lost (%s)",
+	       g->p.send_id, g->p.recv_id, hw_strerror(rc));
+	finish(g, rc);
+}
+
+/* ---- sending ---- */
+
+static void on_retry(uv_timer_t *t);
+
+static void arm_retry(struct hw_rgroup *g)
+{
+	/* Once ended, the timer carries the closed callback. */
+	if (g->state != ST_DEAD && !uv_is_active((uv_handle_t *)&g->retry))
+		uv_timer_start(&g->retry, on_retry, RETRY_MS, RETRY_MS);
+}
+
+static int route_send(struct hw_rgroup *g, uint8_t type, const uint8_t *p,
+		      size_t len)
+{
+	int rc = hw_router_send(g->p.router, g->p.send_id, type, p,
+				(uint16_t)len);
+
+	if (rc == 0)
+		g->last_tx_ms = now_ms(g);
+	return rc;
+}
+
+/* A packet handed to the router. */
+static void sent(struct hw_rgroup *g, uint8_t type)
+{
+	if (type != HW_PKT_CLOSE)
+		return;
+	g->close_sent = 1;
+	if (g->close_received)
+		finish(g, 0);
+}
+
+/* Sends the len bytes sealed in tx_buf. Returns 0; -ENOBUFS when the
+ * packet was kept for a retry; another code when the group ended. */
+static int send_sealed(struct hw_rgroup *g, uint8_t type, size_t len)
+{
+	int rc = route_send(g, type, tx_buf, len);
+
+	if (rc == -ENOBUFS) {
+		if (!g->pend && !(g->pend = malloc(HW_PACKET_MAX_PAYLOAD))) {
+			/* The nonce is spent: the stream has a hole. */
+			finish(g, -ENOMEM);
+			return -ENOMEM;
+		}
+		memcpy(g->pend, tx_buf, len);
+		g->pend_len = len;
+		g->pend_type = type;
+		arm_retry(g);
+		return -ENOBUFS;
+	}
+	if (rc) {
+		route_failed(g, rc);
+		return rc;
+	}
+	sent(g, type);
+	return 0;
+}
+
+/* Seals n bytes of src (which may be tx_buf) into tx_buf; the packet
+ * type is the associated data, so a hop cannot turn DATA into CLOSE. */
+static int seal(struct hw_rgroup *g, uint8_t type, const uint8_t *src,
+		size_t n, size_t *outlen)
+{
+	int rc = hw_cipher_encrypt(g->tx, &type, 1, src, n, tx_buf, outlen);
+
+	if (rc) {
+		hw_log(HW_LOG_WARN, LOG, "route group %u/%u: cannot seal (%s)",
+		       g->p.send_id, g->p.recv_id, hw_strerror(rc));
+		finish(g, rc);
+	}
+	return rc;
+}
+
+static void queue_consume(struct hw_rgroup *g, size_t n)
+{
+	g->queued -= n;
+	while (n > 0) {
+		struct qchunk *k = g->qhead;
+		size_t take = k->len - k->off;
+
+		if (take > n)
+			take = n;
+		k->off += take;
+		n -= take;
+		if (k->off == k->len) {
+			g->qhead = k->next;
+			if (!g->qhead)
+				g->qtail = NULL;
+			free(k);
+		}
+	}
+}
+
+/* Seals the next DATA packet from the queue into tx_buf. */
+static int seal_queued(struct hw_rgroup *g, size_t *outlen)
+{
+	struct qchunk *k = g->qhead;
+	size_t n = g->queued;
+	const uint8_t *src = k->data + k->off;
+	int rc;
+
+	if (n > HW_RGROUP_MAX_PLAINTEXT)
+		n = HW_RGROUP_MAX_PLAINTEXT;
+	if (k->len - k->off < n) {
+		/* Spans chunks: gather, then seal in place. */
+		size_t got = 0;
+
+		for (; got < n; k = k->next) {
+			size_t take = k->len - k->off;
+
+			if (take > n - got)
+				take = n - got;
+			memcpy(tx_buf + got, k->data + k->off, take);
+			got += take;
+		}
+		src = tx_buf;
+	}
+	if ((rc = seal(g, HW_PKT_DATA, src, n, outlen)))
+		return rc;
+	g->bytes_out += n;
+	queue_consume(g, n);
+	return 0;
+}
+
+/* Sends what can go, in order: the packet held back, queued stream
+ * bytes, then the CLOSE once nothing is left before it. */
+static void pump(struct hw_rgroup *g)
+{
+	size_t len;
+	int rc;
+
+	if (g->state == ST_DEAD)
+		return;
+	if (g->pend_len) {
+		rc = route_send(g, g->pend_type, g->pend, g->pend_len);
+		if (rc == -ENOBUFS) {
+			arm_retry(g);
+			return;
+		}
+		if (rc) {
+			route_failed(g, rc);
+			return;
+		}
+		g->pend_len = 0;
+		sent(g, g->pend_type);
+	}
+	while (g->state != ST_DEAD && g->tx && g->queued > 0) {
+		if (seal_queued(g, &len) || send_sealed(g, HW_PKT_DATA, len))
+			return;
+	}
+	if (g->state != ST_DEAD && g->tx && g->close_wanted &&
+	    !g->close_sealed && g->queued == 0) {
+		uint8_t reason = HW_RGROUP_CLOSE_NORMAL;
+
+		if (seal(g, HW_PKT_CLOSE, &reason, 1, &len))
+			return;
+		g->close_sealed = 1;
+		send_sealed(g, HW_PKT_CLOSE, len);
+	}
+}
+
+static void on_retry(uv_timer_t *t)
+{
+	struct hw_rgroup *g = t->data;
+
+	pump(g);
+	if (g->state == ST_DEAD)
+		return;
+	if (g->want_writable && g->queued <= HW_RGROUP_LOW_WATER) {
+		g->want_writable = 0;
+		if (g->p.ops->writable)
+			g->p.ops->writable(g, g->p.ud);
+		if (g->state == ST_DEAD)
+			return;
+	}
+	if (!g->pend_len && !g->want_writable)
+		uv_timer_stop(&g->retry);
+}
+
+/* Appends to the queue; all or nothing. */
+static int queue_append(struct hw_rgroup *g, const uint8_t *buf, size_t len)
+{
+	struct qchunk *t = g->qtail, *k = NULL;
+	size_t room = t ? t->cap - t->len : 0;
+
+	if (len > room) {
+		size_t cap = len - room > QCHUNK_MIN ? len - room : QCHUNK_MIN;
+
+		if (!(k = malloc(sizeof(*k) + cap)))
+			return -ENOMEM;
+		k->next = NULL;
+		k->off = k->len = 0;
+		k->cap = cap;
+	}
+	if (room > len)
+		room = len;
+	if (room) {
+		memcpy(t->data + t->len, buf, room);
+		t->len += room;
+	}
+	if (k) {
+		memcpy(k->data, buf + room, len - room);
+		k->len = len - room;
+		if (t)
+			t->next = k;
+		else
+			g->qhead = k;
+		g->qtail = k;
+	}
+	g->queued += len;
+	return 0;
+}
+
+int hw_rgroup_write(struct hw_rgroup *g, const uint8_t *buf, size_t len)
+{
+	size_t clen;
+	int rc, sent_some = 0;
+
+	if (g->state != ST_OPEN)
+		return -ENOTCONN;
+	if (len > HW_RGROUP_MAX_QUEUED)
+		return -EMSGSIZE;
+	if (len == 0)
+		return 0;
+	if (g->queued + len > HW_RGROUP_MAX_QUEUED) {
+		pump(g);
+		if (g->state != ST_OPEN)
+			return -ENOTCONN;
+		if (g->queued + len > HW_RGROUP_MAX_QUEUED) {
+			g->want_writable = 1;
+			arm_retry(g);
+			return -ENOBUFS;
+		}
+	}
+	/* Nothing waiting: seal straight from the caller's buffer. */
+	while (len > 0 && g->queued == 0 && g->pend_len == 0) {
+		size_t n = len;
+
+		if (n > HW_RGROUP_MAX_PLAINTEXT)
+			n = HW_RGROUP_MAX_PLAINTEXT;
+		if (seal(g, HW_PKT_DATA, buf, n, &clen))
+			return -ENOTCONN;
+		g->bytes_out += n;
+		buf += n;
+		len -= n;
+		sent_some = 1;
+		rc = send_sealed(g, HW_PKT_DATA, clen);
+		if (rc && rc != -ENOBUFS)
+			return -ENOTCONN;
+		if (g->state != ST_OPEN)
+			return -ENOTCONN;
+	}
+	if (len > 0 && (rc = queue_append(g, buf, len))) {
+		/* Part of the write went out: the stream would have a
+		 * hole. */
+		if (sent_some)
+			finish(g, rc);
+		return rc;
+	}
+	if (g->queued > 0)
+		arm_retry(g);
+	return 0;
+}
+
+/* ---- receiving ---- */
+
+static void become_open(struct hw_rgroup *g)
+{
+	if (g->state == ST_DEAD)
+		return;
+	g->deadline_ms = 0;
+	if (g->close_wanted) {
+		g->state = ST_CLOSING;
+		g->deadline_ms = now_ms(g) + 2 * (uint64_t)g->p.keepalive_ms;
+		pump(g);
+		return;
+	}
+	g->state = ST_OPEN;
+	g->p.ops->ready(g, g->p.ud);
+}
+
+static void on_handshake(struct hw_rgroup *g, const struct hw_packet *pkt)
+{
+	uint8_t payload[HS_MAX];
+	uint8_t v = HW_RGROUP_VERSION;
+	size_t plen, len = 0;
+	char what[64];
+	int rc;
+
+	if (g->state != ST_HANDSHAKE ||
+	    hw_noise_hs_state(g->hs) != HW_NOISE_READ) {
+		bad_packet(g, "handshake message out of turn");
+		return;
+	}
+	if (pkt->len < HS_MIN || pkt->len > HS_MAX) {
+		snprintf(what, sizeof(what), "handshake message of %u bytes",
+			 pkt->len);
+		bad_packet(g, what);
+		return;
+	}
+	rc = hw_noise_hs_read(g->hs, pkt->payload, pkt->len, payload,
+			      sizeof(payload), &plen);
+	if (rc) {
+		snprintf(what, sizeof(what), "handshake failed (%s)",
+			 hw_strerror(rc));
+		bad_packet(g, what);
+		return;
+	}
+	if (plen != 1 || payload[0] != HW_RGROUP_VERSION) {
+		bad_packet(g, "handshake with an unknown version");
+		return;
+	}
+	if (!g->p.initiator &&
+	    (rc = hw_noise_hs_write(g->hs, &v, 1, tx_buf, HS_MAX, &len))) {
+		finish(g, rc);
+		return;
+	}
+	if ((rc = hw_noise_hs_split(g->hs, &g->tx, &g->rx))) {
+		finish(g, rc);
+		return;
+	}
+	hw_noise_hs_free(g->hs);
+	g->hs = NULL;
+	if (!g->p.initiator) {
+		rc = send_sealed(g, HW_PKT_HANDSHAKE, len);
+		if (rc && rc != -ENOBUFS)
+			return;
+	}
+	become_open(g);
+}
+
+/* DATA and CLOSE are taken while open, and while closing until the
+ * peer's CLOSE: nothing may follow that. */
+static int may_receive(const struct hw_rgroup *g)
+{
+	return (g->state == ST_OPEN || g->state == ST_CLOSING) &&
+	       !g->close_received;
+}
+
+static void on_data(struct hw_rgroup *g, const struct hw_packet *pkt)
+{
+	uint8_t ad = HW_PKT_DATA;
+	size_t len;
+
+	if (!may_receive(g)) {
+		bad_packet(g, "data out of turn");
+		return;
+	}
+	if (pkt->len <= HW_CIPHER_TAGLEN) {
+		bad_packet(g, "empty data packet");
+		return;
+	}
+	if (hw_cipher_decrypt(g->rx, &ad, 1, pkt->payload, pkt->len, rx_buf,
+			      &len)) {
+		bad_packet(g, "data packet failed to decrypt");
+		return;
+	}
+	g->bytes_in += len;
+	g->p.ops->data(g, rx_buf, len, g->p.ud);
+}
+
+static void on_close(struct hw_rgroup *g, const struct hw_packet *pkt)
+{
+	uint8_t ad = HW_PKT_CLOSE, reason;
+	size_t len;
+
+	if (!may_receive(g)) {
+		bad_packet(g, "close out of turn");
+		return;
+	}
+	if (pkt->len != 1 + HW_CIPHER_TAGLEN ||
+	    hw_cipher_decrypt(g->rx, &ad, 1, pkt->payload, pkt->len, &reason,
+			      &len)) {
+		bad_packet(g, "bad close packet");
+		return;
+	}
+	if (reason != HW_RGROUP_CLOSE_NORMAL)
+		hw_log(HW_LOG_DEBUG, LOG, "route group %u/%u: peer closed "
+		       "with reason %u", g->p.send_id, g->p.recv_id, reason);
+	g->close_received = 1;
+	if (!g->close_wanted) {
+		/* Answer after whatever we still have queued. */
+		g->close_wanted = 1;
+		g->want_writable = 0;
+		g->state = ST_CLOSING;
+		g->deadline_ms = now_ms(g) + 2 * (uint64_t)g->p.keepalive_ms;
+	}
+	if (g->close_sent)
+		finish(g, 0);
+	else
+		pump(g);
+}
+
+void hw_rgroup_on_packet(struct hw_rgroup *g, const struct hw_packet *pkt)
+{
+	if (g->state == ST_DEAD)
+		return;
+	g->last_rx_ms = now_ms(g);
+	switch (pkt->type) {
+	case HW_PKT_HANDSHAKE:
+		on_handshake(g, pkt);
+		break;
+	case HW_PKT_DATA:
+		on_data(g, pkt);
+		break;
+	case HW_PKT_CLOSE:
+		on_close(g, pkt);
+		break;
+	case HW_PKT_KEEPALIVE:
+		if (pkt->len)
+			bad_packet(g, "keepalive with a payload");
+		break;
+	default:
+		/* ERROR is not authenticated end to end: the keepalive,
+		 * not a hop's word, decides that a route is dead. */
+		break;
+	}
+}
+
+/* ---- timers ---- */
+
+static void on_tick(uv_timer_t *t)
+{
+	struct hw_rgroup *g = t->data;
+	uint64_t now = now_ms(g);
+	int rc;
+
+	if (now - g->last_rx_ms >= g->p.keepalive_ms) {
+		hw_log(HW_LOG_INFO, LOG, "route group %u/%u: nothing heard "
+		       "for %u ms; route dead", g->p.send_id, g->p.recv_id,
+		       g->p.keepalive_ms);
+		finish(g, -ETIMEDOUT);
+		return;
+	}
+	if (g->deadline_ms && now >= g->deadline_ms) {
+		hw_log(HW_LOG_INFO, LOG, "route group %u/%u: %s timed out",
+		       g->p.send_id, g->p.recv_id,
+		       g->state == ST_HANDSHAKE ? "handshake" : "close");
+		finish(g, -ETIMEDOUT);
+		return;
+	}
+	if (now - g->last_tx_ms >= g->p.keepalive_ms / 2) {
+		/* A full transport will carry our queued packets soon;
+		 * the keepalive is not needed then. */
+		rc = route_send(g, HW_PKT_KEEPALIVE, NULL, 0);
+		if (rc && rc != -ENOBUFS)
+			route_failed(g, rc);
+	}
+}
+
+/* ---- setup ---- */
+
+static void desc_encode(const struct hw_route_desc *d,
+			uint8_t out[HW_RGROUP_DESC_LEN])
+{
+	memcpy(out, d->src_pk, HW_PK_LEN);
+	out[32] = (uint8_t)(d->src_port >> 8);
+	out[33] = (uint8_t)d->src_port;
+	memcpy(out + 34, d->dst_pk, HW_PK_LEN);
+	out[66] = (uint8_t)(d->dst_port >> 8);
+	out[67] = (uint8_t)d->dst_port;
+}
+
+static int params_ok(const struct hw_rgroup_params *p)
+{
+	return p && p->loop && p->router && p->id && p->x_priv && p->ops &&
+	       p->ops->ready && p->ops->data && p->ops->closed &&
+	       p->send_id && p->recv_id &&
+	       p->keepalive_ms >= HW_RULE_KEEPALIVE_MIN_MS &&
+	       p->keepalive_ms <= HW_RULE_KEEPALIVE_MAX_MS &&
+	       p->desc.src_port && p->desc.dst_port;
+}
+
+int hw_rgroup_new(struct hw_rgroup **out, const struct hw_rgroup_params *p)
+{
+	uint8_t prologue[sizeof(HW_RGROUP_PROLOGUE) - 1 + HW_RGROUP_DESC_LEN];
+	uint8_t xpub_mine[32], xpub_id[32];
+	const uint8_t *self, *peer;
+	struct hw_rgroup *g = NULL;
+	uint8_t v = HW_RGROUP_VERSION;
+	size_t len;
+	uint64_t tick;
+	int rc;
+
+	*out = NULL;
+	if (!params_ok(p))
+		return -EINVAL;
+	self = p->initiator ? p->desc.src_pk : p->desc.dst_pk;
+	peer = p->initiator ? p->desc.dst_pk : p->desc.src_pk;
+	/* Our end must be us, and x_priv our key: a mix-up would only
+	 * show as a handshake that never completes. */
+	if (memcmp(self, p->id->pk, HW_PK_LEN) ||
+	    hw_noise_public_key(p->x_priv, xpub_mine) ||
+	    hw_pk_to_x25519(p->id->pk, xpub_id) ||
+	    sodium_memcmp(xpub_mine, xpub_id, sizeof(xpub_id)))
+		return -EINVAL;
+	if (!(g = calloc(1, sizeof(*g))))
+		return -ENOMEM;
+	g->p = *p;
+	g->p.id = NULL; /* read here only */
+	g->p.x_priv = NULL;
+	if ((rc = hw_pk_to_x25519(peer, g->remote_x)))
+		goto out;
+	memcpy(prologue, HW_RGROUP_PROLOGUE, sizeof(HW_RGROUP_PROLOGUE) - 1);
+	desc_encode(&p->desc, prologue + sizeof(HW_RGROUP_PROLOGUE) - 1);
+	if ((rc = hw_noise_hs_new(&g->hs, HW_NOISE_KK,
+				  p->initiator ? HW_NOISE_INITIATOR
+					       : HW_NOISE_RESPONDER,
+				  prologue, sizeof(prologue), p->x_priv,
+				  g->remote_x)))
+		goto out;
+	if (p->initiator &&
+	    (rc = hw_noise_hs_write(g->hs, &v, 1, tx_buf, HS_MAX, &len)))
+		goto out;
+	uv_timer_init(p->loop, &g->tick);
+	uv_timer_init(p->loop, &g->retry);
+	g->tick.data = g->retry.data = g;
+	g->handles = 2;
+	g->state = ST_HANDSHAKE;
+	g->created_ms = g->last_rx_ms = g->last_tx_ms = now_ms(g);
+	g->deadline_ms = g->created_ms + 2 * (uint64_t)p->keepalive_ms;
+	tick = p->keepalive_ms / TICKS_PER_PERIOD;
+	uv_timer_start(&g->tick, on_tick, tick, tick);
+	*out = g;
+	/* A failure ends the group and reaches closed later. */
+	if (p->initiator)
+		send_sealed(g, HW_PKT_HANDSHAKE, len);
+	return 0;
+out:
+	hw_noise_hs_free(g->hs);
+	free(g);
+	return rc;
+}
+
+void hw_rgroup_close(struct hw_rgroup *g)
+{
+	if (g->state == ST_DEAD || g->close_wanted)
+		return;
+	g->close_wanted = 1;
+	g->want_writable = 0;
+	g->deadline_ms = now_ms(g) + 2 * (uint64_t)g->p.keepalive_ms;
+	if (g->state == ST_OPEN) {
+		g->state = ST_CLOSING;
+		pump(g);
+	}
+}
+
+void hw_rgroup_abort(struct hw_rgroup *g, int reason)
+{
+	finish(g, reason);
+}
+
+const struct hw_route_desc *hw_rgroup_desc(const struct hw_rgroup *g)
+{
+	return &g->p.desc;
+}
+
+static const char *state_name(enum rg_state s)
+{
+	switch (s) {
+	case ST_HANDSHAKE:
+		return "handshake";
+	case ST_OPEN:
+		return "open";
+	case ST_CLOSING:
+		return "closing";
+	case ST_DEAD:
+		return "closed";
+	}
+	return "unknown";
+}
+
+static json_t *end_json(const uint8_t pk[HW_PK_LEN], uint16_t port)
+{
+	char s[HW_PK_HEXLEN + 16];
+
+	hw_hex_encode(pk, HW_PK_LEN, s);
+	snprintf(s + HW_PK_HEXLEN, sizeof(s) - HW_PK_HEXLEN, ":%u", port);
+	return json_string(s);
+}
+
+json_t *hw_rgroup_json(const struct hw_rgroup *g)
+{
+	json_t *o = json_object();
+	int bad;
+
+	if (!o)
+		return NULL;
+	bad = json_object_set_new(o, "src", end_json(g->p.desc.src_pk,
+						    g->p.desc.src_port)) |
+	      json_object_set_new(o, "dst", end_json(g->p.desc.dst_pk,
+						    g->p.desc.dst_port)) |
+	      json_object_set_new(o, "role",
+				  json_string(g->p.initiator ? "initiator"
+							     : "responder")) |
+	      json_object_set_new(o, "state",
+				  json_string(state_name(g->state))) |
+	      json_object_set_new(o, "send_id", json_integer(g->p.send_id)) |
+	      json_object_set_new(o, "recv_id", json_integer(g->p.recv_id)) |
+	      json_object_set_new(o, "bytes_in",
+				  json_integer((json_int_t)g->bytes_in)) |
+	      json_object_set_new(o, "bytes_out",
+				  json_integer((json_int_t)g->bytes_out)) |
+	      json_object_set_new(o, "queued",
+				  json_integer((json_int_t)(g->queued +
+							    g->pend_len))) |
+	      json_object_set_new(
+		      o, "age_ms",
+		      json_integer((json_int_t)(now_ms(g) - g->created_ms)));
+	if (bad) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}

@@ -1,0 +1,130 @@
+/* Route groups: one bidirectional, end-to-end encrypted, ordered byte
+ * stream between two (public key, port) ends, carried by a forward route
+ * and a reverse route (docs/route-groups.md).
+ *
+ * The two ends run Noise_KK_25519_ChaChaPoly_BLAKE2b in HANDSHAKE packets
+ * on the routes, with the route descriptor in the prologue, so the hops in
+ * between forward only ciphertext and a handshake for one group cannot
+ * complete in another. Stream bytes then travel as Noise transport
+ * messages in DATA packets; a packet that fails to decrypt ends the group.
+ * KEEPALIVE packets keep the rules on both routes alive and prove the
+ * route works; an encrypted CLOSE answered by a CLOSE ends a group
+ * cleanly.
+ *
+ * Everything runs on the loop of params.loop. Callbacks other than closed
+ * may run inside hw_rgroup_on_packet (ready, data) or from the loop
+ * (writable); closed always runs from the loop, never inside a call into
+ * this module, so a caller can never have the group freed under it. */
+#ifndef HW_ROUTER_RGROUP_H
+#define HW_ROUTER_RGROUP_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "crypto/cipher.h"
+#include "crypto/identity.h"
+#include "router/packet.h"
+#include "router/router.h"
+
+/* The Noise prologue is this (21 ASCII bytes) followed by the 68-byte
+ * descriptor: src_pk | src_port u16 BE | dst_pk | dst_port u16 BE. */
+#define HW_RGROUP_PROLOGUE "hopwire/1 route group"
+#define HW_RGROUP_DESC_LEN 68
+/* The handshake payload of both messages. */
+#define HW_RGROUP_VERSION 1
+/* Stream bytes in one DATA packet: a packet payload less the AEAD tag. */
+#define HW_RGROUP_MAX_PLAINTEXT (HW_PACKET_MAX_PAYLOAD - HW_CIPHER_TAGLEN)
+/* Bytes accepted by hw_rgroup_write but not yet handed to the router. */
+#define HW_RGROUP_MAX_QUEUED (1u << 20)
+/* After -ENOBUFS, writable is called once the queue is at most this. */
+#define HW_RGROUP_LOW_WATER (512u << 10)
+/* The reason byte of a CLOSE sent by hw_rgroup_close. */
+#define HW_RGROUP_CLOSE_NORMAL 0
+
+struct hw_rgroup;
+
+struct hw_rgroup_ops {
+	/* The KK handshake is done: writes may start. Not called when
+	 * hw_rgroup_close came first. */
+	void (*ready)(struct hw_rgroup *g, void *ud);
+	/* Stream bytes from the peer, in order (p valid during the call
+	 * only). Data may still arrive after hw_rgroup_close, until closed:
+	 * the peer may have sent it before it saw our CLOSE. */
+	void (*data)(struct hw_rgroup *g, const uint8_t *p, size_t len,
+		     void *ud);
+	/* After a write returned -ENOBUFS: the queue is down to
+	 * HW_RGROUP_LOW_WATER. May be NULL. */
+	void (*writable)(struct hw_rgroup *g, void *ud);
+	/* The group ended; called once, and g is freed after this returns.
+	 * reason: 0 closed by either end with acknowledgement (every byte
+	 * written before the close was handed to the route);
+	 * -ETIMEDOUT nothing heard for keepalive_ms (route dead), handshake
+	 * or close not finished within 2 keepalive periods;
+	 * -EPROTO the peer (or a hop) sent a bad packet (logged);
+	 * -ENOENT / -ENOTCONN the route's rule or transport is gone;
+	 * HW_ENONCE the nonce space is spent; -ENOMEM;
+	 * or the reason given to hw_rgroup_abort. */
+	void (*closed)(struct hw_rgroup *g, int reason, void *ud);
+};
+
+struct hw_rgroup_params {
+	uv_loop_t *loop;
+	/* Must stay valid until closed (or hw_rgroup_abort) has been
+	 * called; the group never touches it after that. */
+	struct hw_router *router;
+	/* Ours; read by hw_rgroup_new only. x_priv is id's X25519 key
+	 * (hw_identity_x25519). */
+	const struct hw_identity *id;
+	const uint8_t *x_priv;
+	struct hw_route_desc desc;
+	int initiator; /* 1 at the source (desc.src_pk is us), 0 at the
+			  destination (desc.dst_pk is us) */
+	uint32_t send_id; /* our FORWARD rule */
+	uint32_t recv_id; /* our CONSUME rule (for the JSON view only) */
+	uint32_t keepalive_ms; /* HW_RULE_KEEPALIVE_MIN_MS..MAX_MS */
+	const struct hw_rgroup_ops *ops;
+	void *ud;
+};
+
+/* Creates a group and starts the KK handshake: the initiator sends
+ * message 1 at once, the responder waits for it. The ends must be ours
+ * (see initiator) and the peer's key valid. A failure to send message 1
+ * comes later, through closed. Returns 0 and *out, -EINVAL for bad
+ * params, HW_EBADKEY, -ENOMEM. */
+int hw_rgroup_new(struct hw_rgroup **out, const struct hw_rgroup_params *p);
+
+/* A packet the router delivered for the group's CONSUME rule. A packet
+ * that breaks the protocol ends the group with -EPROTO (logged once).
+ * Ignored once the group has ended (closed pending). */
+void hw_rgroup_on_packet(struct hw_rgroup *g, const struct hw_packet *pkt);
+
+/* Copies len bytes into the stream, split into DATA packets. Returns 0
+ * (taken whole), -ENOTCONN before ready, after hw_rgroup_close or the
+ * peer's CLOSE, or once the group has ended (closed follows);
+ * -ENOBUFS, taking nothing, when the bytes queued unsent plus len would
+ * exceed HW_RGROUP_MAX_QUEUED (writable is called later); -EMSGSIZE when
+ * len alone exceeds it; -ENOMEM. */
+int hw_rgroup_write(struct hw_rgroup *g, const uint8_t *buf, size_t len);
+
+/* Sends whatever is queued, then a CLOSE, and waits for the peer's CLOSE
+ * (its acknowledgement) up to 2 keepalive periods: closed(0), else
+ * closed(-ETIMEDOUT). Before ready, the CLOSE goes right after the
+ * handshake. Does nothing when already closing or ended. */
+void hw_rgroup_close(struct hw_rgroup *g);
+
+/* Ends the group without a CLOSE exchange (the peer times out): closed
+ * (reason) on the next loop turn. Does nothing once ended. */
+void hw_rgroup_abort(struct hw_rgroup *g, int reason);
+
+/* The group's descriptor (valid as long as g). */
+const struct hw_route_desc *hw_rgroup_desc(const struct hw_rgroup *g);
+
+/* The group as a JSON object (new reference, NULL when out of memory):
+ * src and dst ("PK:PORT"), role ("initiator"/"responder"), state
+ * ("handshake", "open", "closing", "closed"), send_id, recv_id, bytes_in
+ * and bytes_out (stream bytes), queued, age_ms. */
+json_t *hw_rgroup_json(const struct hw_rgroup *g);
+
+#endif

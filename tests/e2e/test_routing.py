@@ -1,0 +1,199 @@
+"""Multi-hop routes: visors A - B - C in a line (transports A-B and B-C
+only), a setup node that builds route groups, and the CLI's route
+listen/dial piping bytes end to end."""
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+
+from conftest import Service, bin_path, free_port, http_get, port_open, \
+    wait_for
+
+
+def setup_node(tmp_path, name, disc_url):
+    d = tmp_path / name
+    d.mkdir()
+    key = d / "setup.key"
+    subprocess.run([bin_path("hopwire"), "keygen", "--out", str(key)],
+                   check=True, capture_output=True)
+    port = free_port()
+    svc = Service(tmp_path, name, [
+        bin_path("hopwire-setup"), "--key", str(key), "--discovery",
+        disc_url, "--tcp-listen", f"127.0.0.1:{port}", "--dir",
+        str(d / "local")], lambda: port_open(port))
+    svc.pk = subprocess.run([bin_path("hopwire"), "pk", "--key", str(key)],
+                            capture_output=True, text=True,
+                            check=True).stdout.strip()
+    return svc.start()
+
+
+def trust(v, *setup_pks, tap=False):
+    cfg = json.loads(v.config.read_text())
+    cfg["routing"] = {"setup_nodes": list(setup_pks)}
+    if tap:
+        cfg["routing"]["tap_file"] = "tap.bin"
+    v.config.write_text(json.dumps(cfg))
+
+
+def link(a, b):
+    r = a.cli("tp", "add", b.pk, "--addr", b.addr)
+    assert r.returncode == 0, r.stderr
+
+
+def registered(url, a, b):
+    tps = http_get(f"{url}/v1/transports?edge={a.pk}")["transports"]
+    return any(b.pk in t["edges"] for t in tps)
+
+
+class Pipe:
+    """A `hopwire route listen|dial` process with its stdin and stdout."""
+
+    def __init__(self, v, *args):
+        self.p = subprocess.Popen(
+            [bin_path("hopwire"), "--visor", v.socket, "route", *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+
+    def wait_stderr(self, word, timeout=20):
+        deadline = time.time() + timeout
+        seen = b""
+        while time.time() < deadline:
+            r, _, _ = select.select([self.p.stderr], [], [], 0.2)
+            if r:
+                line = self.p.stderr.readline()
+                seen += line
+                if word.encode() in line:
+                    return line.decode()
+                if not line:
+                    break
+        raise AssertionError(f"no '{word}' from route: {seen!r}")
+
+    def send(self, data):
+        self.p.stdin.write(data)
+        self.p.stdin.flush()
+
+    def read(self, n, timeout=10):
+        got = b""
+        deadline = time.time() + timeout
+        while len(got) < n and time.time() < deadline:
+            r, _, _ = select.select([self.p.stdout], [], [], 0.2)
+            if r:
+                chunk = os.read(self.p.stdout.fileno(), n - len(got))
+                if not chunk:
+                    break
+                got += chunk
+        return got
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait()
+
+
+def line_of_three(tmp_path, control_plane, visors):
+    disc = control_plane.discovery()
+    s = setup_node(tmp_path, "setup", disc.url)
+    a, b, c = (visors(n, discovery=disc.url) for n in "abc")
+    for v in (a, b, c):
+        trust(v, s.pk, tap=v is b)
+        v.start()
+    link(a, b)
+    link(b, c)
+    wait_for(lambda: registered(disc.url, a, b) and
+             registered(disc.url, b, c), what="transports in discovery")
+    return disc, s, a, b, c
+
+
+def rules(v):
+    return v.json("route", "ls")["rules"]
+
+
+def test_route_group_over_two_hops(tmp_path, control_plane, visors):
+    disc, s, a, b, c = line_of_three(tmp_path, control_plane, visors)
+
+    paths = a.json("route", "find", c.pk)["paths"]
+    assert paths and paths[0]["hops"] == 2
+    assert paths[0]["transports"][0]["to"] == b.pk
+
+    listener = Pipe(c, "listen", "7")
+    dialer = Pipe(a, "dial", c.pk, "7")
+    try:
+        listener.wait_stderr("listening")
+        dialer.wait_stderr("connected")
+        listener.wait_stderr("accepted")
+        secret_a = b"a secret from A " * 64
+        secret_c = b"the answer from C " * 64
+        dialer.send(secret_a)
+        assert listener.read(len(secret_a)) == secret_a
+        listener.send(secret_c)
+        assert dialer.read(len(secret_c)) == secret_c
+
+        # B forwards both directions and knows neither end.
+        rb = rules(b)
+        assert sorted(r["kind"] for r in rb) == ["intermediary"] * 2
+        assert all("src" not in r and "dst" not in r for r in rb)
+        assert {r["kind"] for r in rules(a)} == {"forward", "consume"}
+        assert {r["kind"] for r in rules(c)} == {"forward", "consume"}
+        # Route IDs are random, not a counter.
+        ids = sorted(r["id"] for v in (a, b, c) for r in rules(v))
+        assert max(y - x for x, y in zip(ids, ids[1:])) > 1000
+        # What B's router forwarded is ciphertext only.
+        tap = (b.dir / "tap.bin").read_bytes()
+        assert len(tap) > len(secret_a) + len(secret_c)
+        assert b"a secret from A" not in tap
+        assert b"the answer from C" not in tap
+    finally:
+        dialer.stop()
+        listener.stop()
+
+
+def test_dead_hop_is_reported_at_both_ends(tmp_path, control_plane, visors):
+    disc, s, a, b, c = line_of_three(tmp_path, control_plane, visors)
+    listener = Pipe(c, "listen", "9")
+    dialer = Pipe(a, "dial", c.pk, "9")
+    try:
+        listener.wait_stderr("listening")
+        dialer.wait_stderr("connected")
+        listener.wait_stderr("accepted")
+        dialer.send(b"ping")
+        assert listener.read(4) == b"ping"
+        b.stop(signal.SIGKILL)
+        # Both ends' groups die within the rules' keepalive period (a few
+        # transport keepalive intervals): the piping processes end.
+        wait_for(lambda: dialer.p.poll() is not None, timeout=15,
+                 what="the dialing end to notice")
+        wait_for(lambda: listener.p.poll() is not None, timeout=15,
+                 what="the listening end to notice")
+    finally:
+        dialer.stop()
+        listener.stop()
+
+
+def test_untrusted_setup_node_installs_nothing(tmp_path, control_plane,
+                                               visors):
+    disc, s, a, b, c = line_of_three(tmp_path, control_plane, visors)
+    rogue = setup_node(tmp_path, "rogue", disc.url)
+    # D trusts only the rogue setup node; B and C do not trust it.
+    d = visors("d", discovery=disc.url)
+    trust(d, rogue.pk)
+    d.start()
+    link(d, b)
+    wait_for(lambda: registered(disc.url, d, b), what="D-B in discovery")
+    listener = Pipe(c, "listen", "11")
+    try:
+        listener.wait_stderr("listening")
+        r = subprocess.run([bin_path("hopwire"), "--visor", d.socket,
+                            "route", "dial", c.pk, "11"],
+                           capture_output=True, text=True, timeout=40,
+                           input="")
+        assert r.returncode != 0
+        assert "not a trusted setup node" in r.stderr, r.stderr
+        wait_for(lambda: "refused reserve" in b.log.read_text(),
+                 what="B's log line")
+        # Nothing was left behind anywhere.
+        for v in (b, c, d):
+            assert rules(v) == []
+    finally:
+        listener.stop()
