@@ -884,6 +884,11 @@ void hw_setup_service_on_packet(struct hw_setup_service *s, struct hw_tp *tp,
 
 	if (s->freed || pkt->type != HW_PKT_SETUP)
 		return;
+	/* Setup messages belong to the transport itself (route 0). */
+	if (pkt->route_id != 0) {
+		s->malformed++;
+		return;
+	}
 	if (hw_setup_msg_decode(pkt->payload, pkt->len, &m)) {
 		s->malformed++;
 		if (pkt->len < HW_SETUP_HDR)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "discovery/client.h"
+#include "setup/service.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/version.h"
@@ -74,6 +75,8 @@ static void get_info(struct hw_visor *v, struct hw_api_req *req)
 		      (json_int_t)st.pending_handshakes);
 	json_decref(tps);
 	json_object_set_new(o, "network", hw_presence_json(v->presence));
+	if (v->setup)
+		json_object_set_new(o, "setup", hw_setup_service_json(v->setup));
 	{
 		char sock[PATH_MAX + 16];
 		snprintf(sock, sizeof(sock), "%s/streams.sock",

@@ -34,6 +34,8 @@ static void on_tp_event(struct hw_tp *tp, enum hw_tp_event ev, void *ud)
 	struct hw_visor *v = ud;
 	hw_presence_tp_event(v->presence, tp, ev);
 	hw_routing_tp_event(v->routing, tp, ev);
+	if (v->setup)
+		hw_setup_service_tp_event(v->setup, tp, ev);
 }
 
 static void on_packet(struct hw_tp *tp, const struct hw_packet *pkt,

@@ -173,14 +173,20 @@ def test_dead_hop_is_reported_at_both_ends(tmp_path, control_plane, visors):
 
 def test_untrusted_setup_node_installs_nothing(tmp_path, control_plane,
                                                visors):
-    disc, s, a, b, c = line_of_three(tmp_path, control_plane, visors)
+    disc = control_plane.discovery()
     rogue = setup_node(tmp_path, "rogue", disc.url)
-    # D trusts only the rogue setup node; B and C do not trust it.
-    d = visors("d", discovery=disc.url)
+    s = setup_node(tmp_path, "setup", disc.url)
+    # D and C trust the rogue setup node; B, in the middle, does not.
+    b, c, d = (visors(n, discovery=disc.url) for n in "bcd")
+    trust(b, s.pk)
+    trust(c, s.pk, rogue.pk)
     trust(d, rogue.pk)
-    d.start()
+    for v in (b, c, d):
+        v.start()
     link(d, b)
-    wait_for(lambda: registered(disc.url, d, b), what="D-B in discovery")
+    link(b, c)
+    wait_for(lambda: registered(disc.url, d, b) and
+             registered(disc.url, b, c), what="D-B-C in discovery")
     listener = Pipe(c, "listen", "11")
     try:
         listener.wait_stderr("listening")
