@@ -1,6 +1,6 @@
 /* Route groups: one bidirectional, end-to-end encrypted, ordered byte
  * stream between two (public key, port) ends, carried by a forward route
- * and a reverse route (docs/route-groups.md).
+ * and a reverse route (docs/routing.md, "Route groups").
  *
  * The two ends run Noise_KK_25519_ChaChaPoly_BLAKE2b in HANDSHAKE packets
  * on the routes, with the route descriptor in the prologue, so the hops in

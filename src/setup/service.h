@@ -1,4 +1,4 @@
-/* The setup node's service (docs/setup.md): builds routes for visors.
+/* The setup node's service (docs/routing.md, "The setup node"): builds routes for visors.
  *
  * A visor sends BUILD with a forward and a reverse path; the service
  * reaches every visor on them (a transport it has, or one it opens through
