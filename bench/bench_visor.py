@@ -34,7 +34,8 @@ def free_port():
 
 
 class Visor:
-    def __init__(self, root, name, discovery=None):
+    def __init__(self, root, name, discovery=None, listen=False,
+                 setup_nodes=()):
         self.dir = root / name
         self.dir.mkdir()
         self.config = self.dir / "hopwire.json"
@@ -43,15 +44,18 @@ class Visor:
             "--tcp-listen", self.addr)
         if discovery:
             cfg = json.loads(self.config.read_text())
-            cfg["transport"]["tcp_listen"] = ""
+            if not listen:
+                cfg["transport"]["tcp_listen"] = ""
             cfg["discovery"].update({"url": discovery, "refresh_ms": 500})
+            cfg["routing"]["setup_nodes"] = list(setup_nodes)
             self.config.write_text(json.dumps(cfg))
         self.pk = run(BIN / "hopwire", "pk", "--key",
                       self.dir / "visor.key").strip()
         self.socket = self.dir / "local" / "visor.sock"
         self.proc = subprocess.Popen([BIN / "hopwire-visor", "--config",
                                       self.config],
-                                     stderr=subprocess.DEVNULL)
+                                     stderr=open(self.dir / "visor.log",
+                                                 "wb"))
         for _ in range(200):
             if subprocess.run([BIN / "hopwire", "--visor", self.socket,
                                "info"], capture_output=True).returncode == 0:

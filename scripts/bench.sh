@@ -8,3 +8,5 @@ for b in build/bin/hw-bench-*; do
   echo
 done
 /usr/bin/python3 bench/bench_visor.py build/bin
+echo
+/usr/bin/python3 bench/bench_routes.py build/bin

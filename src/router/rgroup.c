@@ -58,6 +58,11 @@ struct hw_rgroup {
 	uint64_t deadline_ms; /* handshake or close; 0 when none */
 	uint64_t created_ms, last_rx_ms, last_tx_ms;
 	uint64_t bytes_in, bytes_out;
+	/* Flow control: we may have sealed stream bytes up to peer_credit
+	 * (HW_RGROUP_WINDOW, plus what the peer's credits gave back); bytes
+	 * our side consumed and not yet credited to the peer. */
+	uint64_t peer_credit;
+	uint64_t owed;
 	uint8_t remote_x[HW_NOISE_DHLEN];
 };
 
@@ -234,6 +239,14 @@ static void queue_consume(struct hw_rgroup *g, size_t n)
 }
 
 /* Seals the next DATA packet from the queue into tx_buf. */
+/* Stream bytes the peer's credit lets us seal now. */
+static size_t credit_left(const struct hw_rgroup *g)
+{
+	return g->peer_credit > g->bytes_out
+		       ? (size_t)(g->peer_credit - g->bytes_out)
+		       : 0;
+}
+
 static int seal_queued(struct hw_rgroup *g, size_t *outlen)
 {
 	struct qchunk *k = g->qhead;
@@ -243,6 +256,8 @@ static int seal_queued(struct hw_rgroup *g, size_t *outlen)
 
 	if (n > HW_RGROUP_MAX_PLAINTEXT)
 		n = HW_RGROUP_MAX_PLAINTEXT;
+	if (n > credit_left(g))
+		n = credit_left(g);
 	if (k->len - k->off < n) {
 		/* Spans chunks: gather, then seal in place. */
 		size_t got = 0;
@@ -264,8 +279,42 @@ static int seal_queued(struct hw_rgroup *g, size_t *outlen)
 	return 0;
 }
 
-/* Sends what can go, in order: the packet held back, queued stream
- * bytes, then the CLOSE once nothing is left before it. */
+/* Gives the peer back the credit for what our side consumed: an
+ * encrypted KEEPALIVE whose plaintext is the byte count (u32 BE). Returns
+ * 0, or non-zero when the packet waits (-ENOBUFS) or the group ended. */
+static int send_credit(struct hw_rgroup *g)
+{
+	uint8_t v[4];
+	uint32_t n = g->owed > UINT32_MAX ? UINT32_MAX : (uint32_t)g->owed;
+	size_t len;
+
+	/* Nothing may follow our CLOSE: the peer stops sending anyway. */
+	if (g->close_sealed) {
+		g->owed = 0;
+		return 0;
+	}
+	v[0] = (uint8_t)(n >> 24);
+	v[1] = (uint8_t)(n >> 16);
+	v[2] = (uint8_t)(n >> 8);
+	v[3] = (uint8_t)n;
+	if (seal(g, HW_PKT_KEEPALIVE, v, 4, &len))
+		return -1;
+	g->owed -= n;
+	return send_sealed(g, HW_PKT_KEEPALIVE, len);
+}
+
+void hw_rgroup_consumed(struct hw_rgroup *g, size_t n)
+{
+	if (g->state == ST_DEAD)
+		return;
+	g->owed += n;
+	if (g->owed >= HW_RGROUP_WINDOW / 4 && !g->pend_len && g->tx)
+		send_credit(g);
+}
+
+/* Sends what can go, in order: the packet held back, credit owed to the
+ * peer, queued stream bytes as far as the peer's credit allows, then the
+ * CLOSE once nothing is left before it. */
 static void pump(struct hw_rgroup *g)
 {
 	size_t len;
@@ -286,7 +335,11 @@ static void pump(struct hw_rgroup *g)
 		g->pend_len = 0;
 		sent(g, g->pend_type);
 	}
-	while (g->state != ST_DEAD && g->tx && g->queued > 0) {
+	if (g->state != ST_DEAD && g->tx && g->owed >= HW_RGROUP_WINDOW / 4 &&
+	    send_credit(g))
+		return;
+	while (g->state != ST_DEAD && g->tx && g->queued > 0 &&
+	       credit_left(g) > 0) {
 		if (seal_queued(g, &len) || send_sealed(g, HW_PKT_DATA, len))
 			return;
 	}
@@ -375,11 +428,14 @@ int hw_rgroup_write(struct hw_rgroup *g, const uint8_t *buf, size_t len)
 		}
 	}
 	/* Nothing waiting: seal straight from the caller's buffer. */
-	while (len > 0 && g->queued == 0 && g->pend_len == 0) {
+	while (len > 0 && g->queued == 0 && g->pend_len == 0 &&
+	       credit_left(g) > 0) {
 		size_t n = len;
 
 		if (n > HW_RGROUP_MAX_PLAINTEXT)
 			n = HW_RGROUP_MAX_PLAINTEXT;
+		if (n > credit_left(g))
+			n = credit_left(g);
 		if (seal(g, HW_PKT_DATA, buf, n, &clen))
 			return -ENOTCONN;
 		g->bytes_out += n;
@@ -533,6 +589,29 @@ static void on_close(struct hw_rgroup *g, const struct hw_packet *pkt)
 		pump(g);
 }
 
+/* An encrypted KEEPALIVE: the peer consumed that many of our bytes. */
+static void on_credit(struct hw_rgroup *g, const struct hw_packet *pkt)
+{
+	uint8_t ad = HW_PKT_KEEPALIVE, v[4];
+	size_t len;
+
+	if (!may_receive(g) || pkt->len != 4 + HW_CIPHER_TAGLEN ||
+	    hw_cipher_decrypt(g->rx, &ad, 1, pkt->payload, pkt->len, v,
+			      &len)) {
+		bad_packet(g, "bad credit packet");
+		return;
+	}
+	g->peer_credit += ((uint32_t)v[0] << 24) | ((uint32_t)v[1] << 16) |
+			  ((uint32_t)v[2] << 8) | v[3];
+	if (g->peer_credit - g->bytes_out > 2 * (uint64_t)HW_RGROUP_WINDOW) {
+		bad_packet(g, "credit beyond the window");
+		return;
+	}
+	pump(g);
+	if (g->state != ST_DEAD && g->queued > 0)
+		arm_retry(g);
+}
+
 void hw_rgroup_on_packet(struct hw_rgroup *g, const struct hw_packet *pkt)
 {
 	if (g->state == ST_DEAD)
@@ -550,7 +629,7 @@ void hw_rgroup_on_packet(struct hw_rgroup *g, const struct hw_packet *pkt)
 		break;
 	case HW_PKT_KEEPALIVE:
 		if (pkt->len)
-			bad_packet(g, "keepalive with a payload");
+			on_credit(g, pkt);
 		break;
 	default:
 		/* ERROR is not authenticated end to end: the keepalive,
@@ -660,6 +739,7 @@ int hw_rgroup_new(struct hw_rgroup **out, const struct hw_rgroup_params *p)
 	g->handles = 2;
 	g->state = ST_HANDSHAKE;
 	g->created_ms = g->last_rx_ms = g->last_tx_ms = now_ms(g);
+	g->peer_credit = HW_RGROUP_WINDOW;
 	g->deadline_ms = g->created_ms + 2 * (uint64_t)p->keepalive_ms;
 	tick = p->keepalive_ms / TICKS_PER_PERIOD;
 	uv_timer_start(&g->tick, on_tick, tick, tick);

@@ -36,6 +36,12 @@
 #define HW_RGROUP_VERSION 1
 /* Stream bytes in one DATA packet: a packet payload less the AEAD tag. */
 #define HW_RGROUP_MAX_PLAINTEXT (HW_PACKET_MAX_PAYLOAD - HW_CIPHER_TAGLEN)
+/* Stream bytes a sender may have outstanding (sealed, not yet credited
+ * back by the receiver's consumption). Below a transport's send queue
+ * (HW_CONN_MAX_QUEUED, 1 MiB): an intermediate hop drops packets its next
+ * transport cannot queue, and a dropped packet ends the group, so one
+ * route's window must fit a hop's queue. */
+#define HW_RGROUP_WINDOW (768u << 10)
 /* Bytes accepted by hw_rgroup_write but not yet handed to the router. */
 #define HW_RGROUP_MAX_QUEUED (1u << 20)
 /* After -ENOBUFS, writable is called once the queue is at most this. */
@@ -107,6 +113,12 @@ void hw_rgroup_on_packet(struct hw_rgroup *g, const struct hw_packet *pkt);
  * exceed HW_RGROUP_MAX_QUEUED (writable is called later); -EMSGSIZE when
  * len alone exceeds it; -ENOMEM. */
 int hw_rgroup_write(struct hw_rgroup *g, const uint8_t *buf, size_t len);
+
+/* The application has taken n bytes that the data callback delivered:
+ * their credit goes back to the peer (in batches of a quarter window).
+ * The peer sends at most HW_RGROUP_WINDOW bytes that were not consumed,
+ * so a slow reader slows the sender instead of being overrun. */
+void hw_rgroup_consumed(struct hw_rgroup *g, size_t n);
 
 /* Sends whatever is queued, then a CLOSE, and waits for the peer's CLOSE
  * (its acknowledgement) up to 2 keepalive periods: closed(0), else

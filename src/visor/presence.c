@@ -126,7 +126,14 @@ static void put_transport(struct hw_presence *p, const char *id_hex,
 			  const uint8_t *id, const char *type,
 			  const uint8_t *pk, int64_t rtt_us)
 {
+	const struct hw_config *cfg = &p->v->cfg;
 	struct hw_disc_transport t;
+
+	/* A link to a setup node carries setup messages, not routes: the
+	 * route finder must not offer it as a path. */
+	for (unsigned i = 0; i < cfg->nsetup_nodes; i++)
+		if (!memcmp(cfg->setup_nodes[i], pk, HW_PK_LEN))
+			return;
 
 	memset(&t, 0, sizeof(t));
 	memcpy(t.id, id, HW_DISC_TP_ID_LEN);
@@ -141,7 +148,9 @@ static void put_transport(struct hw_presence *p, const char *id_hex,
 void hw_presence_tp_event(struct hw_presence *p, struct hw_tp *tp,
 			  enum hw_tp_event ev)
 {
-	if (!p || !p->dc)
+	/* A setup node forwards nothing: its links to the visors it builds
+	 * for must not look like paths to the route finder. */
+	if (!p || !p->dc || p->v->setup)
 		return;
 	if (ev == HW_TP_UP) {
 		put_transport(p, hw_tp_id_hex(tp), hw_tp_id_bytes(tp),
@@ -156,8 +165,12 @@ void hw_presence_tp_event(struct hw_presence *p, struct hw_tp *tp,
 static void refresh_transports(struct hw_presence *p)
 {
 	struct hw_tp_manager *m = p->v->tpm;
-	json_t *list = hw_tp_manager_list_json(m), *e;
+	json_t *list, *e;
 	size_t i;
+
+	if (p->v->setup)
+		return;
+	list = hw_tp_manager_list_json(m);
 
 	json_array_foreach(list, i, e) {
 		const char *id = json_string_value(json_object_get(e, "id"));

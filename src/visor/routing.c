@@ -25,9 +25,10 @@
 /* How long a dial may take: paths from discovery, a transport to the
  * setup node, the build and the end-to-end handshake. */
 #define DIAL_TIMEOUT_MS 30000
-/* Bytes a stream client may have unread before its group is dropped: the
- * route has no end-to-end flow control towards a local reader. */
-#define CLIENT_MAX_QUEUED (8u << 20)
+/* Bytes a stream client may have unread before its group is dropped. The
+ * group's credit (HW_RGROUP_WINDOW) keeps a well-behaved sender below it;
+ * this only bounds one that ignores credit. */
+#define CLIENT_MAX_QUEUED (2 * HW_RGROUP_WINDOW + (1u << 20))
 /* Local ports of dialing ends come from here up. */
 #define EPHEMERAL_FIRST 49152
 
@@ -46,6 +47,8 @@ struct client {
 	struct group *grp;
 	uint16_t port;      /* listen */
 	size_t queued;      /* bytes written to it, not yet taken */
+	uint8_t *pend;      /* read from it, refused by a full group */
+	size_t pend_len;
 	int read_stopped;
 	int closing;
 };
@@ -174,38 +177,56 @@ static void group_ready(struct hw_rgroup *g, void *ud)
 	c->state = C_PIPE;
 }
 
+/* A write to a stream client: the request, then the byte count and
+ * whether they are group data (whose credit goes back to the sender once
+ * the client took them), then the bytes. */
+struct cwrite {
+	uv_write_t req;
+	size_t n;
+	int data;
+	uint8_t bytes[];
+};
+
 static void on_client_write(uv_write_t *w, int status)
 {
+	struct cwrite *cw = (struct cwrite *)w;
 	struct client *c = w->data;
-	size_t n = *(size_t *)(w + 1);
 
-	c->queued -= n;
-	free(w);
-	(void)status;
+	c->queued -= cw->n;
+	if (cw->data && status == 0 && c->grp)
+		hw_rgroup_consumed(c->grp->g, cw->n);
+	free(cw);
 }
 
-static void client_send(struct client *c, const uint8_t *p, size_t len)
+static void client_write(struct client *c, const uint8_t *p, size_t len,
+			 int data)
 {
-	uv_write_t *w;
+	struct cwrite *cw;
 	uv_buf_t b;
 
 	if (c->closing)
 		return;
-	w = malloc(sizeof(*w) + sizeof(size_t) + len);
-	if (!w) {
+	if (!(cw = malloc(sizeof(*cw) + len))) {
 		client_close(c);
 		return;
 	}
-	*(size_t *)(w + 1) = len;
-	memcpy((uint8_t *)(w + 1) + sizeof(size_t), p, len);
-	b = uv_buf_init((char *)(w + 1) + sizeof(size_t), (unsigned)len);
-	w->data = c;
-	if (uv_write(w, (uv_stream_t *)&c->pipe, &b, 1, on_client_write)) {
-		free(w);
+	cw->n = len;
+	cw->data = data;
+	memcpy(cw->bytes, p, len);
+	b = uv_buf_init((char *)cw->bytes, (unsigned)len);
+	cw->req.data = c;
+	if (uv_write(&cw->req, (uv_stream_t *)&c->pipe, &b, 1,
+		     on_client_write)) {
+		free(cw);
 		client_close(c);
 		return;
 	}
 	c->queued += len;
+}
+
+static void client_send(struct client *c, const uint8_t *p, size_t len)
+{
+	client_write(c, p, len, 0);
 }
 
 static void group_data(struct hw_rgroup *g, const uint8_t *p, size_t len,
@@ -222,7 +243,7 @@ static void group_data(struct hw_rgroup *g, const uint8_t *p, size_t len,
 		hw_rgroup_abort(g, -ENOBUFS);
 		return;
 	}
-	client_send(c, p, len);
+	client_write(c, p, len, 1);
 }
 
 static void client_read_start(struct client *c);
@@ -230,10 +251,24 @@ static void client_read_start(struct client *c);
 static void group_writable(struct hw_rgroup *g, void *ud)
 {
 	struct group *gr = ud;
-	if (gr->client && gr->client->read_stopped) {
-		gr->client->read_stopped = 0;
-		client_read_start(gr->client);
+	struct client *c = gr->client;
+	int rc;
+
+	if (!c || !c->read_stopped)
+		return;
+	if (c->pend) {
+		rc = hw_rgroup_write(g, c->pend, c->pend_len);
+		if (rc == -ENOBUFS)
+			return;
+		free(c->pend);
+		c->pend = NULL;
+		if (rc) {
+			client_close(c);
+			return;
+		}
 	}
+	c->read_stopped = 0;
+	client_read_start(c);
 }
 
 static void group_closed(struct hw_rgroup *g, int reason, void *ud)
@@ -737,6 +772,8 @@ static void on_paths(struct hw_disc_client *c, int status, int http,
 		return;
 	}
 	reverse_of(&d->build);
+	hw_log(HW_LOG_DEBUG, LOG, "dial: %u-hop path from discovery",
+	       d->build.u.build.fwd_n);
 	to_setup_node(d);
 }
 
@@ -761,6 +798,7 @@ static void on_built(struct hw_routing *rt, struct hw_tp *tp,
 		return;
 	}
 	d->stage = 3;
+	hw_log(HW_LOG_DEBUG, LOG, "dial: built; starting the handshake");
 	rc = group_start(rt, &d->build.u.build.desc, 1,
 			 m->u.built.fwd_send_id, m->u.built.rev_recv_id,
 			 d->client);
@@ -863,6 +901,7 @@ static void on_client_closed(uv_handle_t *h)
 			*pp = c->next;
 			break;
 		}
+	free(c->pend);
 	free(c);
 	handle_unref(rt);
 }
@@ -1023,7 +1062,14 @@ static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	}
 	rc = hw_rgroup_write(c->grp->g, (const uint8_t *)p, (size_t)n);
 	if (rc == -ENOBUFS) {
-		/* Taken, but the group is full: wait for writable. */
+		/* The group is full and took nothing: keep the bytes and
+		 * read no more until it is writable. */
+		if (!(c->pend = malloc((size_t)n))) {
+			client_close(c);
+			return;
+		}
+		memcpy(c->pend, p, (size_t)n);
+		c->pend_len = (size_t)n;
 		uv_read_stop(s);
 		c->read_stopped = 1;
 	} else if (rc) {

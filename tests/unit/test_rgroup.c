@@ -154,6 +154,7 @@ static void g_data(struct hw_rgroup *g, const uint8_t *p, size_t len,
 		if (p[k] != pat(x->seed_rx, x->recv + k))
 			x->bad++;
 	x->recv += len;
+	hw_rgroup_consumed(g, len);
 }
 
 static void g_writable(struct hw_rgroup *g, void *ud)

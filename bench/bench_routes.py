@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Route figures, each beside a baseline measured in the same run:
+- route group dial time over 1, 2 and 3 hops (route finder, setup node
+  building the rules on every hop, Noise KK between the ends), median and
+  p99 over 100 dials;
+- throughput of one route group over 1 and 2 hops, beside plain loopback
+  TCP between two processes;
+- visor memory per idle route group, with 1,000 of them open.
+Visors A - B - C - D in a line on loopback, a discovery service and a setup
+node. Programs talk to route groups through each visor's stream socket
+(the protocol `hopwire route dial|listen` speak, docs/api.md).
+Run by `make bench` with the build's bin directory."""
+import json
+import pathlib
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from bench_visor import BIN, Visor, free_port, port_open, run, wait
+
+
+def stream_socket(v):
+    if not hasattr(v, "streams"):
+        v.streams = v.api("info")["streams_socket"]
+    return v.streams
+
+
+def open_stream(path, req):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.sendall((json.dumps(req) + "\n").encode())
+    return s, s.makefile("rb")
+
+
+def expect(f, key):
+    while True:
+        line = f.readline()
+        if not line:
+            raise SystemExit(f"stream closed waiting for {key}")
+        r = json.loads(line)
+        if "error" in r:
+            raise SystemExit(f"route: {r['error']}")
+        if key in r:
+            return r
+
+
+def dial_pair(src, dst, port):
+    """A listening stream at dst and a dialed one from src; returns both
+    sockets and the dial time in ms."""
+    path = stream_socket(src)
+    ls, lf = open_stream(stream_socket(dst), {"op": "listen", "port": port})
+    expect(lf, "listening")
+    t0 = time.perf_counter()
+    ds, df = open_stream(path, {"op": "dial", "pk": dst.pk, "port": port})
+    expect(df, "connected")
+    ms = (time.perf_counter() - t0) * 1000
+    expect(lf, "accepted")
+    return (ds, df), (ls, lf), ms
+
+
+def throughput(src, dst, port, total):
+    (ds, df), (ls, lf), _ = dial_pair(src, dst, port)
+    got = [0]
+
+    def reader():
+        while got[0] < total:
+            chunk = lf.read1(1 << 20)
+            if not chunk:
+                break
+            got[0] += len(chunk)
+    t = threading.Thread(target=reader)
+    t.start()
+    buf = b"\0" * (1 << 16)
+    t0 = time.perf_counter()
+    sent = 0
+    while sent < total:
+        ds.sendall(buf)
+        sent += len(buf)
+    t.join()
+    secs = time.perf_counter() - t0
+    for x in (df, ds, lf, ls):
+        x.close()
+    return got[0] / secs / 1e6
+
+
+def main():
+    root = pathlib.Path(tempfile.mkdtemp(prefix="hw-bench-routes-"))
+    procs, visors = [], []
+    try:
+        dport, sport = free_port(), free_port()
+        url = f"http://127.0.0.1:{dport}"
+        procs.append(subprocess.Popen(
+            [BIN / "hopwire-discovery", "--listen", f"127.0.0.1:{dport}",
+             "--store", "sqlite::memory:"], stderr=subprocess.DEVNULL))
+        wait(lambda: port_open(dport), "discovery")
+        key = root / "setup.key"
+        run(BIN / "hopwire", "keygen", "--out", key)
+        spk = run(BIN / "hopwire", "pk", "--key", key).strip()
+        procs.append(subprocess.Popen(
+            [BIN / "hopwire-setup", "--key", key, "--discovery", url,
+             "--tcp-listen", f"127.0.0.1:{sport}", "--dir", root / "setup"],
+            stderr=subprocess.DEVNULL))
+        wait(lambda: port_open(sport), "setup node")
+        for n in "abcd":
+            visors.append(Visor(root, n, discovery=url, listen=True,
+                                setup_nodes=[spk]))
+        a, b, c, d = visors
+        cfg = json.loads(a.config.read_text())
+        for x, y in ((a, b), (b, c), (c, d)):
+            x.api("tp", "add", y.pk, "--addr", y.addr)
+        time.sleep(1.0)  # transports registered in discovery
+
+        print("== routes: visors A - B - C - D on loopback, a setup node")
+        port = 1000
+        for hops, dst in ((1, b), (2, c), (3, d)):
+            times = []
+            for _ in range(100):
+                port += 1
+                (ds, df), (ls, lf), ms = dial_pair(a, dst, port)
+                times.append(ms)
+                for x in (df, ds, lf, ls):
+                    x.close()
+            times.sort()
+            print(f"route group dial, {hops} hop{'s' if hops > 1 else ''}: "
+                  f"median {statistics.median(times):.2f} ms, "
+                  f"p99 {times[98]:.2f} ms (route finder + setup + "
+                  f"Noise KK; target < 20 ms at 3 hops)")
+
+        plain = float(run(BIN / "bench_tcp", "stream", 1 << 30, 65536))
+        for hops, dst in ((1, b), (2, c)):
+            port += 1
+            mbs = throughput(a, dst, port, 512 << 20)
+            print(f"route group throughput, {hops} hop"
+                  f"{'s' if hops > 1 else ''}: {mbs:7.1f} MB/s   plain TCP "
+                  f"{plain:7.1f} MB/s   ratio {mbs / plain:.0%}"
+                  f"{'  (target 40% at 1 hop)' if hops == 1 else ''}")
+
+        time.sleep(0.5)
+        before = a.rss_kib(), b.rss_kib()
+        held = []
+        for _ in range(1000):
+            port += 1
+            if port > 65000:
+                port = 1001
+            pair = dial_pair(a, b, port)
+            held.append(pair)
+        time.sleep(0.5)
+        after = a.rss_kib(), b.rss_kib()
+        per = [(y - x) * 1024 / 1000 for x, y in zip(before, after)]
+        print(f"1000 idle route groups: visor A {before[0] / 1024:.1f} -> "
+              f"{after[0] / 1024:.1f} MiB ({per[0]:.0f} B per group), "
+              f"visor B {before[1] / 1024:.1f} -> {after[1] / 1024:.1f} MiB "
+              f"({per[1]:.0f} B per group; target < 2 KiB)")
+        for (ds, df), (ls, lf), _ in held:
+            for x in (df, ds, lf, ls):
+                x.close()
+    finally:
+        for v in visors:
+            v.stop()
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=10)
+        if sys.exc_info()[0] is None:
+            subprocess.run(["rm", "-rf", str(root)])
+        else:
+            print(f"(logs kept in {root})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
