@@ -235,6 +235,24 @@ def control_plane(tmp_path):
             made.append(svc)
             return svc.start()
 
+        def setup(self, discovery_url, name="setup"):
+            d = tmp_path / name
+            d.mkdir(exist_ok=True)
+            key = d / "setup.key"
+            subprocess.run([bin_path("hopwire"), "keygen", "--out",
+                            str(key)], check=True, capture_output=True)
+            port = free_port()
+            svc = Service(tmp_path, name, [
+                bin_path("hopwire-setup"), "--key", str(key),
+                "--discovery", discovery_url, "--tcp-listen",
+                f"127.0.0.1:{port}", "--dir", str(d / "local")],
+                lambda: port_open(port))
+            svc.pk = subprocess.run(
+                [bin_path("hopwire"), "pk", "--key", str(key)],
+                capture_output=True, text=True, check=True).stdout.strip()
+            made.append(svc)
+            return svc.start()
+
     yield Plane()
     for svc in reversed(made):
         assert svc.stop() in (0, None, -9), \

@@ -8,25 +8,7 @@ import signal
 import subprocess
 import time
 
-from conftest import Service, bin_path, free_port, http_get, port_open, \
-    wait_for
-
-
-def setup_node(tmp_path, name, disc_url):
-    d = tmp_path / name
-    d.mkdir()
-    key = d / "setup.key"
-    subprocess.run([bin_path("hopwire"), "keygen", "--out", str(key)],
-                   check=True, capture_output=True)
-    port = free_port()
-    svc = Service(tmp_path, name, [
-        bin_path("hopwire-setup"), "--key", str(key), "--discovery",
-        disc_url, "--tcp-listen", f"127.0.0.1:{port}", "--dir",
-        str(d / "local")], lambda: port_open(port))
-    svc.pk = subprocess.run([bin_path("hopwire"), "pk", "--key", str(key)],
-                            capture_output=True, text=True,
-                            check=True).stdout.strip()
-    return svc.start()
+from conftest import bin_path, http_get, wait_for
 
 
 def trust(v, *setup_pks, tap=False):
@@ -94,7 +76,7 @@ class Pipe:
 
 def line_of_three(tmp_path, control_plane, visors):
     disc = control_plane.discovery()
-    s = setup_node(tmp_path, "setup", disc.url)
+    s = control_plane.setup(disc.url)
     a, b, c = (visors(n, discovery=disc.url) for n in "abc")
     for v in (a, b, c):
         trust(v, s.pk, tap=v is b)
@@ -174,8 +156,8 @@ def test_dead_hop_is_reported_at_both_ends(tmp_path, control_plane, visors):
 def test_untrusted_setup_node_installs_nothing(tmp_path, control_plane,
                                                visors):
     disc = control_plane.discovery()
-    rogue = setup_node(tmp_path, "rogue", disc.url)
-    s = setup_node(tmp_path, "setup", disc.url)
+    rogue = control_plane.setup(disc.url, "rogue")
+    s = control_plane.setup(disc.url)
     # D and C trust the rogue setup node; B, in the middle, does not.
     b, c, d = (visors(n, discovery=disc.url) for n in "bcd")
     trust(b, s.pk)
