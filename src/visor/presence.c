@@ -88,7 +88,9 @@ static void on_entry_put(struct hw_disc_client *c, int status, int http,
 		hw_log(HW_LOG_INFO, LOG, "registered in discovery at %s",
 		       hw_disc_client_url(c));
 	p->entry_ok = 1;
-	p->last_error[0] = '\0';
+	/* Other errors (no relay to pick, ...) stand until they clear. */
+	if (!strncmp(p->last_error, "registering", 11))
+		p->last_error[0] = '\0';
 }
 
 static void put_entry(struct hw_presence *p)
@@ -213,6 +215,8 @@ static void on_relay_list(struct hw_disc_client *c, int status, int http,
 		set_error(p, "listing relays", "discovery knows no relay");
 		return;
 	}
+	if (!strncmp(p->last_error, "listing relays", 14))
+		p->last_error[0] = '\0';
 	/* Start at a random place so visors spread over the relays. */
 	start = randombytes_uniform((uint32_t)n);
 	for (i = 0; i < n && p->nheld < p->v->cfg.relay_sessions; i++) {
