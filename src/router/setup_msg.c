@@ -546,3 +546,40 @@ int hw_setup_path_check(const struct hw_setup_hop *hops, unsigned n,
 	}
 	return 0;
 }
+
+void hw_setup_text_set(char out[HW_SETUP_TEXT_MAX + 1], const char *text)
+{
+	size_t n = strlen(text);
+
+	if (n > HW_SETUP_TEXT_MAX)
+		n = HW_SETUP_TEXT_MAX;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = (uint8_t)text[i];
+		out[i] = c < 0x20 || c >= 0x7f ? '?' : (char)c;
+	}
+	out[n] = '\0';
+}
+
+int hw_setup_msg_send(struct hw_tp *tp, const struct hw_setup_msg *m)
+{
+	uint8_t buf[HW_SETUP_MSG_MAX];
+	size_t len;
+	int rc;
+
+	if ((rc = hw_setup_msg_encode(m, buf, sizeof(buf), &len)))
+		return rc;
+	return hw_tp_send(tp, HW_PKT_SETUP, 0, buf, (uint16_t)len);
+}
+
+int hw_setup_result_send(struct hw_tp *tp, uint32_t req, uint8_t status,
+			 const char *text)
+{
+	struct hw_setup_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = HW_SETUP_RESULT;
+	m.req = req;
+	m.u.result.status = status;
+	hw_setup_text_set(m.u.result.text, text);
+	return hw_setup_msg_send(tp, &m);
+}

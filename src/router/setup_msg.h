@@ -131,6 +131,19 @@ int hw_setup_msg_encode(const struct hw_setup_msg *m, uint8_t *out,
 int hw_setup_msg_decode(const uint8_t *in, size_t len,
 			struct hw_setup_msg *m);
 
+/* Copies text into a RESULT or BUILT text field as the decoder accepts
+ * it: cut to HW_SETUP_TEXT_MAX bytes, control characters and bytes
+ * outside ASCII replaced by '?'. */
+void hw_setup_text_set(char out[HW_SETUP_TEXT_MAX + 1], const char *text);
+
+/* Encodes m and sends it on tp as a SETUP packet (route 0). Returns 0,
+ * the encoder's error, or hw_tp_send's (-ENOTCONN, -ENOBUFS). */
+int hw_setup_msg_send(struct hw_tp *tp, const struct hw_setup_msg *m);
+
+/* Sends RESULT (req, status, text) on tp; as hw_setup_msg_send. */
+int hw_setup_result_send(struct hw_tp *tp, uint32_t req, uint8_t status,
+			 const char *text);
+
 /* "reserve", "add_rules", ... or "unknown". */
 const char *hw_setup_msg_name(uint8_t type);
 

@@ -111,22 +111,11 @@ static void fmt_text(char out[HW_SETUP_TEXT_MAX + 1], const char *fmt, ...)
 {
 	char tmp[1024];
 	va_list ap;
-	size_t n;
 
 	va_start(ap, fmt);
 	vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
-	n = strlen(tmp);
-	if (n > HW_SETUP_TEXT_MAX) {
-		n = HW_SETUP_TEXT_MAX;
-		while (n > 0 && ((uint8_t)tmp[n] & 0xc0) == 0x80)
-			n--;
-	}
-	for (size_t i = 0; i < n; i++)
-		if ((uint8_t)tmp[i] < 0x20 || (uint8_t)tmp[i] == 0x7f)
-			tmp[i] = '?';
-	memcpy(out, tmp, n);
-	out[n] = '\0';
+	hw_setup_text_set(out, tmp);
 }
 
 /* Texts from local sources (a resolver's or dialer's message) may hold
@@ -138,29 +127,7 @@ static void text_to_ascii(char *t)
 			*t = '?';
 }
 
-static int send_msg(struct hw_tp *tp, const struct hw_setup_msg *m)
-{
-	uint8_t buf[HW_SETUP_MSG_MAX];
-	size_t len;
-	int rc;
 
-	if ((rc = hw_setup_msg_encode(m, buf, sizeof(buf), &len)))
-		return rc;
-	return hw_tp_send(tp, HW_PKT_SETUP, 0, buf, (uint16_t)len);
-}
-
-static void send_result(struct hw_tp *tp, uint32_t req, uint8_t status,
-			const char *text)
-{
-	struct hw_setup_msg m;
-
-	memset(&m, 0, sizeof(m));
-	m.type = HW_SETUP_RESULT;
-	m.req = req;
-	m.u.result.status = status;
-	fmt_text(m.u.result.text, "%s", text);
-	send_msg(tp, &m);
-}
 
 /* Answers a BUILD that never became a build. */
 static int send_built(struct hw_tp *tp, uint32_t req, uint8_t status,
@@ -177,9 +144,9 @@ static int send_built(struct hw_tp *tp, uint32_t req, uint8_t status,
 	fmt_text(m.u.built.text, "%s", text);
 	m.u.built.fwd_send_id = fwd_send_id;
 	m.u.built.rev_recv_id = rev_recv_id;
-	if ((rc = send_msg(tp, &m)) == -EINVAL) {
+	if ((rc = hw_setup_msg_send(tp, &m)) == -EINVAL) {
 		text_to_ascii(m.u.built.text);
-		rc = send_msg(tp, &m);
+		rc = hw_setup_msg_send(tp, &m);
 	}
 	return rc;
 }
@@ -265,7 +232,7 @@ static int slot_ask(struct slot *sl, struct hw_tp *tp, struct hw_setup_msg *m)
 	int rc;
 
 	m->req = next_req(s);
-	if ((rc = send_msg(tp, m)))
+	if ((rc = hw_setup_msg_send(tp, m)))
 		return rc;
 	sl->req = m->req;
 	sl->asked = m->type;
@@ -536,7 +503,7 @@ static void rollback(struct build *b)
 		if (!(tp = slot_tp(sl)))
 			rc = -ENOTCONN;
 		else
-			rc = send_msg(tp, &m);
+			rc = hw_setup_msg_send(tp, &m);
 		if (rc)
 			hw_log(HW_LOG_WARN, LOG, "visor %s: rollback not sent "
 			       "(%s); its rules expire on their own",
@@ -782,7 +749,7 @@ static void release_ids(struct hw_setup_service *s, struct hw_tp *tp,
 	del.req = next_req(s) | REQ_DEL_BIT;
 	del.u.del_rules.count = (uint8_t)n;
 	memcpy(del.u.del_rules.ids, ids, n * sizeof(uint32_t));
-	send_msg(tp, &del);
+	hw_setup_msg_send(tp, &del);
 }
 
 /* A RESERVED or RESULT for one of our requests. */
@@ -894,7 +861,7 @@ void hw_setup_service_on_packet(struct hw_setup_service *s, struct hw_tp *tp,
 		if (pkt->len < HW_SETUP_HDR)
 			return;
 		if (is_request(m.type)) {
-			send_result(tp, m.req, HW_SETUP_REFUSED, "bad request");
+			hw_setup_result_send(tp, m.req, HW_SETUP_REFUSED, "bad request");
 			return;
 		}
 		/* A garbled answer to a request of ours fails its build
@@ -921,7 +888,7 @@ void hw_setup_service_on_packet(struct hw_setup_service *s, struct hw_tp *tp,
 		break;
 	default:
 		s->unexpected++;
-		send_result(tp, m.req, HW_SETUP_REFUSED, "this is a setup "
+		hw_setup_result_send(tp, m.req, HW_SETUP_REFUSED, "this is a setup "
 			    "node: it holds no rules");
 		break;
 	}

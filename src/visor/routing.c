@@ -125,30 +125,6 @@ static void handle_unref(struct hw_routing *rt)
 	}
 }
 
-/* ---- sending setup messages ---- */
-
-static void send_setup(struct hw_tp *tp, const struct hw_setup_msg *m)
-{
-	uint8_t buf[HW_SETUP_MSG_MAX];
-	size_t len;
-
-	if (hw_setup_msg_encode(m, buf, sizeof(buf), &len) == 0)
-		hw_tp_send(tp, HW_PKT_SETUP, 0, buf, (uint16_t)len);
-}
-
-static void send_result(struct hw_tp *tp, uint32_t req, uint8_t status,
-			const char *text)
-{
-	struct hw_setup_msg m;
-
-	memset(&m, 0, sizeof(m));
-	m.type = HW_SETUP_RESULT;
-	m.req = req;
-	m.u.result.status = status;
-	snprintf(m.u.result.text, sizeof(m.u.result.text), "%s", text);
-	send_setup(tp, &m);
-}
-
 /* ---- route groups and their stream clients ---- */
 
 static void group_ready(struct hw_rgroup *g, void *ud)
@@ -408,7 +384,7 @@ static void on_reserve(struct hw_routing *rt, struct hw_tp *tp,
 		a.u.reserved.status = HW_SETUP_OK;
 		a.u.reserved.count = m->u.reserve.count;
 	}
-	send_setup(tp, &a);
+	hw_setup_msg_send(tp, &a);
 }
 
 static void on_add_rules(struct hw_routing *rt, struct hw_tp *tp,
@@ -422,7 +398,7 @@ static void on_add_rules(struct hw_routing *rt, struct hw_tp *tp,
 		if ((rc = hw_router_add(rt->router, &m->u.add_rules.rules[i])))
 			break;
 	if (rc == 0) {
-		send_result(tp, m->req, HW_SETUP_OK, "");
+		hw_setup_result_send(tp, m->req, HW_SETUP_OK, "");
 		return;
 	}
 	/* All or nothing: what this message installed goes again. */
@@ -433,7 +409,7 @@ static void on_add_rules(struct hw_routing *rt, struct hw_tp *tp,
 				 : hw_strerror(rc));
 	while (i-- > 0)
 		hw_router_remove(rt->router, m->u.add_rules.rules[i].id);
-	send_result(tp, m->req,
+	hw_setup_result_send(tp, m->req,
 		    rc == -ENOTCONN ? HW_SETUP_NO_TP : HW_SETUP_REFUSED, text);
 }
 
@@ -446,7 +422,7 @@ static void on_del_rules(struct hw_routing *rt, struct hw_tp *tp,
 			hw_rgroup_abort(gr->g, -ECONNRESET);
 		hw_router_remove(rt->router, m->u.del_rules.ids[i]);
 	}
-	send_result(tp, m->req, HW_SETUP_OK, "");
+	hw_setup_result_send(tp, m->req, HW_SETUP_OK, "");
 }
 
 static struct client *take_listener(struct hw_routing *rt, uint16_t port);
@@ -460,24 +436,24 @@ static void on_incoming(struct hw_routing *rt, struct hw_tp *tp,
 	int rc;
 
 	if (memcmp(d->dst_pk, rt->v->id.pk, HW_PK_LEN)) {
-		send_result(tp, m->req, HW_SETUP_REFUSED,
+		hw_setup_result_send(tp, m->req, HW_SETUP_REFUSED,
 			    "this visor is not the destination");
 		return;
 	}
 	if (!(c = take_listener(rt, d->dst_port))) {
 		snprintf(text, sizeof(text), "nothing listens on port %u",
 			 d->dst_port);
-		send_result(tp, m->req, HW_SETUP_REFUSED, text);
+		hw_setup_result_send(tp, m->req, HW_SETUP_REFUSED, text);
 		return;
 	}
 	rc = group_start(rt, d, 0, m->u.incoming.rev_send_id,
 			 m->u.incoming.fwd_recv_id, c);
 	if (rc) {
 		c->state = C_LISTEN; /* still listening */
-		send_result(tp, m->req, HW_SETUP_INTERNAL, hw_strerror(rc));
+		hw_setup_result_send(tp, m->req, HW_SETUP_INTERNAL, hw_strerror(rc));
 		return;
 	}
-	send_result(tp, m->req, HW_SETUP_OK, "");
+	hw_setup_result_send(tp, m->req, HW_SETUP_OK, "");
 }
 
 static void on_built(struct hw_routing *rt, struct hw_tp *tp,
@@ -494,7 +470,7 @@ static void on_setup(struct hw_routing *rt, struct hw_tp *tp,
 		rt->setup_bad++;
 		if (pkt->len >= HW_SETUP_HDR && m.type != HW_SETUP_RESULT &&
 		    m.type != HW_SETUP_RESERVED && m.type != HW_SETUP_BUILT)
-			send_result(tp, m.req, HW_SETUP_REFUSED, "bad request");
+			hw_setup_result_send(tp, m.req, HW_SETUP_REFUSED, "bad request");
 		return;
 	}
 	if (m.type == HW_SETUP_BUILT) {
@@ -502,7 +478,7 @@ static void on_setup(struct hw_routing *rt, struct hw_tp *tp,
 		return;
 	}
 	if (m.type == HW_SETUP_BUILD) {
-		send_result(tp, m.req, HW_SETUP_REFUSED,
+		hw_setup_result_send(tp, m.req, HW_SETUP_REFUSED,
 			    "this visor is not a setup node");
 		return;
 	}
@@ -516,7 +492,7 @@ static void on_setup(struct hw_routing *rt, struct hw_tp *tp,
 		hw_log(HW_LOG_WARN, LOG, "refused %s from %s: not a trusted "
 		       "setup node (routing.setup_nodes)",
 		       hw_setup_msg_name(m.type), pk);
-		send_result(tp, m.req, HW_SETUP_REFUSED,
+		hw_setup_result_send(tp, m.req, HW_SETUP_REFUSED,
 			    "not a trusted setup node");
 		return;
 	}
@@ -693,7 +669,7 @@ static void send_build(struct dial *d, struct hw_tp *tp)
 	d->stage = 2;
 	d->req = ++d->rt->next_req;
 	d->build.req = d->req;
-	send_setup(tp, &d->build);
+	hw_setup_msg_send(tp, &d->build);
 }
 
 static void setup_tp_added(struct hw_tp_manager *m, struct hw_tp *tp,
