@@ -42,7 +42,7 @@ struct client {
 	struct client *next; /* rt->clients */
 	struct hw_routing *rt;
 	enum client_state state;
-	char line[LINE_MAX_LEN];
+	char *line; /* the request line (LINE_MAX_LEN), until it is read */
 	size_t linelen;
 	struct group *grp;
 	uint16_t port;      /* listen */
@@ -878,6 +878,7 @@ static void on_client_closed(uv_handle_t *h)
 			break;
 		}
 	free(c->pend);
+	free(c->line);
 	free(c);
 	handle_unref(rt);
 }
@@ -1018,7 +1019,7 @@ static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		const char *nl = memchr(p, '\n', (size_t)n);
 		size_t take = nl ? (size_t)(nl - p) : (size_t)n;
 
-		if (c->linelen + take >= sizeof(c->line)) {
+		if (c->linelen + take >= LINE_MAX_LEN) {
 			reply_error(c, "request line too long");
 			return;
 		}
@@ -1027,6 +1028,10 @@ static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		if (!nl)
 			return;
 		client_request(c);
+		/* Held only while the request is read: a thousand open
+		 * groups should not carry a kilobyte each for it. */
+		free(c->line);
+		c->line = NULL;
 		/* Bytes after the line before the group is up are not
 		 * wanted: the client waits for the answer line. */
 		return;
@@ -1066,6 +1071,10 @@ static void on_stream_connection(uv_stream_t *server, int status)
 
 	if (status < 0 || rt->closing || !(c = calloc(1, sizeof(*c))))
 		return;
+	if (!(c->line = malloc(LINE_MAX_LEN))) {
+		free(c);
+		return;
+	}
 	c->rt = rt;
 	uv_pipe_init(rt->v->loop, &c->pipe, 0);
 	c->pipe.data = c;
