@@ -8,6 +8,9 @@
 #include "util/err.h"
 
 struct hw_cipher {
+	/* Made at the first AEAD operation: OpenSSL's context is most of a
+	 * cipher state's memory, and many sessions (idle route groups) never
+	 * encrypt anything. */
 	EVP_CIPHER_CTX *ctx;
 	uint8_t k[HW_CIPHER_KEYLEN];
 	uint64_t n;
@@ -17,15 +20,7 @@ struct hw_cipher {
 
 struct hw_cipher *hw_cipher_new(void)
 {
-	struct hw_cipher *c = calloc(1, sizeof(*c));
-	if (!c)
-		return NULL;
-	c->ctx = EVP_CIPHER_CTX_new();
-	if (!c->ctx) {
-		free(c);
-		return NULL;
-	}
-	return c;
+	return calloc(1, sizeof(struct hw_cipher));
 }
 
 void hw_cipher_free(struct hw_cipher *c)
@@ -43,10 +38,25 @@ int hw_cipher_set_key(struct hw_cipher *c, const uint8_t k[HW_CIPHER_KEYLEN])
 		memcpy(c->k, k, HW_CIPHER_KEYLEN);
 	c->n = 0;
 	c->has_key = 0;
-	if (EVP_CipherInit_ex(c->ctx, EVP_chacha20_poly1305(), NULL, c->k,
-			      NULL, 1) != 1)
+	if (c->ctx && EVP_CipherInit_ex(c->ctx, EVP_chacha20_poly1305(), NULL,
+					c->k, NULL, 1) != 1)
 		return HW_ECRYPTO;
 	c->has_key = 1;
+	return 0;
+}
+
+static int ensure_ctx(struct hw_cipher *c)
+{
+	if (c->ctx)
+		return 0;
+	if (!(c->ctx = EVP_CIPHER_CTX_new()))
+		return -ENOMEM;
+	if (EVP_CipherInit_ex(c->ctx, EVP_chacha20_poly1305(), NULL, c->k,
+			      NULL, 1) != 1) {
+		EVP_CIPHER_CTX_free(c->ctx);
+		c->ctx = NULL;
+		return HW_ECRYPTO;
+	}
 	return 0;
 }
 
@@ -83,10 +93,12 @@ static int aead(struct hw_cipher *c, int enc, uint64_t n, const uint8_t *ad,
 		uint8_t tag[HW_CIPHER_TAGLEN])
 {
 	uint8_t iv[12];
-	int len;
+	int len, rc;
 
 	if (inlen > INT32_MAX || adlen > INT32_MAX)
 		return HW_ETOOBIG;
+	if ((rc = ensure_ctx(c)))
+		return rc;
 	nonce_bytes(n, iv);
 	if (EVP_CipherInit_ex(c->ctx, NULL, NULL, NULL, iv, enc) != 1)
 		return HW_ECRYPTO;
