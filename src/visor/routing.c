@@ -31,6 +31,8 @@
 #define CLIENT_MAX_QUEUED (2 * HW_RGROUP_WINDOW + (1u << 20))
 /* Local ports of dialing ends come from here up. */
 #define EPHEMERAL_FIRST 49152
+/* Stream socket connections at once (the socket is the owner's only). */
+#define MAX_CLIENTS 16384
 
 enum client_state { C_LINE, C_LISTEN, C_DIAL, C_PIPE, C_DONE };
 
@@ -90,6 +92,7 @@ struct hw_routing {
 	int listening;
 	uint32_t next_req;
 	uint16_t next_port;
+	unsigned nclients;
 	uint32_t keepalive_ms;
 	uint64_t setup_refused, setup_bad, unknown_group;
 	FILE *tap; /* routing.tap_file */
@@ -877,6 +880,7 @@ static void on_client_closed(uv_handle_t *h)
 			*pp = c->next;
 			break;
 		}
+	rt->nclients--;
 	free(c->pend);
 	free(c->line);
 	free(c);
@@ -1028,6 +1032,8 @@ static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		if (!nl)
 			return;
 		client_request(c);
+		if (!c->closing && take + 1 < (size_t)n)
+			reply_error(c, "data before the route group is up");
 		/* Held only while the request is read: a thousand open
 		 * groups should not carry a kilobyte each for it. */
 		free(c->line);
@@ -1071,6 +1077,20 @@ static void on_stream_connection(uv_stream_t *server, int status)
 
 	if (status < 0 || rt->closing || !(c = calloc(1, sizeof(*c))))
 		return;
+	if (rt->nclients >= MAX_CLIENTS) {
+		/* Accepted and closed at once, so the backlog drains. */
+		hw_log(HW_LOG_WARN, LOG, "stream socket: %u connections, "
+		       "refusing more", rt->nclients);
+		uv_pipe_init(rt->v->loop, &c->pipe, 0);
+		c->pipe.data = c;
+		c->rt = rt;
+		c->closing = 1;
+		rt->handles++;
+		rt->nclients++; /* given back when its close completes */
+		uv_accept(server, (uv_stream_t *)&c->pipe);
+		uv_close((uv_handle_t *)&c->pipe, on_client_closed);
+		return;
+	}
 	if (!(c->line = malloc(LINE_MAX_LEN))) {
 		free(c);
 		return;
@@ -1079,6 +1099,7 @@ static void on_stream_connection(uv_stream_t *server, int status)
 	uv_pipe_init(rt->v->loop, &c->pipe, 0);
 	c->pipe.data = c;
 	rt->handles++;
+	rt->nclients++;
 	if (uv_accept(server, (uv_stream_t *)&c->pipe)) {
 		c->closing = 1;
 		uv_close((uv_handle_t *)&c->pipe, on_client_closed);
@@ -1141,20 +1162,22 @@ int hw_routing_new(struct hw_routing **out, struct hw_visor *v, char *err,
 		return rc;
 	}
 	*out = rt;
+	/* From here on the caller frees rt on failure, which closes this. */
+	uv_pipe_init(v->loop, &rt->server, 0);
+	rt->server.data = rt;
+	rt->handles++;
 	if (v->cfg.tap_file[0]) {
 		if (!(rt->tap = fopen(v->cfg.tap_file, "ab"))) {
+			rc = -errno;
 			snprintf(err, errlen, "routing.tap_file %s: %s",
 				 v->cfg.tap_file, strerror(errno));
-			return -errno;
+			return rc;
 		}
 		hw_log(HW_LOG_WARN, LOG, "routing.tap_file: writing what this "
 		       "visor forwards to %s", v->cfg.tap_file);
 	}
 	snprintf(rt->sock_path, sizeof(rt->sock_path), "%s/streams.sock",
 		 v->cfg.local_dir);
-	uv_pipe_init(v->loop, &rt->server, 0);
-	rt->server.data = rt;
-	rt->handles++;
 	unlink(rt->sock_path);
 	if ((rc = uv_pipe_bind(&rt->server, rt->sock_path)) ||
 	    (rc = uv_listen((uv_stream_t *)&rt->server, 16,
