@@ -185,3 +185,29 @@ def test_untrusted_setup_node_installs_nothing(tmp_path, control_plane,
             assert rules(v) == []
     finally:
         listener.stop()
+
+
+def test_stream_socket_refuses_garbage(tmp_path, control_plane, visors):
+    import socket
+    disc = control_plane.discovery()
+    a = visors("a", discovery=disc.url).start()
+    path = a.json("info")["streams_socket"]
+    cases = [b"not json\n", b'{"op": "fly"}\n',
+             b'{"op": "dial", "pk": "zz", "port": 1}\n',
+             b'{"op": "listen", "port": 70000}\n',
+             b'{"op": "dial", "pk": "' + a.pk.encode() + b'", "port": 5}\n',
+             b"x" * 5000 + b"\n"]
+    for req in cases:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(path)
+        s.sendall(req)
+        reply = json.loads(s.makefile("rb").readline())
+        assert "error" in reply, (req[:40], reply)
+        s.close()
+    # Still serving: a listener works, and the API answers.
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.sendall(b'{"op": "listen", "port": 5}\n')
+    assert json.loads(s.makefile("rb").readline())["listening"] == 5
+    s.close()
+    assert a.cli("info").returncode == 0
