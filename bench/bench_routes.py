@@ -86,7 +86,6 @@ def main():
             visors.append(Visor(root, n, discovery=url, listen=True,
                                 setup_nodes=[spk]))
         a, b, c, d = visors
-        cfg = json.loads(a.config.read_text())
         for x, y in ((a, b), (b, c), (c, d)):
             x.api("tp", "add", y.pk, "--addr", y.addr)
         time.sleep(1.0)  # transports registered in discovery

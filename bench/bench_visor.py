@@ -9,7 +9,6 @@
   direct TCP transport measured in the same run.
 Run by `make bench` (scripts/bench.sh) with the build's bin directory."""
 import json
-import os
 import pathlib
 import signal
 import socket

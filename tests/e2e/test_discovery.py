@@ -7,7 +7,6 @@ from the document, that the C server must agree with byte for byte."""
 import hashlib
 import http.client
 import json
-import os
 import random
 import shutil
 import signal

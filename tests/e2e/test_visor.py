@@ -5,7 +5,6 @@ import signal
 import socket
 import stat
 import subprocess
-import time
 
 from conftest import bin_path, wait_for
 
