@@ -76,12 +76,10 @@ static int route_ls(int argc, char **argv)
 			       (double)num(e, "age_ms") / 1000.0,
 			       num(e, "bytes"));
 		json_array_foreach(groups, i, e)
-			printf("group %s:%lld -> %s:%lld  %s\n",
-			       str(json_object_get(e, "desc"), "src_pk"),
-			       num(json_object_get(e, "desc"), "src_port"),
-			       str(json_object_get(e, "desc"), "dst_pk"),
-			       num(json_object_get(e, "desc"), "dst_port"),
-			       str(e, "state"));
+			printf("group %s -> %s  %s, %s, %lld bytes in, "
+			       "%lld out\n", str(e, "src"), str(e, "dst"),
+			       str(e, "role"), str(e, "state"),
+			       num(e, "bytes_in"), num(e, "bytes_out"));
 	}
 	json_decref(rules);
 	json_decref(groups);
