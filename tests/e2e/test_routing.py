@@ -112,6 +112,8 @@ def test_route_group_over_two_hops(tmp_path, control_plane, visors):
         listener.send(secret_c)
         assert dialer.read(len(secret_c)) == secret_c
 
+        out = a.cli("route", "ls").stdout
+        assert f"-> {c.pk}:7  initiator, open" in out, out
         # B forwards both directions and knows neither end.
         rb = rules(b)
         assert sorted(r["kind"] for r in rb) == ["intermediary"] * 2
