@@ -28,6 +28,7 @@
 
 #include "crypto/identity.h"
 #include "discovery/entry.h"
+#include "hwtest.h"
 
 #define NVISORS 1000
 #define NCONNS 8
@@ -285,21 +286,6 @@ static char *get_request(const char *path, size_t *len)
 	return req;
 }
 
-static int free_port(void)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t sl = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
-		port = ntohs(sa.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
 static pid_t start_discovery(const char *exe, const char *dir, int port)
 {
 	char listen[64], store[600], log[600];
@@ -358,7 +344,7 @@ int main(int argc, char **argv)
 		die("%s is not there: build first, or pass its path", exe);
 	if (!mkdtemp(dir))
 		die("mkdtemp: %s", strerror(errno));
-	port = free_port();
+	port = hw_test_free_port();
 	if (port < 0)
 		die("%s", "no free port");
 

@@ -25,6 +25,7 @@
 
 #include "crypto/identity.h"
 #include "relay/client.h"
+#include "hwtest.h"
 
 #define BATCH 50
 #define STREAM_BYTES (512ull << 20)
@@ -114,21 +115,6 @@ static int up_range(void *arg)
 		if (!hw_relay_client_is_up(visors[i].rc, relay_id.pk))
 			return 0;
 	return 1;
-}
-
-static int free_port(void)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-		port = ntohs(sa.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
 }
 
 static int wait_listening(int port)
@@ -359,7 +345,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	snprintf(key, sizeof(key), "%s/relay.key", dir);
-	if (hw_identity_save(&relay_id, key, 0) || (port = free_port()) < 0) {
+	if (hw_identity_save(&relay_id, key, 0) || (port = hw_test_free_port()) < 0) {
 		fprintf(stderr, "hw-bench-relay: cannot set up %s\n", dir);
 		rmdir(dir);
 		return 1;

@@ -25,6 +25,7 @@
 #include "router/router.h"
 #include "transport/manager.h"
 #include "util/err.h"
+#include "hwtest.h"
 
 #define NRULES 100000
 #define NIDX (1u << 20) /* random index sequence, reused cyclically */
@@ -61,22 +62,6 @@ static size_t heap_used(void)
 	struct mallinfo2 mi = mallinfo2();
 
 	return mi.uordblks + mi.hblkhd;
-}
-
-/* A loopback port nobody listens on now (the manager wants a port). */
-static int free_port(void)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-		port = ntohs(sa.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
 }
 
 static uint64_t delivered;
@@ -155,7 +140,7 @@ int main(void)
 			die("identity");
 		mp.loop = &loop;
 		mp.id = &id[i];
-		snprintf(listen, sizeof(listen), "127.0.0.1:%d", free_port());
+		snprintf(listen, sizeof(listen), "127.0.0.1:%d", hw_test_free_port());
 		mp.tcp_listen = listen;
 		mp.keepalive_ms = 30000;
 		mp.handshake_timeout_ms = 5000;

@@ -26,6 +26,7 @@
 #include <sqlite3.h>
 
 #include "discovery/store.h"
+#include "hwtest.h"
 
 #define REDIS_DATABASES 64
 
@@ -118,21 +119,6 @@ static int env_teardown(void **state)
 	return 0;
 }
 
-static int free_port(void)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-		port = ntohs(sa.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
 static int find_in_path(const char *name, char *out, size_t outlen)
 {
 	const char *path = getenv("PATH");
@@ -165,7 +151,7 @@ static int redis_group_setup(void **state)
 		fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
 		return -1;
 	}
-	redis.port = free_port();
+	redis.port = hw_test_free_port();
 	if (redis.port < 0)
 		return -1;
 	snprintf(port, sizeof(port), "%d", redis.port);

@@ -19,6 +19,7 @@
 #include "relay/server.h"
 #include "relay/wire.h"
 #include "util/err.h"
+#include "hwtest.h"
 
 /* Full DATA units that fit one window of credit. */
 #define WINDOW_UNITS ((int)(HW_RELAY_WINDOW / HW_RELAY_BODY_MAX))
@@ -82,21 +83,11 @@ static uint8_t pat(uint8_t seed, uint64_t i)
 	return (uint8_t)((i * 131 + (i >> 9) * 7 + seed) ^ (i >> 17));
 }
 
-static void on_tick(uv_timer_t *t)
-{
-}
-
 /* Runs the loop until cond(arg) holds or ms pass; returns cond. */
 static int run_until(struct env *e, int (*cond)(void *), void *arg,
 		     unsigned ms)
 {
-	uint64_t end = uv_now(&e->loop) + ms;
-
-	uv_timer_start(&e->tick, on_tick, 5, 5);
-	while (!cond(arg) && uv_now(&e->loop) < end)
-		uv_run(&e->loop, UV_RUN_ONCE);
-	uv_timer_stop(&e->tick);
-	return cond(arg);
+	return hw_test_run_until(&e->loop, &e->tick, cond, arg, ms);
 }
 
 static int never(void *arg)

@@ -29,6 +29,7 @@
 #include "router/router.h"
 #include "transport/manager.h"
 #include "util/err.h"
+#include "hwtest.h"
 
 #define GROUP_KA_MS 1000
 #define RULE_KA_MS 30000
@@ -85,20 +86,11 @@ static uint8_t pat(uint8_t seed, uint64_t i)
 	return (uint8_t)((i * 131 + (i >> 9) * 7 + seed) ^ (i >> 17));
 }
 
-static void on_tick(uv_timer_t *t)
-{
-}
-
+/* Runs the loop until cond(arg) holds or ms pass; returns cond. */
 static int run_until(struct env *e, int (*cond)(void *), void *arg,
 		     unsigned ms)
 {
-	uint64_t end = uv_now(&e->loop) + ms;
-
-	uv_timer_start(&e->tick, on_tick, 5, 5);
-	while (!cond(arg) && uv_now(&e->loop) < end)
-		uv_run(&e->loop, UV_RUN_ONCE);
-	uv_timer_stop(&e->tick);
-	return cond(arg);
+	return hw_test_run_until(&e->loop, &e->tick, cond, arg, ms);
 }
 
 static int never(void *arg)

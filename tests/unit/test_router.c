@@ -23,6 +23,7 @@
 #include "transport/manager.h"
 #include "util/err.h"
 #include "util/hex.h"
+#include "hwtest.h"
 
 #ifndef HW_ROUTER_MAX_ENTRIES
 #define HW_ROUTER_MAX_ENTRIES 1000000 /* router.c's limit */
@@ -453,22 +454,6 @@ static uint8_t pat(unsigned seq, size_t k)
 	return (uint8_t)(seq * 31 + k * 7 + (k >> 8));
 }
 
-/* A loopback port nobody listens on now (the manager wants a port). */
-static int free_port(void)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-		port = ntohs(sa.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
 static void on_packet(struct hw_tp *tp, const struct hw_packet *pkt,
 		      void *ud)
 {
@@ -598,7 +583,7 @@ static void fx_init(struct fx *fx)
 		assert_int_equal(hw_identity_generate(&n->id), 0);
 		mp.loop = &fx->loop;
 		mp.id = &n->id;
-		snprintf(listen, sizeof(listen), "127.0.0.1:%d", free_port());
+		snprintf(listen, sizeof(listen), "127.0.0.1:%d", hw_test_free_port());
 		mp.tcp_listen = listen;
 		mp.keepalive_ms = 5000;
 		mp.handshake_timeout_ms = 5000;
