@@ -1,9 +1,12 @@
 #include "visor/config.h"
 
+#include <ctype.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/addr.h"
 #include "util/err.h"
@@ -286,6 +289,121 @@ static int load_routing(struct hw_config *cfg, json_t *r, char *err,
 	return 0;
 }
 
+int hw_config_app_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > HW_APP_NAME_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)name[i]) && name[i] != '-' &&
+		    name[i] != '_')
+			return -EINVAL;
+	return 0;
+}
+
+static int load_app(struct hw_config *cfg, struct hw_config_app *a,
+		    json_t *e, size_t i, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"name", "binary", "args", "port",
+					   "autostart", NULL};
+	const char *name = NULL, *binary = NULL;
+	unsigned port = 0;
+	char field[64];
+	json_t *args, *v;
+	size_t j;
+	int rc;
+
+	snprintf(field, sizeof(field), "apps[%zu].", i);
+	if (!json_is_object(e))
+		return bad(err, errlen, "apps[%zu]: must be an object", i);
+	if ((rc = only_keys(e, field, keys, err, errlen)))
+		return rc;
+	snprintf(field, sizeof(field), "apps[%zu].name", i);
+	if ((rc = get_str(e, "name", field, &name, 1, err, errlen)))
+		return rc;
+	if (hw_config_app_name_ok(name))
+		return bad(err, errlen, "%s: '%s' is not 1 to %d letters, "
+			   "digits, '-' or '_'", field, name,
+			   HW_APP_NAME_MAX);
+	strcpy(a->name, name);
+	snprintf(field, sizeof(field), "apps[%zu].binary", i);
+	if ((rc = get_str(e, "binary", field, &binary, 1, err, errlen)) ||
+	    (rc = copy_str(a->binary, sizeof(a->binary), binary, field, err,
+			   errlen)))
+		return rc;
+	if (!binary[0])
+		return bad(err, errlen, "%s: must not be empty", field);
+	if (strchr(binary, '/') &&
+	    (rc = resolve(cfg, field, binary, a->binary, err, errlen)))
+		return rc;
+	snprintf(field, sizeof(field), "apps[%zu].port", i);
+	if (!json_object_get(e, "port"))
+		return bad(err, errlen, "%s: missing", field);
+	if ((rc = get_uint(e, "port", field, &port, 1, 65535, err, errlen)))
+		return rc;
+	a->port = (uint16_t)port;
+	a->autostart = 1;
+	if ((v = json_object_get(e, "autostart"))) {
+		if (!json_is_boolean(v))
+			return bad(err, errlen, "apps[%zu].autostart: must be "
+				   "true or false", i);
+		a->autostart = json_is_true(v);
+	}
+	args = json_object_get(e, "args");
+	if (args && !json_is_array(args))
+		return bad(err, errlen, "apps[%zu].args: must be a list of "
+			   "strings", i);
+	if (args && json_array_size(args) > HW_APP_MAX_ARGS)
+		return bad(err, errlen, "apps[%zu].args: more than %d", i,
+			   HW_APP_MAX_ARGS);
+	a->args = calloc(json_array_size(args) + 1, sizeof(char *));
+	if (!a->args)
+		return -ENOMEM;
+	json_array_foreach(args, j, v) {
+		if (!json_is_string(v))
+			return bad(err, errlen, "apps[%zu].args[%zu]: must be "
+				   "a string", i, j);
+		if (!(a->args[j] = strdup(json_string_value(v))))
+			return -ENOMEM;
+		a->nargs++;
+	}
+	return 0;
+}
+
+static int load_apps(struct hw_config *cfg, json_t *list, char *err,
+		     size_t errlen)
+{
+	size_t i;
+	json_t *e;
+	int rc;
+
+	if (!json_is_array(list))
+		return bad(err, errlen, "apps: must be a list");
+	if (json_array_size(list) > HW_MAX_APPS)
+		return bad(err, errlen, "apps: more than %d", HW_MAX_APPS);
+	cfg->apps = calloc(json_array_size(list) + 1, sizeof(*cfg->apps));
+	if (!cfg->apps)
+		return -ENOMEM;
+	json_array_foreach(list, i, e) {
+		if ((rc = load_app(cfg, &cfg->apps[i], e, i, err, errlen)))
+			return rc;
+		cfg->napps++;
+		for (size_t k = 0; k < i; k++) {
+			if (!strcmp(cfg->apps[k].name, cfg->apps[i].name))
+				return bad(err, errlen, "apps[%zu].name: '%s' "
+					   "is used twice", i,
+					   cfg->apps[i].name);
+			if (cfg->apps[k].port == cfg->apps[i].port)
+				return bad(err, errlen, "apps[%zu].port: %u is "
+					   "also %s's port", i,
+					   cfg->apps[i].port,
+					   cfg->apps[k].name);
+		}
+	}
+	return 0;
+}
+
 int hw_config_load(struct hw_config *cfg, const char *path, char *err,
 		   size_t errlen)
 {
@@ -322,7 +440,7 @@ int hw_config_parse(struct hw_config *cfg, const char *path, const char *text,
 					   "local_dir", "log_level",
 					   "transport", "discovery",
 					   "routing",   "control",
-					   NULL};
+					   "apps",      NULL};
 	static const char *const url_keys[] = {"url", "refresh_ms",
 					       "relay_sessions", NULL};
 	static const char *const ctl_keys[] = {"socket", NULL};
@@ -410,6 +528,9 @@ int hw_config_parse(struct hw_config *cfg, const char *path, const char *text,
 	if ((v = json_object_get(root, "routing")) &&
 	    (rc = load_routing(cfg, v, err, errlen)))
 		goto out;
+	if ((v = json_object_get(root, "apps")) &&
+	    (rc = load_apps(cfg, v, err, errlen)))
+		goto out;
 	if ((v = json_object_get(root, "control"))) {
 		if (!json_is_object(v)) {
 			rc = bad(err, errlen, "control: must be an object");
@@ -437,4 +558,63 @@ void hw_config_free(struct hw_config *cfg)
 	free(cfg->persistent);
 	cfg->persistent = NULL;
 	cfg->npersistent = 0;
+	for (size_t i = 0; cfg->apps && i <= cfg->napps; i++) {
+		for (size_t j = 0; cfg->apps[i].args && cfg->apps[i].args[j];
+		     j++)
+			free(cfg->apps[i].args[j]);
+		free(cfg->apps[i].args);
+	}
+	free(cfg->apps);
+	cfg->apps = NULL;
+	cfg->napps = 0;
+}
+
+int hw_config_set_autostart(const char *path, const char *name, int on,
+			    char *err, size_t errlen)
+{
+	char tmp[PATH_MAX + 8];
+	json_error_t jerr;
+	json_t *root, *apps, *e;
+	size_t i;
+	int rc = -ENOENT, fd;
+
+	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		return bad(err, errlen, "%s: line %d: %s", path, jerr.line,
+			   jerr.text);
+	apps = json_object_get(root, "apps");
+	json_array_foreach(apps, i, e) {
+		const char *n = json_string_value(json_object_get(e, "name"));
+		if (n && !strcmp(n, name)) {
+			json_object_set_new(e, "autostart", json_boolean(on));
+			rc = 0;
+		}
+	}
+	if (rc) {
+		bad(err, errlen, "no app named '%s' in %s", name, path);
+		goto out;
+	}
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+		rc = bad(err, errlen, "%s: path too long", path);
+		goto out;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || json_dumpfd(root, fd, JSON_INDENT(2)) ||
+	    write(fd, "\n", 1) != 1 || fsync(fd)) {
+		rc = bad(err, errlen, "cannot write %s: %s", tmp,
+			 strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	close(fd);
+	if (rename(tmp, path)) {
+		rc = bad(err, errlen, "cannot replace %s: %s", path,
+			 strerror(errno));
+		unlink(tmp);
+	}
+out:
+	json_decref(root);
+	return rc;
 }

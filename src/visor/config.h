@@ -28,7 +28,14 @@
  *     "routing": {"setup_nodes": [HEX, ...],   trusted setup nodes
  *                 "tap_file": ""}  debugging: what this visor forwards
  *                                  for others is appended there
- *     "control": {"socket": ""}      "" means LOCAL_DIR/visor.sock
+ *     "control": {"socket": ""},     "" means LOCAL_DIR/visor.sock
+ *     "apps": [{"name": "chat",       letters, digits, '-', '_'
+ *               "binary": "hopwire-chat",  a path (relative: to the
+ *                                  config's folder), or a bare name looked
+ *                                  up beside hopwire-visor, then in PATH
+ *               "args": ["--http", "127.0.0.1:8001"],
+ *               "port": 1,         the app's port, unique, 1..65535
+ *               "autostart": true}]
  *   }
  *
  * Relative paths are taken relative to the config file's folder. Unknown
@@ -65,6 +72,20 @@ struct hw_config_tp {
 	char addr[HW_ADDR_MAX];
 };
 
+#define HW_MAX_APPS 64
+#define HW_APP_NAME_MAX 32
+#define HW_APP_MAX_ARGS 32
+
+/* One app the visor launches (docs/apps.md). */
+struct hw_config_app {
+	char name[HW_APP_NAME_MAX + 1];
+	char binary[PATH_MAX]; /* as written: resolved by the launcher */
+	char **args;           /* nargs strings, NULL-terminated */
+	size_t nargs;
+	uint16_t port;
+	int autostart;
+};
+
 struct hw_config {
 	char path[PATH_MAX];
 	char key_file[PATH_MAX];
@@ -88,6 +109,8 @@ struct hw_config {
 	/* Debugging: every route packet payload this visor forwards as an
 	 * intermediate hop is appended here ("" for none). */
 	char tap_file[PATH_MAX];
+	struct hw_config_app *apps;
+	size_t napps;
 };
 
 /* Loads and checks path. Returns 0, or a negative code with a message in
@@ -102,6 +125,16 @@ int hw_config_parse(struct hw_config *cfg, const char *path, const char *text,
 		    size_t len, char *err, size_t errlen);
 
 void hw_config_free(struct hw_config *cfg);
+
+/* Checks an app name: 1..HW_APP_NAME_MAX of [A-Za-z0-9_-]. Returns 0 or
+ * -EINVAL. */
+int hw_config_app_name_ok(const char *name);
+
+/* Sets apps[name].autostart in the config file at path, keeping the rest
+ * of the file as it is, and writes it atomically. Returns 0, -ENOENT when
+ * no app has that name, or a negative code with a message. */
+int hw_config_set_autostart(const char *path, const char *name, int on,
+			    char *err, size_t errlen);
 
 /* A complete default configuration with the given values (absolute
  * paths); tcp_listen NULL gives the default, "" disables. New reference. */

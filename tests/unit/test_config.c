@@ -141,6 +141,70 @@ static void test_errors_name_the_field(void **state)
 		     "duplicate");
 }
 
+#define APPS_HEAD "{\"version\":1,\"key_file\":\"k\",\"local_dir\":\"l\"," \
+	"\"apps\":["
+
+static void test_apps(void **state)
+{
+	struct hw_config cfg;
+	char err[512], want[256];
+	FILE *f;
+
+	write_cfg(APPS_HEAD "{\"name\":\"chat\",\"binary\":\"hopwire-chat\","
+		  "\"args\":[\"--http\",\"127.0.0.1:8001\"],\"port\":1},"
+		  "{\"name\":\"my_app-2\",\"binary\":\"bin/app\",\"port\":"
+		  "65535,\"autostart\":false}]}");
+	assert_int_equal(hw_config_load(&cfg, path, err, sizeof(err)), 0);
+	assert_int_equal(cfg.napps, 2);
+	assert_string_equal(cfg.apps[0].binary, "hopwire-chat");
+	assert_int_equal(cfg.apps[0].nargs, 2);
+	assert_string_equal(cfg.apps[0].args[1], "127.0.0.1:8001");
+	assert_null(cfg.apps[0].args[2]);
+	assert_int_equal(cfg.apps[0].port, 1);
+	assert_true(cfg.apps[0].autostart);
+	snprintf(want, sizeof(want), "%s/bin/app", dir);
+	assert_string_equal(cfg.apps[1].binary, want);
+	assert_false(cfg.apps[1].autostart);
+	assert_int_equal(cfg.apps[1].nargs, 0);
+	hw_config_free(&cfg);
+
+	/* Autostart is written back; the rest of the file stays. */
+	assert_int_equal(hw_config_set_autostart(path, "chat", 0, err,
+						 sizeof(err)), 0);
+	assert_int_equal(hw_config_set_autostart(path, "nope", 1, err,
+						 sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "no app named 'nope'"));
+	assert_int_equal(hw_config_load(&cfg, path, err, sizeof(err)), 0);
+	assert_false(cfg.apps[0].autostart);
+	assert_string_equal(cfg.apps[0].args[0], "--http");
+	hw_config_free(&cfg);
+	assert_null(f = fopen(strcat(strcpy(want, path), ".tmp"), "r"));
+
+	expect_error(APPS_HEAD "{\"name\":\"a b\",\"binary\":\"x\","
+		     "\"port\":1}]}", "apps[0].name: 'a b' is not");
+	expect_error(APPS_HEAD "{\"name\":\"a\",\"binary\":\"x\","
+		     "\"port\":0}]}", "apps[0].port: 0 is out of range");
+	expect_error(APPS_HEAD "{\"name\":\"a\",\"binary\":\"x\"}]}",
+		     "apps[0].port: missing");
+	expect_error(APPS_HEAD "{\"name\":\"a\",\"binary\":\"\","
+		     "\"port\":1}]}", "apps[0].binary: must not be empty");
+	expect_error(APPS_HEAD "{\"name\":\"a\",\"binary\":\"x\","
+		     "\"port\":1,\"args\":[1]}]}",
+		     "apps[0].args[0]: must be a string");
+	expect_error(APPS_HEAD "{\"name\":\"a\",\"binary\":\"x\","
+		     "\"port\":1},{\"name\":\"a\",\"binary\":\"y\","
+		     "\"port\":2}]}", "apps[1].name: 'a' is used twice");
+	expect_error(APPS_HEAD "{\"name\":\"a\",\"binary\":\"x\","
+		     "\"port\":1},{\"name\":\"b\",\"binary\":\"y\","
+		     "\"port\":1}]}", "apps[1].port: 1 is also a's port");
+	expect_error(APPS_HEAD "{\"name\":\"a\",\"binary\":\"x\","
+		     "\"port\":1,\"autostart\":1}]}",
+		     "apps[0].autostart: must be true or false");
+	expect_error(APPS_HEAD "{\"name\":\"a\",\"binary\":\"x\","
+		     "\"port\":1,\"colour\":1}]}",
+		     "apps[0].colour: unknown setting");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -148,6 +212,7 @@ int main(void)
 		cmocka_unit_test(test_default_roundtrip),
 		cmocka_unit_test(test_relative_paths_and_persistent),
 		cmocka_unit_test(test_errors_name_the_field),
+		cmocka_unit_test(test_apps),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

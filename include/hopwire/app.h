@@ -1,0 +1,124 @@
+/* libhopwire-app: the SDK that Hopwire apps link (docs/app-protocol.md,
+ * example in docs/app-sdk.md).
+ *
+ * An app talks to its visor over one channel (a UNIX stream socket):
+ * either inherited from the visor that launched it (environment variable
+ * HOPWIRE_APP_FD names the descriptor) or connected by hand to the visor's
+ * app socket (LOCAL_DIR/apps.sock, or HOPWIRE_APP_SOCKET). Over the
+ * channel it speaks the app protocol; the SDK asks for the "loop-fd"
+ * extension, so every loop (a connection to an app on another visor) is a
+ * plain file descriptor of its own: read, write, poll it, or hand it to
+ * any event loop. Closing the descriptor closes the loop; the far end
+ * closing shows as end of file.
+ *
+ * Functions return 0 or a non-negative value on success and a negative
+ * errno value on failure. When the visor refused a request, the failure is
+ * -ECONNREFUSED (dial) or -EPERM (setup) and hw_app_last_error() has the
+ * visor's reason.
+ *
+ * One struct hw_app may be used from several threads at once: a thread
+ * blocked in hw_app_accept does not hold up hw_app_dial in another. */
+#ifndef HOPWIRE_APP_H
+#define HOPWIRE_APP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(HW_APP_BUILDING)
+#define HW_APP_API __attribute__((visibility("default")))
+#else
+#define HW_APP_API
+#endif
+
+/* Public keys are written as 64 lowercase hex characters. */
+#define HW_APP_PK_HEX 64
+
+struct hw_app;
+
+struct hw_app_config {
+	const char *name;    /* "app-name" in Init; required */
+	const char *version; /* "app-version"; NULL gives "0.0.0" */
+	/* The port to listen on when started by hand and not named in the
+	 * visor's config; 0: the visor's choice (the config's port for a
+	 * launched app or a configured name, otherwise dial only). */
+	uint16_t port;
+	/* The visor's app socket for an app started by hand; NULL:
+	 * HOPWIRE_APP_FD if set, else HOPWIRE_APP_SOCKET. */
+	const char *socket_path;
+	/* How long setup waits for the visor's answer; 0 gives 5000. */
+	int timeout_ms;
+};
+
+/* A loop: one bidirectional byte stream with an app on another visor. */
+struct hw_app_loop {
+	int fd; /* the loop's descriptor; owned by the caller */
+	char local_pk[HW_APP_PK_HEX + 1];
+	uint16_t local_port;
+	char remote_pk[HW_APP_PK_HEX + 1];
+	uint16_t remote_port;
+};
+
+/* Connects to the visor and performs Init. On success *out is the app;
+ * free it with hw_app_close. On failure *out is NULL and, when err is not
+ * NULL, err holds a sentence saying what went wrong ("HOPWIRE_APP_FD and
+ * HOPWIRE_APP_SOCKET are unset: start this app from a visor or name the
+ * visor's app socket"; "visor refused: port 1 belongs to app 'chat'"). */
+HW_APP_API int hw_app_setup(struct hw_app **out,
+			    const struct hw_app_config *cfg, char *err,
+			    size_t errlen);
+
+/* Closes the channel (the visor closes the app's loops that are still
+ * open; descriptors already handed out stay the caller's to close) and
+ * frees app. Accepts NULL. */
+HW_APP_API void hw_app_close(struct hw_app *app);
+
+/* The port the visor gave this app (0 when it may only dial). */
+HW_APP_API uint16_t hw_app_port(const struct hw_app *app);
+
+/* This visor's public key, as 64 hex characters. */
+HW_APP_API const char *hw_app_local_pk(const struct hw_app *app);
+
+/* A descriptor that becomes readable when hw_app_accept may have a loop
+ * to return or the visor closed the channel: poll it (POLLIN) to accept
+ * without blocking. Do not read from it. */
+HW_APP_API int hw_app_fd(const struct hw_app *app);
+
+/* Waits up to timeout_ms (-1: no limit, 0: do not wait) for a loop that
+ * an app on another visor opened to this app's port, and fills *loop.
+ * Returns 0, -EAGAIN when none arrived in time, -EPIPE when the visor
+ * closed the channel. */
+HW_APP_API int hw_app_accept(struct hw_app *app, struct hw_app_loop *loop,
+			     int timeout_ms);
+
+/* Opens a loop to port on the visor with public key pk (hex) and fills
+ * *loop. Waits up to timeout_ms (-1: no limit; 0 gives 10000). Returns 0,
+ * -EINVAL for a malformed key or port 0, -ECONNREFUSED with the visor's
+ * reason in hw_app_last_error ("no route to ...", "nothing listens on port
+ * 7 at ..."), -ETIMEDOUT, -EPIPE when the visor closed the channel. */
+HW_APP_API int hw_app_dial(struct hw_app *app, const char *pk, uint16_t port,
+			   struct hw_app_loop *loop, int timeout_ms);
+
+/* The visor's reason for the last refused request ("" when none); valid
+ * until the next request. */
+HW_APP_API const char *hw_app_last_error(const struct hw_app *app);
+
+/* Convenience wrappers over read(2) and write(2) on a loop's descriptor:
+ * retry on EINTR; hw_app_write writes all len bytes (blocking descriptors)
+ * or as many as the descriptor takes (non-blocking). Return the byte count
+ * (0 from hw_app_read: the far end closed) or a negative errno value. */
+HW_APP_API ssize_t hw_app_read(int fd, void *buf, size_t len);
+HW_APP_API ssize_t hw_app_write(int fd, const void *buf, size_t len);
+
+/* Closes a loop: same as close(fd). Returns 0 or a negative errno. */
+HW_APP_API int hw_app_loop_close(int fd);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
