@@ -26,12 +26,20 @@ int hw_packet_next(const uint8_t *buf, size_t len, size_t *off,
 	if (left < HW_PACKET_HDR)
 		return HW_EPROTO;
 	p = buf + *off;
-	if (p[0] > HW_PKT_TYPE_MAX)
-		return HW_EPROTO;
 	pkt->type = p[0];
 	pkt->route_id = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 |
 			(uint32_t)p[3] << 8 | p[4];
 	pkt->len = (uint16_t)(p[5] << 8 | p[6]);
+	if (p[0] == (HW_PKT_DATA | HW_PKT_F_DETACHED)) {
+		if (left != HW_PACKET_HDR || pkt->route_id == 0 ||
+		    pkt->len == 0)
+			return HW_EPROTO;
+		pkt->payload = NULL;
+		*off += HW_PACKET_HDR;
+		return 1;
+	}
+	if (p[0] > HW_PKT_TYPE_MAX)
+		return HW_EPROTO;
 	if (left - HW_PACKET_HDR < pkt->len)
 		return HW_EPROTO;
 	pkt->payload = p + HW_PACKET_HDR;

@@ -28,6 +28,14 @@ enum hw_packet_type {
 	HW_PKT_TYPE_MAX = HW_PKT_SETUP,
 };
 
+/* Type flag: the packet's payload is not inside the record but follows it
+ * on the wire, outside the transport's encryption (docs/transport.md).
+ * Only DATA on a route (route_id != 0) may be sent so, as the last packet
+ * of its record; its length field gives the payload's size. */
+#define HW_PKT_F_DETACHED 0x80
+/* Route DATA payloads at least this long travel detached. */
+#define HW_PKT_DETACH_MIN 1024
+
 struct hw_packet {
 	uint8_t type;
 	uint32_t route_id;
@@ -42,7 +50,9 @@ void hw_packet_put_header(uint8_t out[HW_PACKET_HDR], uint8_t type,
 /* Decodes the packet at buf[*off..len) and advances *off past it.
  * Returns 1 with *pkt set, 0 when *off == len (no more packets), or
  * HW_EPROTO for a truncated packet, a length running past the buffer, or
- * an unknown type. */
+ * an unknown type. A detached DATA header comes back with type
+ * HW_PKT_DATA | HW_PKT_F_DETACHED and payload NULL; it must be the last
+ * packet of the record, for route 0 it is HW_EPROTO. */
 int hw_packet_next(const uint8_t *buf, size_t len, size_t *off,
 		   struct hw_packet *pkt);
 

@@ -21,14 +21,15 @@
 enum conn_state { ST_RESOLVING, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN,
 		  ST_CLOSING };
 
-/* One record on its way out: header, plaintext sealed in place, tag. */
+/* One record on its way out: header, plaintext sealed in place, tag, and
+ * the detached payload that may follow it. */
 struct chunk {
 	struct chunk *next;
 	uv_write_t req;
 	struct hw_conn *conn;
 	size_t len;   /* plaintext bytes so far */
 	size_t total; /* bytes on the wire once written */
-	uint8_t buf[HW_RECORD_HDR + HW_RECORD_MAX];
+	uint8_t buf[HW_RECORD_HDR + HW_RECORD_MAX + HW_RECORD_MAX];
 };
 
 struct hw_conn {
@@ -56,6 +57,7 @@ struct hw_conn {
 	struct chunk *spares; /* reusable chunks, at most MAX_SPARES */
 	unsigned nspares;
 	size_t queued;        /* sealed bytes not yet written */
+	size_t detached;      /* announced bytes still to come in */
 	unsigned writes;      /* uv_write requests in flight */
 	uint8_t remote_pk[HW_PK_LEN];
 	uint8_t remote_x[32];
@@ -255,8 +257,9 @@ static int write_chunk(struct hw_conn *c, struct chunk *k, size_t total)
 	return 0;
 }
 
-/* Seals the open record and writes it. */
-static int flush(struct hw_conn *c)
+/* Seals the open record and writes it, followed by plen bytes of
+ * detached payload. */
+static int flush_with(struct hw_conn *c, const uint8_t *payload, size_t plen)
 {
 	struct chunk *k = c->cur;
 	size_t ctlen;
@@ -273,10 +276,17 @@ static int flush(struct hw_conn *c)
 		return rc;
 	}
 	hw_record_put_header(k->buf, ctlen);
-	rc = write_chunk(c, k, HW_RECORD_HDR + ctlen);
+	if (plen)
+		memcpy(k->buf + HW_RECORD_HDR + ctlen, payload, plen);
+	rc = write_chunk(c, k, HW_RECORD_HDR + ctlen + plen);
 	if (rc)
 		hw_conn_close(c, rc, 0);
 	return rc;
+}
+
+static int flush(struct hw_conn *c)
+{
+	return flush_with(c, NULL, 0);
 }
 
 int hw_conn_send(struct hw_conn *c, const uint8_t *hdr, size_t hlen,
@@ -307,6 +317,34 @@ int hw_conn_send(struct hw_conn *c, const uint8_t *hdr, size_t hlen,
 	if (c->writes == 0)
 		return flush(c) < 0 ? -ENOTCONN : 0;
 	return 0;
+}
+
+int hw_conn_send_detached(struct hw_conn *c, const uint8_t *hdr, size_t hlen,
+			  const uint8_t *payload, size_t plen)
+{
+	if (c->state != ST_OPEN)
+		return -ENOTCONN;
+	if (hlen > HW_RECORD_MAX_PLAINTEXT || plen > HW_RECORD_MAX)
+		return HW_ETOOBIG;
+	if (c->queued >= HW_CONN_MAX_QUEUED) {
+		c->blocked = 1;
+		return -ENOBUFS;
+	}
+	if (c->cur && c->cur->len + hlen > HW_RECORD_MAX_PLAINTEXT &&
+	    flush(c) < 0)
+		return -ENOTCONN;
+	if (!c->cur && !(c->cur = chunk_get(c)))
+		return -ENOMEM;
+	/* The header joins whatever small packets wait in the open record,
+	 * which then closes: the payload must follow it on the wire. */
+	memcpy(c->cur->buf + HW_RECORD_HDR + c->cur->len, hdr, hlen);
+	c->cur->len += hlen;
+	return flush_with(c, payload, plen) < 0 ? -ENOTCONN : 0;
+}
+
+void hw_conn_expect_detached(struct hw_conn *c, size_t n)
+{
+	c->detached = n;
 }
 
 size_t hw_conn_queued(const struct hw_conn *c)
@@ -455,6 +493,19 @@ static void process_records(struct hw_conn *c)
 	int rc;
 
 	while (c->state == ST_HANDSHAKE || c->state == ST_OPEN) {
+		if (c->detached) {
+			if (!hw_record_reader_take(c->reader, c->detached,
+						   &rec))
+				return;
+			len = c->detached;
+			c->detached = 0;
+			if (!c->p.ops->detached) {
+				hw_conn_close(c, HW_EPROTO, 0);
+				return;
+			}
+			c->p.ops->detached(c, rec, len, c->p.ud);
+			continue;
+		}
 		rc = hw_record_reader_next(c->reader, &rec, &len);
 		if (rc == 0)
 			return;

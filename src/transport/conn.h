@@ -39,6 +39,10 @@ struct hw_conn_ops {
 	/* One decrypted record (writable in place, valid during the call).
 	 * The callback may close the connection. */
 	void (*record)(struct hw_conn *c, uint8_t *pt, size_t len, void *ud);
+	/* The n bytes that hw_conn_expect_detached announced (writable in
+	 * place, valid during the call). May be NULL when the connection's
+	 * user never announces any. The callback may close the connection. */
+	void (*detached)(struct hw_conn *c, uint8_t *p, size_t n, void *ud);
 	/* Queued bytes fell below HW_CONN_LOW_WATER after a send failed
 	 * with -ENOBUFS. */
 	void (*drained)(struct hw_conn *c, void *ud);
@@ -108,6 +112,19 @@ void hw_conn_carrier_closed(struct hw_conn *c, int reason);
  * is full, -ENOTCONN before the handshake finished or after a close. */
 int hw_conn_send(struct hw_conn *c, const uint8_t *hdr, size_t hlen,
 		 const uint8_t *payload, size_t plen);
+
+/* Like hw_conn_send, but the payload travels right after the record that
+ * carries hdr, outside the connection's encryption: only for payloads that
+ * are already sealed end to end (route DATA, docs/transport.md). hdr must
+ * tell the receiver how many bytes follow, so that its record callback
+ * can call hw_conn_expect_detached. plen <= HW_RECORD_MAX. */
+int hw_conn_send_detached(struct hw_conn *c, const uint8_t *hdr, size_t hlen,
+			  const uint8_t *payload, size_t plen);
+
+/* From the record callback: n bytes (1..HW_RECORD_MAX) follow the current
+ * record outside the encryption; they arrive through ops->detached before
+ * the next record. */
+void hw_conn_expect_detached(struct hw_conn *c, size_t n);
 
 /* Bytes accepted by hw_conn_send that the kernel has not taken yet. */
 size_t hw_conn_queued(const struct hw_conn *c);

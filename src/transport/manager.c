@@ -31,6 +31,7 @@ struct link {
 	struct hw_relay_stream *stream; /* relay links: the carrier */
 	const char *type;
 	int inbound_pending;
+	uint32_t detached_route; /* the route of the payload announced */
 };
 
 struct add_waiter {
@@ -450,8 +451,18 @@ int hw_tp_send(struct hw_tp *tp, uint8_t type, uint32_t route_id,
 
 	if (!tp->live)
 		return -ENOTCONN;
-	hw_packet_put_header(hdr, type, route_id, len);
-	rc = hw_conn_send(tp->live->conn, hdr, sizeof(hdr), payload, len);
+	/* Route DATA is end-to-end ciphertext already (docs/routing.md):
+	 * sealing it again per transport would only cost time. */
+	if (type == HW_PKT_DATA && route_id && len >= HW_PKT_DETACH_MIN) {
+		hw_packet_put_header(hdr, type | HW_PKT_F_DETACHED, route_id,
+				     len);
+		rc = hw_conn_send_detached(tp->live->conn, hdr, sizeof(hdr),
+					   payload, len);
+	} else {
+		hw_packet_put_header(hdr, type, route_id, len);
+		rc = hw_conn_send(tp->live->conn, hdr, sizeof(hdr), payload,
+				  len);
+	}
 	if (rc == 0) {
 		tp->tx_packets++;
 		tp->tx_bytes += HW_PACKET_HDR + len;
@@ -760,6 +771,12 @@ static void on_record(struct hw_conn *c, uint8_t *pt, size_t len, void *ud)
 	tp->rx_bytes += len;
 	tp->last_rx_ms = now_ms(l->m);
 	while ((rc = hw_packet_next(pt, len, &off, &pkt)) == 1) {
+		if (pkt.type & HW_PKT_F_DETACHED) {
+			/* The payload follows this record: on_detached. */
+			l->detached_route = pkt.route_id;
+			hw_conn_expect_detached(c, pkt.len);
+			return;
+		}
 		tp->rx_packets++;
 		handle_packet(tp, &pkt);
 		/* A packet may have ended the transport. */
@@ -772,6 +789,24 @@ static void on_record(struct hw_conn *c, uint8_t *pt, size_t len, void *ud)
 		       hw_conn_peer(c));
 		hw_conn_close(c, rc, 0);
 	}
+}
+
+static void on_detached(struct hw_conn *c, uint8_t *p, size_t n, void *ud)
+{
+	struct link *l = ud;
+	struct hw_tp *tp = l->tp;
+	struct hw_packet pkt = {.type = HW_PKT_DATA,
+				.route_id = l->detached_route,
+				.len = (uint16_t)n,
+				.payload = p};
+
+	if (!tp || tp->live != l) {
+		hw_conn_close(c, 0, 0);
+		return;
+	}
+	tp->rx_bytes += n;
+	tp->rx_packets++;
+	handle_packet(tp, &pkt);
 }
 
 static void on_drained(struct hw_conn *c, void *ud)
@@ -852,6 +887,7 @@ static void link_gone(struct link *l, int reason, const char *msg)
 static const struct hw_conn_ops conn_ops = {
 	.ready = on_ready,
 	.record = on_record,
+	.detached = on_detached,
 	.drained = on_drained,
 	.closed = on_closed,
 };

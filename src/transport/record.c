@@ -100,6 +100,17 @@ int hw_record_reader_next(struct hw_record_reader *r, uint8_t **rec,
 	return 1;
 }
 
+int hw_record_reader_take(struct hw_record_reader *r, size_t n, uint8_t **p)
+{
+	if (r->end - r->start < n)
+		return 0;
+	*p = r->buf + r->start;
+	r->start += n;
+	if (r->start == r->end)
+		r->start = r->end = 0;
+	return 1;
+}
+
 size_t hw_record_reader_pending(const struct hw_record_reader *r)
 {
 	return r->end - r->start;

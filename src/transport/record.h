@@ -54,6 +54,11 @@ size_t hw_record_reader_feed(struct hw_record_reader *r, const uint8_t *data,
 int hw_record_reader_next(struct hw_record_reader *r, uint8_t **rec,
 			  size_t *len);
 
+/* The next n bytes (n <= HW_RECORD_MAX), not a record: bytes that follow
+ * a record outside it. Returns 1 and sets *p (valid like a record) once n
+ * bytes are held, 0 when more are needed. */
+int hw_record_reader_take(struct hw_record_reader *r, size_t n, uint8_t **p);
+
 /* Bytes held that are not yet part of a returned record. */
 size_t hw_record_reader_pending(const struct hw_record_reader *r);
 

@@ -1,5 +1,6 @@
 /* hopwire-visor: the node daemon. */
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,11 @@ int main(int argc, char **argv)
 	}
 	hw_log_to_stderr(cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);
+	/* Record buffers (up to 128 KiB) come and go with every burst of
+	 * route data: keep them on the heap rather than mmap-ing and
+	 * faulting in fresh pages each time. */
+	mallopt(M_MMAP_THRESHOLD, 1 << 20);
+	mallopt(M_TRIM_THRESHOLD, 8 << 20);
 	uv_loop_init(&loop);
 	if ((rc = hw_visor_new(&visor, &loop, &cfg, err, sizeof(err)))) {
 		fprintf(stderr, "hopwire-visor: %s\n", err);

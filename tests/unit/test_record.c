@@ -45,6 +45,52 @@ static void test_byte_by_byte(void **state)
 	hw_record_reader_free(r);
 }
 
+/* Records with bytes between them that are not records (detached
+ * payloads): fed in odd pieces, both come out whole. */
+static void test_take_between_records(void **state)
+{
+	struct hw_record_reader *r = hw_record_reader_new(1, HW_RECORD_MAX);
+	static uint8_t stream[4 * (HW_RECORD_MAX + 2)];
+	size_t total = 0, fed = 0, step = 7001;
+	int stage = 0;
+	uint8_t *p;
+	size_t len;
+
+	total += make_record(stream, 10, 1);
+	memset(stream + total, 2, HW_RECORD_MAX);
+	total += HW_RECORD_MAX;
+	total += make_record(stream + total, HW_RECORD_MAX, 3);
+	memset(stream + total, 4, 5);
+	total += 5;
+	while (stage < 4) {
+		if (fed < total) {
+			size_t n = total - fed < step ? total - fed : step;
+			fed += hw_record_reader_feed(r, stream + fed, n);
+		}
+		for (;;) {
+			int got;
+			if (stage == 1 || stage == 3) {
+				size_t want = stage == 1 ? HW_RECORD_MAX : 5;
+				got = hw_record_reader_take(r, want, &p);
+				len = want;
+			} else {
+				got = hw_record_reader_next(r, &p, &len);
+			}
+			if (!got)
+				break;
+			assert_int_equal(got, 1);
+			for (size_t k = 0; k < len; k++)
+				assert_int_equal(p[k], stage + 1);
+			stage++;
+			if (stage == 4)
+				break;
+		}
+		assert_true(fed < total || stage == 4);
+	}
+	assert_int_equal(hw_record_reader_pending(r), 0);
+	hw_record_reader_free(r);
+}
+
 static void test_big_reads(void **state)
 {
 	struct hw_record_reader *r = hw_record_reader_new(16, HW_RECORD_MAX);
@@ -173,6 +219,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_byte_by_byte),
 		cmocka_unit_test(test_big_reads),
+		cmocka_unit_test(test_take_between_records),
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_seal_open),
 		cmocka_unit_test(test_fd_helpers),
