@@ -47,6 +47,7 @@ struct client {
 	char *line; /* the request line (LINE_MAX_LEN), until it is read */
 	size_t linelen;
 	struct group *grp;
+	uv_shutdown_t shutdown_req;
 	uint16_t port;      /* listen */
 	size_t queued;      /* bytes written to it, not yet taken */
 	uint8_t *pend;      /* read from it, refused by a full group */
@@ -62,6 +63,9 @@ struct group {
 	struct hw_rgroup *g;
 	uint32_t recv_id, send_id;
 	struct client *client;
+	/* A route end driven by another module (hw_route_end_*). */
+	const struct hw_route_end_ops *eops;
+	void *eud;
 };
 
 /* A dial under way (this visor is the source). */
@@ -69,6 +73,8 @@ struct dial {
 	struct dial *next;
 	struct hw_routing *rt;
 	struct client *client;
+	const struct hw_route_end_ops *eops; /* or a route end's */
+	void *eud;
 	struct hw_setup_msg build; /* filled as paths arrive */
 	uint8_t via[HW_SETUP_HOPS_MAX][HW_PK_LEN];
 	unsigned nvia;
@@ -96,6 +102,8 @@ struct hw_routing {
 	uint32_t keepalive_ms;
 	uint64_t setup_refused, setup_bad, unknown_group;
 	FILE *tap; /* routing.tap_file */
+	hw_routing_incoming_fn incoming;
+	void *incoming_ud;
 	int closing;
 	int handles; /* open handles; freed at zero after hw_routing_free */
 };
@@ -142,8 +150,11 @@ static void group_ready(struct hw_rgroup *g, void *ud)
 	hw_pk_format(d->dst_pk, dst);
 	hw_log(HW_LOG_INFO, LOG, "route group %s:%u -> %s:%u ready", src,
 	       d->src_port, dst, d->dst_port);
-	if (!c)
+	if (!c) {
+		if (gr->eops && gr->eops->ready)
+			gr->eops->ready(gr->eud, (struct hw_route_end *)gr);
 		return;
+	}
 	if (source)
 		snprintf(peer, sizeof(peer), "%s:%u", dst, d->dst_port);
 	else
@@ -185,6 +196,22 @@ static void client_write(struct client *c, const uint8_t *p, size_t len,
 
 	if (c->closing)
 		return;
+	if (c->queued == 0) {
+		/* Nothing waits before these bytes: hand them to the kernel
+		 * straight away, and copy only what it does not take. */
+		int n;
+
+		b = uv_buf_init((char *)p, (unsigned)len);
+		n = uv_try_write((uv_stream_t *)&c->pipe, &b, 1);
+		if (n > 0) {
+			if (data && c->grp)
+				hw_rgroup_consumed(c->grp->g, (size_t)n);
+			p += n;
+			len -= (size_t)n;
+			if (len == 0 || c->closing)
+				return;
+		}
+	}
 	if (!(cw = malloc(sizeof(*cw) + len))) {
 		client_close(c);
 		return;
@@ -214,8 +241,11 @@ static void group_data(struct hw_rgroup *g, const uint8_t *p, size_t len,
 	struct group *gr = ud;
 	struct client *c = gr->client;
 
-	if (!c)
+	if (!c) {
+		if (gr->eops && gr->eops->data)
+			gr->eops->data(gr->eud, p, len);
 		return;
+	}
 	if (c->queued + len > CLIENT_MAX_QUEUED) {
 		hw_log(HW_LOG_WARN, LOG, "stream client not reading: dropping "
 		       "its route group");
@@ -227,12 +257,36 @@ static void group_data(struct hw_rgroup *g, const uint8_t *p, size_t len,
 
 static void client_read_start(struct client *c);
 
+static void on_client_shutdown(uv_shutdown_t *req, int status)
+{
+	client_close(req->data);
+}
+
+/* The group is gone: close c once what was written to it has been taken,
+ * so the far end's last bytes are not lost. */
+static void client_finish(struct client *c)
+{
+	if (c->closing)
+		return;
+	c->state = C_DONE;
+	if (c->queued && !c->grp) {
+		c->shutdown_req.data = c;
+		uv_read_stop((uv_stream_t *)&c->pipe);
+		if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->pipe,
+				on_client_shutdown) == 0)
+			return;
+	}
+	client_close(c);
+}
+
 static void group_writable(struct hw_rgroup *g, void *ud)
 {
 	struct group *gr = ud;
 	struct client *c = gr->client;
 	int rc;
 
+	if (!c && gr->eops && gr->eops->writable)
+		gr->eops->writable(gr->eud);
 	if (!c || !c->read_stopped)
 		return;
 	if (c->pend) {
@@ -273,8 +327,11 @@ static void group_closed(struct hw_rgroup *g, int reason, void *ud)
 			client_reply(c, o);
 			json_decref(o);
 		}
-		client_close(c);
+		client_finish(c);
 	}
+	if (gr->eops && gr->eops->closed)
+		gr->eops->closed(gr->eud, reason,
+				 reason ? hw_strerror(reason) : "closed");
 	free(gr);
 	handle_unref(rt);
 }
@@ -288,7 +345,8 @@ static const struct hw_rgroup_ops group_ops = {
 
 static int group_start(struct hw_routing *rt, const struct hw_route_desc *d,
 		       int initiator, uint32_t send_id, uint32_t recv_id,
-		       struct client *c)
+		       struct client *c, const struct hw_route_end_ops *eops,
+		       void *eud)
 {
 	struct hw_rgroup_params p;
 	struct group *gr = calloc(1, sizeof(*gr));
@@ -312,6 +370,8 @@ static int group_start(struct hw_routing *rt, const struct hw_route_desc *d,
 	gr->recv_id = recv_id;
 	gr->send_id = send_id;
 	gr->client = c;
+	gr->eops = eops;
+	gr->eud = eud;
 	gr->node.h = id_hash(recv_id);
 	if ((rc = hw_rgroup_new(&gr->g, &p))) {
 		free(gr);
@@ -434,13 +494,33 @@ static void on_incoming(struct hw_routing *rt, struct hw_tp *tp,
 			const struct hw_setup_msg *m)
 {
 	const struct hw_route_desc *d = &m->u.incoming.desc;
+	const struct hw_route_end_ops *eops = NULL;
 	struct client *c;
-	char text[64];
+	void *eud = NULL;
+	char text[HW_SETUP_TEXT_MAX];
 	int rc;
 
 	if (memcmp(d->dst_pk, rt->v->id.pk, HW_PK_LEN)) {
 		hw_setup_result_send(tp, m->req, HW_SETUP_REFUSED,
 			    "this visor is not the destination");
+		return;
+	}
+	text[0] = 0;
+	rc = rt->incoming ? rt->incoming(rt->incoming_ud, d, &eops, &eud, text,
+					 sizeof(text))
+			  : -ENOENT;
+	if (rc == 0) {
+		rc = group_start(rt, d, 0, m->u.incoming.rev_send_id,
+				 m->u.incoming.fwd_recv_id, NULL, eops, eud);
+		if (rc && eops->closed)
+			eops->closed(eud, rc, hw_strerror(rc));
+		hw_setup_result_send(tp, m->req, rc ? HW_SETUP_INTERNAL
+						    : HW_SETUP_OK,
+				     rc ? hw_strerror(rc) : "");
+		return;
+	}
+	if (rc != -ENOENT) {
+		hw_setup_result_send(tp, m->req, HW_SETUP_REFUSED, text);
 		return;
 	}
 	if (!(c = take_listener(rt, d->dst_port))) {
@@ -450,7 +530,7 @@ static void on_incoming(struct hw_routing *rt, struct hw_tp *tp,
 		return;
 	}
 	rc = group_start(rt, d, 0, m->u.incoming.rev_send_id,
-			 m->u.incoming.fwd_recv_id, c);
+			 m->u.incoming.fwd_recv_id, c, NULL, NULL);
 	if (rc) {
 		c->state = C_LISTEN; /* still listening */
 		hw_setup_result_send(tp, m->req, HW_SETUP_INTERNAL, hw_strerror(rc));
@@ -581,6 +661,14 @@ static void dial_fail(struct dial *d, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	hw_log(HW_LOG_WARN, LOG, "dial failed: %s", msg);
+	if (d->eops) {
+		const struct hw_route_end_ops *ops = d->eops;
+		void *eud = d->eud;
+		d->eops = NULL;
+		dial_free(d);
+		ops->closed(eud, -EHOSTUNREACH, msg);
+		return;
+	}
 	if (d->client) {
 		json_t *o = json_pack("{s:s}", "error", msg);
 		client_reply(d->client, o);
@@ -780,19 +868,21 @@ static void on_built(struct hw_routing *rt, struct hw_tp *tp,
 	hw_log(HW_LOG_DEBUG, LOG, "dial: built; starting the handshake");
 	rc = group_start(rt, &d->build.u.build.desc, 1,
 			 m->u.built.fwd_send_id, m->u.built.rev_recv_id,
-			 d->client);
+			 d->client, d->eops, d->eud);
 	if (rc) {
 		dial_fail(d, "route group: %s", hw_strerror(rc));
 		return;
 	}
 	/* The group answers the client from here on (ready or closed). */
 	d->client = NULL;
+	d->eops = NULL;
 	dial_free(d);
 }
 
 static int start_dial(struct hw_routing *rt, struct client *c,
+		      const struct hw_route_end_ops *eops, void *eud,
 		      const uint8_t pk[HW_PK_LEN], uint16_t port,
-		      json_t *via, char *err, size_t errlen)
+		      uint16_t src_port, json_t *via, char *err, size_t errlen)
 {
 	struct hw_disc_client *dc = hw_presence_discovery(rt->v->presence);
 	char path[512], me[HW_PK_HEXLEN + 1], them[HW_PK_HEXLEN + 1];
@@ -834,14 +924,14 @@ static int start_dial(struct hw_routing *rt, struct client *c,
 	}
 	d->rt = rt;
 	d->client = c;
+	d->eops = eops;
+	d->eud = eud;
 	d->build.type = HW_SETUP_BUILD;
 	desc = &d->build.u.build.desc;
 	memcpy(desc->src_pk, rt->v->id.pk, HW_PK_LEN);
 	memcpy(desc->dst_pk, pk, HW_PK_LEN);
 	desc->dst_port = port;
-	desc->src_port = rt->next_port++;
-	if (rt->next_port < EPHEMERAL_FIRST)
-		rt->next_port = EPHEMERAL_FIRST;
+	desc->src_port = src_port;
 	d->build.u.build.keepalive_ms = rt->keepalive_ms;
 	uv_timer_init(rt->v->loop, &d->timer);
 	d->timer.data = d;
@@ -861,11 +951,122 @@ static int start_dial(struct hw_routing *rt, struct client *c,
 	if ((rc = hw_disc_get(dc, path, on_paths, d))) {
 		d->waiting--;
 		d->client = NULL;
+		d->eops = NULL;
 		dial_free(d);
 		snprintf(err, errlen, "discovery: %s", hw_strerror(rc));
 		return rc;
 	}
 	return 0;
+}
+
+uint16_t hw_routing_ephemeral_port(struct hw_routing *rt)
+{
+	uint16_t p = rt->next_port++;
+	if (rt->next_port < EPHEMERAL_FIRST)
+		rt->next_port = EPHEMERAL_FIRST;
+	return p;
+}
+
+/* ---- route ends for other modules ---- */
+
+void hw_routing_set_incoming(struct hw_routing *rt, hw_routing_incoming_fn fn,
+			     void *hook_ud)
+{
+	rt->incoming = fn;
+	rt->incoming_ud = hook_ud;
+}
+
+int hw_routing_dial(struct hw_routing *rt, const uint8_t pk[HW_PK_LEN],
+		    uint16_t port, uint16_t src_port,
+		    const struct hw_route_end_ops *ops, void *ud, char *err,
+		    size_t errlen)
+{
+	if (rt->closing) {
+		snprintf(err, errlen, "the visor is stopping");
+		return -ECANCELED;
+	}
+	return start_dial(rt, NULL, ops, ud, pk, port, src_port, NULL, err,
+			  errlen);
+}
+
+void hw_routing_dial_cancel(struct hw_routing *rt, void *ud)
+{
+	for (struct dial *d = rt->dials; d; d = d->next)
+		if (d->eops && d->eud == ud) {
+			d->eops = NULL;
+			dial_free(d);
+			return;
+		}
+	/* Built already: the group is in its handshake. */
+	for (size_t b = 0; b < rt->groups.nb; b++)
+		for (struct hw_hnode *x = rt->groups.b[b]; x; x = x->next) {
+			struct group *gr = (struct group *)x;
+			if (gr->eops && gr->eud == ud) {
+				hw_route_end_close((struct hw_route_end *)gr);
+				return;
+			}
+		}
+}
+
+int hw_route_end_write(struct hw_route_end *e, const uint8_t *p, size_t len)
+{
+	return hw_rgroup_write(((struct group *)e)->g, p, len);
+}
+
+void hw_route_end_consumed(struct hw_route_end *e, size_t n)
+{
+	hw_rgroup_consumed(((struct group *)e)->g, n);
+}
+
+const struct hw_route_desc *hw_route_end_desc(const struct hw_route_end *e)
+{
+	return hw_rgroup_desc(((const struct group *)e)->g);
+}
+
+static void on_client_closed(uv_handle_t *h);
+
+int hw_route_end_pipe(struct hw_route_end *e, int fd)
+{
+	struct group *gr = (struct group *)e;
+	struct hw_routing *rt = gr->rt;
+	struct client *c;
+	int rc;
+
+	if (gr->client)
+		return HW_ESTATE;
+	if (!(c = calloc(1, sizeof(*c))))
+		return -ENOMEM;
+	if ((rc = uv_pipe_init(rt->v->loop, &c->pipe, 0))) {
+		free(c);
+		return rc;
+	}
+	c->pipe.data = c;
+	c->rt = rt;
+	rt->handles++;
+	rt->nclients++;
+	if ((rc = uv_pipe_open(&c->pipe, fd))) {
+		c->closing = 1;
+		uv_close((uv_handle_t *)&c->pipe, on_client_closed);
+		return rc;
+	}
+	c->next = rt->clients;
+	rt->clients = c;
+	c->state = C_PIPE;
+	c->grp = gr;
+	gr->client = c;
+	client_read_start(c);
+	return 0;
+}
+
+void hw_route_end_close(struct hw_route_end *e)
+{
+	struct group *gr = (struct group *)e;
+
+	gr->eops = NULL;
+	if (gr->client)
+		client_close(gr->client); /* closes the group too */
+	else
+		hw_rgroup_close(gr->g);
 }
 
 /* ---- the stream socket ---- */
@@ -993,8 +1194,9 @@ static void client_request(struct client *c)
 			goto out;
 		}
 		c->state = C_DIAL;
-		if (start_dial(rt, c, key, port, json_object_get(req, "via"),
-			       err, sizeof(err)))
+		if (start_dial(rt, c, NULL, NULL, key, port,
+			       hw_routing_ephemeral_port(rt),
+			       json_object_get(req, "via"), err, sizeof(err)))
 			reply_error(c, err);
 	} else {
 		reply_error(c, "op: must be listen or dial");

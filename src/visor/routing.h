@@ -19,10 +19,77 @@
 #include <stddef.h>
 
 #include "router/packet.h"
+#include "router/router.h"
 #include "transport/manager.h"
 
 struct hw_routing;
 struct hw_visor;
+
+/* ---- route ends for the app server ----
+ *
+ * A route end is one route group at this visor, driven through ops
+ * instead of the stream socket: the app server's loops. */
+struct hw_route_end;
+
+struct hw_route_end_ops {
+	/* The group is up (end-to-end handshake done); e is valid until
+	 * closed is called or hw_route_end_close returns. */
+	void (*ready)(void *ud, struct hw_route_end *e);
+	/* Stream bytes from the far end (only while no descriptor is
+	 * attached with hw_route_end_pipe). Give their credit back with
+	 * hw_route_end_consumed once they are taken. */
+	void (*data)(void *ud, const uint8_t *p, size_t len);
+	/* A write that returned -ENOBUFS may be retried. */
+	void (*writable)(void *ud);
+	/* The dial failed (msg says why) or the group ended (reason, 0 for
+	 * an acknowledged close); called once, never after
+	 * hw_route_end_close. */
+	void (*closed)(void *ud, int reason, const char *msg);
+};
+
+/* Who takes incoming groups for a port that no stream-socket client
+ * listens on: returns 0 and sets *ops and *ud to accept it (ready comes
+ * once the handshake is done), or -ENOENT / another negative code with a
+ * reason in msg (sent back to the dialer). */
+typedef int (*hw_routing_incoming_fn)(void *hook_ud,
+				      const struct hw_route_desc *d,
+				      const struct hw_route_end_ops **ops,
+				      void **ud, char *msg, size_t msglen);
+
+/* Sets the hook for incoming groups (one; NULL removes it). */
+void hw_routing_set_incoming(struct hw_routing *rt, hw_routing_incoming_fn fn,
+			     void *hook_ud);
+
+/* Dials port at pk from local port src_port (hw_routing_ephemeral_port)
+ * over a route from discovery's route finder. Returns 0, and later ready
+ * or closed (with the reason) is called; or a negative code with a
+ * message in err (nothing is called back). */
+int hw_routing_dial(struct hw_routing *rt, const uint8_t pk[HW_PK_LEN],
+		    uint16_t port, uint16_t src_port,
+		    const struct hw_route_end_ops *ops, void *ud, char *err,
+		    size_t errlen);
+
+/* Cancels a dial that has not called back yet: nothing is called back. */
+void hw_routing_dial_cancel(struct hw_routing *rt, void *ud);
+
+/* The next local port for a dial, from 49152 up, wrapping. */
+uint16_t hw_routing_ephemeral_port(struct hw_routing *rt);
+
+/* hw_rgroup_write, hw_rgroup_consumed, the descriptor, for a route end. */
+int hw_route_end_write(struct hw_route_end *e, const uint8_t *p, size_t len);
+void hw_route_end_consumed(struct hw_route_end *e, size_t n);
+const struct hw_route_desc *hw_route_end_desc(const struct hw_route_end *e);
+
+/* From now on the group's bytes flow through fd (a connected stream
+ * socket, taken over: closed with the group) without callbacks: data
+ * read from fd goes to the far end, the far end's data is written to it;
+ * EOF or an error on fd closes the group; the group ending closes fd.
+ * closed is still called. Returns 0 or a negative code (fd not taken). */
+int hw_route_end_pipe(struct hw_route_end *e, int fd);
+
+/* Closes the group gracefully (queued bytes are sent first) and drops ops:
+ * nothing is called back any more. */
+void hw_route_end_close(struct hw_route_end *e);
 
 /* Starts routing for v (after its transport manager). Returns 0 or a
  * negative code with a message. */
