@@ -1,0 +1,127 @@
+/* The visor's app launcher: starts the apps of the config as child
+ * processes with the app channel on an inherited socket (fd 3), sends
+ * their output to LOCAL_DIR/apps/NAME.log, and supervises them: an app
+ * that crashes is restarted after a backoff (1 s doubling to 60 s, +-20%
+ * jitter, reset once the app has run 60 s); one that exits with status 0
+ * stays down. Each app runs in its own session and process group, and the
+ * launcher signals the whole group, so helpers an app forks go with it.
+ *
+ * A launched app gets: stdin /dev/null; stdout and stderr appended to
+ * LOCAL_DIR/apps/NAME.log (renamed to NAME.log.1 before a start once it
+ * exceeds 10 MiB); cwd LOCAL_DIR/apps/NAME/; the visor's environment
+ * without HOPWIRE_APP_SOCKET, plus HOPWIRE_APP_FD=3, HOPWIRE_APP_NAME,
+ * HOPWIRE_APP_PORT and HOPWIRE_VISOR_PK.
+ *
+ * Everything runs on the caller's loop; callbacks come from it. Starting an
+ * app does a few small local file operations (mkdir, stat, open) and the
+ * fork/exec of uv_spawn, nothing that waits on the app. */
+#ifndef HW_VISOR_LAUNCHER_H
+#define HW_VISOR_LAUNCHER_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "visor/config.h"
+
+/* A log file larger than this is rotated before the next start. */
+#define HW_LAUNCHER_LOG_MAX (10 * 1024 * 1024)
+
+struct hw_launcher;
+
+struct hw_launcher_ops {
+	/* An app process started. fd is the visor's end of the app's
+	 * channel (a connected UNIX stream socket, non-blocking,
+	 * close-on-exec), owned by the callee from now on (closed by the
+	 * launcher when started is NULL). */
+	void (*started)(void *ud, const char *name, uint16_t port, int fd,
+			int pid);
+	/* The app's process ended (after `started`): exit_status is its
+	 * status, term_signal the signal that ended it (0: none). May be
+	 * NULL. Not called once hw_launcher_free has been called. */
+	void (*exited)(void *ud, const char *name, int64_t exit_status,
+		       int term_signal);
+};
+
+struct hw_launcher_params {
+	uv_loop_t *loop;
+	const struct hw_config_app *apps; /* napps entries, deep-copied */
+	size_t napps;
+	const char *local_dir;    /* required: logs and working folders */
+	const char *visor_pk_hex; /* HOPWIRE_VISOR_PK; NULL: not set */
+	/* Where hopwire-visor lives, searched first for bare binary names;
+	 * NULL: the folder of /proc/self/exe. */
+	const char *visor_exe_dir;
+	const struct hw_launcher_ops *ops; /* required */
+	void *ud;
+	/* Tuning, 0 for the defaults: first and largest restart delay
+	 * (1000, 60000), the run time after which the delay starts over
+	 * (60000), and how long a stopped app has between SIGTERM and
+	 * SIGKILL (3000). */
+	unsigned backoff_min_ms, backoff_max_ms, stable_ms, kill_grace_ms;
+};
+
+/* Creates a launcher for p->apps; nothing starts yet. Returns 0, or a
+ * negative code with a message in err. */
+int hw_launcher_new(struct hw_launcher **out,
+		    const struct hw_launcher_params *p, char *err,
+		    size_t errlen);
+
+/* Starts every app with autostart that is not running. Failures are
+ * logged and show in hw_launcher_json. */
+void hw_launcher_autostart(struct hw_launcher *l);
+
+/* Starts the app now (an app waiting for its restart starts at once).
+ * Returns 0; -ENOENT when no app has that name; HW_ESTATE when it is
+ * running or stopping (err says which); or the spawn error with a
+ * message in err naming what went wrong (for a missing binary, where it
+ * was looked for) — the app is then in state "failed". */
+int hw_launcher_start(struct hw_launcher *l, const char *name, char *err,
+		      size_t errlen);
+
+/* Stops the app: SIGTERM to its process group, SIGKILL after the grace
+ * (3 s); it is not restarted. A pending restart is cancelled. Returns 0
+ * (also when a stop is already under way), -ENOENT for an unknown name,
+ * HW_ESTATE with a message when it is not running. */
+int hw_launcher_stop(struct hw_launcher *l, const char *name, char *err,
+		     size_t errlen);
+
+/* Sets the app's autostart flag, in memory only (the config file is the
+ * caller's: hw_config_set_autostart). Returns 0 or -ENOENT. */
+int hw_launcher_set_autostart(struct hw_launcher *l, const char *name,
+			      int on);
+
+/* The app's config entry (the launcher's copy: autostart follows
+ * hw_launcher_set_autostart), or NULL when no app has that name / port.
+ * Valid until hw_launcher_free. */
+const struct hw_config_app *hw_launcher_app(const struct hw_launcher *l,
+					    const char *name);
+const struct hw_config_app *
+hw_launcher_app_by_port(const struct hw_launcher *l, uint16_t port);
+
+/* 1 when the launcher has a process for the app (running or stopping) or
+ * will restart it (backoff), 0 otherwise (also for unknown names). */
+int hw_launcher_is_running(const struct hw_launcher *l, const char *name);
+
+/* The apps as a JSON list (new reference, NULL when out of memory), in
+ * config order:
+ *   [{"name", "binary" (as configured), "args": [...], "port",
+ *     "state": "stopped" | "running" | "stopping" | "backoff" |
+ *              "exited" | "failed",
+ *     "pid": N | null, "uptime_ms": N | null, "restarts": N (automatic
+ *     restarts so far), "autostart": bool, "log": PATH,
+ *     "last_exit": {"status": N, "signal": N (0: none), "signal_name":
+ *                   "SIGSEGV" | null} | null,
+ *     "next_restart_ms": N | null (in backoff: ms until the restart),
+ *     "error": TEXT | null (why the last start failed)}] */
+json_t *hw_launcher_json(const struct hw_launcher *l);
+
+/* Shuts the launcher down without blocking: SIGTERM to every running app,
+ * SIGKILL after the grace to those still there, then every handle is
+ * closed and the memory released when the last one has closed; the caller
+ * keeps running the loop until then. No callback runs after this call.
+ * Accepts NULL. */
+void hw_launcher_free(struct hw_launcher *l);
+
+#endif
