@@ -82,6 +82,9 @@ static void get_info(struct hw_visor *v, struct hw_api_req *req)
 		snprintf(sock, sizeof(sock), "%s/streams.sock",
 			 v->cfg.local_dir);
 		json_object_set_new(o, "streams_socket", json_string(sock));
+		snprintf(sock, sizeof(sock), "%s/apps.sock",
+			 v->cfg.local_dir);
+		json_object_set_new(o, "apps_socket", json_string(sock));
 	}
 	hw_api_reply(req, 200, o);
 	json_decref(o);
@@ -535,6 +538,9 @@ void hw_visor_api_handle(struct hw_api_req *req, const char *method,
 			json_decref(a);
 			return;
 		}
+	} else if (!strncmp(path, "/v1/apps", 8) &&
+		   (path[8] == '\0' || path[8] == '/')) {
+		return hw_visor_api_apps(v, req, method, path, body);
 	} else if (!strcmp(path, "/v1/ping")) {
 		if (post)
 			return post_ping(v, req, body);

@@ -293,7 +293,7 @@ int hw_config_app_name_ok(const char *name)
 {
 	size_t n = strlen(name);
 
-	if (n == 0 || n > HW_APP_NAME_MAX)
+	if (n == 0 || n > HW_CONFIG_APP_NAME_MAX)
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++)
 		if (!isalnum((unsigned char)name[i]) && name[i] != '-' &&
@@ -325,7 +325,7 @@ static int load_app(struct hw_config *cfg, struct hw_config_app *a,
 	if (hw_config_app_name_ok(name))
 		return bad(err, errlen, "%s: '%s' is not 1 to %d letters, "
 			   "digits, '-' or '_'", field, name,
-			   HW_APP_NAME_MAX);
+			   HW_CONFIG_APP_NAME_MAX);
 	strcpy(a->name, name);
 	snprintf(field, sizeof(field), "apps[%zu].binary", i);
 	if ((rc = get_str(e, "binary", field, &binary, 1, err, errlen)) ||

@@ -73,12 +73,12 @@ struct hw_config_tp {
 };
 
 #define HW_MAX_APPS 64
-#define HW_APP_NAME_MAX 32
+#define HW_CONFIG_APP_NAME_MAX 32
 #define HW_APP_MAX_ARGS 32
 
 /* One app the visor launches (docs/apps.md). */
 struct hw_config_app {
-	char name[HW_APP_NAME_MAX + 1];
+	char name[HW_CONFIG_APP_NAME_MAX + 1];
 	char binary[PATH_MAX]; /* as written: resolved by the launcher */
 	char **args;           /* nargs strings, NULL-terminated */
 	size_t nargs;
@@ -126,7 +126,7 @@ int hw_config_parse(struct hw_config *cfg, const char *path, const char *text,
 
 void hw_config_free(struct hw_config *cfg);
 
-/* Checks an app name: 1..HW_APP_NAME_MAX of [A-Za-z0-9_-]. Returns 0 or
+/* Checks an app name: 1..HW_CONFIG_APP_NAME_MAX of [A-Za-z0-9_-]. Returns 0 or
  * -EINVAL. */
 int hw_config_app_name_ok(const char *name);
 

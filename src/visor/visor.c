@@ -49,6 +49,17 @@ static void on_packet(struct hw_tp *tp, const struct hw_packet *pkt,
 		hw_routing_on_packet(v->routing, tp, pkt);
 }
 
+static void on_app_started(void *ud, const char *name, uint16_t port, int fd,
+			   int pid)
+{
+	struct hw_visor *v = ud;
+	hw_appserver_adopt(v->apps, name, port, fd);
+}
+
+static const struct hw_launcher_ops launcher_ops = {
+	.started = on_app_started,
+};
+
 void hw_visor_set_setup(struct hw_visor *v, struct hw_setup_service *s)
 {
 	v->setup = s;
@@ -154,6 +165,7 @@ int hw_visor_new(struct hw_visor **out, uv_loop_t *loop,
 {
 	struct hw_tp_manager_params tp = {0};
 	struct hw_relay_client_params rp = {0};
+	struct hw_launcher_params lp = {0};
 	struct hw_visor *v = calloc(1, sizeof(*v));
 	uint8_t xpub[32];
 	char state[PATH_MAX + 32], msg[512];
@@ -168,6 +180,9 @@ int hw_visor_new(struct hw_visor **out, uv_loop_t *loop,
 	/* The copy owns the persistent list from here on. */
 	v->cfg.persistent = NULL;
 	v->cfg.npersistent = 0;
+	/* The launcher keeps its own copy of the apps. */
+	v->cfg.apps = NULL;
+	v->cfg.napps = 0;
 	v->start_ms = uv_now(loop);
 
 	if ((rc = hw_identity_load(&v->id, cfg->key_file))) {
@@ -224,6 +239,21 @@ int hw_visor_new(struct hw_visor **out, uv_loop_t *loop,
 		snprintf(err, errlen, "%s", msg);
 		goto fail;
 	}
+	if ((rc = hw_appserver_new(&v->apps, v, msg, sizeof(msg)))) {
+		snprintf(err, errlen, "%s", msg);
+		goto fail;
+	}
+	lp.loop = loop;
+	lp.apps = cfg->apps;
+	lp.napps = cfg->napps;
+	lp.local_dir = cfg->local_dir;
+	lp.visor_pk_hex = v->pk_hex;
+	lp.ops = &launcher_ops;
+	lp.ud = v;
+	if ((rc = hw_launcher_new(&v->launcher, &lp, msg, sizeof(msg)))) {
+		snprintf(err, errlen, "apps: %s", msg);
+		goto fail;
+	}
 	for (size_t i = 0; i < cfg->npersistent; i++)
 		add_config_tp(v, &cfg->persistent[i], i);
 	if ((rc = hw_api_server_new(&v->api, loop, cfg->control_socket,
@@ -240,6 +270,7 @@ int hw_visor_new(struct hw_visor **out, uv_loop_t *loop,
 		hw_log(HW_LOG_INFO, LOG, "listening for transports on tcp %s",
 		       hw_tp_manager_listen_addr(v->tpm));
 	hw_log(HW_LOG_INFO, LOG, "control API on %s", cfg->control_socket);
+	hw_launcher_autostart(v->launcher);
 	*out = v;
 	return 0;
 fail:
@@ -254,6 +285,10 @@ void hw_visor_free(struct hw_visor *v)
 	v->closing = 1;
 	hw_api_server_free(v->api);
 	v->api = NULL;
+	hw_launcher_free(v->launcher);
+	v->launcher = NULL;
+	hw_appserver_free(v->apps);
+	v->apps = NULL;
 	hw_presence_free(v->presence);
 	v->presence = NULL;
 	hw_routing_free(v->routing);

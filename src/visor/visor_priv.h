@@ -8,7 +8,9 @@
 #include "relay/client.h"
 #include "transport/manager.h"
 #include "visor/api_server.h"
+#include "visor/appserver.h"
 #include "visor/config.h"
+#include "visor/launcher.h"
 #include "visor/presence.h"
 #include "visor/routing.h"
 #include "visor/visor.h"
@@ -24,6 +26,8 @@ struct hw_visor {
 	struct hw_presence *presence;   /* discovery entry, relays held */
 	struct hw_routing *routing;     /* router, setup answers, groups */
 	struct hw_setup_service *setup; /* set in hopwire-setup only */
+	struct hw_appserver *apps;      /* app channels and their loops */
+	struct hw_launcher *launcher;   /* the apps of the config */
 	uint8_t x_priv[32];
 	struct hw_api_server *api;
 	uint64_t start_ms;
@@ -36,6 +40,10 @@ struct hw_visor {
 /* The control API's request handler (api_routes.c). */
 void hw_visor_api_handle(struct hw_api_req *req, const char *method,
 			 const char *path, json_t *body, void *ud);
+
+/* GET /v1/apps and /v1/apps/NAME/... (api_apps.c). */
+void hw_visor_api_apps(struct hw_visor *v, struct hw_api_req *req,
+		       const char *method, const char *path, json_t *body);
 
 /* Jobs of the API keep the visor alive until they finish. */
 void hw_visor_ref(struct hw_visor *v);

@@ -1,0 +1,148 @@
+/* The control API's app endpoints (docs/api.md):
+ *   GET  /v1/apps                    configured apps and apps started by
+ *                                    hand, with their state
+ *   POST /v1/apps/NAME/start|stop
+ *   POST /v1/apps/NAME/autostart     {"on": bool}, kept in the config */
+#include <stdio.h>
+#include <string.h>
+
+#include "util/err.h"
+#include "visor/visor_priv.h"
+
+#define APPS_PREFIX "/v1/apps/"
+
+/* Launcher entries, with what the app server knows of each (connected,
+ * loops), then the apps connected by hand that the config does not name. */
+static json_t *apps_json(struct hw_visor *v)
+{
+	json_t *list = hw_launcher_json(v->launcher);
+	json_t *conn = hw_appserver_json(v->apps), *c, *e;
+	size_t i, k;
+
+	if (!list || !conn) {
+		json_decref(list);
+		json_decref(conn);
+		return NULL;
+	}
+	json_array_foreach(list, i, e) {
+		json_object_set_new(e, "connected", json_false());
+		json_object_set_new(e, "loops", json_integer(0));
+		json_object_set_new(e, "launched", json_true());
+	}
+	json_array_foreach(conn, k, c) {
+		const char *name = json_string_value(json_object_get(c, "name"));
+		int found = 0;
+
+		json_array_foreach(list, i, e) {
+			if (strcmp(json_string_value(json_object_get(e, "name")),
+				   name))
+				continue;
+			found = 1;
+			json_object_set_new(e, "connected", json_true());
+			json_object_set(e, "loops", json_object_get(c, "loops"));
+			if (!json_is_true(json_object_get(c, "launched"))) {
+				/* Started by hand under a configured name. */
+				json_object_set_new(e, "launched",
+						    json_false());
+				json_object_set_new(e, "state",
+						    json_string("connected"));
+			}
+		}
+		if (found || !json_is_true(json_object_get(c, "initialised")))
+			continue;
+		json_array_append_new(
+			list, json_pack("{s:s, s:O, s:s, s:n, s:b, s:b, s:O, "
+					"s:b}",
+					"name", name, "port",
+					json_object_get(c, "port"), "state",
+					"connected", "pid", "autostart", 0,
+					"connected", 1, "loops",
+					json_object_get(c, "loops"), "launched",
+					0));
+	}
+	json_decref(conn);
+	return list;
+}
+
+void hw_visor_api_apps(struct hw_visor *v, struct hw_api_req *req,
+		       const char *method, const char *path, json_t *body)
+{
+	char name[HW_CONFIG_APP_NAME_MAX + 1], err[512];
+	const char *rest, *slash;
+	size_t n;
+	int rc, on;
+
+	if (!strcmp(path, "/v1/apps")) {
+		if (strcmp(method, "GET")) {
+			hw_api_reply_error(req, 405, "%s is not allowed on %s",
+					   method, path);
+			return;
+		}
+		json_t *o = apps_json(v);
+		if (!o) {
+			hw_api_reply_error(req, 500, "out of memory");
+			return;
+		}
+		hw_api_reply(req, 200, o);
+		json_decref(o);
+		return;
+	}
+	rest = path + strlen(APPS_PREFIX);
+	slash = strchr(rest, '/');
+	n = slash ? (size_t)(slash - rest) : strlen(rest);
+	if (!slash || n == 0 || n > HW_CONFIG_APP_NAME_MAX) {
+		hw_api_reply_error(req, 404, "no such endpoint: %s", path);
+		return;
+	}
+	memcpy(name, rest, n);
+	name[n] = '\0';
+	if (!hw_launcher_app(v->launcher, name)) {
+		hw_api_reply_error(req, 404, "no app '%s' in the config (%s)",
+				   name, v->cfg.path);
+		return;
+	}
+	if (strcmp(method, "POST")) {
+		hw_api_reply_error(req, 405, "%s is not allowed on %s", method,
+				   path);
+		return;
+	}
+	err[0] = '\0';
+	if (!strcmp(slash, "/start")) {
+		if (hw_appserver_connected(v->apps, name)) {
+			hw_api_reply_error(req, 409, "app '%s' is running "
+					   "(started by hand)", name);
+			return;
+		}
+		rc = hw_launcher_start(v->launcher, name, err, sizeof(err));
+	} else if (!strcmp(slash, "/stop")) {
+		rc = hw_launcher_stop(v->launcher, name, err, sizeof(err));
+	} else if (!strcmp(slash, "/autostart")) {
+		json_t *o = json_object_get(body, "on");
+		if (!json_is_boolean(o)) {
+			hw_api_reply_error(req, 400, "on: must be true or "
+					   "false");
+			return;
+		}
+		on = json_is_true(o);
+		rc = hw_config_set_autostart(v->cfg.path, name, on, err,
+					     sizeof(err));
+		if (rc == 0)
+			hw_launcher_set_autostart(v->launcher, name, on);
+	} else {
+		hw_api_reply_error(req, 404, "no such endpoint: %s", path);
+		return;
+	}
+	if (rc) {
+		hw_api_reply_error(req, rc == HW_ESTATE ? 409 : 500, "%s: %s",
+				   name, err[0] ? err : hw_strerror(rc));
+		return;
+	}
+	json_t *list = apps_json(v), *e, *found = NULL;
+	size_t i;
+	json_array_foreach(list, i, e)
+		if (!strcmp(json_string_value(json_object_get(e, "name")),
+			    name))
+			found = e;
+	hw_api_reply(req, 200, found ? found : json_null());
+	json_decref(list);
+}
