@@ -133,8 +133,13 @@ void hw_visor_api_apps(struct hw_visor *v, struct hw_api_req *req,
 		return;
 	}
 	if (rc) {
-		hw_api_reply_error(req, rc == HW_ESTATE ? 409 : 500, "%s: %s",
-				   name, err[0] ? err : hw_strerror(rc));
+		if (err[0])
+			hw_api_reply_error(req, rc == HW_ESTATE ? 409 : 500,
+					   "%s", err);
+		else
+			hw_api_reply_error(req, rc == HW_ESTATE ? 409 : 500,
+					   "app '%s': %s", name,
+					   hw_strerror(rc));
 		return;
 	}
 	json_t *list = apps_json(v), *e, *found = NULL;
