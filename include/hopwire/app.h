@@ -63,7 +63,8 @@ struct hw_app_loop {
 	uint16_t remote_port;
 };
 
-/* Connects to the visor and performs Init. On success *out is the app;
+/* Connects to the visor and performs Init (setup refusal reasons also
+ * show in hw_app_last_error). On success *out is the app;
  * free it with hw_app_close. On failure *out is NULL and, when err is not
  * NULL, err holds a sentence saying what went wrong ("HOPWIRE_APP_FD and
  * HOPWIRE_APP_SOCKET are unset: start this app from a visor or name the
@@ -84,8 +85,10 @@ HW_APP_API uint16_t hw_app_port(const struct hw_app *app);
 HW_APP_API const char *hw_app_local_pk(const struct hw_app *app);
 
 /* A descriptor that becomes readable when hw_app_accept may have a loop
- * to return or the visor closed the channel: poll it (POLLIN) to accept
- * without blocking. Do not read from it. */
+ * to return (also one that another thread's call took off the channel)
+ * or the visor closed the channel: poll it (POLLIN), then call
+ * hw_app_accept with timeout 0 (-EAGAIN: nothing yet). Do not read from
+ * it. */
 HW_APP_API int hw_app_fd(const struct hw_app *app);
 
 /* Waits up to timeout_ms (-1: no limit, 0: do not wait) for a loop that
@@ -103,8 +106,8 @@ HW_APP_API int hw_app_accept(struct hw_app *app, struct hw_app_loop *loop,
 HW_APP_API int hw_app_dial(struct hw_app *app, const char *pk, uint16_t port,
 			   struct hw_app_loop *loop, int timeout_ms);
 
-/* The visor's reason for the last refused request ("" when none); valid
- * until the next request. */
+/* The visor's reason for the calling thread's last refused request (""
+ * when none); valid until that thread's next request. */
 HW_APP_API const char *hw_app_last_error(const struct hw_app *app);
 
 /* Convenience wrappers over read(2) and write(2) on a loop's descriptor:
