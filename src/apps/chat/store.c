@@ -1,0 +1,386 @@
+/* The chat history: one SQLite file in WAL mode.
+ *
+ * Schema version 1 (PRAGMA user_version = 1):
+ *   messages(id INTEGER PRIMARY KEY, peer TEXT (hex pk), direction 'in' |
+ *            'out', text TEXT, time_ms INTEGER (ms since the epoch))
+ *   index messages_peer(peer, id)
+ * A file at version 0 with no table is initialised; a newer version is
+ * refused rather than misread. A later version adds a step to migrate().
+ *
+ * One connection, serialised by st->mu: the writers are the main thread
+ * (incoming messages) and HTTP threads (outgoing ones); the readers are
+ * HTTP threads. Queries are short; WAL keeps readers of other processes
+ * (sqlite3 by hand) from blocking us. The mutex also guards last_id, which
+ * the event streams wait on with st->cv. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "chat.h"
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_BUSY_MS 5000
+#define STORE_PEERS_MAX 1000
+
+struct hw_chat_store {
+	sqlite3 *db;
+	sqlite3_stmt *insert;
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* signalled when last_id grows or on cancel */
+	int64_t last_id;
+	bool cancelled;
+};
+
+static const char schema_v1[] =
+	"CREATE TABLE messages ("
+	" id INTEGER PRIMARY KEY,"
+	" peer TEXT NOT NULL,"
+	" direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),"
+	" text TEXT NOT NULL,"
+	" time_ms INTEGER NOT NULL);"
+	"CREATE INDEX messages_peer ON messages (peer, id);"
+	"PRAGMA user_version = 1;";
+
+static int exec_sql(sqlite3 *db, const char *sql, const char *path,
+		    char *err, size_t errlen)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
+		return 0;
+	snprintf(err, errlen, "%s: %s", path,
+		 msg ? msg : sqlite3_errmsg(db));
+	sqlite3_free(msg);
+	return -EIO;
+}
+
+static int query_int(sqlite3 *db, const char *sql, int64_t *v)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = -EIO;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+		goto out;
+	if (sqlite3_step(s) != SQLITE_ROW)
+		goto out;
+	*v = sqlite3_column_int64(s, 0);
+	rc = 0;
+out:
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* Brings the schema to STORE_SCHEMA_VERSION inside one write transaction,
+ * so two processes opening a new file do not both create it. */
+static int migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+	int64_t version = 0;
+	int rc;
+
+	if ((rc = exec_sql(db, "BEGIN IMMEDIATE", path, err, errlen)))
+		return rc;
+	if (query_int(db, "PRAGMA user_version", &version)) {
+		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+		rc = -EIO;
+		goto out;
+	}
+	if (version > STORE_SCHEMA_VERSION) {
+		snprintf(err, errlen, "%s: history schema version %lld is "
+			 "newer than this hopwire-chat's (%d)", path,
+			 (long long)version, STORE_SCHEMA_VERSION);
+		rc = -EPROTONOSUPPORT;
+		goto out;
+	}
+	if (version < 1 && (rc = exec_sql(db, schema_v1, path, err, errlen)))
+		goto out;
+	rc = exec_sql(db, "COMMIT", path, err, errlen);
+out:
+	if (rc)
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+int hw_chat_store_open(struct hw_chat_store **out, const char *path,
+		       char *err, size_t errlen)
+{
+	struct hw_chat_store *st = NULL;
+	pthread_condattr_t ca;
+	bool mu_init = false, cv_init = false;
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	*out = NULL;
+	st = calloc(1, sizeof(*st));
+	if (!st) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if ((rc = -pthread_mutex_init(&st->mu, NULL)))
+		goto fail_sys;
+	mu_init = true;
+	if ((rc = -pthread_condattr_init(&ca)))
+		goto fail_sys;
+	rc = -pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (!rc)
+		rc = -pthread_cond_init(&st->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (rc)
+		goto fail_sys;
+	cv_init = true;
+
+	if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE |
+			    SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+			    NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path,
+			 st->db ? sqlite3_errmsg(st->db) : "out of memory");
+		rc = -EIO;
+		goto out;
+	}
+	sqlite3_busy_timeout(st->db, STORE_BUSY_MS);
+	sqlite3_extended_result_codes(st->db, 1);
+	/* The first statement reads the file: "file is not a database"
+	 * shows here. WAL may be refused (some network file systems); the
+	 * history still works in the default mode then. */
+	if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode = WAL", -1, &s,
+			       NULL) != SQLITE_OK ||
+	    sqlite3_step(s) != SQLITE_ROW) {
+		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->db));
+		rc = -EIO;
+		goto out;
+	}
+	if (strcmp((const char *)sqlite3_column_text(s, 0), "wal"))
+		hw_chat_log("%s: journal mode is %s, not WAL", path,
+			    (const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	s = NULL;
+	if ((rc = exec_sql(st->db, "PRAGMA synchronous = NORMAL", path, err,
+			   errlen)) ||
+	    (rc = migrate(st->db, path, err, errlen)))
+		goto out;
+	if (sqlite3_prepare_v2(st->db,
+			       "INSERT INTO messages (peer, direction, text, "
+			       "time_ms) VALUES (?1, ?2, ?3, ?4)",
+			       -1, &st->insert, NULL) != SQLITE_OK ||
+	    query_int(st->db, "SELECT COALESCE(MAX(id), 0) FROM messages",
+		      &st->last_id)) {
+		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->db));
+		rc = -EIO;
+		goto out;
+	}
+	*out = st;
+	st = NULL;
+	rc = 0;
+	goto out;
+fail_sys:
+	snprintf(err, errlen, "%s", strerror(-rc));
+out:
+	sqlite3_finalize(s);
+	if (st) {
+		sqlite3_finalize(st->insert);
+		sqlite3_close(st->db);
+		if (cv_init)
+			pthread_cond_destroy(&st->cv);
+		if (mu_init)
+			pthread_mutex_destroy(&st->mu);
+		free(st);
+	}
+	return rc;
+}
+
+void hw_chat_store_close(struct hw_chat_store *st)
+{
+	if (!st)
+		return;
+	sqlite3_finalize(st->insert);
+	/* The last connection to close checkpoints the WAL into the file. */
+	if (sqlite3_close(st->db) != SQLITE_OK)
+		hw_chat_log("history: close: %s", sqlite3_errmsg(st->db));
+	pthread_cond_destroy(&st->cv);
+	pthread_mutex_destroy(&st->mu);
+	free(st);
+}
+
+int hw_chat_store_add(struct hw_chat_store *st, const char *peer,
+		      const char *direction, const char *text,
+		      int64_t time_ms, int64_t *id, char *err, size_t errlen)
+{
+	sqlite3_stmt *s = st->insert;
+	int rc = 0;
+
+	pthread_mutex_lock(&st->mu);
+	sqlite3_reset(s);
+	sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, direction, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, text, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, time_ms);
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		snprintf(err, errlen, "history: %s", sqlite3_errmsg(st->db));
+		rc = -EIO;
+	} else {
+		*id = sqlite3_last_insert_rowid(st->db);
+		if (*id > st->last_id)
+			st->last_id = *id;
+		pthread_cond_broadcast(&st->cv);
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	pthread_mutex_unlock(&st->mu);
+	return rc;
+}
+
+/* A text column as a JSON string. Rows written by us are UTF-8; a file
+ * edited by hand may hold anything, which is shown as U+FFFD rather than
+ * failing the whole answer. */
+static json_t *text_value(sqlite3_stmt *s, int col)
+{
+	const char *t = (const char *)sqlite3_column_text(s, col);
+	int n = sqlite3_column_bytes(s, col);
+	json_t *v;
+
+	if (!t)
+		return json_string("");
+	v = json_stringn(t, (size_t)n);
+	return v ? v : json_string("\xef\xbf\xbd");
+}
+
+static json_t *row_message(sqlite3_stmt *s)
+{
+	return json_pack("{s:I, s:o, s:o, s:o, s:I}",
+			 "id", (json_int_t)sqlite3_column_int64(s, 0),
+			 "peer", text_value(s, 1),
+			 "direction", text_value(s, 2),
+			 "text", text_value(s, 3),
+			 "time_ms", (json_int_t)sqlite3_column_int64(s, 4));
+}
+
+json_t *hw_chat_store_messages(struct hw_chat_store *st, const char *peer,
+			       int64_t after, int limit)
+{
+	/* ?1 peer or NULL, ?2 after, ?3 limit. */
+	static const char after_sql[] =
+		"SELECT id, peer, direction, text, time_ms FROM messages "
+		"WHERE id > ?2 AND (?1 IS NULL OR peer = ?1) "
+		"ORDER BY id LIMIT ?3";
+	static const char last_sql[] =
+		"SELECT * FROM (SELECT id, peer, direction, text, time_ms "
+		"FROM messages WHERE (?1 IS NULL OR peer = ?1) "
+		"ORDER BY id DESC LIMIT ?3) ORDER BY id";
+	sqlite3_stmt *s = NULL;
+	json_t *arr = json_array(), *res = NULL;
+	int rc;
+
+	if (!arr)
+		return NULL;
+	pthread_mutex_lock(&st->mu);
+	if (sqlite3_prepare_v2(st->db, after >= 0 ? after_sql : last_sql, -1,
+			       &s, NULL) != SQLITE_OK)
+		goto out;
+	if (peer)
+		sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, after);
+	sqlite3_bind_int(s, 3, limit);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		json_t *m = row_message(s);
+
+		if (!m || json_array_append_new(arr, m))
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		goto out;
+	res = arr;
+	arr = NULL;
+out:
+	if (!res)
+		hw_chat_log("history: query: %s", sqlite3_errmsg(st->db));
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->mu);
+	json_decref(arr);
+	return res;
+}
+
+json_t *hw_chat_store_peers(struct hw_chat_store *st)
+{
+	static const char sql[] =
+		"SELECT peer, MAX(time_ms), COUNT(*) FROM messages "
+		"GROUP BY peer ORDER BY 2 DESC, 1 LIMIT ?1";
+	sqlite3_stmt *s = NULL;
+	json_t *arr = json_array(), *res = NULL;
+	int rc;
+
+	if (!arr)
+		return NULL;
+	pthread_mutex_lock(&st->mu);
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_int(s, 1, STORE_PEERS_MAX);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		json_t *p = json_pack(
+			"{s:o, s:I, s:I}", "pk", text_value(s, 0),
+			"last_time_ms", (json_int_t)sqlite3_column_int64(s, 1),
+			"count", (json_int_t)sqlite3_column_int64(s, 2));
+
+		if (!p || json_array_append_new(arr, p))
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		goto out;
+	res = arr;
+	arr = NULL;
+out:
+	if (!res)
+		hw_chat_log("history: peers: %s", sqlite3_errmsg(st->db));
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->mu);
+	json_decref(arr);
+	return res;
+}
+
+int64_t hw_chat_store_last_id(struct hw_chat_store *st)
+{
+	int64_t id;
+
+	pthread_mutex_lock(&st->mu);
+	id = st->last_id;
+	pthread_mutex_unlock(&st->mu);
+	return id;
+}
+
+int hw_chat_store_wait(struct hw_chat_store *st, int64_t after,
+		       int64_t timeout_ms)
+{
+	struct timespec until;
+	int rc = 0;
+
+	if (timeout_ms < 0)
+		timeout_ms = 0;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += (time_t)(timeout_ms / 1000);
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&st->mu);
+	while (!st->cancelled && st->last_id <= after && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&st->cv, &st->mu, &until);
+	if (st->cancelled)
+		rc = -ECANCELED;
+	else
+		rc = st->last_id > after;
+	pthread_mutex_unlock(&st->mu);
+	return rc;
+}
+
+void hw_chat_store_cancel_waits(struct hw_chat_store *st)
+{
+	pthread_mutex_lock(&st->mu);
+	st->cancelled = true;
+	pthread_cond_broadcast(&st->cv);
+	pthread_mutex_unlock(&st->mu);
+}
