@@ -42,5 +42,7 @@ int hw_cli_info(int argc, char **argv);
 int hw_cli_tp(int argc, char **argv);
 int hw_cli_ping(int argc, char **argv);
 int hw_cli_route(int argc, char **argv);
+int hw_cli_app(int argc, char **argv);
+int hw_cli_testnet(int argc, char **argv);
 
 #endif

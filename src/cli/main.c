@@ -23,6 +23,10 @@ static const struct hw_cli_command commands[] = {
 			      "transport"},
 	{"route", hw_cli_route, "rules, paths, and route groups piped to "
 				"stdin/stdout (route --help)"},
+	{"app", hw_cli_app, "list, start and stop the visor's apps "
+			    "(app --help)"},
+	{"testnet", hw_cli_testnet, "start, check and stop a test network on "
+				    "loopback (testnet --help)"},
 };
 
 void hw_cli_err(const char *fmt, ...)

@@ -1,0 +1,126 @@
+/* hopwire app ...: the visor's apps through the control API (GET
+ * /v1/apps, POST /v1/apps/NAME/start|stop|autostart). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const char *str(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "";
+}
+
+static void app_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hopwire app ls [--json]\n"
+		"       hopwire app start NAME\n"
+		"       hopwire app stop NAME\n"
+		"       hopwire app autostart NAME on|off\n\n"
+		"ls lists the apps of the visor's config (\"apps\") and apps "
+		"started by hand on\nits app socket: name, port, state, pid, "
+		"automatic restarts, autostart.\nstart and stop run and stop a "
+		"configured app (a stopped app is not restarted);\nautostart "
+		"sets whether the visor starts the app when it starts, and "
+		"writes\nthat to the config file. An app's output is in "
+		"LOCAL_DIR/apps/NAME.log.\n");
+}
+
+static int app_ls(void)
+{
+	json_t *apps, *e;
+	size_t i;
+	int rc;
+
+	if ((rc = hw_cli_call("GET", "/v1/apps", NULL, 10000, &apps)))
+		return rc;
+	if (hw_cli_opts.json) {
+		hw_cli_print_json(apps);
+		json_decref(apps);
+		return 0;
+	}
+	if (json_array_size(apps) == 0)
+		printf("no apps (add them to the config's \"apps\" list)\n");
+	else
+		printf("%-16s  %5s  %-10s  %8s  %8s  %-9s  %5s\n", "NAME",
+		       "PORT", "STATE", "PID", "RESTARTS", "AUTOSTART",
+		       "LOOPS");
+	json_array_foreach(apps, i, e) {
+		json_t *pid = json_object_get(e, "pid");
+		char pidbuf[24] = "-", rs[24] = "-";
+
+		if (json_is_integer(pid))
+			snprintf(pidbuf, sizeof(pidbuf), "%lld",
+				 (long long)json_integer_value(pid));
+		if (json_is_integer(json_object_get(e, "restarts")))
+			snprintf(rs, sizeof(rs), "%lld",
+				 (long long)json_integer_value(
+					 json_object_get(e, "restarts")));
+		printf("%-16s  %5lld  %-10s  %8s  %8s  %-9s  %5lld\n",
+		       str(e, "name"),
+		       (long long)json_integer_value(json_object_get(e, "port")),
+		       str(e, "state"), pidbuf, rs,
+		       json_is_true(json_object_get(e, "autostart")) ? "on"
+								     : "off",
+		       (long long)json_integer_value(json_object_get(e,
+								     "loops")));
+		if (json_is_string(json_object_get(e, "error")))
+			printf("  %s\n", str(e, "error"));
+	}
+	json_decref(apps);
+	return 0;
+}
+
+static int app_action(const char *name, const char *action, json_t *body)
+{
+	char path[256];
+	json_t *o;
+	int rc;
+
+	if (strlen(name) > 64 || strchr(name, '/')) {
+		hw_cli_err("'%s' is not an app name", name);
+		return 2;
+	}
+	snprintf(path, sizeof(path), "/v1/apps/%s/%s", name, action);
+	if ((rc = hw_cli_call("POST", path, body, 15000, &o)))
+		return rc;
+	if (hw_cli_opts.json)
+		hw_cli_print_json(o);
+	else if (!strcmp(action, "autostart"))
+		printf("%s: autostart %s\n", name,
+		       json_is_true(json_object_get(o, "autostart")) ? "on"
+								     : "off");
+	else
+		printf("%s: %s\n", name, str(o, "state"));
+	json_decref(o);
+	return 0;
+}
+
+int hw_cli_app(int argc, char **argv)
+{
+	const char *sub = argc > 1 ? argv[1] : NULL;
+
+	if (!sub || !strcmp(sub, "--help") || !strcmp(sub, "-h")) {
+		app_usage(sub ? stdout : stderr);
+		return sub ? 0 : 2;
+	}
+	if (!strcmp(sub, "ls") && argc == 2)
+		return app_ls();
+	if ((!strcmp(sub, "start") || !strcmp(sub, "stop")) && argc == 3)
+		return app_action(argv[2], sub, NULL);
+	if (!strcmp(sub, "autostart") && argc == 4) {
+		int on = !strcmp(argv[3], "on");
+		if (!on && strcmp(argv[3], "off")) {
+			hw_cli_err("autostart: '%s' is not on or off",
+				   argv[3]);
+			return 2;
+		}
+		json_t *b = json_pack("{s:b}", "on", on);
+		int rc = app_action(argv[2], "autostart", b);
+		json_decref(b);
+		return rc;
+	}
+	app_usage(stderr);
+	return 2;
+}

@@ -1,0 +1,271 @@
+"""hopwire testnet up|status|down: a whole network on loopback started by
+the CLI (discovery, a relay, a setup node, visors in a line), checked
+through the CLI and the control API, and stopped without leaving a
+process behind."""
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+
+import pytest
+
+from conftest import BIN_DIR, bin_path
+
+
+def state_of(d):
+    return json.loads((d / "testnet.json").read_text())
+
+
+def proc_fields(pid):
+    """The fields of /proc/PID/stat after the command name, or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def running(pid):
+    """pid runs; a zombie nobody has reaped yet does not count."""
+    f = proc_fields(pid)
+    return f is not None and f[0] not in ("Z", "X")
+
+
+def group_members(pgid):
+    """The running processes of process group pgid."""
+    found = []
+    for e in os.listdir("/proc"):
+        if e.isdigit():
+            f = proc_fields(e)
+            if f and f[0] not in ("Z", "X") and int(f[2]) == pgid:
+                found.append(int(e))
+    return found
+
+
+def working_in(d):
+    """Running processes whose working folder is in d: the visors' apps
+    work in DIR/vI/apps/NAME."""
+    found = []
+    for e in os.listdir("/proc"):
+        if e.isdigit() and running(e):
+            try:
+                cwd = os.readlink(f"/proc/{e}/cwd")
+            except OSError:
+                continue
+            if cwd.startswith(f"{d}/"):
+                found.append(int(e))
+    return found
+
+
+def pgrep(text):
+    r = subprocess.run(["pgrep", "-f", str(text)], capture_output=True,
+                       text=True)
+    return [int(p) for p in r.stdout.split()]
+
+
+@pytest.fixture
+def tn_dir(tmp_path, hopwire):
+    """A testnet folder; whatever the test did, nothing started in it
+    outlives the test."""
+    d = tmp_path / "tn"
+    yield d
+    groups = set()
+    if (d / "testnet.json").exists():
+        groups = {p["pgid"] for p in state_of(d)["processes"]}
+        hopwire("testnet", "down", "--dir", d, timeout=60)
+    for g in groups:
+        for pid in group_members(g):
+            os.kill(pid, signal.SIGKILL)
+    for pid in pgrep(d) + working_in(d):
+        os.kill(pid, signal.SIGKILL)
+
+
+def by_name(st):
+    return {p["name"]: p for p in st["processes"]}
+
+
+def up_pks(hopwire, v):
+    r = hopwire("--visor", v["control_socket"], "tp", "ls", "--json")
+    assert r.returncode == 0, r.stderr
+    return {t["pk"] for t in json.loads(r.stdout) if t["state"] == "up"}
+
+
+def test_help(hopwire):
+    r = hopwire("testnet", "--help")
+    assert r.returncode == 0, r.stderr
+    for word in ("up", "status", "down", "testnet.json", "--visors"):
+        assert word in r.stdout
+    for sub in ("up", "status", "down"):
+        r = hopwire("testnet", sub, "--help")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith(f"usage: hopwire testnet {sub}")
+    r = hopwire("testnet", "up", "--help")
+    assert "2 to 16" in r.stdout and "--timeout" in r.stdout
+    assert "testnet" in hopwire("--help").stdout
+
+
+def test_bad_input(hopwire, tmp_path):
+    d = tmp_path / "never"
+    for n in ("1", "17", "x"):
+        r = hopwire("testnet", "up", "--dir", d, "--visors", n)
+        assert r.returncode == 2
+        assert f"--visors: '{n}'" in r.stderr, r.stderr
+    assert not d.exists()
+    r = hopwire("testnet", "up", "--dir", d, "--bogus")
+    assert r.returncode == 2 and "'--bogus'" in r.stderr
+    r = hopwire("testnet", "frob")
+    assert r.returncode == 2 and "'frob'" in r.stderr
+    r = hopwire("testnet", "up", "--dir", tmp_path / ("x" * 120))
+    assert r.returncode == 1 and "path too long" in r.stderr, r.stderr
+    assert not (tmp_path / ("x" * 120)).exists()
+    for sub in ("status", "down"):
+        r = hopwire("testnet", sub, "--dir", tmp_path)
+        assert r.returncode == 1
+        assert f"no testnet in {tmp_path}" in r.stderr, r.stderr
+
+
+def test_up_status_down(hopwire, tn_dir):
+    r = hopwire("testnet", "up", "--dir", tn_dir, "--visors", 3,
+                timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert stat.S_IMODE(tn_dir.stat().st_mode) == 0o700
+
+    st = state_of(tn_dir)
+    procs = by_name(st)
+    assert sorted(procs) == ["discovery", "relay", "setup", "v1", "v2",
+                             "v3"]
+    assert [procs[n]["role"] for n in ("discovery", "relay", "setup")] == \
+        ["discovery", "relay", "setup"]
+    v1, v2, v3 = procs["v1"], procs["v2"], procs["v3"]
+    for p in st["processes"]:
+        # Each a daemon leading its own session and process group.
+        assert p["pgid"] == p["pid"] and running(p["pid"]), p
+        assert os.getpgid(p["pid"]) == p["pid"]
+        assert os.getsid(p["pid"]) == p["pid"]
+        assert p["log"] == str(tn_dir / "logs" / f"{p['name']}.log")
+        assert os.path.exists(p["log"])
+    # The summary: services, then each visor with pk, socket, chat URL,
+    # then commands to try.
+    out = r.stdout
+    assert procs["discovery"]["url"] in out
+    assert procs["relay"]["addr"] in out and procs["relay"]["pk"] in out
+    for v in (v1, v2, v3):
+        assert v["control_socket"] == str(tn_dir / v["name"] / "visor.sock")
+        for k in ("pk", "control_socket", "chat_url"):
+            assert v[k] in out
+    assert f"route find {v3['pk']}" in out
+    assert f"{v1['chat_url']}/message" in out
+
+    r = hopwire("testnet", "status", "--dir", tn_dir, "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    status = by_name(json.loads(r.stdout))
+    assert all(p["alive"] for p in status.values())
+    for name in ("discovery", "setup", "v1", "v2", "v3"):
+        assert status[name]["answers"] is True, status[name]
+    assert status["relay"]["answers"] is None
+    assert [status[n]["transports_up"] for n in ("v1", "v2", "v3")] == \
+        [1, 2, 1]
+    assert all(status[n]["chat_answers"] for n in ("v1", "v2", "v3"))
+    # The visors' apps: in sessions of their own, stopped by down.
+    assert len(working_in(tn_dir)) >= 6  # chat and hello on each
+    r = hopwire("testnet", "status", "--dir", tn_dir)
+    assert r.returncode == 0 and "v3" in r.stdout
+
+    # The line v1 - v2 - v3, and a 2-hop path between its ends.
+    assert up_pks(hopwire, v1) == {v2["pk"]}
+    assert up_pks(hopwire, v2) == {v1["pk"], v3["pk"]}
+    assert up_pks(hopwire, v3) == {v2["pk"]}
+    r = hopwire("--visor", v1["control_socket"], "route", "find", v3["pk"],
+                "--json")
+    assert r.returncode == 0, r.stderr
+    path = json.loads(r.stdout)["paths"][0]
+    assert path["hops"] == 2
+    assert [t["to"] for t in path["transports"]] == [v2["pk"], v3["pk"]]
+
+    # A second testnet in the same folder is refused; the first stays.
+    r = hopwire("testnet", "up", "--dir", tn_dir, "--visors", 2)
+    assert r.returncode == 1 and "already running" in r.stderr, r.stderr
+    assert state_of(tn_dir) == st
+    assert all(running(p["pid"]) for p in st["processes"])
+
+    r = hopwire("testnet", "down", "--dir", tn_dir, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "stopped" in r.stdout
+    assert int(r.stdout.split()[1]) >= len(st["processes"])
+    for p in st["processes"]:
+        assert not running(p["pid"]), p
+        assert group_members(p["pgid"]) == [], p
+    assert pgrep(tn_dir) == []
+    assert working_in(tn_dir) == []
+    assert not (tn_dir / "testnet.json").exists()
+    # Keys and logs stay.
+    assert (tn_dir / "v1" / "visor.key").exists()
+    assert (tn_dir / "logs" / "v1.log").exists()
+
+    r = hopwire("testnet", "status", "--dir", tn_dir)
+    assert r.returncode == 1 and "no testnet in" in r.stderr
+    r = hopwire("testnet", "down", "--dir", tn_dir)
+    assert r.returncode == 1 and "no testnet in" in r.stderr
+
+
+def test_up_again_keeps_keys_and_down_reports_gone(hopwire, tn_dir):
+    r = hopwire("testnet", "up", "--dir", tn_dir, "--visors", 2,
+                timeout=120)
+    assert r.returncode == 0, r.stderr
+    first = by_name(state_of(tn_dir))
+    assert hopwire("testnet", "down", "--dir", tn_dir,
+                   timeout=60).returncode == 0
+    r = hopwire("testnet", "up", "--dir", tn_dir, "--visors", 2,
+                timeout=120)
+    assert r.returncode == 0, r.stderr
+    again = by_name(state_of(tn_dir))
+    for name in ("relay", "setup", "v1", "v2"):
+        assert again[name]["pk"] == first[name]["pk"]
+
+    # A visor that died is reported, and down still stops the rest.
+    os.kill(again["v2"]["pid"], signal.SIGKILL)
+    r = hopwire("testnet", "status", "--dir", tn_dir, "--json")
+    assert r.returncode == 1
+    assert by_name(json.loads(r.stdout))["v2"]["alive"] is False
+    r = hopwire("testnet", "down", "--dir", tn_dir, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "already gone: v2" in r.stdout
+    assert pgrep(tn_dir) == []
+    for p in again.values():
+        assert group_members(p["pgid"]) == []
+
+
+def test_up_names_what_failed_and_cleans_up(tmp_path, hopwire):
+    """A visor that exits at once: up says which, shows its log, stops
+    the rest and leaves no state behind."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    # hopwire finds the programs beside its own (resolved) executable.
+    shutil.copy(bin_path("hopwire"), bindir / "hopwire")
+    for name in ("discovery", "relay", "setup", "chat", "hello"):
+        os.symlink(bin_path(f"hopwire-{name}"), bindir / f"hopwire-{name}")
+    fake = bindir / "hopwire-visor"
+    fake.write_text("#!/bin/sh\necho 'no visor today'\nexit 3\n")
+    fake.chmod(0o755)
+    d = tmp_path / "tn"
+    r = subprocess.run([str(bindir / "hopwire"), "testnet", "up", "--dir",
+                        str(d), "--visors", "2"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 1
+    m = re.search(r"(v[12]) exited with status 3", r.stderr)
+    assert m, r.stderr
+    assert str(d / "logs" / f"{m.group(1)}.log") in r.stderr
+    assert "no visor today" in r.stderr
+    assert not (d / "testnet.json").exists()
+    assert pgrep(d) == []
+
+    os.unlink(bindir / "hopwire-relay")
+    r = subprocess.run([str(bindir / "hopwire"), "testnet", "up", "--dir",
+                        str(d)], capture_output=True, text=True,
+                       env={**os.environ, "PATH": "/usr/bin:/bin"},
+                       timeout=30)
+    assert r.returncode == 1
+    assert "hopwire-relay not found" in r.stderr, r.stderr
