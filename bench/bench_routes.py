@@ -6,6 +6,9 @@
 - throughput of one route group over 1 and 2 hops (bench_stream, a C
   endpoint, writes and reads it), beside plain loopback TCP between two
   processes;
+- app-to-app throughput over 1 hop (bench_appio, an app on
+  libhopwire-app) beside plain TCP, and app-to-app round trips over 1 and
+  2 hops beside a plain TCP round trip;
 - visor memory per idle route group, with 1,000 of them open.
 Visors A - B - C - D in a line on loopback, a discovery service and a setup
 node. Programs talk to route groups through each visor's stream socket
@@ -116,6 +119,29 @@ def main():
                   f"{'s' if hops > 1 else ''}: {mbs:7.1f} MB/s   plain TCP "
                   f"{plain:7.1f} MB/s   ratio {mbs / plain:.0%}"
                   f"{'  (target 40% at 1 hop)' if hops == 1 else ''}")
+
+        # Apps (libhopwire-app, loop-fd) on the same routes: bench_appio
+        # serves on B and C, clients on A.
+        apps_sock = {v: v.api("info")["apps_socket"] for v in (a, b, c)}
+        servers = [subprocess.Popen([BIN / "bench_appio", "serve",
+                                     apps_sock[v], "50"])
+                   for v in (b, c)]
+        procs.extend(servers)
+        time.sleep(0.5)
+        mbs = best_of(3, lambda: float(run(
+            BIN / "bench_appio", "send", apps_sock[a], b.pk, 50,
+            512 << 20)))
+        print(f"app to app throughput, 1 hop: {mbs:7.1f} MB/s   plain TCP "
+              f"{plain:7.1f} MB/s   ratio {mbs / plain:.0%}  (target 35%)")
+        tcp_rtt = float(run(BIN / "bench_tcp", "pingpong", 2000)) * 1000
+        print(f"plain TCP round trip (16 bytes): median {tcp_rtt:.1f} us")
+        for hops, dst in ((1, b), (2, c)):
+            med, p99 = map(float, run(BIN / "bench_appio", "rtt",
+                                      apps_sock[a], dst.pk, 50,
+                                      2000).split())
+            print(f"app to app round trip (1 byte), {hops} hop"
+                  f"{'s' if hops > 1 else ''}: median {med:.1f} us, "
+                  f"p99 {p99:.1f} us")
 
         # 200 groups first, so one-time costs (buffers that transports
         # keep for reuse, table growth) are in the baseline.

@@ -1,116 +1,78 @@
 #!/usr/bin/env bash
-# make demo: what can be shown today. Two visors on loopback link over an
-# encrypted TCP transport and are driven with the CLI; then a discovery
-# service and a relay start, and two visors without any listening port find
-# each other in discovery and link through the relay. The whole local test
-# network (setup node, multi-hop routes, visors with apps) does not exist
-# yet; this says so at the end.
+# make demo: a whole Hopwire network on this machine. `hopwire testnet up`
+# starts discovery, a relay, a setup node and four visors in a line
+# v1 - v2 - v3 - v4 (the ends are three hops apart), each with the chat and
+# hello apps. Then a chat message goes from v1 to v4 over a route through
+# v2 and v3, v4 answers, hello plays ping-pong, and the network is left
+# running for the user to open the chat pages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$PWD/build/bin
-dir=$(mktemp -d /tmp/hopwire-demo.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+hw="$bin/hopwire"
+dir=${HOPWIRE_DEMO_DIR:-$PWD/testnet}
 
-port() { /usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+field() { /usr/bin/python3 -c 'import json,sys
+st = json.load(open(sys.argv[1]))
+p = {x["name"]: x for x in st["processes"]}
+print(p[sys.argv[2]][sys.argv[3]])' "$dir/testnet.json" "$1" "$2"; }
 
-for v in a b; do
-  "$bin/hopwire" config init --out "$dir/$v/hopwire.json" \
-    --tcp-listen "127.0.0.1:$(port)" >/dev/null 2>&1
-  "$bin/hopwire-visor" --config "$dir/$v/hopwire.json" 2>"$dir/$v.log" &
-  pids+=($!)
-done
-for v in a b; do
-  for _ in $(seq 100); do
-    "$bin/hopwire" --config "$dir/$v/hopwire.json" info >/dev/null 2>&1 && break
-    sleep 0.05
-  done
-done
-pkb=$("$bin/hopwire" pk --key "$dir/b/visor.key")
-addrb=$(/usr/bin/python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["transport"]["tcp_listen"])' "$dir/b/hopwire.json")
-export HOPWIRE_CONFIG=$dir/a/hopwire.json
+if [ -f "$dir/testnet.json" ]; then
+  echo "== a testnet from an earlier demo is in $dir: stopping it first"
+  "$hw" testnet down --dir "$dir" || true
+fi
 
-echo "== two visors, A and B, on loopback (folders under $dir)"
-step "$bin/hopwire" info
-step "$bin/hopwire" tp add "$pkb" --addr "$addrb" --persistent
-step "$bin/hopwire" --config "$dir/b/hopwire.json" tp ls
-step "$bin/hopwire" ping "$pkb" --count 3
-id=$("$bin/hopwire" tp ls --json | /usr/bin/python3 -c 'import json,sys;print(json.load(sys.stdin)[0]["id"])')
-step "$bin/hopwire" tp throughput "$id" --bytes 500000000
-step "$bin/hopwire" tp ls
-echo
-echo "== visor A's log"
-cat "$dir/a.log"
+echo "== a local Hopwire network: discovery, a relay, a setup node, 4 visors"
+step "$hw" testnet up --dir "$dir" --visors 4
+
+v1=$(field v1 control_socket); v4pk=$(field v4 pk); v1pk=$(field v1 pk)
+chat1=$(field v1 chat_url); chat4=$(field v4 chat_url)
 
 echo
-echo "== discovery, a relay, and two visors C and D with no listening port"
-dport=$(port); rport=$(port)
-"$bin/hopwire-discovery" --listen "127.0.0.1:$dport" \
-  --store "sqlite:$dir/discovery.db" 2>"$dir/discovery.log" &
-pids+=($!)
-"$bin/hopwire" keygen --out "$dir/relay.key" >/dev/null 2>&1
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$dport/health" >/dev/null && break; sleep 0.05; done
-"$bin/hopwire-relay" --key "$dir/relay.key" --listen "127.0.0.1:$rport" \
-  --discovery "http://127.0.0.1:$dport" 2>"$dir/relay.log" &
-pids+=($!)
-"$bin/hopwire" keygen --out "$dir/setup.key" >/dev/null 2>&1
-spk=$("$bin/hopwire" pk --key "$dir/setup.key")
-"$bin/hopwire-setup" --key "$dir/setup.key" --discovery "http://127.0.0.1:$dport" \
-  --dir "$dir/setup" 2>"$dir/setup.log" &
-pids+=($!)
-for v in c d; do
-  "$bin/hopwire" config init --out "$dir/$v/hopwire.json" \
-    --discovery "http://127.0.0.1:$dport" --setup-node "$spk" >/dev/null 2>&1
-  /usr/bin/python3 - "$dir/$v/hopwire.json" <<'PY'
-import json, sys
-cfg = json.load(open(sys.argv[1]))
-cfg["transport"]["tcp_listen"] = ""          # behind NAT: nobody can dial it
-cfg["discovery"]["refresh_ms"] = 1000
-json.dump(cfg, open(sys.argv[1], "w"), indent=2)
-PY
-  "$bin/hopwire-visor" --config "$dir/$v/hopwire.json" 2>"$dir/$v.log" &
-  pids+=($!)
-done
-pkd=$("$bin/hopwire" pk --key "$dir/d/visor.key")
-for _ in $(seq 200); do
-  curl -sf "http://127.0.0.1:$dport/v1/visors/$pkd" 2>/dev/null | grep -q '"relays": *\["' && break
-  sleep 0.05
-done
-export HOPWIRE_CONFIG=$dir/c/hopwire.json
-step "$bin/hopwire" info
-step curl -s "http://127.0.0.1:$dport/v1/visors/$pkd"
+echo "== v1 and v4 have no transport to each other: discovery's route finder"
+echo "== gives a path through v2 and v3"
+step "$hw" --visor "$v1" route find "$v4pk"
+
 echo
-step "$bin/hopwire" tp add "$pkd"
-step "$bin/hopwire" ping "$pkd" --count 3
-id=$("$bin/hopwire" tp ls --json | /usr/bin/python3 -c 'import json,sys;print(json.load(sys.stdin)[0]["id"])')
-step "$bin/hopwire" tp throughput "$id" --bytes 300000000
-step curl -s "http://127.0.0.1:$dport/v1/transports?edge=$pkd"
+echo "== chat: v1 sends a message to v4 (POST /message on v1's chat app)"
+step curl -sS -X POST "$chat1/message" \
+  -d "{\"recipient\": \"$v4pk\", \"message\": \"hello from v1, three hops away\"}"
+echo
+echo
+echo "== it arrives at v4 (GET /messages on v4's chat app)"
+for _ in $(seq 100); do
+  curl -sf "$chat4/messages" | grep -q "three hops away" && break
+  sleep 0.1
+done
+step curl -sS "$chat4/messages"
+echo
+echo
+echo "== v4 answers"
+step curl -sS -X POST "$chat4/message" \
+  -d "{\"recipient\": \"$v1pk\", \"message\": \"hello v1, v4 here\"}"
+echo
+for _ in $(seq 100); do
+  curl -sf "$chat1/messages" | grep -q "v4 here" && break
+  sleep 0.1
+done
+step curl -sS "$chat1/messages"
 echo
 
 echo
-echo "== a route group from C to port 10 on D, built by the setup node, end-to-end"
-echo "   encrypted (Noise KK) over the relay transport"
-mkfifo "$dir/d.in"
-sleep 60 > "$dir/d.in" &  # keeps D's end open while C talks
-pids+=($!)
-"$bin/hopwire" --config "$dir/d/hopwire.json" route listen 10 \
-  < "$dir/d.in" > "$dir/d.out" 2>"$dir/d.err" &
-pids+=($!)
-for _ in $(seq 100); do grep -q listening "$dir/d.err" 2>/dev/null && break; sleep 0.05; done
-step sh -c "echo 'hello D, this is C' | \"$bin/hopwire\" route dial $pkd 10"
-for _ in $(seq 100); do [ -s "$dir/d.out" ] && break; sleep 0.05; done
+echo "== the hello app: ping-pong from an app on v1 to v4's hello server"
+HOPWIRE_APP_SOCKET=$(dirname "$v1")/apps.sock \
+  step "$bin/hopwire-hello" client "$v4pk" ping
 echo
-echo "D received:"
-cat "$dir/d.out"
-step "$bin/hopwire" route ls
-echo
-echo "NOT YET: apps and the local test network. 'make demo' will start several"
-echo "visors with chat and routes through each other once those parts exist."
-echo "Today: identities, the visor, TCP and relay transports, discovery, the"
-echo "relay server, the setup node, multi-hop route groups, the CLI."
+echo "== v1's apps, rules and route groups"
+step "$hw" --visor "$v1" app ls
+step "$hw" --visor "$(field v2 control_socket)" route ls
+
+cat <<EOF
+
+== The network is still running. Open the chat pages in a browser:
+     v1: $chat1
+     v4: $chat4
+   pick the other visor's key and chat over the three-hop route.
+   hopwire testnet status --dir $dir     what runs
+   hopwire testnet down --dir $dir       stop everything
+EOF
