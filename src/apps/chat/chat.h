@@ -4,6 +4,7 @@
  *   store.c  the history (SQLite), thread-safe, with a wait for new rows
  *   net.c    the chat protocol over loops (documented at its top and in
  *            docs/chat.md): accepting, dialing, reading, sending
+ *   line.c   the parser of one chat line from a peer
  *   http.c   the web interface and JSON API (libmicrohttpd)
  *   page.c   the single HTML page served at /
  *
@@ -43,6 +44,15 @@ int64_t hw_chat_mono_ms(void);
 /* Whether s is a public key (64 hex characters, either case); when it is
  * and out is not NULL, out receives it in lower case (65 bytes). */
 int hw_chat_pk_ok(const char *s, char *out);
+
+/* --- line.c ------------------------------------------------------------ */
+
+/* Parses one chat line from a peer (n bytes, without its '\n'). Returns 0
+ * with *text the message (1..HW_CHAT_TEXT_MAX bytes, valid while *root,
+ * which the caller frees), or 0 with both NULL for a blank line; -1 with
+ * why naming what is wrong. */
+int hw_chat_line_parse(const char *line, size_t n, json_t **root,
+		       const char **text, char *why, size_t whylen);
 
 /* --- store.c ----------------------------------------------------------- */
 

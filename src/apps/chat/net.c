@@ -272,45 +272,17 @@ static const char *take_line(struct hw_chat_net *net, struct chat_loop *l,
 			     size_t whylen)
 {
 	char err[NET_ERR_MAX];
-	json_error_t jerr;
-	json_t *root = NULL, *msg;
-	const char *res = NULL;
-	size_t i, tlen;
+	json_t *root;
+	const char *text;
 	int64_t id;
 
-	for (i = 0; i < n; i++)
-		if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r')
-			break;
-	if (i == n)
-		return NULL;
-	root = json_loadb(line, n, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root) {
-		snprintf(why, whylen, "not JSON: %s", jerr.text);
-		res = why;
-		goto out;
-	}
-	msg = json_object_get(root, "message");
-	if (!json_is_object(root) || !json_is_string(msg)) {
-		snprintf(why, whylen, "not a JSON object with a \"message\" "
-			 "string");
-		res = why;
-		goto out;
-	}
-	tlen = json_string_length(msg);
-	if (tlen == 0 || tlen > HW_CHAT_TEXT_MAX) {
-		snprintf(why, whylen, "message of %zu bytes (1..%d allowed)",
-			 tlen, HW_CHAT_TEXT_MAX);
-		res = why;
-		goto out;
-	}
-	/* jansson decodes only valid UTF-8 and refuses \u0000 without
-	 * JSON_ALLOW_NUL: the text is a C string of tlen bytes. */
-	if (hw_chat_store_add(net->st, l->pk, "in", json_string_value(msg),
-			      hw_chat_now_ms(), &id, err, sizeof(err)))
+	if (hw_chat_line_parse(line, n, &root, &text, why, whylen))
+		return why;
+	if (text && hw_chat_store_add(net->st, l->pk, "in", text,
+				      hw_chat_now_ms(), &id, err, sizeof(err)))
 		hw_chat_log("peer %s: message not stored: %s", l->pk, err);
-out:
 	json_decref(root);
-	return res;
+	return NULL;
 }
 
 static bool has_quota(struct chat_loop *l, int64_t now)
