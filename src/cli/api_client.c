@@ -40,6 +40,25 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+int hw_cli_curl_local(CURL *c, long timeout_ms, struct hw_capped *rb)
+{
+	CURLcode rc;
+
+	/* Local peers only: never through a proxy from the environment,
+	 * never elsewhere. */
+	if ((rc = curl_easy_setopt(c, CURLOPT_PROXY, "")) ||
+#if LIBCURL_VERSION_NUM >= 0x075500
+	    (rc = curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http")) ||
+#endif
+	    (rc = curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L)) ||
+	    (rc = curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L)) ||
+	    (rc = curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms)) ||
+	    (rc = curl_easy_setopt(c, CURLOPT_WRITEFUNCTION,
+				   hw_capped_curl_write)))
+		return (int)rc;
+	return (int)curl_easy_setopt(c, CURLOPT_WRITEDATA, rb);
+}
+
 int hw_api_call(const char *socket_path, const char *method, const char *path,
 		json_t *body, long timeout_ms, long *status, json_t **resp,
 		char *err, size_t errlen)
@@ -107,19 +126,8 @@ int hw_api_call(const char *socket_path, const char *method, const char *path,
 	    curl_easy_setopt(c, CURLOPT_URL, url) ||
 	    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method) ||
 	    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs) ||
-	    /* The visor is local: never through a proxy from the
-	     * environment, never elsewhere. */
-	    curl_easy_setopt(c, CURLOPT_PROXY, "") ||
-#if LIBCURL_VERSION_NUM >= 0x075500
-	    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http") ||
-#endif
-	    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L) ||
-	    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) ||
-	    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms) ||
+	    hw_cli_curl_local(c, timeout_ms, &rb) ||
 	    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err) ||
-	    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION,
-			     hw_capped_curl_write) ||
-	    curl_easy_setopt(c, CURLOPT_WRITEDATA, &rb) ||
 	    (payload &&
 	     (curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload) ||
 	      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,

@@ -3,8 +3,16 @@
 #ifndef HW_CLI_API_CLIENT_H
 #define HW_CLI_API_CLIENT_H
 
+#include <curl/curl.h>
 #include <jansson.h>
 #include <stddef.h>
+
+struct hw_capped;
+
+/* Sets what every request of the CLI uses: plain HTTP to a local peer
+ * (never a proxy from the environment, no redirects, no signals), the
+ * timeout, and the answer collected into rb. Returns a CURLcode. */
+int hw_cli_curl_local(CURL *c, long timeout_ms, struct hw_capped *rb);
 
 /* Sends method path (with body as JSON when non-NULL) to the visor at
  * socket_path and waits for the answer, at most timeout_ms.

@@ -948,16 +948,7 @@ static long http_get(const char *url, long timeout_ms, json_t **body)
 	if (!c)
 		return 0;
 	if (curl_easy_setopt(c, CURLOPT_URL, url) ||
-	    /* Loopback only: never through a proxy from the environment. */
-	    curl_easy_setopt(c, CURLOPT_PROXY, "") ||
-#if LIBCURL_VERSION_NUM >= 0x075500
-	    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http") ||
-#endif
-	    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L) ||
-	    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) ||
-	    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms) ||
-	    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, hw_capped_curl_write) ||
-	    curl_easy_setopt(c, CURLOPT_WRITEDATA, &rb))
+	    hw_cli_curl_local(c, timeout_ms, &rb))
 		goto out;
 	if (curl_easy_perform(c) != CURLE_OK)
 		goto out;

@@ -706,10 +706,25 @@ static void on_create_loop(struct app *a, const struct hw_app_frame *f)
 	}
 }
 
+/* The app's loop la names, or NULL after answering the request id. */
+static struct loop *loop_or_fail(struct app *a, uint8_t id,
+				 const struct hw_app_loop_addr *la)
+{
+	char pk[2 * HW_APP_PK_LEN + 1];
+	struct loop *l = loop_find(a, la->port, &la->remote);
+
+	if (!l) {
+		hw_app_pk_hex(la->remote.pk, pk);
+		fail(a, id, "no loop %u -> %s:%u", la->port, pk,
+		     la->remote.port);
+	}
+	return l;
+}
+
 static void on_send(struct app *a, const struct hw_app_frame *f)
 {
 	struct hw_app_loop_addr la;
-	char err[HW_APP_ERROR_MAX], pk[2 * HW_APP_PK_LEN + 1];
+	char err[HW_APP_ERROR_MAX];
 	struct loop *l;
 	size_t n;
 	int rc;
@@ -719,12 +734,8 @@ static void on_send(struct app *a, const struct hw_app_frame *f)
 		fail(a, f->id, "%s", err);
 		return;
 	}
-	if (!(l = loop_find(a, la.port, &la.remote))) {
-		hw_app_pk_hex(la.remote.pk, pk);
-		fail(a, f->id, "no loop %u -> %s:%u", la.port, pk,
-		     la.remote.port);
+	if (!(l = loop_or_fail(a, f->id, &la)))
 		return;
-	}
 	if (l->fdmode) {
 		fail(a, f->id, "loop data goes through its descriptor "
 		     "(loop-fd)");
@@ -761,19 +772,15 @@ static void on_send(struct app *a, const struct hw_app_frame *f)
 static void on_close(struct app *a, const struct hw_app_frame *f)
 {
 	struct hw_app_loop_addr la;
-	char err[HW_APP_ERROR_MAX], pk[2 * HW_APP_PK_LEN + 1];
+	char err[HW_APP_ERROR_MAX];
 	struct loop *l;
 
 	if (hw_app_parse_loop(f->body, f->len, &la, err, sizeof(err))) {
 		fail(a, f->id, "Close: %s", err);
 		return;
 	}
-	if (!(l = loop_find(a, la.port, &la.remote))) {
-		hw_app_pk_hex(la.remote.pk, pk);
-		fail(a, f->id, "no loop %u -> %s:%u", la.port, pk,
-		     la.remote.port);
+	if (!(l = loop_or_fail(a, f->id, &la)))
 		return;
-	}
 	if (l->state == L_DIALING)
 		fail(a, l->create_id, "closed by the app while dialing");
 	loop_end(l);
