@@ -10,7 +10,7 @@ import struct
 import sys
 from pathlib import Path
 
-from conftest import wait_for
+from conftest import bin_path, wait_for
 from seedapp import (CLOSE, CONFIRM_LOOP, CREATE_LOOP, FAILURE, INIT, SEND,
                      SUCCESS, SeedApp)
 from test_routing import line_of_three, link, registered, trust
@@ -201,3 +201,35 @@ def test_app_by_hand_takes_a_configured_name(tmp_path, control_plane,
                                            "'manual'"})
     app.close()
     taken.close()
+
+
+def test_seed_app_talks_to_sdk_app_over_two_hops(tmp_path, control_plane,
+                                                 visors):
+    """The Python app (plain seed protocol, JSON Send) on A and
+    hopwire-hello (C, our SDK, loop-fd) on C, two hops apart."""
+    disc = control_plane.discovery()
+    s = control_plane.setup(disc.url)
+    a, b, c = (visors(n, discovery=disc.url) for n in "abc")
+    with_apps(c, {"name": "hello", "binary": bin_path("hopwire-hello"),
+                  "args": ["server"], "port": 10})
+    for v in (a, b, c):
+        trust(v, s.pk)
+        v.start()
+    link(a, b)
+    link(b, c)
+    wait_for(lambda: registered(disc.url, a, b) and
+             registered(disc.url, b, c), what="transports in discovery")
+    wait_for(lambda: app_state(c, "hello")["connected"], what="hello up")
+    app = SeedApp(apps_sock(a), "py-client")
+    ok, local = app.dial(c.pk, 10)
+    assert ok, local
+    lport = local["port"]
+    assert app.write(lport, c.pk, 10, b"ping\nsecond line\n") == (True,
+                                                                  None)
+    assert app.read(len(b"pong: ping\npong: second line\n")) == \
+        b"pong: ping\npong: second line\n"
+    # B forwards the loop without being one of its ends.
+    assert {r["kind"] for r in b.json("route", "ls")["rules"]} == \
+        {"intermediary"}
+    assert app.close_loop(lport, c.pk, 10) == (True, None)
+    app.close()
