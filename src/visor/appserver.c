@@ -107,7 +107,8 @@ struct hw_appserver {
 /* A write to an app: the frame, and the descriptor handle sent with it. */
 struct awrite {
 	uv_write_t req;
-	struct app *app;
+	struct app *app;          /* valid until the write's callback */
+	struct hw_appserver *as;  /* valid until the handle is closed */
 	size_t len;
 	uv_pipe_t fdh;
 	int has_fd;
@@ -130,7 +131,7 @@ static void handle_unref(struct hw_appserver *as)
 static void on_fdh_closed(uv_handle_t *h)
 {
 	struct awrite *w = h->data;
-	struct hw_appserver *as = w->app->as;
+	struct hw_appserver *as = w->as;
 	free(w->buf);
 	free(w);
 	handle_unref(as);
@@ -163,6 +164,7 @@ static void app_write(struct app *a, uint8_t *buf, size_t len, int fd)
 	if (a->closing || !(w = calloc(1, sizeof(*w))))
 		goto fail;
 	w->app = a;
+	w->as = a->as;
 	w->len = len;
 	w->buf = buf;
 	b = uv_buf_init((char *)buf, (unsigned)len);
