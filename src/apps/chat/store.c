@@ -259,6 +259,43 @@ static json_t *row_message(sqlite3_stmt *s)
 			 "time_ms", (json_int_t)sqlite3_column_int64(s, 4));
 }
 
+static json_t *row_peer(sqlite3_stmt *s)
+{
+	return json_pack("{s:o, s:I, s:I}", "pk", text_value(s, 0),
+			 "last_time_ms", (json_int_t)sqlite3_column_int64(s, 1),
+			 "count", (json_int_t)sqlite3_column_int64(s, 2));
+}
+
+/* Runs s (prepared and bound under st->mu, which the caller holds) and
+ * collects its rows made by row into a JSON array; finalizes s and
+ * unlocks. NULL on failure (logged with what). */
+static json_t *collect_rows(struct hw_chat_store *st, sqlite3_stmt *s,
+			    json_t *(*row)(sqlite3_stmt *), const char *what)
+{
+	json_t *arr = json_array(), *res = NULL;
+	int rc;
+
+	if (!arr || !s)
+		goto out;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		json_t *r = row(s);
+
+		if (!r || json_array_append_new(arr, r))
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		goto out;
+	res = arr;
+	arr = NULL;
+out:
+	if (!res)
+		hw_chat_log("history: %s: %s", what, sqlite3_errmsg(st->db));
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->mu);
+	json_decref(arr);
+	return res;
+}
+
 json_t *hw_chat_store_messages(struct hw_chat_store *st, const char *peer,
 			       int64_t after, int limit)
 {
@@ -272,36 +309,16 @@ json_t *hw_chat_store_messages(struct hw_chat_store *st, const char *peer,
 		"FROM messages WHERE (?1 IS NULL OR peer = ?1) "
 		"ORDER BY id DESC LIMIT ?3) ORDER BY id";
 	sqlite3_stmt *s = NULL;
-	json_t *arr = json_array(), *res = NULL;
-	int rc;
 
-	if (!arr)
-		return NULL;
 	pthread_mutex_lock(&st->mu);
 	if (sqlite3_prepare_v2(st->db, after >= 0 ? after_sql : last_sql, -1,
-			       &s, NULL) != SQLITE_OK)
-		goto out;
-	if (peer)
-		sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, after);
-	sqlite3_bind_int(s, 3, limit);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		json_t *m = row_message(s);
-
-		if (!m || json_array_append_new(arr, m))
-			goto out;
+			       &s, NULL) == SQLITE_OK) {
+		if (peer)
+			sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, after);
+		sqlite3_bind_int(s, 3, limit);
 	}
-	if (rc != SQLITE_DONE)
-		goto out;
-	res = arr;
-	arr = NULL;
-out:
-	if (!res)
-		hw_chat_log("history: query: %s", sqlite3_errmsg(st->db));
-	sqlite3_finalize(s);
-	pthread_mutex_unlock(&st->mu);
-	json_decref(arr);
-	return res;
+	return collect_rows(st, s, row_message, "query");
 }
 
 json_t *hw_chat_store_peers(struct hw_chat_store *st)
@@ -310,35 +327,11 @@ json_t *hw_chat_store_peers(struct hw_chat_store *st)
 		"SELECT peer, MAX(time_ms), COUNT(*) FROM messages "
 		"GROUP BY peer ORDER BY 2 DESC, 1 LIMIT ?1";
 	sqlite3_stmt *s = NULL;
-	json_t *arr = json_array(), *res = NULL;
-	int rc;
 
-	if (!arr)
-		return NULL;
 	pthread_mutex_lock(&st->mu);
-	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
-		goto out;
-	sqlite3_bind_int(s, 1, STORE_PEERS_MAX);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		json_t *p = json_pack(
-			"{s:o, s:I, s:I}", "pk", text_value(s, 0),
-			"last_time_ms", (json_int_t)sqlite3_column_int64(s, 1),
-			"count", (json_int_t)sqlite3_column_int64(s, 2));
-
-		if (!p || json_array_append_new(arr, p))
-			goto out;
-	}
-	if (rc != SQLITE_DONE)
-		goto out;
-	res = arr;
-	arr = NULL;
-out:
-	if (!res)
-		hw_chat_log("history: peers: %s", sqlite3_errmsg(st->db));
-	sqlite3_finalize(s);
-	pthread_mutex_unlock(&st->mu);
-	json_decref(arr);
-	return res;
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) == SQLITE_OK)
+		sqlite3_bind_int(s, 1, STORE_PEERS_MAX);
+	return collect_rows(st, s, row_peer, "peers");
 }
 
 int64_t hw_chat_store_last_id(struct hw_chat_store *st)
