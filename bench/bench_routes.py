@@ -3,9 +3,13 @@
 - route group dial time over 1, 2 and 3 hops (route finder, setup node
   building the rules on every hop, Noise KK between the ends), median and
   p99 over 100 dials;
-- throughput of one route group over 1 and 2 hops (bench_stream, a C
-  endpoint, writes and reads it), beside plain loopback TCP between two
-  processes;
+- throughput of one route group over 1 and 2 hops, as the visors' own
+  throughput test (`hopwire route bench`: the source visor sends, the
+  destination visor discards) and through the stream socket with a
+  program at each end (bench_stream), beside two baselines: plain
+  loopback TCP between two processes, and sealed TCP (the same two
+  processes also seal and open every chunk with the Noise cipher state:
+  what any end-to-end encrypted connection costs at least);
 - app-to-app throughput over 1 hop (bench_appio, an app on
   libhopwire-app) beside plain TCP, and app-to-app round trips over 1 and
   2 hops beside a plain TCP round trip;
@@ -67,6 +71,26 @@ def dial_pair(src, dst, port):
     return (ds, df), (ls, lf), ms
 
 
+def route_test(src, dst, port, nbytes):
+    """The visors' own throughput test (docs/api.md): dst discards what a
+    group on port brings, src sends nbytes of zeros into it; MB/s as the
+    sender saw it, from ready to the acknowledged close."""
+    ls, lf = open_stream(stream_socket(dst), {"op": "listen", "port": port,
+                                              "discard": True})
+    expect(lf, "listening")
+    ds, df = open_stream(stream_socket(src), {"op": "dial", "pk": dst.pk,
+                                              "port": port, "send": nbytes})
+    expect(df, "connected")
+    r = expect(df, "sent")
+    got = expect(lf, "received")
+    if got["received"] != nbytes:
+        raise SystemExit(f"route test: {got['received']} of {nbytes} "
+                         "bytes arrived")
+    for x in (df, ds, lf, ls):
+        x.close()
+    return r["mb_per_s"]
+
+
 def main():
     root = pathlib.Path(tempfile.mkdtemp(prefix="hw-bench-routes-"))
     procs, visors = [], []
@@ -110,15 +134,32 @@ def main():
                   f"Noise KK; target < 20 ms at 3 hops)")
 
         plain = float(run(BIN / "bench_tcp", "stream", 1 << 30, 65536))
+        sealed = best_of(3, lambda: float(run(BIN / "bench_tcp", "sealed",
+                                              1 << 30)))
+        print(f"sealed TCP (two bare processes seal, send over loopback "
+              f"TCP, open): {sealed:7.1f} MB/s = {sealed / plain:.0%} of "
+              f"plain TCP {plain:7.1f} MB/s: the ceiling of any "
+              f"end-to-end encrypted connection here")
+        for hops, dst in ((1, b), (2, c)):
+            def visor_test():
+                nonlocal port
+                port += 1
+                return route_test(a, dst, port, 1 << 30)
+            mbs = best_of(3, visor_test)
+            print(f"route group throughput, {hops} hop"
+                  f"{'s' if hops > 1 else ''} (`route bench`): "
+                  f"{mbs:7.1f} MB/s = {mbs / plain:.0%} of plain TCP"
+                  f"{' (target 40%)' if hops == 1 else ''}, "
+                  f"{mbs / sealed:.0%} of sealed TCP")
         for hops, dst in ((1, b), (2, c)):
             port += 1
             mbs = best_of(3, lambda: float(run(
                 BIN / "bench_stream", stream_socket(a), stream_socket(dst),
                 dst.pk, port + hops * 100, 512 << 20)))
-            print(f"route group throughput, {hops} hop"
-                  f"{'s' if hops > 1 else ''}: {mbs:7.1f} MB/s   plain TCP "
-                  f"{plain:7.1f} MB/s   ratio {mbs / plain:.0%}"
-                  f"{'  (target 40% at 1 hop)' if hops == 1 else ''}")
+            print(f"route group through the stream socket (a program at "
+                  f"each end), {hops} hop{'s' if hops > 1 else ''}: "
+                  f"{mbs:7.1f} MB/s = {mbs / plain:.0%} of plain TCP, "
+                  f"{mbs / sealed:.0%} of sealed TCP")
 
         # Apps (libhopwire-app, loop-fd) on the same routes: bench_appio
         # serves on B and C, clients on A.
@@ -131,8 +172,9 @@ def main():
         mbs = best_of(3, lambda: float(run(
             BIN / "bench_appio", "send", apps_sock[a], b.pk, 50,
             512 << 20)))
-        print(f"app to app throughput, 1 hop: {mbs:7.1f} MB/s   plain TCP "
-              f"{plain:7.1f} MB/s   ratio {mbs / plain:.0%}  (target 35%)")
+        print(f"app to app throughput, 1 hop: {mbs:7.1f} MB/s = "
+              f"{mbs / plain:.0%} of plain TCP (target 35%), "
+              f"{mbs / sealed:.0%} of sealed TCP")
         tcp_rtt = float(run(BIN / "bench_tcp", "pingpong", 2000)) * 1000
         print(f"plain TCP round trip (16 bytes): median {tcp_rtt:.1f} us")
         for hops, dst in ((1, b), (2, c)):

@@ -1,6 +1,7 @@
 /* hopwire route ...: rules and route groups through the control API, and
  * `route listen` / `route dial`, which pipe stdin and stdout through a
- * route group over the visor's stream socket (src/visor/routing.h). */
+ * route group over the visor's stream socket (src/visor/routing.h), and
+ * `route bench`, the visors' own throughput test over that socket. */
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -29,8 +30,10 @@ static void route_usage(FILE *f)
 	fprintf(f,
 		"usage: hopwire route ls [--json]\n"
 		"       hopwire route find PK [--k N] [--max-hops N] [--json]\n"
-		"       hopwire route listen PORT\n"
-		"       hopwire route dial PK PORT [--via PK[,PK...]]\n\n"
+		"       hopwire route listen PORT [--discard]\n"
+		"       hopwire route dial PK PORT [--via PK[,PK...]]\n"
+		"       hopwire route bench PK PORT [--bytes SIZE] "
+		"[--via PK[,PK...]]\n\n"
 		"ls lists the routing rules on this visor (role, transport, "
 		"age, bytes) and\nits route groups. find asks discovery's route "
 		"finder for paths to visor PK.\nlisten accepts the first route "
@@ -38,7 +41,12 @@ static void route_usage(FILE *f)
 		"opens a route group to PORT on visor PK (through the\nvisors "
 		"--via names, or a path the route finder picks) and pipes "
 		"stdin/stdout\nthrough it, like netcat. The visor needs a setup "
-		"node it trusts\n(routing.setup_nodes) and discovery.\n");
+		"node it trusts\n(routing.setup_nodes) and discovery.\n\n"
+		"bench measures a route group's throughput without a program "
+		"in the way:\nthis visor sends SIZE bytes (default 256M; "
+		"suffixes K, M, G) into a group\nto PORT on visor PK, whose "
+		"visor discards them; PK's side runs\n`hopwire route listen "
+		"PORT --discard`. Both print bytes, seconds and MB/s.\n");
 }
 
 static int route_ls(int argc, char **argv)
@@ -213,9 +221,37 @@ static int pump(int fd)
 	}
 }
 
+/* A throughput test's answer line (after connected or accepted). */
+static int test_result(int fd)
+{
+	char line[1024];
+	json_t *r;
+	int rc = 1;
+
+	if (read_line(fd, line, sizeof(line))) {
+		hw_cli_err("the visor closed the stream");
+		return 1;
+	}
+	r = json_loads(line, 0, NULL);
+	if (!r || json_object_get(r, "error")) {
+		hw_cli_err("%s", r ? str(r, "error") : line);
+	} else {
+		int sent = json_object_get(r, "sent") != NULL;
+		printf("%s %lld bytes in %.3f s: %.1f MB/s\n",
+		       sent ? "sent" : "received",
+		       num(r, sent ? "sent" : "received"),
+		       json_real_value(json_object_get(r, "seconds")),
+		       json_real_value(json_object_get(r, "mb_per_s")));
+		rc = 0;
+	}
+	json_decref(r);
+	return rc;
+}
+
 /* Connects to the visor's stream socket, sends req and waits for the line
- * that starts the pipe (want: "connected" or "accepted"). */
-static int stream(json_t *req, const char *want)
+ * that starts the pipe (want: "connected" or "accepted"); then pipes, or
+ * for a throughput test (test) waits for its answer. */
+static int stream(json_t *req, const char *want, int test)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char line[1024], *text;
@@ -262,7 +298,7 @@ static int stream(json_t *req, const char *want)
 			fprintf(stderr, "hopwire: %s %s\n", want,
 				str(r, want));
 			json_decref(r);
-			rc = pump(fd);
+			rc = test ? test_result(fd) : pump(fd);
 			close(fd);
 			return rc;
 		}
@@ -279,35 +315,78 @@ static int parse_port(const char *s, long *port)
 	return *end || *port < 1 || *port > 65535 ? -1 : 0;
 }
 
+/* SIZE: a byte count with an optional K, M or G (powers of 1024). */
+static int parse_size(const char *s, long long *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || end == s || v < 1)
+		return -1;
+	switch (*end) {
+	case 'G': case 'g': v <<= 10; /* fall through */
+	case 'M': case 'm': v <<= 10; /* fall through */
+	case 'K': case 'k': v <<= 10; end++; break;
+	case '\0': break;
+	default: return -1;
+	}
+	if (*end || v > (1ll << 40))
+		return -1;
+	*out = v;
+	return 0;
+}
+
 static int route_listen(int argc, char **argv)
 {
+	int discard = argc == 3 && !strcmp(argv[2], "--discard");
 	long port;
 	json_t *req;
 	int rc;
 
-	if (argc != 2 || parse_port(argv[1], &port)) {
-		hw_cli_err("usage: hopwire route listen PORT (1..65535)");
+	if ((argc != 2 && !discard) || parse_port(argv[1], &port)) {
+		hw_cli_err("usage: hopwire route listen PORT [--discard] "
+			   "(PORT 1..65535)");
 		return 2;
 	}
-	req = json_pack("{s:s, s:i}", "op", "listen", "port", (int)port);
-	rc = stream(req, "accepted");
+	req = json_pack("{s:s, s:i, s:b}", "op", "listen", "port", (int)port,
+			"discard", discard);
+	rc = stream(req, "accepted", discard);
 	json_decref(req);
 	return rc;
 }
 
-static int route_dial(int argc, char **argv)
+/* route dial, and route bench (a throughput test of --bytes). */
+static int route_dial(int argc, char **argv, int bench)
 {
 	static const struct option opts[] = {
 		{"via", required_argument, NULL, 'v'},
+		{"bytes", required_argument, NULL, 'b'},
 		{NULL, 0, NULL, 0},
 	};
+	const char *usage = bench ? "usage: hopwire route bench PK PORT "
+				    "[--bytes SIZE] [--via PK[,PK...]]"
+				  : "usage: hopwire route dial PK PORT "
+				    "[--via PK[,PK...]]";
 	json_t *req, *via = json_array();
+	long long bytes = 256ll << 20;
 	long port;
 	int c, rc;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "v:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, bench ? "v:b:" : "v:", opts,
+				NULL)) != -1) {
+		if (c == 'b' && bench && parse_size(optarg, &bytes) == 0)
+			continue;
+		if (c == 'b' && bench) {
+			hw_cli_err("--bytes: a byte count from 1 to 1T, with "
+				   "an optional K, M or G");
+			json_decref(via);
+			return 2;
+		}
 		if (c != 'v') {
+			hw_cli_err("%s", usage);
 			json_decref(via);
 			return 2;
 		}
@@ -316,14 +395,15 @@ static int route_dial(int argc, char **argv)
 			json_array_append_new(via, json_string(tok));
 	}
 	if (optind + 2 != argc || parse_port(argv[optind + 1], &port)) {
-		hw_cli_err("usage: hopwire route dial PK PORT "
-			   "[--via PK[,PK...]]");
+		hw_cli_err("%s", usage);
 		json_decref(via);
 		return 2;
 	}
 	req = json_pack("{s:s, s:s, s:i, s:o}", "op", "dial", "pk",
 			argv[optind], "port", (int)port, "via", via);
-	rc = stream(req, "connected");
+	if (bench)
+		json_object_set_new(req, "send", json_integer(bytes));
+	rc = stream(req, "connected", bench);
 	json_decref(req);
 	return rc;
 }
@@ -341,8 +421,11 @@ int hw_cli_route(int argc, char **argv)
 	if (!strcmp(argv[1], "listen"))
 		return route_listen(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "dial"))
-		return route_dial(argc - 1, argv + 1);
-	hw_cli_err("unknown route command '%s' (ls, find, listen, dial)",
+		return route_dial(argc - 1, argv + 1, 0);
+	if (!strcmp(argv[1], "bench"))
+		return route_dial(argc - 1, argv + 1, 1);
+	hw_cli_err("unknown route command '%s' (ls, find, listen, dial, "
+		   "bench)",
 		   argv[1]);
 	return 2;
 }

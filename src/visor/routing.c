@@ -33,6 +33,8 @@
 #define EPHEMERAL_FIRST 49152
 /* Stream socket connections at once (the socket is the owner's only). */
 #define MAX_CLIENTS 16384
+/* The most a throughput test sends (1 TiB). */
+#define TEST_MAX_BYTES (1ll << 40)
 
 enum client_state { C_LINE, C_LISTEN, C_DIAL, C_PIPE, C_DONE };
 
@@ -54,6 +56,15 @@ struct client {
 	size_t pend_len;
 	int read_stopped;
 	int closing;
+	/* A throughput test (docs/api.md): the visor itself discards what
+	 * the group brings (listen with "discard"), or sends send_total
+	 * bytes of zeros into it and closes it (dial with "send"); the
+	 * connection only carries the answer lines. */
+	int discard;
+	uint64_t send_total, send_left;
+	uint64_t test_bytes;
+	uint64_t test_t0; /* uv_hrtime of the first byte (discard) or of
+			     ready (send); 0 before */
 };
 
 /* A route group at this visor. */
@@ -110,6 +121,7 @@ struct hw_routing {
 
 static void client_close(struct client *c);
 static void client_reply(struct client *c, json_t *o);
+static void client_read_start(struct client *c);
 static void dial_fail(struct dial *d, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -138,6 +150,51 @@ static void handle_unref(struct hw_routing *rt)
 
 /* ---- route groups and their stream clients ---- */
 
+/* Sends the rest of a throughput test's zeros, as far as the group takes
+ * them, then closes the group: its closed callback reports. */
+static void test_send(struct client *c)
+{
+	static const uint8_t zeros[HW_RGROUP_MAX_PLAINTEXT];
+
+	while (c->send_left > 0 && c->grp) {
+		size_t n = c->send_left < sizeof(zeros) ? (size_t)c->send_left
+							: sizeof(zeros);
+		int rc = hw_rgroup_write(c->grp->g, zeros, n);
+
+		if (rc == -ENOBUFS)
+			return; /* group_writable goes on */
+		if (rc)
+			return; /* the group ended: group_closed reports */
+		c->send_left -= n;
+		c->test_bytes += n;
+	}
+	if (c->grp)
+		hw_rgroup_close(c->grp->g);
+}
+
+/* The answer line of a throughput test whose group ended. */
+static void test_report(struct client *c, int reason)
+{
+	double s = c->test_t0 ? (double)(uv_hrtime() - c->test_t0) / 1e9 : 0;
+	char msg[200];
+	json_t *o;
+
+	if (reason || (c->send_total && c->test_bytes < c->send_total)) {
+		snprintf(msg, sizeof(msg), "route group ended after %llu "
+			 "bytes: %s", (unsigned long long)c->test_bytes,
+			 reason ? hw_strerror(reason) : "closed early");
+		o = json_pack("{s:s}", "error", msg);
+	} else {
+		o = json_pack("{s:b, s:I, s:f, s:f}", "ok", 1,
+			      c->send_total ? "sent" : "received",
+			      (json_int_t)c->test_bytes, "seconds", s,
+			      "mb_per_s",
+			      s > 0 ? (double)c->test_bytes / s / 1e6 : 0.0);
+	}
+	client_reply(c, o);
+	json_decref(o);
+}
+
 static void group_ready(struct hw_rgroup *g, void *ud)
 {
 	struct group *gr = ud;
@@ -165,6 +222,10 @@ static void group_ready(struct hw_rgroup *g, void *ud)
 	client_reply(c, o);
 	json_decref(o);
 	c->state = C_PIPE;
+	if (c->send_total) {
+		c->test_t0 = uv_hrtime();
+		test_send(c);
+	}
 }
 
 /* A write to a stream client: the request, then the byte count and
@@ -246,6 +307,13 @@ static void group_data(struct hw_rgroup *g, const uint8_t *p, size_t len,
 			gr->eops->data(gr->eud, p, len);
 		return;
 	}
+	if (c->discard) {
+		if (!c->test_t0)
+			c->test_t0 = uv_hrtime();
+		c->test_bytes += len;
+		hw_rgroup_consumed(g, len);
+		return;
+	}
 	if (c->queued + len > CLIENT_MAX_QUEUED) {
 		hw_log(HW_LOG_WARN, LOG, "stream client not reading: dropping "
 		       "its route group");
@@ -254,8 +322,6 @@ static void group_data(struct hw_rgroup *g, const uint8_t *p, size_t len,
 	}
 	client_write(c, p, len, 1);
 }
-
-static void client_read_start(struct client *c);
 
 static void on_client_shutdown(uv_shutdown_t *req, int status)
 {
@@ -287,6 +353,10 @@ static void group_writable(struct hw_rgroup *g, void *ud)
 
 	if (!c && gr->eops && gr->eops->writable)
 		gr->eops->writable(gr->eud);
+	if (c && c->send_total) {
+		test_send(c);
+		return;
+	}
 	if (!c || !c->read_stopped)
 		return;
 	if (c->pend) {
@@ -326,6 +396,8 @@ static void group_closed(struct hw_rgroup *g, int reason, void *ud)
 						     : "closed");
 			client_reply(c, o);
 			json_decref(o);
+		} else if (c->discard || c->send_total) {
+			test_report(c, reason);
 		}
 		client_finish(c);
 	}
@@ -1175,6 +1247,12 @@ static void client_request(struct client *c)
 				    "port");
 			goto out;
 		}
+		json_t *dis = json_object_get(req, "discard");
+		if (dis && !json_is_boolean(dis)) {
+			reply_error(c, "discard: must be true or false");
+			goto out;
+		}
+		c->discard = json_is_true(dis);
 		c->state = C_LISTEN;
 		c->port = port;
 		json_t *o = json_pack("{s:b, s:i}", "ok", 1, "listening",
@@ -1193,6 +1271,15 @@ static void client_request(struct client *c)
 			reply_error(c, "port: must be 1..65535");
 			goto out;
 		}
+		json_t *snd = json_object_get(req, "send");
+		if (snd && (!json_is_integer(snd) ||
+			    json_integer_value(snd) < 1 ||
+			    json_integer_value(snd) > TEST_MAX_BYTES)) {
+			reply_error(c, "send: must be a byte count, 1..2^40");
+			goto out;
+		}
+		c->send_total = c->send_left =
+			snd ? (uint64_t)json_integer_value(snd) : 0;
 		c->state = C_DIAL;
 		if (start_dial(rt, c, NULL, NULL, key, port,
 			       hw_routing_ephemeral_port(rt),
@@ -1247,6 +1334,12 @@ static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	if (c->state != C_PIPE || !c->grp) {
 		if (n > 0 && c->state != C_DONE)
 			reply_error(c, "data before the route group is up");
+		return;
+	}
+	if (c->discard || c->send_total) {
+		if (n > 0)
+			reply_error(c, "a throughput test takes no data on "
+				    "its connection");
 		return;
 	}
 	rc = hw_rgroup_write(c->grp->g, (const uint8_t *)p, (size_t)n);

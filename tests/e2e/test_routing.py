@@ -133,6 +133,37 @@ def test_route_group_over_two_hops(tmp_path, control_plane, visors):
         listener.stop()
 
 
+def test_route_bench_over_two_hops(tmp_path, control_plane, visors):
+    """The visors' own throughput test: C discards, A sends 8 MiB of
+    zeros; both report every byte, and B saw only ciphertext."""
+    disc, s, a, b, c = line_of_three(tmp_path, control_plane, visors)
+    listener = Pipe(c, "listen", "9", "--discard")
+    try:
+        listener.wait_stderr("listening")
+        r = a.cli("route", "bench", c.pk, "9", "--bytes", "8M")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith(f"sent {8 << 20} bytes in "), r.stdout
+        assert r.stdout.rstrip().endswith("MB/s")
+        out, err = listener.p.communicate(timeout=20)
+        assert listener.p.returncode == 0, err
+        assert out.decode().startswith(f"received {8 << 20} bytes in ")
+        tap = (b.dir / "tap.bin").read_bytes()
+        assert len(tap) > 8 << 20
+        assert b"\0" * 64 not in tap
+    finally:
+        listener.stop()
+    # Bad sizes and options are refused before anything is dialed.
+    for args in (["--bytes", "0"], ["--bytes", "12Q"], ["--bytes", "2T"],
+                 ["--frob"]):
+        r = a.cli("route", "bench", c.pk, "9", *args)
+        assert r.returncode == 2 and r.stderr, (args, r.stderr)
+    r = a.cli("route", "dial", c.pk, "9", "--bytes", "5")
+    assert r.returncode == 2
+    # Nothing listens now: the test fails with the reason.
+    r = a.cli("route", "bench", c.pk, "9", "--bytes", "1K")
+    assert r.returncode == 1 and "nothing listens on port 9" in r.stderr
+
+
 def test_dead_hop_is_reported_at_both_ends(tmp_path, control_plane, visors):
     disc, s, a, b, c = line_of_three(tmp_path, control_plane, visors)
     listener = Pipe(c, "listen", "9")
@@ -197,6 +228,11 @@ def test_stream_socket_refuses_garbage(tmp_path, control_plane, visors):
     cases = [b"not json\n", b'{"op": "fly"}\n',
              b'{"op": "dial", "pk": "zz", "port": 1}\n',
              b'{"op": "listen", "port": 70000}\n',
+             b'{"op": "listen", "port": 5, "discard": 1}\n',
+             b'{"op": "dial", "pk": "' + a.pk.encode() +
+             b'", "port": 5, "send": 0}\n',
+             b'{"op": "dial", "pk": "' + a.pk.encode() +
+             b'", "port": 5, "send": "lots"}\n',
              b'{"op": "dial", "pk": "' + a.pk.encode() + b'", "port": 5}\n',
              b"x" * 5000 + b"\n"]
     for req in cases:
