@@ -54,6 +54,7 @@ struct hw_rgroup {
 	size_t pend_len;
 	uint8_t pend_type;
 	int want_writable;
+	int want_room; /* hw_rgroup_room returned 0 */
 	int close_wanted, close_sealed, close_sent, close_received;
 	uint64_t deadline_ms; /* handshake or close; 0 when none */
 	uint64_t created_ms, last_rx_ms, last_tx_ms;
@@ -238,7 +239,6 @@ static void queue_consume(struct hw_rgroup *g, size_t n)
 	}
 }
 
-/* Seals the next DATA packet from the queue into tx_buf. */
 /* Stream bytes the peer's credit lets us seal now. */
 static size_t credit_left(const struct hw_rgroup *g)
 {
@@ -247,7 +247,51 @@ static size_t credit_left(const struct hw_rgroup *g)
 		       : 0;
 }
 
-static int seal_queued(struct hw_rgroup *g, size_t *outlen)
+/* A DATA packet being sealed straight into the transport's buffer. */
+struct data_seal {
+	struct hw_rgroup *g;
+	const uint8_t *src;
+	size_t n;
+};
+
+static int fill_sealed(void *arg, uint8_t *dst, size_t len)
+{
+	struct data_seal *d = arg;
+	uint8_t type = HW_PKT_DATA;
+	size_t out;
+	int rc = hw_cipher_encrypt(d->g->tx, &type, 1, d->src, d->n, dst,
+				   &out);
+
+	if (rc) {
+		hw_log(HW_LOG_WARN, LOG, "route group %u/%u: cannot seal (%s)",
+		       d->g->p.send_id, d->g->p.recv_id, hw_strerror(rc));
+		finish(d->g, rc);
+	}
+	return rc;
+}
+
+/* Sends n stream bytes of src as the next DATA packet, sealed in place in
+ * the transport's outgoing buffer (no copy on the way). Returns 0; -ENOBUFS
+ * when the transport is full and nothing was sealed; another code when the
+ * group ended. */
+static int send_data(struct hw_rgroup *g, const uint8_t *src, size_t n)
+{
+	struct data_seal d = {g, src, n};
+	int rc = hw_router_send_fill(g->p.router, g->p.send_id, HW_PKT_DATA,
+				     (uint16_t)(n + HW_CIPHER_TAGLEN),
+				     fill_sealed, &d);
+
+	if (rc == 0) {
+		g->last_tx_ms = now_ms(g);
+		g->bytes_out += n;
+	} else if (rc != -ENOBUFS && g->state != ST_DEAD) {
+		route_failed(g, rc);
+	}
+	return rc;
+}
+
+/* Sends the next DATA packet from the queue. Returns as send_data. */
+static int send_queued(struct hw_rgroup *g)
 {
 	struct qchunk *k = g->qhead;
 	size_t n = g->queued;
@@ -272,9 +316,8 @@ static int seal_queued(struct hw_rgroup *g, size_t *outlen)
 		}
 		src = tx_buf;
 	}
-	if ((rc = seal(g, HW_PKT_DATA, src, n, outlen)))
+	if ((rc = send_data(g, src, n)))
 		return rc;
-	g->bytes_out += n;
 	queue_consume(g, n);
 	return 0;
 }
@@ -340,8 +383,11 @@ static void pump(struct hw_rgroup *g)
 		return;
 	while (g->state != ST_DEAD && g->tx && g->queued > 0 &&
 	       credit_left(g) > 0) {
-		if (seal_queued(g, &len) || send_sealed(g, HW_PKT_DATA, len))
+		if ((rc = send_queued(g))) {
+			if (rc == -ENOBUFS)
+				arm_retry(g);
 			return;
+		}
 	}
 	if (g->state != ST_DEAD && g->tx && g->close_wanted &&
 	    !g->close_sealed && g->queued == 0) {
@@ -361,8 +407,11 @@ static void on_retry(uv_timer_t *t)
 	pump(g);
 	if (g->state == ST_DEAD)
 		return;
-	if (g->want_writable && g->queued <= HW_RGROUP_LOW_WATER) {
+	if ((g->want_writable && g->queued <= HW_RGROUP_LOW_WATER) ||
+	    (g->want_room && g->state == ST_OPEN && g->queued == 0 &&
+	     !g->pend_len && credit_left(g) > 0)) {
 		g->want_writable = 0;
+		g->want_room = 0;
 		if (g->p.ops->writable)
 			g->p.ops->writable(g, g->p.ud);
 		if (g->state == ST_DEAD)
@@ -406,9 +455,24 @@ static int queue_append(struct hw_rgroup *g, const uint8_t *buf, size_t len)
 	return 0;
 }
 
+size_t hw_rgroup_room(struct hw_rgroup *g)
+{
+	size_t room;
+
+	if (g->state != ST_OPEN)
+		return 0;
+	if (g->queued || g->pend_len) {
+		g->want_room = 1; /* credit or the retry timer drains them */
+		return 0;
+	}
+	room = credit_left(g);
+	if (room == 0)
+		g->want_room = 1;
+	return room;
+}
+
 int hw_rgroup_write(struct hw_rgroup *g, const uint8_t *buf, size_t len)
 {
-	size_t clen;
 	int rc, sent_some = 0;
 
 	if (g->state != ST_OPEN)
@@ -436,17 +500,14 @@ int hw_rgroup_write(struct hw_rgroup *g, const uint8_t *buf, size_t len)
 			n = HW_RGROUP_MAX_PLAINTEXT;
 		if (n > credit_left(g))
 			n = credit_left(g);
-		if (seal(g, HW_PKT_DATA, buf, n, &clen))
+		rc = send_data(g, buf, n);
+		if (rc == -ENOBUFS)
+			break; /* queued below; the retry timer sends it */
+		if (rc || g->state != ST_OPEN)
 			return -ENOTCONN;
-		g->bytes_out += n;
 		buf += n;
 		len -= n;
 		sent_some = 1;
-		rc = send_sealed(g, HW_PKT_DATA, clen);
-		if (rc && rc != -ENOBUFS)
-			return -ENOTCONN;
-		if (g->state != ST_OPEN)
-			return -ENOTCONN;
 	}
 	if (len > 0 && (rc = queue_append(g, buf, len))) {
 		/* Part of the write went out: the stream would have a
@@ -610,6 +671,10 @@ static void on_credit(struct hw_rgroup *g, const struct hw_packet *pkt)
 	pump(g);
 	if (g->state != ST_DEAD && g->queued > 0)
 		arm_retry(g);
+	/* A writer that found no room hears of it from the loop. */
+	if (g->state != ST_DEAD && g->want_room && g->queued == 0 &&
+	    !g->pend_len && credit_left(g) > 0)
+		uv_timer_start(&g->retry, on_retry, 0, RETRY_MS);
 }
 
 void hw_rgroup_on_packet(struct hw_rgroup *g, const struct hw_packet *pkt)

@@ -61,7 +61,8 @@ struct hw_rgroup_ops {
 	void (*data)(struct hw_rgroup *g, const uint8_t *p, size_t len,
 		     void *ud);
 	/* After a write returned -ENOBUFS: the queue is down to
-	 * HW_RGROUP_LOW_WATER. May be NULL. */
+	 * HW_RGROUP_LOW_WATER; after hw_rgroup_room returned 0: there is
+	 * room. May be NULL. */
 	void (*writable)(struct hw_rgroup *g, void *ud);
 	/* The group ended; called once, and g is freed after this returns.
 	 * reason: 0 closed by either end with acknowledgement (every byte
@@ -113,6 +114,13 @@ void hw_rgroup_on_packet(struct hw_rgroup *g, const struct hw_packet *pkt);
  * exceed HW_RGROUP_MAX_QUEUED (writable is called later); -EMSGSIZE when
  * len alone exceeds it; -ENOMEM. */
 int hw_rgroup_write(struct hw_rgroup *g, const uint8_t *buf, size_t len);
+
+/* How many bytes hw_rgroup_write would seal and send at once, without
+ * queueing (a copy) first: the peer's credit left, when nothing waits in
+ * the queue; 0 before ready and once closing. When 0, writable is called
+ * once there is room (or the queue has drained), so a writer that sizes
+ * its writes by this never makes the group copy its bytes. */
+size_t hw_rgroup_room(struct hw_rgroup *g);
 
 /* The application has taken n bytes that the data callback delivered:
  * their credit goes back to the peer (in batches of a quarter window).

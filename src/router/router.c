@@ -664,8 +664,8 @@ void hw_router_on_packet(struct hw_router *r, struct hw_tp *tp,
 	}
 }
 
-int hw_router_send(struct hw_router *r, uint32_t id, uint8_t type,
-		   const uint8_t *payload, uint16_t len)
+int hw_router_send_fill(struct hw_router *r, uint32_t id, uint8_t type,
+			uint16_t len, hw_conn_fill_fn fill, void *arg)
 {
 	struct ent *e = ent_find(r, id);
 	struct rent *x = (struct rent *)e;
@@ -677,7 +677,8 @@ int hw_router_send(struct hw_router *r, uint32_t id, uint8_t type,
 	if (type >= 32 || !(ROUTE_TYPES & 1u << type))
 		return -EINVAL;
 	frees = r->frees;
-	if ((rc = hw_tp_send(x->next, type, x->rule.next_id, payload, len)))
+	if ((rc = hw_tp_send_fill(x->next, type, x->rule.next_id, len, fill,
+				  arg)))
 		return rc;
 	r->st.forwarded++;
 	if (r->frees == frees) {
@@ -686,6 +687,13 @@ int hw_router_send(struct hw_router *r, uint32_t id, uint8_t type,
 		x->bytes += len;
 	}
 	return 0;
+}
+
+int hw_router_send(struct hw_router *r, uint32_t id, uint8_t type,
+		   const uint8_t *payload, uint16_t len)
+{
+	return hw_router_send_fill(r, id, type, len, hw_conn_fill_copy,
+				   (void *)payload);
 }
 
 void hw_router_tp_removed(struct hw_router *r, struct hw_tp *tp)

@@ -107,6 +107,12 @@ void hw_router_on_packet(struct hw_router *r, struct hw_tp *tp,
 int hw_router_send(struct hw_router *r, uint32_t id, uint8_t type,
 		   const uint8_t *payload, uint16_t len);
 
+/* The same, with the payload written in place by fill, straight into the
+ * transport's outgoing buffer (hw_conn_send_fill): or fill's error, and
+ * fill is not called when the send fails before it. */
+int hw_router_send_fill(struct hw_router *r, uint32_t id, uint8_t type,
+			uint16_t len, hw_conn_fill_fn fill, void *arg);
+
 /* A transport left the table: its rules are removed (rule_gone with
  * -ENOTCONN). */
 void hw_router_tp_removed(struct hw_router *r, struct hw_tp *tp);

@@ -258,8 +258,8 @@ static int write_chunk(struct hw_conn *c, struct chunk *k, size_t total)
 }
 
 /* Seals the open record and writes it, followed by plen bytes of
- * detached payload. */
-static int flush_with(struct hw_conn *c, const uint8_t *payload, size_t plen)
+ * detached payload already in place behind the record's tag. */
+static int flush_with(struct hw_conn *c, size_t plen)
 {
 	struct chunk *k = c->cur;
 	size_t ctlen;
@@ -276,8 +276,6 @@ static int flush_with(struct hw_conn *c, const uint8_t *payload, size_t plen)
 		return rc;
 	}
 	hw_record_put_header(k->buf, ctlen);
-	if (plen)
-		memcpy(k->buf + HW_RECORD_HDR + ctlen, payload, plen);
 	rc = write_chunk(c, k, HW_RECORD_HDR + ctlen + plen);
 	if (rc)
 		hw_conn_close(c, rc, 0);
@@ -286,17 +284,22 @@ static int flush_with(struct hw_conn *c, const uint8_t *payload, size_t plen)
 
 static int flush(struct hw_conn *c)
 {
-	return flush_with(c, NULL, 0);
+	return flush_with(c, 0);
 }
 
-int hw_conn_send(struct hw_conn *c, const uint8_t *hdr, size_t hlen,
-		 const uint8_t *payload, size_t plen)
+int hw_conn_send_fill(struct hw_conn *c, const uint8_t *hdr, size_t hlen,
+		      size_t plen, int detached, hw_conn_fill_fn fill,
+		      void *arg)
 {
-	size_t n = hlen + plen;
+	/* What joins the open record: the whole packet, or only the header
+	 * of a detached one. */
+	size_t n = detached ? hlen : hlen + plen;
+	uint8_t *dst;
+	int rc;
 
 	if (c->state != ST_OPEN)
 		return -ENOTCONN;
-	if (n > HW_RECORD_MAX_PLAINTEXT)
+	if (n > HW_RECORD_MAX_PLAINTEXT || (detached && plen > HW_RECORD_MAX))
 		return HW_ETOOBIG;
 	if (c->queued >= HW_CONN_MAX_QUEUED) {
 		c->blocked = 1;
@@ -307,39 +310,42 @@ int hw_conn_send(struct hw_conn *c, const uint8_t *hdr, size_t hlen,
 		return -ENOTCONN;
 	if (!c->cur && !(c->cur = chunk_get(c)))
 		return -ENOMEM;
+	/* A detached payload goes right behind the record's tag. */
+	dst = c->cur->buf + HW_RECORD_HDR + c->cur->len + hlen +
+	      (detached ? HW_CIPHER_TAGLEN : 0);
+	if (plen && (rc = fill(arg, dst, plen)))
+		return rc;
 	memcpy(c->cur->buf + HW_RECORD_HDR + c->cur->len, hdr, hlen);
-	if (plen)
-		memcpy(c->cur->buf + HW_RECORD_HDR + c->cur->len + hlen,
-		       payload, plen);
 	c->cur->len += n;
-	/* Idle link: send now. Busy link: the record fills up until the
-	 * write in flight completes (see on_write). */
+	/* A detached payload must follow its header on the wire, so the
+	 * record closes now. Otherwise: an idle link sends now, a busy one
+	 * lets the record fill up until the write in flight completes (see
+	 * on_write). */
+	if (detached)
+		return flush_with(c, plen) < 0 ? -ENOTCONN : 0;
 	if (c->writes == 0)
 		return flush(c) < 0 ? -ENOTCONN : 0;
 	return 0;
 }
 
+int hw_conn_fill_copy(void *arg, uint8_t *dst, size_t n)
+{
+	memcpy(dst, arg, n);
+	return 0;
+}
+
+int hw_conn_send(struct hw_conn *c, const uint8_t *hdr, size_t hlen,
+		 const uint8_t *payload, size_t plen)
+{
+	return hw_conn_send_fill(c, hdr, hlen, plen, 0, hw_conn_fill_copy,
+				 (void *)payload);
+}
+
 int hw_conn_send_detached(struct hw_conn *c, const uint8_t *hdr, size_t hlen,
 			  const uint8_t *payload, size_t plen)
 {
-	if (c->state != ST_OPEN)
-		return -ENOTCONN;
-	if (hlen > HW_RECORD_MAX_PLAINTEXT || plen > HW_RECORD_MAX)
-		return HW_ETOOBIG;
-	if (c->queued >= HW_CONN_MAX_QUEUED) {
-		c->blocked = 1;
-		return -ENOBUFS;
-	}
-	if (c->cur && c->cur->len + hlen > HW_RECORD_MAX_PLAINTEXT &&
-	    flush(c) < 0)
-		return -ENOTCONN;
-	if (!c->cur && !(c->cur = chunk_get(c)))
-		return -ENOMEM;
-	/* The header joins whatever small packets wait in the open record,
-	 * which then closes: the payload must follow it on the wire. */
-	memcpy(c->cur->buf + HW_RECORD_HDR + c->cur->len, hdr, hlen);
-	c->cur->len += hlen;
-	return flush_with(c, payload, plen) < 0 ? -ENOTCONN : 0;
+	return hw_conn_send_fill(c, hdr, hlen, plen, 1, hw_conn_fill_copy,
+				 (void *)payload);
 }
 
 void hw_conn_expect_detached(struct hw_conn *c, size_t n)

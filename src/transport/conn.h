@@ -121,6 +121,22 @@ int hw_conn_send(struct hw_conn *c, const uint8_t *hdr, size_t hlen,
 int hw_conn_send_detached(struct hw_conn *c, const uint8_t *hdr, size_t hlen,
 			  const uint8_t *payload, size_t plen);
 
+/* Writes a packet's n-byte payload at dst (in the connection's outgoing
+ * buffer). Returns 0, or an error that cancels the send. */
+typedef int (*hw_conn_fill_fn)(void *arg, uint8_t *dst, size_t n);
+
+/* The fill of a plain send: copies n bytes from arg. */
+int hw_conn_fill_copy(void *arg, uint8_t *dst, size_t n);
+
+/* hw_conn_send (detached 0) or hw_conn_send_detached (1) whose payload is
+ * not copied from a buffer but written in place by fill, called at most
+ * once before this returns: a sender can seal straight into the
+ * connection. Returns as they do, or fill's error (nothing was sent;
+ * fill is not called when the send fails before it). */
+int hw_conn_send_fill(struct hw_conn *c, const uint8_t *hdr, size_t hlen,
+		      size_t plen, int detached, hw_conn_fill_fn fill,
+		      void *arg);
+
 /* From the record callback: n bytes (1..HW_RECORD_MAX) follow the current
  * record outside the encryption; they arrive through ops->detached before
  * the next record. */

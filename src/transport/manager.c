@@ -443,32 +443,35 @@ int64_t hw_tp_rtt_us(const struct hw_tp *tp)
 	return tp->rtt_us;
 }
 
-int hw_tp_send(struct hw_tp *tp, uint8_t type, uint32_t route_id,
-	       const uint8_t *payload, uint16_t len)
+int hw_tp_send_fill(struct hw_tp *tp, uint8_t type, uint32_t route_id,
+		    uint16_t len, hw_conn_fill_fn fill, void *arg)
 {
 	uint8_t hdr[HW_PACKET_HDR];
+	/* Route DATA is end-to-end ciphertext already (docs/routing.md):
+	 * sealing it again per transport would only cost time. */
+	int detached = type == HW_PKT_DATA && route_id &&
+		       len >= HW_PKT_DETACH_MIN;
 	int rc;
 
 	if (!tp->live)
 		return -ENOTCONN;
-	/* Route DATA is end-to-end ciphertext already (docs/routing.md):
-	 * sealing it again per transport would only cost time. */
-	if (type == HW_PKT_DATA && route_id && len >= HW_PKT_DETACH_MIN) {
-		hw_packet_put_header(hdr, type | HW_PKT_F_DETACHED, route_id,
-				     len);
-		rc = hw_conn_send_detached(tp->live->conn, hdr, sizeof(hdr),
-					   payload, len);
-	} else {
-		hw_packet_put_header(hdr, type, route_id, len);
-		rc = hw_conn_send(tp->live->conn, hdr, sizeof(hdr), payload,
-				  len);
-	}
+	hw_packet_put_header(hdr, detached ? type | HW_PKT_F_DETACHED : type,
+			     route_id, len);
+	rc = hw_conn_send_fill(tp->live->conn, hdr, sizeof(hdr), len,
+			       detached, fill, arg);
 	if (rc == 0) {
 		tp->tx_packets++;
 		tp->tx_bytes += HW_PACKET_HDR + len;
 		tp->last_tx_ms = now_ms(tp->m);
 	}
 	return rc;
+}
+
+int hw_tp_send(struct hw_tp *tp, uint8_t type, uint32_t route_id,
+	       const uint8_t *payload, uint16_t len)
+{
+	return hw_tp_send_fill(tp, type, route_id, len, hw_conn_fill_copy,
+			       (void *)payload);
 }
 
 /* ---- pings ---- */

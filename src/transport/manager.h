@@ -20,6 +20,7 @@
 
 #include "crypto/identity.h"
 #include "router/packet.h"
+#include "transport/conn.h"
 
 #define HW_TP_ID_LEN 16
 #define HW_TP_ID_HEXLEN 32
@@ -134,6 +135,11 @@ int64_t hw_tp_rtt_us(const struct hw_tp *tp);
 /* Sends a packet on tp. Returns 0, -ENOTCONN, -ENOBUFS (queue full). */
 int hw_tp_send(struct hw_tp *tp, uint8_t type, uint32_t route_id,
 	       const uint8_t *payload, uint16_t len);
+
+/* The same, with the payload written in place by fill (hw_conn_send_fill):
+ * or fill's error. */
+int hw_tp_send_fill(struct hw_tp *tp, uint8_t type, uint32_t route_id,
+		    uint16_t len, hw_conn_fill_fn fill, void *arg);
 
 /* Measures one round trip over tp: cb gets the RTT in microseconds, or a
  * negative status (-ETIMEDOUT after timeout_ms, -ENOTCONN when the

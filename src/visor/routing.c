@@ -157,13 +157,17 @@ static void test_send(struct client *c)
 	static const uint8_t zeros[HW_RGROUP_MAX_PLAINTEXT];
 
 	while (c->send_left > 0 && c->grp) {
-		size_t n = c->send_left < sizeof(zeros) ? (size_t)c->send_left
-							: sizeof(zeros);
-		int rc = hw_rgroup_write(c->grp->g, zeros, n);
+		/* No more than the group sends at once: it never copies. */
+		size_t n = hw_rgroup_room(c->grp->g);
+		int rc;
 
-		if (rc == -ENOBUFS)
+		if (n == 0)
 			return; /* group_writable goes on */
-		if (rc)
+		if (n > sizeof(zeros))
+			n = sizeof(zeros);
+		if (n > c->send_left)
+			n = (size_t)c->send_left;
+		if ((rc = hw_rgroup_write(c->grp->g, zeros, n)))
 			return; /* the group ended: group_closed reports */
 		c->send_left -= n;
 		c->test_bytes += n;
@@ -1295,7 +1299,18 @@ out:
 static void on_client_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
 	static char buf[65536]; /* one loop thread: consumed before reuse */
-	*b = uv_buf_init(buf, sizeof(buf));
+	struct client *c = h->data;
+	size_t len = sizeof(buf);
+
+	/* Read no more than the group seals at once, so the bytes go from
+	 * here into the seal without a copy in between; the socket's own
+	 * buffer holds the rest. */
+	if (c->state == C_PIPE && c->grp) {
+		size_t room = hw_rgroup_room(c->grp->g);
+		if (room > 0 && room < len)
+			len = room;
+	}
+	*b = uv_buf_init(buf, (unsigned)len);
 }
 
 static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
@@ -1356,6 +1371,10 @@ static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		c->read_stopped = 1;
 	} else if (rc) {
 		client_close(c);
+	} else if (hw_rgroup_room(c->grp->g) == 0) {
+		/* Out of credit: wait for it rather than queue a copy. */
+		uv_read_stop(s);
+		c->read_stopped = 1;
 	}
 }
 
