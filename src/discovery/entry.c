@@ -415,7 +415,7 @@ static int int_value(const json_t *v, const char *field, json_int_t min,
 		     json_int_t max, json_int_t *out, char *err,
 		     size_t errlen)
 {
-	json_int_t i;
+	json_int_t i = 0;
 
 	if (!json_is_integer(v))
 		return bad(err, errlen, "%s: must be an integer", field);
@@ -503,7 +503,7 @@ static int visor_from_json(struct hw_disc_visor *vi, const json_t *j,
 static int relay_from_json(struct hw_disc_relay *r, const json_t *j,
 			   char *err, size_t errlen)
 {
-	json_int_t cap;
+	json_int_t cap = 0;
 	json_t *v;
 	int rc;
 
@@ -565,7 +565,7 @@ int hw_disc_entry_from_json(struct hw_disc_entry *e, enum hw_disc_kind kind,
 {
 	const char *const *keys = kind_keys(kind);
 	char quoted[KEY_QUOTE_MAX + 4];
-	json_int_t i;
+	json_int_t i = 0;
 	const char *key;
 	json_t *v;
 	int rc;

@@ -702,7 +702,7 @@ void hw_api_server_free(struct hw_api_server *srv)
 	srv->stopping = true;
 	while (srv->live_head) {
 		struct hw_api_req *req = srv->live_head;
-		size_t len;
+		size_t len = 0;
 		char *text = dump_error("the visor is shutting down", &len);
 
 		req_answer(req, MHD_HTTP_SERVICE_UNAVAILABLE, text, len, true);

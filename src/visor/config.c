@@ -444,7 +444,7 @@ int hw_config_parse(struct hw_config *cfg, const char *path, const char *text,
 	static const char *const url_keys[] = {"url", "refresh_ms",
 					       "relay_sessions", NULL};
 	static const char *const ctl_keys[] = {"socket", NULL};
-	const char *s, *url = "", *sock = "";
+	const char *s = NULL, *url = "", *sock = "";
 	json_error_t jerr;
 	json_t *root = NULL, *v;
 	int rc;
