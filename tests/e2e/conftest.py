@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN_DIR = pathlib.Path(os.environ.get("HW_BIN_DIR", ROOT / "build" / "bin"))
+BIN_DIR = pathlib.Path(os.environ.get("HW_BIN_DIR", ROOT / "build" / "bin")).resolve()
 
 
 def bin_path(name):
