@@ -49,6 +49,9 @@ struct end {
 	uint64_t total, sent, recv;
 	uint8_t seed_tx, seed_rx;
 	int bad;
+	/* Write no more than hw_rgroup_room allows, and check that the
+	 * group then never queues (copies) anything. */
+	int by_room;
 };
 
 struct visor {
@@ -116,6 +119,16 @@ static void pump_writes(struct end *x)
 
 		if (n > x->total - x->sent)
 			n = (size_t)(x->total - x->sent);
+		if (x->by_room) {
+			size_t room = hw_rgroup_room(x->g);
+
+			if (room == 0) {
+				x->blocked++;
+				return;
+			}
+			if (n > room)
+				n = room;
+		}
 		for (size_t k = 0; k < n; k++)
 			gen_buf[k] = pat(x->seed_tx, x->sent + k);
 		rc = hw_rgroup_write(x->g, gen_buf, n);
@@ -125,6 +138,13 @@ static void pump_writes(struct end *x)
 		}
 		assert_int_equal(rc, 0);
 		x->sent += n;
+		if (x->by_room) {
+			json_t *j = hw_rgroup_json(x->g);
+
+			assert_int_equal(json_integer_value(json_object_get(
+						 j, "queued")), 0);
+			json_decref(j);
+		}
 	}
 }
 
@@ -489,6 +509,30 @@ static void test_bulk_both_ways(void **state)
 	env_free(e);
 }
 
+static void test_room_sized_writes(void **state)
+{
+	struct env *e = env_new();
+
+	e->a.end.by_room = 1;
+	e->a.end.total = BULK;
+	groups_new(e);
+	/* No room before the handshake. */
+	assert_int_equal(hw_rgroup_room(e->a.end.g), 0);
+	assert_true(run_until(e, both_ready, e, 5000));
+	assert_true(run_until(e, exchanged, e, 60000));
+	assert_int_equal(e->b.end.recv, BULK);
+	assert_int_equal(e->b.end.bad, 0);
+	/* The window ran out and credit woke the writer each time. */
+	assert_true(e->a.end.blocked > 0);
+	assert_true(e->a.end.writables >= e->a.end.blocked - 1);
+	/* No room once closing. */
+	hw_rgroup_close(e->a.end.g);
+	assert_int_equal(hw_rgroup_room(e->a.end.g), 0);
+	assert_true(run_until(e, both_closed, e, 10000));
+	assert_int_equal(e->a.end.reason, 0);
+	env_free(e);
+}
+
 static void test_close_acknowledged(void **state)
 {
 	struct env *e = env_new();
@@ -707,6 +751,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bulk_both_ways),
+		cmocka_unit_test(test_room_sized_writes),
 		cmocka_unit_test(test_close_acknowledged),
 		cmocka_unit_test(test_close_before_ready),
 		cmocka_unit_test(test_abort_times_out_peer),
