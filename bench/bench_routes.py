@@ -90,7 +90,7 @@ def route_test(src, dst, port, nbytes):
                          "bytes arrived")
     for x in (df, ds, lf, ls):
         x.close()
-    return r["mb_per_s"]
+    return r["mbytes_per_s"]
 
 
 def main():

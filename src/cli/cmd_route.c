@@ -240,8 +240,8 @@ static int test_result(int fd)
 		printf("%s %lld bytes in %.3f s: %.1f MB/s\n",
 		       sent ? "sent" : "received",
 		       num(r, sent ? "sent" : "received"),
-		       json_real_value(json_object_get(r, "seconds")),
-		       json_real_value(json_object_get(r, "mb_per_s")));
+		       json_number_value(json_object_get(r, "seconds")),
+		       json_number_value(json_object_get(r, "mbytes_per_s")));
 		rc = 0;
 	}
 	json_decref(r);
@@ -315,29 +315,6 @@ static int parse_port(const char *s, long *port)
 	return *end || *port < 1 || *port > 65535 ? -1 : 0;
 }
 
-/* SIZE: a byte count with an optional K, M or G (powers of 1024). */
-static int parse_size(const char *s, long long *out)
-{
-	char *end;
-	long long v;
-
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno || end == s || v < 1)
-		return -1;
-	switch (*end) {
-	case 'G': case 'g': v <<= 10; /* fall through */
-	case 'M': case 'm': v <<= 10; /* fall through */
-	case 'K': case 'k': v <<= 10; end++; break;
-	case '\0': break;
-	default: return -1;
-	}
-	if (*end || v > (1ll << 40))
-		return -1;
-	*out = v;
-	return 0;
-}
-
 static int route_listen(int argc, char **argv)
 {
 	int discard = argc == 3 && !strcmp(argv[2], "--discard");
@@ -377,7 +354,7 @@ static int route_dial(int argc, char **argv, int bench)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, bench ? "v:b:" : "v:", opts,
 				NULL)) != -1) {
-		if (c == 'b' && bench && parse_size(optarg, &bytes) == 0)
+		if (c == 'b' && bench && hw_cli_parse_size(optarg, &bytes) == 0)
 			continue;
 		if (c == 'b' && bench) {
 			hw_cli_err("--bytes: a byte count from 1 to 1T, with "

@@ -250,7 +250,7 @@ static int tp_rm(int argc, char **argv)
 static int tp_throughput(int argc, char **argv)
 {
 	static const char usage[] =
-		"hopwire tp throughput ID [--bytes N] [--packet-size N] "
+		"hopwire tp throughput ID [--bytes SIZE] [--packet-size N] "
 		"[--json]";
 	static const struct option opts[] = {
 		{"bytes", required_argument, NULL, 'b'},
@@ -265,8 +265,7 @@ static int tp_throughput(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "b:s:", opts, NULL)) != -1) {
 		switch (c) {
-		case 'b': bytes = strtoll(optarg, &end, 10);
-			  if (*end || bytes < 1) goto bad;
+		case 'b': if (hw_cli_parse_size(optarg, &bytes)) goto bad;
 			  break;
 		case 's': size = strtoll(optarg, &end, 10);
 			  if (*end || size < 1) goto bad;
@@ -306,7 +305,7 @@ static void tp_usage(FILE *f)
 		"       hopwire tp add PK [--type tcp|relay] [--addr ADDR] "
 		"[--persistent]\n"
 		"       hopwire tp rm ID\n"
-		"       hopwire tp throughput ID [--bytes N] [--packet-size N]\n\n"
+		"       hopwire tp throughput ID [--bytes SIZE] [--packet-size N]\n\n"
 		"ls lists this visor's transports. add links to visor PK and "
 		"waits until the\ntransport is up: tcp dials ADDR (HOST:PORT); "
 		"relay goes through a relay\nserver both visors hold a "
@@ -314,10 +313,10 @@ static void tp_usage(FILE *f)
 		"the visor looks PK up in discovery; without --type it uses "
 		"tcp when PK\nhas a reachable address, else a relay. "
 		"--persistent keeps the transport:\nre-dialed whenever it "
-		"fails, also after restarts. "
-		"rm closes a transport on both ends. throughput sends N\nbytes "
-		"(default 256 MiB) of data over a transport and prints the "
-		"rate.\n");
+		"fails, also after restarts.\n"
+		"rm closes a transport on both ends. throughput sends SIZE bytes "
+		"(default 256M;\nsuffixes K, M, G) of data over a transport and "
+		"prints the rate.\n");
 }
 
 int hw_cli_tp(int argc, char **argv)

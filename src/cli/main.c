@@ -1,6 +1,7 @@
 /* hopwire: the command line of a Hopwire network. Local commands (keys,
  * config) work on files; every visor command is a call to the visor's
  * control API and nothing else. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,28 @@ void hw_cli_err(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+int hw_cli_parse_size(const char *s, long long *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || end == s || v < 1)
+		return -1;
+	switch (*end) {
+	case 'G': case 'g': v <<= 10; /* fall through */
+	case 'M': case 'm': v <<= 10; /* fall through */
+	case 'K': case 'k': v <<= 10; end++; break;
+	case '\0': break;
+	default: return -1;
+	}
+	if (*end || v > HW_CLI_SIZE_MAX)
+		return -1;
+	*out = v;
+	return 0;
 }
 
 void hw_cli_print_json(json_t *j)

@@ -192,7 +192,7 @@ static void test_report(struct client *c, int reason)
 		o = json_pack("{s:b, s:I, s:f, s:f}", "ok", 1,
 			      c->send_total ? "sent" : "received",
 			      (json_int_t)c->test_bytes, "seconds", s,
-			      "mb_per_s",
+			      "mbytes_per_s",
 			      s > 0 ? (double)c->test_bytes / s / 1e6 : 0.0);
 	}
 	client_reply(c, o);
