@@ -12,10 +12,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "transport/manager.h"
 #include "util/addr.h"
 #include "util/err.h"
 #include "util/hex.h"
+#include "wire/tpid.h"
 
 /* Discovery stores the very IDs the transport manager derives. */
 _Static_assert(HW_DISC_TP_ID_LEN == HW_TP_ID_LEN,

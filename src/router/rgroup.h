@@ -25,8 +25,8 @@
 
 #include "crypto/cipher.h"
 #include "crypto/identity.h"
-#include "router/packet.h"
 #include "router/router.h"
+#include "wire/packet.h"
 
 /* The Noise prologue is this (21 ASCII bytes) followed by the 68-byte
  * descriptor: src_pk | src_port u16 BE | dst_pk | dst_port u16 BE. */

@@ -20,8 +20,8 @@
 #include <uv.h>
 
 #include "crypto/identity.h"
-#include "router/packet.h"
 #include "transport/manager.h"
+#include "wire/packet.h"
 
 enum hw_rule_kind {
 	HW_RULE_CONSUME = 1,

@@ -3,8 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "router/packet.h"
 #include "util/err.h"
+#include "wire/packet.h"
 
 _Static_assert(HW_SETUP_PKT_TYPE == HW_PKT_SETUP, "packet.h's SETUP");
 _Static_assert(HW_SETUP_MSG_MAX <= HW_PACKET_MAX_PAYLOAD,

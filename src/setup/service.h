@@ -18,8 +18,8 @@
 
 #include <jansson.h>
 
-#include "router/packet.h"
 #include "transport/manager.h"
+#include "wire/packet.h"
 
 /* Builds in progress at most; more are answered BUILT limit. */
 #define HW_SETUP_BUILDS_MAX 256

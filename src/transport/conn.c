@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "crypto/noise.h"
-#include "transport/record.h"
 #include "util/err.h"
+#include "wire/record.h"
 
 #define HS_MIN_RECORD 48  /* e + tag */
 #define HS_MAX_RECORD 256 /* our largest handshake message is 97 bytes */

@@ -19,11 +19,10 @@
 #include <uv.h>
 
 #include "crypto/identity.h"
-#include "router/packet.h"
 #include "transport/conn.h"
+#include "wire/packet.h"
+#include "wire/tpid.h"
 
-#define HW_TP_ID_LEN 16
-#define HW_TP_ID_HEXLEN 32
 /* Prologues of the visor-to-visor handshakes, per transport type. */
 #define HW_TP_TCP_PROLOGUE "hopwire/1 transport tcp"
 #define HW_TP_RELAY_PROLOGUE "hopwire/1 transport relay"
@@ -166,9 +165,5 @@ struct hw_tp_manager_stats {
 };
 void hw_tp_manager_stats(const struct hw_tp_manager *m,
 			 struct hw_tp_manager_stats *st);
-
-/* The transport ID of pk_a and pk_b (either order) and type. */
-void hw_tp_id(const uint8_t pk_a[HW_PK_LEN], const uint8_t pk_b[HW_PK_LEN],
-	      const char *type, uint8_t id[HW_TP_ID_LEN]);
 
 #endif

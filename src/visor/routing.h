@@ -18,9 +18,9 @@
 #include <jansson.h>
 #include <stddef.h>
 
-#include "router/packet.h"
 #include "router/router.h"
 #include "transport/manager.h"
+#include "wire/packet.h"
 
 struct hw_routing;
 struct hw_visor;

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "router/packet.h"
+#include "wire/packet.h"
 
 /* Every byte handed out is read, so ASan checks it lies in bounds. */
 static volatile uint8_t sink;

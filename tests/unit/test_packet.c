@@ -5,8 +5,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "router/packet.h"
 #include "util/err.h"
+#include "wire/packet.h"
 
 static void test_roundtrip_many(void **state)
 {

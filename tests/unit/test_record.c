@@ -7,8 +7,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "transport/record.h"
 #include "util/err.h"
+#include "wire/record.h"
 
 /* Writes header+body of a record with len bytes of value v into out. */
 static size_t make_record(uint8_t *out, size_t len, uint8_t v)

@@ -4,13 +4,13 @@
  *
  * One encrypted record carries one or more packets back to back, so small
  * packets share a record (and its tag) under load. */
-#ifndef HW_ROUTER_PACKET_H
-#define HW_ROUTER_PACKET_H
+#ifndef HW_WIRE_PACKET_H
+#define HW_WIRE_PACKET_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "transport/record.h"
+#include "wire/record.h"
 
 #define HW_PACKET_HDR 7
 /* A packet must fit one record's plaintext. */

@@ -1,4 +1,4 @@
-#include "router/packet.h"
+#include "wire/packet.h"
 
 #include "util/err.h"
 

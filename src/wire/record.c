@@ -1,4 +1,4 @@
-#include "transport/record.h"
+#include "wire/record.h"
 
 #include <stdlib.h>
 #include <string.h>

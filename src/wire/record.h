@@ -6,8 +6,8 @@
  * session is encrypted, at least one AEAD tag long. The reader accumulates
  * bytes from partial reads into one fixed buffer (no allocation per record)
  * and hands out whole records in place. */
-#ifndef HW_TRANSPORT_RECORD_H
-#define HW_TRANSPORT_RECORD_H
+#ifndef HW_WIRE_RECORD_H
+#define HW_WIRE_RECORD_H
 
 #include <stddef.h>
 #include <stdint.h>
