@@ -19,9 +19,6 @@
 /* Queue chunks are at least this big, so that many small writes while
  * blocked do not cost an allocation each. */
 #define QCHUNK_MIN 16384
-/* How often a send blocked by -ENOBUFS is retried: the router has no
- * "room again" signal. */
-#define RETRY_MS 1
 /* Liveness is checked this many times per keepalive period, so a
  * keepalive goes out between 1/2 and 5/8 of the period after the last
  * packet, well before rules (and the peer) give up at one period. */
@@ -38,8 +35,10 @@ struct qchunk {
 struct hw_rgroup {
 	struct hw_rgroup_params p;
 	uv_timer_t tick;  /* keepalives, liveness, deadlines */
-	uv_timer_t retry; /* sends blocked by -ENOBUFS; then the deferred
-			     closed callback */
+	uv_timer_t later; /* the writer's wake-up from the loop; then the
+			     deferred closed callback */
+	/* Waiting for room on the transport after a send met -ENOBUFS. */
+	struct hw_router_waiter room;
 	int handles;      /* open uv handles; freed when none */
 	enum rg_state state;
 	int reason;
@@ -110,7 +109,7 @@ static void on_finish(uv_timer_t *t)
 
 	g->p.ops->closed(g, g->reason, g->p.ud);
 	uv_close((uv_handle_t *)&g->tick, on_handle_closed);
-	uv_close((uv_handle_t *)&g->retry, on_handle_closed);
+	uv_close((uv_handle_t *)&g->later, on_handle_closed);
 }
 
 /* Ends the group: nothing more is sent or taken, and closed runs from
@@ -128,8 +127,9 @@ static void finish(struct hw_rgroup *g, int reason)
 	g->hs = NULL;
 	g->tx = g->rx = NULL;
 	uv_timer_stop(&g->tick);
-	uv_timer_stop(&g->retry);
-	uv_timer_start(&g->retry, on_finish, 0, 0);
+	hw_router_unwait(&g->room);
+	uv_timer_stop(&g->later);
+	uv_timer_start(&g->later, on_finish, 0, 0);
 }
 
 static void bad_packet(struct hw_rgroup *g, const char *what)
@@ -148,13 +148,24 @@ static void route_failed(struct hw_rgroup *g, int rc)
 
 /* ---- sending ---- */
 
-static void on_retry(uv_timer_t *t);
+static void on_later(uv_timer_t *t);
 
-static void arm_retry(struct hw_rgroup *g)
+/* Runs on_later from the loop: it sends what can go and tells a waiting
+ * writer. */
+static void later(struct hw_rgroup *g)
 {
 	/* Once ended, the timer carries the closed callback. */
-	if (g->state != ST_DEAD && !uv_is_active((uv_handle_t *)&g->retry))
-		uv_timer_start(&g->retry, on_retry, RETRY_MS, RETRY_MS);
+	if (g->state != ST_DEAD && !uv_is_active((uv_handle_t *)&g->later))
+		uv_timer_start(&g->later, on_later, 0, 0);
+}
+
+/* The router refused a send with -ENOBUFS: pump runs again when the
+ * transport has room (on_room). */
+static void wait_room(struct hw_rgroup *g)
+{
+	if (g->state != ST_DEAD &&
+	    hw_router_wait_room(g->p.router, g->p.send_id, &g->room))
+		later(g); /* the rule is gone: the next send says so */
 }
 
 static int route_send(struct hw_rgroup *g, uint8_t type, const uint8_t *p,
@@ -193,7 +204,7 @@ static int send_sealed(struct hw_rgroup *g, uint8_t type, size_t len)
 		memcpy(g->pend, tx_buf, len);
 		g->pend_len = len;
 		g->pend_type = type;
-		arm_retry(g);
+		wait_room(g);
 		return -ENOBUFS;
 	}
 	if (rc) {
@@ -284,7 +295,9 @@ static int send_data(struct hw_rgroup *g, const uint8_t *src, size_t n)
 	if (rc == 0) {
 		g->last_tx_ms = now_ms(g);
 		g->bytes_out += n;
-	} else if (rc != -ENOBUFS && g->state != ST_DEAD) {
+	} else if (rc == -ENOBUFS) {
+		wait_room(g);
+	} else if (g->state != ST_DEAD) {
 		route_failed(g, rc);
 	}
 	return rc;
@@ -368,7 +381,7 @@ static void pump(struct hw_rgroup *g)
 	if (g->pend_len) {
 		rc = route_send(g, g->pend_type, g->pend, g->pend_len);
 		if (rc == -ENOBUFS) {
-			arm_retry(g);
+			wait_room(g);
 			return;
 		}
 		if (rc) {
@@ -383,11 +396,8 @@ static void pump(struct hw_rgroup *g)
 		return;
 	while (g->state != ST_DEAD && g->tx && g->queued > 0 &&
 	       credit_left(g) > 0) {
-		if ((rc = send_queued(g))) {
-			if (rc == -ENOBUFS)
-				arm_retry(g);
-			return;
-		}
+		if (send_queued(g))
+			return; /* waiting for room, or ended */
 	}
 	if (g->state != ST_DEAD && g->tx && g->close_wanted &&
 	    !g->close_sealed && g->queued == 0) {
@@ -400,25 +410,39 @@ static void pump(struct hw_rgroup *g)
 	}
 }
 
-static void on_retry(uv_timer_t *t)
+/* Whether a writer waits for what it can have now: room in the queue
+ * (hw_rgroup_write's -ENOBUFS), or to seal straight away
+ * (hw_rgroup_room's 0). */
+static int writer_may_go(const struct hw_rgroup *g)
+{
+	return (g->want_writable && g->queued <= HW_RGROUP_LOW_WATER) ||
+	       (g->want_room && g->state == ST_OPEN && g->queued == 0 &&
+		!g->pend_len && credit_left(g) > 0);
+}
+
+static void on_later(uv_timer_t *t)
 {
 	struct hw_rgroup *g = t->data;
 
 	pump(g);
-	if (g->state == ST_DEAD)
-		return;
-	if ((g->want_writable && g->queued <= HW_RGROUP_LOW_WATER) ||
-	    (g->want_room && g->state == ST_OPEN && g->queued == 0 &&
-	     !g->pend_len && credit_left(g) > 0)) {
+	if (g->state != ST_DEAD && writer_may_go(g)) {
 		g->want_writable = 0;
 		g->want_room = 0;
 		if (g->p.ops->writable)
 			g->p.ops->writable(g, g->p.ud);
-		if (g->state == ST_DEAD)
-			return;
 	}
-	if (!g->pend_len && !g->want_writable)
-		uv_timer_stop(&g->retry);
+}
+
+/* The transport has room again (or went down: pump hears which). */
+static void on_room(struct hw_router_waiter *w, void *ud)
+{
+	struct hw_rgroup *g = ud;
+
+	pump(g);
+	/* The writer hears of it from the loop, not from inside the
+	 * transport's callback. */
+	if (g->state != ST_DEAD && writer_may_go(g))
+		later(g);
 }
 
 /* Appends to the queue; all or nothing. */
@@ -462,7 +486,7 @@ size_t hw_rgroup_room(struct hw_rgroup *g)
 	if (g->state != ST_OPEN)
 		return 0;
 	if (g->queued || g->pend_len) {
-		g->want_room = 1; /* credit or the retry timer drains them */
+		g->want_room = 1; /* credit or room drains them */
 		return 0;
 	}
 	room = credit_left(g);
@@ -486,8 +510,10 @@ int hw_rgroup_write(struct hw_rgroup *g, const uint8_t *buf, size_t len)
 		if (g->state != ST_OPEN)
 			return -ENOTCONN;
 		if (g->queued + len > HW_RGROUP_MAX_QUEUED) {
+			/* Credit or room drains the queue; on_later tells. */
 			g->want_writable = 1;
-			arm_retry(g);
+			if (writer_may_go(g))
+				later(g);
 			return -ENOBUFS;
 		}
 	}
@@ -502,7 +528,7 @@ int hw_rgroup_write(struct hw_rgroup *g, const uint8_t *buf, size_t len)
 			n = credit_left(g);
 		rc = send_data(g, buf, n);
 		if (rc == -ENOBUFS)
-			break; /* queued below; the retry timer sends it */
+			break; /* queued below; sent when there is room */
 		if (rc || g->state != ST_OPEN)
 			return -ENOTCONN;
 		buf += n;
@@ -516,8 +542,6 @@ int hw_rgroup_write(struct hw_rgroup *g, const uint8_t *buf, size_t len)
 			finish(g, rc);
 		return rc;
 	}
-	if (g->queued > 0)
-		arm_retry(g);
 	return 0;
 }
 
@@ -669,12 +693,9 @@ static void on_credit(struct hw_rgroup *g, const struct hw_packet *pkt)
 		return;
 	}
 	pump(g);
-	if (g->state != ST_DEAD && g->queued > 0)
-		arm_retry(g);
 	/* A writer that found no room hears of it from the loop. */
-	if (g->state != ST_DEAD && g->want_room && g->queued == 0 &&
-	    !g->pend_len && credit_left(g) > 0)
-		uv_timer_start(&g->retry, on_retry, 0, RETRY_MS);
+	if (g->state != ST_DEAD && writer_may_go(g))
+		later(g);
 }
 
 void hw_rgroup_on_packet(struct hw_rgroup *g, const struct hw_packet *pkt)
@@ -799,8 +820,10 @@ int hw_rgroup_new(struct hw_rgroup **out, const struct hw_rgroup_params *p)
 	    (rc = hw_noise_hs_write(g->hs, &v, 1, tx_buf, HS_MAX, &len)))
 		goto out;
 	uv_timer_init(p->loop, &g->tick);
-	uv_timer_init(p->loop, &g->retry);
-	g->tick.data = g->retry.data = g;
+	uv_timer_init(p->loop, &g->later);
+	g->tick.data = g->later.data = g;
+	g->room.cb = on_room;
+	g->room.ud = g;
 	g->handles = 2;
 	g->state = ST_HANDSHAKE;
 	g->created_ms = g->last_rx_ms = g->last_tx_ms = now_ms(g);

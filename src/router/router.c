@@ -87,6 +87,7 @@ struct hw_router {
 	struct hw_router_stats st;
 	uint64_t full_log_ms;
 	int full_logged;
+	struct hw_router_waiter *waiters; /* newest first */
 };
 
 /* ---- the rule codec ---- */
@@ -478,6 +479,9 @@ void hw_router_free(struct hw_router *r)
 	}
 	hw_htab_free(&r->ids);
 	hw_htab_free(&r->tps);
+	/* Waiters outlive the router as not waiting. */
+	while (r->waiters)
+		hw_router_unwait(r->waiters);
 	uv_close((uv_handle_t *)&r->timer, on_timer_closed);
 }
 
@@ -708,6 +712,62 @@ void hw_router_tp_removed(struct hw_router *r, struct hw_tp *tp)
 		hw_log(HW_LOG_DEBUG, LOG, "rule %u lost its transport",
 		       x->e.id);
 		rule_drop(r, x, -ENOTCONN, 1);
+	}
+	hw_router_tp_room(r, tp);
+}
+
+/* ---- waiting for room ---- */
+
+int hw_router_wait_room(struct hw_router *r, uint32_t id,
+			struct hw_router_waiter *w)
+{
+	struct ent *e = ent_find(r, id);
+
+	if (!e || e->kind != HW_RULE_FORWARD)
+		return -ENOENT;
+	if (w->pprev)
+		return 0;
+	w->tp = ((struct rent *)e)->next;
+	w->next = r->waiters;
+	if (w->next)
+		w->next->pprev = &w->next;
+	w->pprev = &r->waiters;
+	r->waiters = w;
+	return 0;
+}
+
+void hw_router_unwait(struct hw_router_waiter *w)
+{
+	if (!w->pprev)
+		return;
+	*w->pprev = w->next;
+	if (w->next)
+		w->next->pprev = w->pprev;
+	w->next = NULL;
+	w->pprev = NULL;
+}
+
+void hw_router_tp_room(struct hw_router *r, struct hw_tp *tp)
+{
+	struct hw_router_waiter *woken = NULL, *w, *next;
+
+	/* Moved to a list of their own first (the oldest at its head): a
+	 * callback may wait again, which must not wake it twice, or stop
+	 * another woken waiter, which then leaves this list. */
+	for (w = r->waiters; w; w = next) {
+		next = w->next;
+		if (w->tp != tp)
+			continue;
+		hw_router_unwait(w);
+		w->next = woken;
+		if (woken)
+			woken->pprev = &w->next;
+		w->pprev = &woken;
+		woken = w;
+	}
+	while ((w = woken)) {
+		hw_router_unwait(w);
+		w->cb(w, w->ud);
 	}
 }
 

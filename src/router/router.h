@@ -9,8 +9,10 @@
  * Forwarding looks the ID up, checks the packet came on the rule's
  * previous transport, rewrites the ID and sends on the rule's next
  * transport, without allocating. A packet for an unknown ID, or from the
- * wrong transport, is dropped and counted. The router does not know the transport types: it sends through
- * hw_tp_send on the rule's transport. */
+ * wrong transport, is dropped and counted. The router does not know the
+ * transport types: it sends through hw_tp_send on the rule's transport,
+ * and a sender that found the transport full waits for its room-again
+ * signal (hw_router_wait_room). */
 #ifndef HW_ROUTER_ROUTER_H
 #define HW_ROUTER_ROUTER_H
 
@@ -114,8 +116,34 @@ int hw_router_send_fill(struct hw_router *r, uint32_t id, uint8_t type,
 			uint16_t len, hw_conn_fill_fn fill, void *arg);
 
 /* A transport left the table: its rules are removed (rule_gone with
- * -ENOTCONN). */
+ * -ENOTCONN), and whoever waits for room on it is woken. */
 void hw_router_tp_removed(struct hw_router *r, struct hw_tp *tp);
+
+/* Waiting for room: a sender whose hw_router_send failed with -ENOBUFS
+ * waits on the rule's transport instead of retrying on a timer. The
+ * caller owns the waiter and sets cb and ud once; the rest is the
+ * router's. */
+struct hw_router_waiter {
+	struct hw_router_waiter *next, **pprev; /* pprev NULL: not waiting */
+	struct hw_tp *tp;
+	void (*cb)(struct hw_router_waiter *w, void *ud);
+	void *ud;
+};
+
+/* Waits for room on the transport of FORWARD rule id: cb runs once, from
+ * hw_router_tp_room or hw_router_tp_removed, when that transport's queue
+ * drained or the transport went down or away (the next send tells
+ * which). Returns 0 (also when w is waiting already) or -ENOENT. */
+int hw_router_wait_room(struct hw_router *r, uint32_t id,
+			struct hw_router_waiter *w);
+
+/* Stops waiting (nothing when w is not waiting). Safe after
+ * hw_router_free. */
+void hw_router_unwait(struct hw_router_waiter *w);
+
+/* The transport manager's room-again signal for tp: wakes its waiters,
+ * oldest first. */
+void hw_router_tp_room(struct hw_router *r, struct hw_tp *tp);
 
 /* The rules as a JSON array: id, kind ("consume", "forward",
  * "intermediary"), transport, next_id, age_ms, idle_ms, bytes, packets,

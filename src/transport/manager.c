@@ -1,15 +1,13 @@
 #include "transport/manager.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "relay/client.h"
 #include "transport/conn.h"
+#include "transport/type.h"
 #include "util/addr.h"
 #include "util/err.h"
 #include "util/hex.h"
@@ -19,20 +17,6 @@
 #define LOG "transport"
 #define PING_PAYLOAD 16
 #define STATE_SAVE_MS 60000
-
-/* A connection and what it belongs to. A relay link first opens its
- * stream (conn NULL until the remote visor accepted), then runs the
- * connection over it. */
-struct link {
-	struct link *next;
-	struct hw_tp_manager *m;
-	struct hw_tp *tp; /* NULL: inbound handshake, or detached */
-	struct hw_conn *conn;
-	struct hw_relay_stream *stream; /* relay links: the carrier */
-	const char *type;
-	int inbound_pending;
-	uint32_t detached_route; /* the route of the payload announced */
-};
 
 struct add_waiter {
 	struct add_waiter *next;
@@ -65,12 +49,13 @@ struct hw_tp {
 	uint8_t id[HW_TP_ID_LEN];
 	char id_hex[HW_TP_ID_HEXLEN + 1];
 	uint8_t pk[HW_PK_LEN];
+	const struct hw_tp_type *ops;
 	char type[16];
 	char addr[300];
 	int persistent;
 	int removed;
-	struct link *live;    /* the connection carrying traffic */
-	struct link *dialing; /* a dial in progress */
+	struct hw_tp_link *live;    /* the connection carrying traffic */
+	struct hw_tp_link *dialing; /* a dial in progress */
 	uv_timer_t redial;
 	unsigned attempts;
 	char last_error[400];
@@ -84,14 +69,11 @@ struct hw_tp {
 struct hw_tp_manager {
 	struct hw_tp_manager_params p;
 	uint8_t x_priv[32];
-	struct hw_conn_params cp;  /* tcp connections */
-	struct hw_conn_params rcp; /* relay connections */
-	uv_tcp_t listener;
-	int listening;
-	char listen_addr[80];
+	struct hw_conn_params cp; /* of every link; ud and prologue per link */
+	void *type_state[HW_TP_TYPES_MAX];
 	uv_timer_t tick;
 	struct hw_tp *tps;
-	struct link *links;
+	struct hw_tp_link *links;
 	struct ping *pings;
 	uint64_t next_token;
 	uint64_t last_save_ms;
@@ -103,40 +85,19 @@ struct hw_tp_manager {
 	/* Handles and connections whose callbacks still reach the manager;
 	 * it is freed when the last one is gone after hw_tp_manager_free. */
 	int refs;
-	uint64_t last_refusal_log_ms;
 };
 
 static const struct hw_conn_ops conn_ops;
-static void link_gone(struct link *l, int reason, const char *msg);
+static void link_gone(struct hw_tp_link *l, int reason, const char *msg);
 
-/* Closes whatever the link has: its connection, or the stream it is still
- * opening (whose failure ends the link). */
-static void link_close(struct link *l, int reason, int graceful)
+static void link_close(struct hw_tp_link *l, int reason, int graceful)
 {
-	if (l->conn)
-		hw_conn_close(l->conn, reason, graceful);
-	else if (l->stream)
-		hw_relay_stream_close(l->stream, reason);
+	l->type->close(l, reason, graceful);
 }
 
-static int link_is_dialer(const struct link *l)
+static int link_is_dialer(const struct hw_tp_link *l)
 {
-	return l->conn ? hw_conn_is_dialer(l->conn) : 1;
-}
-
-/* A relay transport's address: RELAY_PK@HOST:PORT. */
-static int relay_addr_split(const char *addr, uint8_t relay_pk[HW_PK_LEN],
-			    const char **hostport)
-{
-	const char *at = strchr(addr, '@');
-	char host[HW_HOST_MAX];
-	uint16_t port;
-
-	if (!at || hw_pk_parse(addr, (size_t)(at - addr), relay_pk) ||
-	    hw_addr_split(at + 1, host, &port))
-		return -EINVAL;
-	*hostport = at + 1;
-	return 0;
+	return l->type->is_dialer(l);
 }
 
 static void manager_unref(struct hw_tp_manager *m)
@@ -222,7 +183,8 @@ static void tp_redial_closed(uv_handle_t *h)
 }
 
 static struct hw_tp *tp_new(struct hw_tp_manager *m,
-			    const uint8_t pk[HW_PK_LEN], const char *type)
+			    const uint8_t pk[HW_PK_LEN],
+			    const struct hw_tp_type *type)
 {
 	struct hw_tp *tp = calloc(1, sizeof(*tp));
 	json_t *c;
@@ -231,8 +193,9 @@ static struct hw_tp *tp_new(struct hw_tp_manager *m,
 		return NULL;
 	tp->m = m;
 	memcpy(tp->pk, pk, HW_PK_LEN);
-	snprintf(tp->type, sizeof(tp->type), "%s", type);
-	hw_tp_id(m->p.id->pk, pk, type, tp->id);
+	tp->ops = type;
+	snprintf(tp->type, sizeof(tp->type), "%s", type->name);
+	hw_tp_id(m->p.id->pk, pk, type->name, tp->id);
 	hw_hex_encode(tp->id, HW_TP_ID_LEN, tp->id_hex);
 	tp->rtt_us = -1;
 	uv_timer_init(m->p.loop, &tp->redial);
@@ -297,13 +260,13 @@ static void tp_destroy(struct hw_tp *tp)
 	finish_flood(tp, -ECONNABORTED);
 	fail_pings(m, tp, -ENOTCONN);
 	if (tp->live) {
-		struct link *l = tp->live;
+		struct hw_tp_link *l = tp->live;
 		tp->live = NULL;
 		l->tp = NULL;
 		link_close(l, 0, 0);
 	}
 	if (tp->dialing) {
-		struct link *l = tp->dialing;
+		struct hw_tp_link *l = tp->dialing;
 		tp->dialing = NULL;
 		l->tp = NULL;
 		link_close(l, 0, 0);
@@ -339,57 +302,19 @@ static void schedule_redial(struct hw_tp *tp)
 	       tp->id_hex, (unsigned long long)delay);
 }
 
-static const struct hw_relay_stream_ops stream_ops;
-
-static int relay_dial(struct hw_tp *tp, struct link *l)
-{
-	struct hw_tp_manager *m = tp->m;
-	uint8_t relay_pk[HW_PK_LEN];
-	const char *hostport;
-	int rc;
-
-	if (!m->p.relays)
-		return -ENOTSUP;
-	if (relay_addr_split(tp->addr, relay_pk, &hostport))
-		return -EINVAL;
-	if ((rc = hw_relay_client_hold(m->p.relays, relay_pk, hostport)))
-		return rc;
-	return hw_relay_stream_open(m->p.relays, relay_pk, tp->pk, &stream_ops,
-				    l, &l->stream);
-}
-
 static int tp_dial(struct hw_tp *tp)
 {
-	struct hw_tp_manager *m = tp->m;
-	char host[HW_HOST_MAX];
-	uint16_t port;
-	struct link *l;
+	struct hw_tp_link *l = hw_tp_link_new(tp->m, tp->ops, tp, 0);
 	int rc;
 
-	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
-	l->m = m;
-	l->tp = tp;
-	l->type = !strcmp(tp->type, "relay") ? "relay" : "tcp";
-	if (l->type[0] == 'r') {
-		rc = relay_dial(tp, l);
-	} else if (hw_addr_split(tp->addr, host, &port)) {
-		rc = -EINVAL;
-	} else {
-		m->cp.ud = l;
-		rc = hw_conn_dial(&l->conn, m->p.loop, &m->cp, tp->pk, host,
-				  port);
-	}
-	if (rc) {
-		free(l);
+	if ((rc = tp->ops->dial(l, tp->pk, tp->addr))) {
+		hw_tp_link_discard(l);
 		snprintf(tp->last_error, sizeof(tp->last_error), "dial %s: %s",
 			 tp->addr, hw_strerror(rc));
 		return rc;
 	}
-	l->next = m->links;
-	m->links = l;
-	m->refs++;
 	tp->dialing = l;
 	return 0;
 }
@@ -438,8 +363,8 @@ int hw_tp_send_fill(struct hw_tp *tp, uint8_t type, uint32_t route_id,
 		return -ENOTCONN;
 	hw_packet_put_header(hdr, detached ? type | HW_PKT_F_DETACHED : type,
 			     route_id, len);
-	rc = hw_conn_send_fill(tp->live->conn, hdr, sizeof(hdr), len,
-			       detached, fill, arg);
+	rc = tp->live->type->send_fill(tp->live, hdr, sizeof(hdr), len,
+				       detached, fill, arg);
 	if (rc == 0) {
 		tp->tx_packets++;
 		tp->tx_bytes += HW_PACKET_HDR + len;
@@ -601,16 +526,16 @@ int hw_tp_throughput(struct hw_tp *tp, uint64_t bytes, unsigned pkt_size,
 
 /* ---- connection callbacks ---- */
 
-static void link_unlist(struct hw_tp_manager *m, struct link *l)
+static void link_unlist(struct hw_tp_manager *m, struct hw_tp_link *l)
 {
-	for (struct link **pp = &m->links; *pp; pp = &(*pp)->next)
+	for (struct hw_tp_link **pp = &m->links; *pp; pp = &(*pp)->next)
 		if (*pp == l) {
 			*pp = l->next;
 			return;
 		}
 }
 
-static void go_live(struct hw_tp *tp, struct link *l)
+static void go_live(struct hw_tp *tp, struct hw_tp_link *l)
 {
 	struct hw_tp_manager *m = tp->m;
 	char pk[HW_PK_HEXLEN + 1];
@@ -625,19 +550,22 @@ static void go_live(struct hw_tp *tp, struct link *l)
 	uv_timer_stop(&tp->redial);
 	pk_hex(tp->pk, pk);
 	hw_log(HW_LOG_INFO, LOG, "transport %s up: %s %s %s", tp->id_hex, pk,
-	       hw_conn_is_dialer(l->conn) ? "dialed at" : "connected from",
-	       hw_conn_peer(l->conn));
+	       link_is_dialer(l) ? "dialed at" : "connected from",
+	       l->type->peer(l));
 	finish_waiters(tp, 0, NULL);
 	if (m->p.on_event)
 		m->p.on_event(tp, HW_TP_UP, m->p.ud);
+	/* A new connection: senders that found the old one full go on. */
+	if (tp->live == l && m->p.on_room)
+		m->p.on_room(tp, m->p.ud);
 }
 
 /* Two connections for one transport: which one stays. Both ends choose
  * the same: a crossing pair (each side dialed) keeps the one dialed by the
  * smaller key; otherwise the newer one replaces the older (a peer that
  * restarted and dialed again). */
-static int keep_new(struct hw_tp_manager *m, struct link *old_l,
-		    struct link *new_l)
+static int keep_new(struct hw_tp_manager *m, struct hw_tp_link *old_l,
+		    struct hw_tp_link *new_l)
 {
 	int old_ours = link_is_dialer(old_l);
 	int new_ours = link_is_dialer(new_l);
@@ -653,7 +581,7 @@ static int keep_new(struct hw_tp_manager *m, struct link *old_l,
 
 static void on_ready(struct hw_conn *c, void *ud)
 {
-	struct link *l = ud;
+	struct hw_tp_link *l = ud;
 	struct hw_tp_manager *m = l->m;
 	const uint8_t *pk = hw_conn_remote_pk(c);
 	struct hw_tp *tp = l->tp;
@@ -669,7 +597,7 @@ static void on_ready(struct hw_conn *c, void *ud)
 		return;
 	}
 	if (!tp)
-		tp = hw_tp_manager_find(m, pk, l->type);
+		tp = hw_tp_manager_find(m, pk, l->type->name);
 	if (!tp && !(tp = tp_new(m, pk, l->type))) {
 		hw_conn_close(c, -ENOMEM, 0);
 		return;
@@ -695,7 +623,7 @@ static void on_ready(struct hw_conn *c, void *ud)
 		hw_log(HW_LOG_INFO, LOG, "transport %s: new connection "
 		       "replaces the old one", tp->id_hex);
 		tp->live->tp = NULL;
-		hw_conn_close(tp->live->conn, 0, 1);
+		link_close(tp->live, 0, 1);
 		tp->live = NULL;
 	}
 	go_live(tp, l);
@@ -730,7 +658,7 @@ static void handle_packet(struct hw_tp *tp, const struct hw_packet *pkt)
 			       "transport %s removed by the peer", tp->id_hex);
 			tp->removed = 1;
 			tp->persistent = 0;
-			hw_conn_close(tp->live->conn, 0, 0);
+			link_close(tp->live, 0, 0);
 		}
 		break;
 	default:
@@ -742,7 +670,7 @@ static void handle_packet(struct hw_tp *tp, const struct hw_packet *pkt)
 
 static void on_record(struct hw_conn *c, uint8_t *pt, size_t len, void *ud)
 {
-	struct link *l = ud;
+	struct hw_tp_link *l = ud;
 	struct hw_tp *tp = l->tp;
 	struct hw_packet pkt;
 	size_t off = 0;
@@ -777,7 +705,7 @@ static void on_record(struct hw_conn *c, uint8_t *pt, size_t len, void *ud)
 
 static void on_detached(struct hw_conn *c, uint8_t *p, size_t n, void *ud)
 {
-	struct link *l = ud;
+	struct hw_tp_link *l = ud;
 	struct hw_tp *tp = l->tp;
 	struct hw_packet pkt = {.type = HW_PKT_DATA,
 				.route_id = l->detached_route,
@@ -795,9 +723,16 @@ static void on_detached(struct hw_conn *c, uint8_t *p, size_t n, void *ud)
 
 static void on_drained(struct hw_conn *c, void *ud)
 {
-	struct link *l = ud;
-	if (l->tp && l->tp->live == l && l->tp->flood)
-		flood_pump(l->tp);
+	struct hw_tp_link *l = ud;
+	struct hw_tp *tp = l->tp;
+
+	if (!tp || tp->live != l)
+		return;
+	if (tp->flood)
+		flood_pump(tp);
+	/* The flood may have filled the queue again, or ended the link. */
+	if (tp->live == l && tp->m->p.on_room)
+		tp->m->p.on_room(tp, tp->m->p.ud);
 }
 
 static const char *reason_text(int reason)
@@ -809,7 +744,7 @@ static const char *reason_text(int reason)
 
 static void on_closed(struct hw_conn *c, int reason, void *ud)
 {
-	struct link *l = ud;
+	struct hw_tp_link *l = ud;
 
 	if (l->inbound_pending)
 		hw_log(HW_LOG_WARN, LOG, "dropped connection from %s: "
@@ -820,7 +755,7 @@ static void on_closed(struct hw_conn *c, int reason, void *ud)
 
 /* The link's connection (or the stream it was opening) is gone; msg
  * says why when the reason code alone would not. */
-static void link_gone(struct link *l, int reason, const char *msg)
+static void link_gone(struct hw_tp_link *l, int reason, const char *msg)
 {
 	struct hw_tp_manager *m = l->m;
 	struct hw_tp *tp = l->tp;
@@ -853,6 +788,9 @@ static void link_gone(struct link *l, int reason, const char *msg)
 		       tp->last_error);
 		finish_flood(tp, -ENOTCONN);
 		fail_pings(m, tp, -ENOTCONN);
+		/* Senders waiting for room learn from their next send. */
+		if (m->p.on_room)
+			m->p.on_room(tp, m->p.ud);
 	} else {
 		manager_unref(m);
 		return;
@@ -876,264 +814,6 @@ static const struct hw_conn_ops conn_ops = {
 	.closed = on_closed,
 };
 
-/* ---- relay links: a connection over a relay stream ---- */
-
-static int carrier_write(void *carrier, const uint8_t *buf, size_t len,
-			 void (*done)(void *arg, int status), void *arg)
-{
-	struct link *l = carrier;
-	if (!l->stream)
-		return -ENOTCONN;
-	return hw_relay_stream_write(l->stream, buf, len, done, arg);
-}
-
-static void detached_data(struct hw_relay_stream *s, const uint8_t *p,
-			  size_t len, void *ud)
-{
-}
-
-static void detached_closed(struct hw_relay_stream *s, int reason, void *ud)
-{
-}
-
-/* A stream whose connection has let go of it: its last callbacks must not
- * reach the link, which may be freed by then. */
-static const struct hw_relay_stream_ops detached_ops = {
-	.data = detached_data,
-	.closed = detached_closed,
-};
-
-static void carrier_close(void *carrier, int reason)
-{
-	struct link *l = carrier;
-	struct hw_relay_stream *s = l->stream;
-
-	if (!s)
-		return;
-	l->stream = NULL;
-	hw_relay_stream_set_ops(s, &detached_ops, NULL);
-	hw_relay_stream_close(s, reason);
-}
-
-static const struct hw_conn_carrier_ops carrier_ops = {
-	.write = carrier_write,
-	.close = carrier_close,
-};
-
-static int start_relay_conn(struct link *l, const uint8_t *remote_pk)
-{
-	struct hw_tp_manager *m = l->m;
-	char peer[64], relay[HW_PK_HEXLEN + 1];
-
-	pk_hex(hw_relay_stream_relay_pk(l->stream), relay);
-	snprintf(peer, sizeof(peer), "relay %.16s", relay);
-	m->rcp.ud = l;
-	return hw_conn_open_carrier(&l->conn, m->p.loop, &m->rcp,
-				    &carrier_ops, l, remote_pk, peer);
-}
-
-static void stream_opened(struct hw_relay_stream *s, int status,
-			  const char *msg, void *ud)
-{
-	struct link *l = ud;
-	char why[300];
-	int rc = status;
-
-	if (status == 0 && l->tp && !l->m->closing &&
-	    (rc = start_relay_conn(l, l->tp->pk)) == 0)
-		return;
-	if (status == 0) {
-		/* Opened, but not wanted any more or the connection could
-		 * not start: give the stream back. */
-		l->stream = NULL;
-		hw_relay_stream_set_ops(s, &detached_ops, NULL);
-		hw_relay_stream_close(s, rc ? rc : -ECANCELED);
-		link_gone(l, rc ? rc : -ECANCELED, NULL);
-		return;
-	}
-	l->stream = NULL; /* freed when this returns */
-	snprintf(why, sizeof(why), "relay: %s", msg ? msg : hw_strerror(rc));
-	link_gone(l, rc, why);
-}
-
-static void stream_data(struct hw_relay_stream *s, const uint8_t *p,
-			size_t len, void *ud)
-{
-	struct link *l = ud;
-	if (l->conn)
-		hw_conn_carrier_input(l->conn, p, len);
-}
-
-static void stream_closed(struct hw_relay_stream *s, int reason, void *ud)
-{
-	struct link *l = ud;
-
-	l->stream = NULL;
-	if (l->conn)
-		hw_conn_carrier_closed(l->conn, reason ? reason : HW_ECLOSED);
-	else
-		link_gone(l, reason ? reason : HW_ECLOSED, NULL);
-}
-
-static const struct hw_relay_stream_ops stream_ops = {
-	.opened = stream_opened,
-	.data = stream_data,
-	.closed = stream_closed,
-};
-
-int hw_tp_manager_accept_relay(struct hw_tp_manager *m,
-			       const uint8_t relay_pk[HW_PK_LEN],
-			       const uint8_t from_pk[HW_PK_LEN],
-			       struct hw_relay_stream *s)
-{
-	struct link *l;
-	int rc;
-
-	if (m->closing)
-		return -ECANCELED;
-	if (m->st.pending_handshakes >= m->p.max_pending_handshakes) {
-		m->st.inbound_refused++;
-		return -EBUSY;
-	}
-	if (!(l = calloc(1, sizeof(*l))))
-		return -ENOMEM;
-	l->m = m;
-	l->type = "relay";
-	l->stream = s;
-	hw_relay_stream_set_ops(s, &stream_ops, l);
-	if ((rc = start_relay_conn(l, NULL))) {
-		/* The stream stays the relay client's, which refuses it. */
-		hw_relay_stream_set_ops(s, &detached_ops, NULL);
-		free(l);
-		return rc;
-	}
-	l->inbound_pending = 1;
-	m->st.pending_handshakes++;
-	l->next = m->links;
-	m->links = l;
-	m->refs++;
-	return 0;
-}
-
-void hw_tp_manager_relay_up(struct hw_tp_manager *m,
-			    const uint8_t relay_pk[HW_PK_LEN])
-{
-	uint8_t via[HW_PK_LEN];
-	const char *hostport;
-
-	for (struct hw_tp *tp = m->tps; tp; tp = tp->next) {
-		if (strcmp(tp->type, "relay") || tp->live || tp->dialing ||
-		    tp->removed || !tp->persistent ||
-		    relay_addr_split(tp->addr, via, &hostport) ||
-		    memcmp(via, relay_pk, HW_PK_LEN))
-			continue;
-		/* The relay is back: no need to wait out the backoff. */
-		uv_timer_stop(&tp->redial);
-		tp->attempts = 0;
-		if (tp_dial(tp))
-			schedule_redial(tp);
-	}
-}
-
-/* ---- listener ---- */
-
-static void on_connection(uv_stream_t *server, int status)
-{
-	struct hw_tp_manager *m = server->data;
-	struct link *l;
-	int rc;
-
-	if (status < 0 || m->closing)
-		return;
-	if (m->st.pending_handshakes >= m->p.max_pending_handshakes) {
-		uv_tcp_t *t = malloc(sizeof(*t));
-		/* Accept and close at once, so the backlog drains. */
-		if (t && uv_tcp_init(m->p.loop, t) == 0) {
-			if (uv_accept(server, (uv_stream_t *)t) == 0)
-				m->st.inbound_refused++;
-			uv_close((uv_handle_t *)t, (uv_close_cb)free);
-		} else {
-			free(t);
-		}
-		if (now_ms(m) - m->last_refusal_log_ms > 10000) {
-			m->last_refusal_log_ms = now_ms(m);
-			hw_log(HW_LOG_WARN, LOG, "refusing connections: %u "
-			       "handshakes unfinished (the limit)",
-			       m->st.pending_handshakes);
-		}
-		return;
-	}
-	if (!(l = calloc(1, sizeof(*l))))
-		return;
-	l->m = m;
-	l->type = "tcp";
-	l->inbound_pending = 1;
-	m->cp.ud = l;
-	if ((rc = hw_conn_accept(&l->conn, server, &m->cp))) {
-		free(l);
-		return;
-	}
-	m->st.pending_handshakes++;
-	l->next = m->links;
-	m->links = l;
-	m->refs++;
-}
-
-static int start_listener(struct hw_tp_manager *m, char *err, size_t errlen)
-{
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-	struct addrinfo *res = NULL;
-	struct sockaddr_storage ss;
-	char host[HW_HOST_MAX], service[8], ip[INET6_ADDRSTRLEN];
-	uint16_t port;
-	int len = sizeof(ss), rc;
-
-	if (!m->p.tcp_listen || !m->p.tcp_listen[0])
-		return 0;
-	if (hw_addr_split(m->p.tcp_listen, host, &port)) {
-		snprintf(err, errlen, "'%s' is not HOST:PORT",
-			 m->p.tcp_listen);
-		return -EINVAL;
-	}
-	snprintf(service, sizeof(service), "%u", port);
-	/* Before the loop runs: resolving here blocks nothing. */
-	if ((rc = getaddrinfo(host[0] ? host : NULL, service, &hints, &res))) {
-		snprintf(err, errlen, "listen %s: %s", m->p.tcp_listen,
-			 gai_strerror(rc));
-		return -EINVAL;
-	}
-	uv_tcp_init(m->p.loop, &m->listener);
-	m->listener.data = m;
-	m->refs++;
-	m->listening = 1;
-	rc = uv_tcp_bind(&m->listener, res->ai_addr, 0);
-	freeaddrinfo(res);
-	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&m->listener, 128, on_connection);
-	if (rc) {
-		snprintf(err, errlen, "listen %s: %s", m->p.tcp_listen,
-			 uv_strerror(rc));
-		return rc;
-	}
-	uv_tcp_getsockname(&m->listener, (struct sockaddr *)&ss, &len);
-	if (ss.ss_family == AF_INET6) {
-		uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-		snprintf(m->listen_addr, sizeof(m->listen_addr), "[%s]:%d", ip,
-			 ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-	} else {
-		uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-		snprintf(m->listen_addr, sizeof(m->listen_addr), "%s:%d", ip,
-			 ntohs(((struct sockaddr_in *)&ss)->sin_port));
-	}
-	return 0;
-}
-
-const char *hw_tp_manager_listen_addr(const struct hw_tp_manager *m)
-{
-	return m->listen_addr;
-}
-
 /* ---- keepalive tick ---- */
 
 static void on_tick(uv_timer_t *t)
@@ -1152,7 +832,7 @@ static void on_tick(uv_timer_t *t)
 			       "received for %llu ms; declaring it dead",
 			       tp->id_hex,
 			       (unsigned long long)(now - tp->last_rx_ms));
-			hw_conn_close(tp->live->conn, -ETIMEDOUT, 0);
+			link_close(tp->live, -ETIMEDOUT, 0);
 			continue;
 		}
 		if (now - tp->last_tx_ms >= m->p.keepalive_ms / 2)
@@ -1223,11 +903,8 @@ int hw_tp_manager_new(struct hw_tp_manager **out,
 	}
 	m->cp.id = p->id;
 	m->cp.x_priv = m->x_priv;
-	m->cp.prologue = HW_TP_TCP_PROLOGUE;
 	m->cp.handshake_timeout_ms = p->handshake_timeout_ms;
 	m->cp.ops = &conn_ops;
-	m->rcp = m->cp;
-	m->rcp.prologue = HW_TP_RELAY_PROLOGUE;
 	m->last_save_ms = uv_now(p->loop);
 	if (p->state_path && !(m->saver = hw_saver_new(p->loop, p->state_path))) {
 		free(m);
@@ -1236,10 +913,11 @@ int hw_tp_manager_new(struct hw_tp_manager **out,
 	uv_timer_init(p->loop, &m->tick);
 	m->tick.data = m;
 	m->refs++;
-	if ((rc = start_listener(m, err, errlen))) {
-		hw_tp_manager_free(m);
-		return rc;
-	}
+	for (const struct hw_tp_type *const *t = hw_tp_types; *t; t++)
+		if ((*t)->start && (rc = (*t)->start(m, err, errlen))) {
+			hw_tp_manager_free(m);
+			return rc;
+		}
 	uv_timer_start(&m->tick, on_tick, p->keepalive_ms / 2,
 		       p->keepalive_ms / 2);
 	load_state(m, err, errlen);
@@ -1269,13 +947,14 @@ void hw_tp_manager_free(struct hw_tp_manager *m)
 	fail_pings(m, NULL, -ECONNABORTED);
 	while (m->tps)
 		tp_destroy(m->tps);
-	for (struct link *l = m->links, *next; l; l = next) {
+	for (struct hw_tp_link *l = m->links, *next; l; l = next) {
 		next = l->next;
 		link_close(l, 0, 0);
 	}
 	uv_close((uv_handle_t *)&m->tick, manager_handle_closed);
-	if (m->listening)
-		uv_close((uv_handle_t *)&m->listener, manager_handle_closed);
+	for (const struct hw_tp_type *const *t = hw_tp_types; *t; t++)
+		if ((*t)->stop)
+			(*t)->stop(m);
 	manager_unref(m);
 }
 
@@ -1283,19 +962,21 @@ int hw_tp_manager_add(struct hw_tp_manager *m, const uint8_t pk[HW_PK_LEN],
 		      const char *type, const char *addr, int persistent,
 		      hw_tp_add_cb cb, void *ud, char *err, size_t errlen)
 {
-	char host[HW_HOST_MAX];
+	const struct hw_tp_type *ops = hw_tp_type_find(type);
 	struct add_waiter *w = NULL;
 	struct hw_tp *tp;
-	uint16_t port;
 	int rc, created = 0;
 
-	uint8_t relay_pk[HW_PK_LEN];
-	const char *hostport;
-
-	if (strcmp(type, "tcp") && (strcmp(type, "relay") || !m->p.relays)) {
+	if (!ops || (ops->available && !ops->available(m))) {
+		char have[128] = "";
+		size_t n = 0;
+		for (const struct hw_tp_type *const *t = hw_tp_types; *t; t++)
+			if (!(*t)->available || (*t)->available(m))
+				n += (size_t)snprintf(have + n, sizeof(have) - n,
+						      "%s%s", n ? ", " : "",
+						      (*t)->name);
 		snprintf(err, errlen, "transport type '%s' is not available "
-			 "(this visor has: tcp%s)", type,
-			 m->p.relays ? ", relay" : "");
+			 "(this visor has: %s)", type, have);
 		return -EINVAL;
 	}
 	if (!memcmp(pk, m->p.id->pk, HW_PK_LEN)) {
@@ -1304,26 +985,20 @@ int hw_tp_manager_add(struct hw_tp_manager *m, const uint8_t pk[HW_PK_LEN],
 	}
 	if (!addr || !addr[0]) {
 		snprintf(err, errlen, "a %s transport needs an address (%s)",
-			 type, type[0] == 't' ? "HOST:PORT"
-					      : "RELAY_PK@HOST:PORT");
+			 ops->name, ops->addr_form);
 		return -EINVAL;
 	}
-	if (strlen(addr) >= sizeof(((struct hw_tp *)0)->addr) ||
-	    (type[0] == 't' ? hw_addr_split(addr, host, &port)
-			    : relay_addr_split(addr, relay_pk, &hostport))) {
-		snprintf(err, errlen, "'%s' is not %s", addr,
-			 type[0] == 't' ? "HOST:PORT" : "RELAY_PK@HOST:PORT");
+	if (strlen(addr) >= sizeof(((struct hw_tp *)0)->addr)) {
+		snprintf(err, errlen, "'%s' is not %s", addr, ops->addr_form);
 		return -EINVAL;
 	}
-	if (type[0] == 'r' && !memcmp(relay_pk, pk, HW_PK_LEN)) {
-		snprintf(err, errlen, "the relay cannot be the peer itself");
-		return -EINVAL;
-	}
+	if ((rc = ops->check_addr(m, pk, addr, err, errlen)))
+		return rc;
 	if (cb && !(w = calloc(1, sizeof(*w))))
 		return -ENOMEM;
 	tp = hw_tp_manager_find(m, pk, type);
 	if (!tp) {
-		if (!(tp = tp_new(m, pk, type))) {
+		if (!(tp = tp_new(m, pk, ops))) {
 			free(w);
 			return -ENOMEM;
 		}
@@ -1373,7 +1048,7 @@ int hw_tp_manager_remove(struct hw_tp_manager *m, const char *id_hex)
 	pk_hex(tp->pk, pk);
 	hw_log(HW_LOG_INFO, LOG, "transport %s to %s removed", tp->id_hex, pk);
 	if (tp->live) {
-		struct link *l = tp->live;
+		struct hw_tp_link *l = tp->live;
 		hw_tp_send(tp, HW_PKT_CLOSE, 0, NULL, 0);
 		l->tp = NULL;
 		tp->live = NULL;
@@ -1431,11 +1106,11 @@ json_t *hw_tp_to_json(const struct hw_tp *tp)
 	if (!o)
 		return NULL;
 	if (tp->live) {
+		struct hw_tp_link *l = tp->live;
 		json_object_set_new(o, "remote_addr",
-				    json_string(hw_conn_peer(tp->live->conn)));
+				    json_string(l->type->peer(l)));
 		json_object_set_new(o, "initiator",
-				    json_boolean(hw_conn_is_dialer(
-					    tp->live->conn)));
+				    json_boolean(link_is_dialer(l)));
 		json_object_set_new(o, "up_ms",
 				    json_integer((json_int_t)(
 					    now - tp->up_since_ms)));
@@ -1462,4 +1137,126 @@ void hw_tp_manager_stats(const struct hw_tp_manager *m,
 			 struct hw_tp_manager_stats *st)
 {
 	*st = m->st;
+}
+
+/* ---- what the manager offers the transport types (type.h) ---- */
+
+const struct hw_tp_manager_params *
+hw_tp_manager_params_of(const struct hw_tp_manager *m)
+{
+	return &m->p;
+}
+
+void **hw_tp_manager_type_slot(struct hw_tp_manager *m,
+			       const struct hw_tp_type *type)
+{
+	size_t i = 0;
+
+	while (hw_tp_types[i] != type)
+		i++;
+	/* types.c holds at most HW_TP_TYPES_MAX (checked there). */
+	return &m->type_state[i];
+}
+
+void hw_tp_manager_hold(struct hw_tp_manager *m)
+{
+	m->refs++;
+}
+
+void hw_tp_manager_let_go(struct hw_tp_manager *m)
+{
+	manager_unref(m);
+}
+
+int hw_tp_manager_closing(const struct hw_tp_manager *m)
+{
+	return m->closing;
+}
+
+int hw_tp_manager_inbound_room(struct hw_tp_manager *m)
+{
+	if (m->closing)
+		return 0;
+	if (m->st.pending_handshakes >= m->p.max_pending_handshakes) {
+		m->st.inbound_refused++;
+		return 0;
+	}
+	return 1;
+}
+
+struct hw_tp_link *hw_tp_link_new(struct hw_tp_manager *m,
+				  const struct hw_tp_type *type,
+				  struct hw_tp *tp, int inbound)
+{
+	struct hw_tp_link *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return NULL;
+	l->m = m;
+	l->type = type;
+	l->tp = tp;
+	if (inbound) {
+		l->inbound_pending = 1;
+		m->st.pending_handshakes++;
+	}
+	l->next = m->links;
+	m->links = l;
+	m->refs++;
+	return l;
+}
+
+void hw_tp_link_discard(struct hw_tp_link *l)
+{
+	struct hw_tp_manager *m = l->m;
+
+	link_unlist(m, l);
+	if (l->inbound_pending)
+		m->st.pending_handshakes--;
+	free(l);
+	manager_unref(m);
+}
+
+void hw_tp_link_failed(struct hw_tp_link *l, int reason, const char *msg)
+{
+	link_gone(l, reason, msg);
+}
+
+void hw_tp_link_conn_params(struct hw_tp_link *l, struct hw_conn_params *p)
+{
+	*p = l->m->cp;
+	p->prologue = l->type->prologue;
+	p->ud = l;
+}
+
+void hw_tp_manager_redial_now(struct hw_tp_manager *m,
+			      const struct hw_tp_type *type,
+			      int (*match)(const char *addr, void *arg),
+			      void *arg)
+{
+	for (struct hw_tp *tp = m->tps; tp; tp = tp->next) {
+		if (tp->ops != type || tp->live || tp->dialing ||
+		    tp->removed || !tp->persistent || !match(tp->addr, arg))
+			continue;
+		uv_timer_stop(&tp->redial);
+		tp->attempts = 0;
+		if (tp_dial(tp))
+			schedule_redial(tp);
+	}
+}
+
+int hw_tp_conn_send_fill(struct hw_tp_link *l, const uint8_t *hdr,
+			 size_t hlen, size_t plen, int detached,
+			 hw_conn_fill_fn fill, void *arg)
+{
+	return hw_conn_send_fill(l->conn, hdr, hlen, plen, detached, fill, arg);
+}
+
+int hw_tp_conn_is_dialer(const struct hw_tp_link *l)
+{
+	return hw_conn_is_dialer(l->conn);
+}
+
+const char *hw_tp_conn_peer(const struct hw_tp_link *l)
+{
+	return hw_conn_peer(l->conn);
 }

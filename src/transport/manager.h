@@ -2,11 +2,13 @@
  *
  * A transport is an authenticated, encrypted link to one remote visor,
  * named by an ID both ends derive from the two public keys and the type.
- * The manager listens for and dials TCP transports (Noise XK through
- * hw_conn), sends keepalives and declares a silent transport dead, re-dials
- * persistent transports with exponential backoff and jitter, answers pings,
- * keeps per-transport counters, and stores persistent transports and
- * counters in a state file so both survive restarts.
+ * The manager keeps the table of transports whatever their type: it sends
+ * keepalives and declares a silent transport dead, re-dials persistent
+ * transports with exponential backoff and jitter, answers pings, keeps
+ * per-transport counters, and stores persistent transports and counters
+ * in a state file so both survive restarts. The types themselves (how a
+ * link is dialed, accepted and carried: tcp, relay) are op tables,
+ * transport/type.h, registered in transport/types.c.
  *
  * Everything runs on one libuv loop; nothing here blocks it (the state file
  * is written from the thread pool). */
@@ -32,7 +34,6 @@
 struct hw_tp_manager;
 struct hw_tp;
 struct hw_relay_client;
-struct hw_relay_stream;
 
 enum hw_tp_event { HW_TP_UP, HW_TP_REMOVED };
 
@@ -57,6 +58,11 @@ struct hw_tp_manager_params {
 	 * peer, or a transport that is not persistent went down). May be
 	 * NULL. */
 	void (*on_event)(struct hw_tp *tp, enum hw_tp_event ev, void *ud);
+	/* Room again: a send on tp that failed with -ENOBUFS would not fail
+	 * that way now, because the queue drained below its low-water
+	 * mark, a new connection took over, or the transport went down
+	 * (the send then says -ENOTCONN). May be NULL. */
+	void (*on_room)(struct hw_tp *tp, void *ud);
 	void *ud;
 };
 
@@ -78,19 +84,6 @@ const char *hw_tp_manager_listen_addr(const struct hw_tp_manager *m);
  * negative status and a message. */
 typedef void (*hw_tp_add_cb)(struct hw_tp_manager *m, struct hw_tp *tp,
 			     int status, const char *msg, void *ud);
-
-/* The relay client's accept callback lands here: a visor opens a relay
- * transport to us through relay_pk. Returns 0 (the stream is ours now) or
- * a negative code to refuse it. */
-int hw_tp_manager_accept_relay(struct hw_tp_manager *m,
-			       const uint8_t relay_pk[HW_PK_LEN],
-			       const uint8_t from_pk[HW_PK_LEN],
-			       struct hw_relay_stream *s);
-
-/* The session to relay_pk came up: persistent relay transports through it
- * that are down dial now instead of waiting out their backoff. */
-void hw_tp_manager_relay_up(struct hw_tp_manager *m,
-			    const uint8_t relay_pk[HW_PK_LEN]);
 
 /* Adds a transport to pk of type at addr: "tcp" at HOST:PORT, or "relay"
  * through the relay RELAY_PK@HOST:PORT (64 hex digits, '@', its address);

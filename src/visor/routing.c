@@ -694,6 +694,12 @@ void hw_routing_tp_event(struct hw_routing *rt, struct hw_tp *tp,
 		hw_router_tp_removed(rt->router, tp);
 }
 
+void hw_routing_tp_room(struct hw_routing *rt, struct hw_tp *tp)
+{
+	if (rt && !rt->closing)
+		hw_router_tp_room(rt->router, tp);
+}
+
 /* ---- dialing: paths, the setup node, BUILD ---- */
 
 static void dial_timer_closed(uv_handle_t *h)

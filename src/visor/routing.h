@@ -108,6 +108,10 @@ void hw_routing_on_packet(struct hw_routing *rt, struct hw_tp *tp,
 void hw_routing_tp_event(struct hw_routing *rt, struct hw_tp *tp,
 			 enum hw_tp_event ev);
 
+/* The transport manager's room-again signal: route groups that found tp
+ * full send on. */
+void hw_routing_tp_room(struct hw_routing *rt, struct hw_tp *tp);
+
 /* The rules (GET /v1/rules) and the route groups (GET /v1/groups) as
  * JSON arrays (new references). */
 json_t *hw_routing_rules_json(const struct hw_routing *rt);

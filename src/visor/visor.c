@@ -8,6 +8,7 @@
 #include <sodium.h>
 
 #include "setup/service.h"
+#include "transport/relay.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/version.h"
@@ -36,6 +37,12 @@ static void on_tp_event(struct hw_tp *tp, enum hw_tp_event ev, void *ud)
 	hw_routing_tp_event(v->routing, tp, ev);
 	if (v->setup)
 		hw_setup_service_tp_event(v->setup, tp, ev);
+}
+
+static void on_tp_room(struct hw_tp *tp, void *ud)
+{
+	struct hw_visor *v = ud;
+	hw_routing_tp_room(v->routing, tp);
 }
 
 static void on_packet(struct hw_tp *tp, const struct hw_packet *pkt,
@@ -210,6 +217,7 @@ int hw_visor_new(struct hw_visor **out, uv_loop_t *loop,
 	tp.redial_min_ms = cfg->redial_min_ms;
 	tp.redial_max_ms = cfg->redial_max_ms;
 	tp.on_event = on_tp_event;
+	tp.on_room = on_tp_room;
 	tp.on_packet = on_packet;
 	tp.ud = v;
 	rp.loop = loop;

@@ -206,6 +206,14 @@ static void tp_packet(struct hw_tp *tp, const struct hw_packet *pkt,
 		hw_router_on_packet(v->router, tp, pkt);
 }
 
+static void tp_room(struct hw_tp *tp, void *ud)
+{
+	struct visor *v = ud;
+
+	if (v->router)
+		hw_router_tp_room(v->router, tp);
+}
+
 static void deliver(struct hw_router *r, uint32_t rule_id,
 		    const struct hw_packet *pkt, void *ud)
 {
@@ -261,6 +269,7 @@ static void visor_start(struct env *e, struct visor *v)
 		.redial_min_ms = 100,
 		.redial_max_ms = 1000,
 		.on_packet = tp_packet,
+		.on_room = tp_room,
 		.ud = v,
 	};
 	struct hw_router_params rp = {
