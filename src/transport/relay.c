@@ -196,7 +196,7 @@ static void relay_close(struct hw_tp_link *l, int reason, int graceful)
 {
 	if (l->conn)
 		hw_conn_close(l->conn, reason, graceful);
-	else
+	else if (stream_of(l)) /* NULL: the stream's failure is on its way */
 		hw_relay_stream_close(stream_of(l), reason);
 }
 
