@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "crypto/noise.h"
+#include "util/container.h"
 #include "util/err.h"
 #include "util/hex.h"
 #include "util/log.h"
@@ -40,8 +41,13 @@ struct hw_rgroup {
 	/* Waiting for room on the transport after a send met -ENOBUFS. */
 	struct hw_router_waiter room;
 	int handles;      /* open uv handles; freed when none */
-	enum rg_state state;
 	int reason;
+	uint8_t state;    /* enum rg_state */
+	uint8_t pend_type;
+	unsigned want_writable : 1;
+	unsigned want_room : 1; /* hw_rgroup_room returned 0 */
+	unsigned close_wanted : 1, close_sealed : 1, close_sent : 1,
+		close_received : 1;
 	struct hw_noise_hs *hs;
 	struct hw_cipher *tx, *rx;
 	/* Stream bytes accepted, not yet sealed. */
@@ -51,10 +57,6 @@ struct hw_rgroup {
 	 * refused with -ENOBUFS: it goes before anything else. */
 	uint8_t *pend;
 	size_t pend_len;
-	uint8_t pend_type;
-	int want_writable;
-	int want_room; /* hw_rgroup_room returned 0 */
-	int close_wanted, close_sealed, close_sent, close_received;
 	uint64_t deadline_ms; /* handshake or close; 0 when none */
 	uint64_t created_ms, last_rx_ms, last_tx_ms;
 	uint64_t bytes_in, bytes_out;
@@ -434,9 +436,9 @@ static void on_later(uv_timer_t *t)
 }
 
 /* The transport has room again (or went down: pump hears which). */
-static void on_room(struct hw_router_waiter *w, void *ud)
+static void on_room(struct hw_router_waiter *w)
 {
-	struct hw_rgroup *g = ud;
+	struct hw_rgroup *g = HW_CONTAINER_OF(w, struct hw_rgroup, room);
 
 	pump(g);
 	/* The writer hears of it from the loop, not from inside the
@@ -823,7 +825,6 @@ int hw_rgroup_new(struct hw_rgroup **out, const struct hw_rgroup_params *p)
 	uv_timer_init(p->loop, &g->later);
 	g->tick.data = g->later.data = g;
 	g->room.cb = on_room;
-	g->room.ud = g;
 	g->handles = 2;
 	g->state = ST_HANDSHAKE;
 	g->created_ms = g->last_rx_ms = g->last_tx_ms = now_ms(g);

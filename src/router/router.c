@@ -767,7 +767,7 @@ void hw_router_tp_room(struct hw_router *r, struct hw_tp *tp)
 	}
 	while ((w = woken)) {
 		hw_router_unwait(w);
-		w->cb(w, w->ud);
+		w->cb(w);
 	}
 }
 

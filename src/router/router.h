@@ -126,8 +126,9 @@ void hw_router_tp_removed(struct hw_router *r, struct hw_tp *tp);
 struct hw_router_waiter {
 	struct hw_router_waiter *next, **pprev; /* pprev NULL: not waiting */
 	struct hw_tp *tp;
-	void (*cb)(struct hw_router_waiter *w, void *ud);
-	void *ud;
+	/* Embed the waiter; the callback finds its owner with
+	 * HW_CONTAINER_OF (util/container.h). */
+	void (*cb)(struct hw_router_waiter *w);
 };
 
 /* Waits for room on the transport of FORWARD rule id: cb runs once, from
