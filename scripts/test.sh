@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test tier and ends with one line counting passed and failed:
+#   0. the include graph against the layers of docs/architecture.md
 #   1. unit tests (cmocka via ctest), built with ASan+UBSan (build-asan/)
 #   2. end-to-end tests (pytest) against the normal build (build/)
 set -uo pipefail
@@ -9,6 +10,14 @@ passed=0
 failed=0
 skipped=0
 
+echo "== layers (docs/architecture.md)"
+if /usr/bin/python3 scripts/layers.py; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+fi
+
+echo
 echo "== unit tests (AddressSanitizer + UndefinedBehaviorSanitizer)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

@@ -17,7 +17,8 @@
  * hw_tp_link_conn_params sets up.
  *
  * Adding a type: one file src/transport/NAME.c defining
- * `const struct hw_tp_type hw_tp_type_NAME`, and one line in types.c. */
+ * `const struct hw_tp_type hw_tp_type_NAME`, and one line X(NAME) in
+ * types.c. */
 #ifndef HW_TRANSPORT_TYPE_H
 #define HW_TRANSPORT_TYPE_H
 

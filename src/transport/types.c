@@ -1,16 +1,19 @@
-/* The transport types a visor knows: one line each. */
+/* The transport types a visor knows: one line each in TYPES, naming the
+ * hw_tp_type_NAME that src/transport/NAME.c defines. */
 #include <string.h>
 
 #include "transport/type.h"
 
-extern const struct hw_tp_type hw_tp_type_tcp;
-extern const struct hw_tp_type hw_tp_type_relay;
+#define TYPES(X) \
+	X(tcp)   \
+	X(relay)
 
-const struct hw_tp_type *const hw_tp_types[] = {
-	&hw_tp_type_tcp,
-	&hw_tp_type_relay,
-	NULL,
-};
+#define DECLARE(name) extern const struct hw_tp_type hw_tp_type_##name;
+#define ENTRY(name) &hw_tp_type_##name,
+
+TYPES(DECLARE)
+
+const struct hw_tp_type *const hw_tp_types[] = {TYPES(ENTRY) NULL};
 _Static_assert(sizeof(hw_tp_types) / sizeof(hw_tp_types[0]) <=
 		       HW_TP_TYPES_MAX + 1,
 	       "more transport types than HW_TP_TYPES_MAX");
