@@ -41,7 +41,7 @@
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/hex.h"
-#include "util/saver.h"
+#include "util/statefile.h"
 
 #define HW_DISC_CONNECT_TIMEOUT_MS 5000L
 #define HW_DISC_TIMEOUT_MS 15000L

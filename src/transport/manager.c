@@ -12,7 +12,7 @@
 #include "util/err.h"
 #include "util/hex.h"
 #include "util/log.h"
-#include "util/saver.h"
+#include "util/statefile.h"
 
 #define LOG "transport"
 #define PING_PAYLOAD 16
@@ -78,7 +78,7 @@ struct hw_tp_manager {
 	uint64_t next_token;
 	uint64_t last_save_ms;
 	json_t *saved_counters; /* counters of earlier runs, by ID */
-	struct hw_saver *saver;  /* the state file; NULL when not kept */
+	struct hw_statefile *state; /* the state file; NULL when not kept */
 	int state_loaded;
 	struct hw_tp_manager_stats st;
 	int closing;
@@ -160,15 +160,15 @@ static char *state_text(struct hw_tp_manager *m)
 	return text;
 }
 
-/* Hands the current state to the saver (written from the thread pool). */
+/* Hands the current state to the state file writer (written from the thread pool). */
 static void save_state(struct hw_tp_manager *m)
 {
 	/* Before the state is loaded there is nothing to save: writing then
 	 * would replace the stored transports with an empty list. */
-	if (!m->saver || !m->state_loaded)
+	if (!m->state || !m->state_loaded)
 		return;
 	m->last_save_ms = now_ms(m);
-	hw_saver_save(m->saver, state_text(m));
+	hw_statefile_save(m->state, state_text(m));
 }
 
 /* ---- transports ---- */
@@ -906,7 +906,8 @@ int hw_tp_manager_new(struct hw_tp_manager **out,
 	m->cp.handshake_timeout_ms = p->handshake_timeout_ms;
 	m->cp.ops = &conn_ops;
 	m->last_save_ms = uv_now(p->loop);
-	if (p->state_path && !(m->saver = hw_saver_new(p->loop, p->state_path))) {
+	if (p->state_path &&
+	    !(m->state = hw_statefile_new(p->loop, p->state_path))) {
 		free(m);
 		return -ENOMEM;
 	}
@@ -922,7 +923,7 @@ int hw_tp_manager_new(struct hw_tp_manager **out,
 		       p->keepalive_ms / 2);
 	load_state(m, err, errlen);
 	m->state_loaded = 1;
-	/* Borrowed from the caller for starting only: the saver keeps its
+	/* Borrowed from the caller for starting only: the state file writer keeps its
 	 * own copy of the path. */
 	m->p.state_path = NULL;
 	m->p.tcp_listen = NULL;
@@ -940,8 +941,8 @@ void hw_tp_manager_free(struct hw_tp_manager *m)
 	if (!m)
 		return;
 	save_state(m);
-	hw_saver_free(m->saver);
-	m->saver = NULL;
+	hw_statefile_free(m->state);
+	m->state = NULL;
 	m->closing = 1;
 	m->refs++; /* held while closing everything below */
 	fail_pings(m, NULL, -ECONNABORTED);

@@ -1,4 +1,4 @@
-#include "util/saver.h"
+#include "util/statefile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,7 +10,7 @@
 #include "util/err.h"
 #include "util/log.h"
 
-struct hw_saver {
+struct hw_statefile {
 	uv_loop_t *loop;
 	uv_work_t work;
 	char *path;
@@ -54,9 +54,9 @@ int hw_file_write_atomic(const char *path, const char *data, size_t len)
 	return rc;
 }
 
-static void start(struct hw_saver *s);
+static void start(struct hw_statefile *s);
 
-static void release(struct hw_saver *s)
+static void release(struct hw_statefile *s)
 {
 	free(s->path);
 	free(s);
@@ -64,13 +64,13 @@ static void release(struct hw_saver *s)
 
 static void work(uv_work_t *w)
 {
-	struct hw_saver *s = w->data;
+	struct hw_statefile *s = w->data;
 	s->rc = hw_file_write_atomic(s->path, s->writing, strlen(s->writing));
 }
 
 static void done(uv_work_t *w, int status)
 {
-	struct hw_saver *s = w->data;
+	struct hw_statefile *s = w->data;
 
 	if (s->rc)
 		hw_log(HW_LOG_WARN, "state", "cannot write %s: %s", s->path,
@@ -83,7 +83,7 @@ static void done(uv_work_t *w, int status)
 		release(s);
 }
 
-static void start(struct hw_saver *s)
+static void start(struct hw_statefile *s)
 {
 	s->writing = s->waiting;
 	s->waiting = NULL;
@@ -95,9 +95,9 @@ static void start(struct hw_saver *s)
 	done(&s->work, 0);
 }
 
-struct hw_saver *hw_saver_new(uv_loop_t *loop, const char *path)
+struct hw_statefile *hw_statefile_new(uv_loop_t *loop, const char *path)
 {
-	struct hw_saver *s = calloc(1, sizeof(*s));
+	struct hw_statefile *s = calloc(1, sizeof(*s));
 
 	if (!s || !(s->path = strdup(path))) {
 		free(s);
@@ -107,7 +107,7 @@ struct hw_saver *hw_saver_new(uv_loop_t *loop, const char *path)
 	return s;
 }
 
-void hw_saver_save(struct hw_saver *s, char *text)
+void hw_statefile_save(struct hw_statefile *s, char *text)
 {
 	if (!text)
 		return;
@@ -117,7 +117,7 @@ void hw_saver_save(struct hw_saver *s, char *text)
 		start(s);
 }
 
-void hw_saver_free(struct hw_saver *s)
+void hw_statefile_free(struct hw_statefile *s)
 {
 	if (!s)
 		return;

@@ -3,24 +3,24 @@
  * rename, mode 0600). One write runs at a time per file; texts handed over
  * meanwhile replace each other, so only the newest waits, and an older
  * state can never land after a newer one. */
-#ifndef HW_UTIL_SAVER_H
-#define HW_UTIL_SAVER_H
+#ifndef HW_UTIL_STATEFILE_H
+#define HW_UTIL_STATEFILE_H
 
 #include <stddef.h>
 #include <uv.h>
 
-struct hw_saver;
+struct hw_statefile;
 
-/* A saver for path. Returns NULL when out of memory. */
-struct hw_saver *hw_saver_new(uv_loop_t *loop, const char *path);
+/* A state file writer for path. Returns NULL when out of memory. */
+struct hw_statefile *hw_statefile_new(uv_loop_t *loop, const char *path);
 
 /* Takes over text (malloc'd, NUL-terminated) and writes it to the file.
  * A failed write is logged (hw_log) and the file keeps its last state. */
-void hw_saver_save(struct hw_saver *s, char *text);
+void hw_statefile_save(struct hw_statefile *s, char *text);
 
-/* Releases the saver after its running and waiting writes are done (the
+/* Releases the writer after its running and waiting writes are done (the
  * loop must run on until then). Accepts NULL. */
-void hw_saver_free(struct hw_saver *s);
+void hw_statefile_free(struct hw_statefile *s);
 
 /* Writes len bytes of data to path atomically, blocking. Returns 0 or a
  * negative errno. */

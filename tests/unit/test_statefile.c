@@ -10,7 +10,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "util/saver.h"
+#include "util/statefile.h"
 
 static char dir[64], path[128];
 
@@ -41,21 +41,21 @@ static void read_file(char *buf, size_t cap)
 static void test_newest_wins(void **state)
 {
 	uv_loop_t loop;
-	struct hw_saver *s;
+	struct hw_statefile *s;
 	struct stat st;
 	char buf[160];
 
 	uv_loop_init(&loop);
-	s = hw_saver_new(&loop, path);
+	s = hw_statefile_new(&loop, path);
 	assert_non_null(s);
 	/* Many saves while the first is in the pool: the last one lands,
 	 * and after it nothing older. */
 	for (int i = 0; i < 50; i++) {
 		char *t = malloc(32);
 		snprintf(t, 32, "state %d", i);
-		hw_saver_save(s, t);
+		hw_statefile_save(s, t);
 	}
-	hw_saver_free(s); /* finishes the writes first */
+	hw_statefile_free(s); /* finishes the writes first */
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
 	assert_int_equal(uv_loop_close(&loop), 0);
 	read_file(buf, sizeof(buf));
@@ -70,21 +70,21 @@ static void test_newest_wins(void **state)
 static void test_failed_write_keeps_old_state(void **state)
 {
 	uv_loop_t loop;
-	struct hw_saver *s;
+	struct hw_statefile *s;
 	char buf[64], bad[160];
 
 	assert_int_equal(hw_file_write_atomic(path, "old", 3), 0);
 	snprintf(bad, sizeof(bad), "%s/missing-dir/state.json", dir);
 	assert_int_equal(hw_file_write_atomic(bad, "x", 1), -ENOENT);
 	uv_loop_init(&loop);
-	s = hw_saver_new(&loop, bad);
-	hw_saver_save(s, strdup("new"));
-	hw_saver_free(s);
+	s = hw_statefile_new(&loop, bad);
+	hw_statefile_save(s, strdup("new"));
+	hw_statefile_free(s);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(&loop), 0);
 	read_file(buf, sizeof(buf));
 	assert_string_equal(buf, "old");
-	hw_saver_free(NULL);
+	hw_statefile_free(NULL);
 }
 
 int main(void)
