@@ -139,6 +139,7 @@ int main(int argc, char **argv)
 	const char *level = "info";
 	enum hw_log_level lvl;
 	char host[HW_HOST_MAX], err[1024];
+	struct hw_setup_service_params params;
 	struct hw_config cfg;
 	uint16_t port;
 	uv_loop_t loop;
@@ -200,7 +201,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	hw_config_free(&cfg);
-	if ((rc = hw_setup_service_new(&service, visor))) {
+	hw_visor_setup_params(visor, &params);
+	if ((rc = hw_setup_service_new(&service, &params))) {
 		fprintf(stderr, PROG ": setup service: %s\n", strerror(-rc));
 		hw_visor_free(visor);
 		uv_run(&loop, UV_RUN_DEFAULT);

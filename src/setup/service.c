@@ -15,8 +15,6 @@
 #include "util/hex.h"
 #include "util/htab.h"
 #include "util/log.h"
-#include "visor/presence.h"
-#include "visor/visor_priv.h"
 
 #define LOG "setup"
 /* Two paths of 16 hops visit 17 visors each and share both ends. */
@@ -79,7 +77,11 @@ struct build {
 };
 
 struct hw_setup_service {
-	struct hw_visor *v;
+	uv_loop_t *loop;
+	uint8_t pk[HW_PK_LEN]; /* its own */
+	struct hw_tp_manager *tpm;
+	const struct hw_setup_service_ops *ops;
+	void *ud;
 	struct build *builds; /* in progress */
 	unsigned nbuilds;
 	unsigned nclosing; /* ended builds whose timer is closing */
@@ -191,7 +193,7 @@ static struct hw_tp *slot_tp(struct slot *sl)
 
 	if (!sl->has_tp)
 		return NULL;
-	tp = hw_tp_manager_find_id(sl->b->s->v->tpm, sl->tp_hex);
+	tp = hw_tp_manager_find_id(sl->b->s->tpm, sl->tp_hex);
 	return tp && hw_tp_is_up(tp) ? tp : NULL;
 }
 
@@ -386,7 +388,7 @@ static void on_resolved(int status, const char *type, const char *addr,
 	/* Not persistent: the setup node keeps no link it does not use;
 	 * with a cb, on_added gets the ticket (maybe before this returns)
 	 * unless the arguments were refused. */
-	rc = hw_tp_manager_add(sl->b->s->v->tpm, sl->pk, type, addr, 0,
+	rc = hw_tp_manager_add(sl->b->s->tpm, sl->pk, type, addr, 0,
 			       on_added, t, err, sizeof(err));
 	if (rc) {
 		sl->ticket = NULL;
@@ -396,11 +398,17 @@ static void on_resolved(int status, const char *type, const char *addr,
 	}
 }
 
+static int can_resolve(const struct hw_setup_service *s)
+{
+	return s->ops && s->ops->resolve && s->ops->can_resolve &&
+	       s->ops->can_resolve(s->ud);
+}
+
 /* Makes sure of a transport to the slot's visor, then reserves. */
 static void slot_start(struct slot *sl)
 {
-	struct hw_visor *v = sl->b->s->v;
-	struct hw_tp *tp = hw_tp_manager_find(v->tpm, sl->pk, NULL);
+	struct hw_setup_service *s = sl->b->s;
+	struct hw_tp *tp = hw_tp_manager_find(s->tpm, sl->pk, NULL);
 	struct ticket *t;
 	int rc;
 
@@ -408,7 +416,7 @@ static void slot_start(struct slot *sl)
 		slot_reserve(sl, tp);
 		return;
 	}
-	if (!v->presence || !hw_presence_has_discovery(v->presence)) {
+	if (!can_resolve(s)) {
 		build_fail(sl->b, HW_SETUP_NO_TP, "visor %s: no transport to "
 			   "it, and no discovery to find it", sl->name);
 		return;
@@ -419,8 +427,7 @@ static void slot_start(struct slot *sl)
 	}
 	t->slot = sl;
 	sl->ticket = t;
-	if ((rc = hw_presence_resolve(v->presence, sl->pk, NULL, on_resolved,
-				      t))) {
+	if ((rc = s->ops->resolve(s->ud, sl->pk, on_resolved, t))) {
 		sl->ticket = NULL;
 		free(t);
 		build_fail(sl->b, HW_SETUP_NO_TP, "visor %s: cannot look it "
@@ -518,7 +525,7 @@ static void rollback(struct build *b)
  * to it. */
 static struct hw_tp *source_tp(struct build *b)
 {
-	struct hw_tp_manager *tpm = b->s->v->tpm;
+	struct hw_tp_manager *tpm = b->s->tpm;
 	struct hw_tp *tp = hw_tp_manager_find_id(tpm, b->src_tp_hex);
 
 	if (!tp || !hw_tp_is_up(tp))
@@ -531,7 +538,7 @@ static struct hw_tp *source_tp(struct build *b)
 static void build_end(struct build *b, uint8_t status, const char *text)
 {
 	struct hw_setup_service *s = b->s;
-	uint64_t ms = uv_now(s->v->loop) - b->start_ms;
+	uint64_t ms = uv_now(s->loop) - b->start_ms;
 	char src[NAME_LEN], dst[NAME_LEN];
 	struct hw_tp *tp;
 	int rc = -ENOTCONN;
@@ -648,7 +655,7 @@ static int place_visors(struct build *b)
 static void on_build(struct hw_setup_service *s, struct hw_tp *tp,
 		     const struct hw_setup_msg *m)
 {
-	const uint8_t *src = hw_tp_pk(tp), *own = s->v->id.pk;
+	const uint8_t *src = hw_tp_pk(tp), *own = s->pk;
 	char err[256], name[NAME_LEN];
 	unsigned from_src = 0;
 	struct build *b = NULL;
@@ -716,8 +723,8 @@ static void on_build(struct hw_setup_service *s, struct hw_tp *tp,
 			goto refused;
 		}
 	b->timeout_ms = s->timeout_ms;
-	b->start_ms = uv_now(s->v->loop);
-	uv_timer_init(s->v->loop, &b->timer);
+	b->start_ms = uv_now(s->loop);
+	uv_timer_init(s->loop, &b->timer);
 	b->timer.data = b;
 	b->next = s->builds;
 	s->builds = b;
@@ -920,14 +927,19 @@ void hw_setup_service_tp_event(struct hw_setup_service *s, struct hw_tp *tp,
 
 /* ---- lifecycle ---- */
 
-int hw_setup_service_new(struct hw_setup_service **out, struct hw_visor *v)
+int hw_setup_service_new(struct hw_setup_service **out,
+			 const struct hw_setup_service_params *p)
 {
 	struct hw_setup_service *s = calloc(1, sizeof(*s));
 
 	*out = NULL;
 	if (!s)
 		return -ENOMEM;
-	s->v = v;
+	s->loop = p->loop;
+	memcpy(s->pk, p->pk, HW_PK_LEN);
+	s->tpm = p->tpm;
+	s->ops = p->ops;
+	s->ud = p->ud;
 	s->timeout_ms = HW_SETUP_STEP_TIMEOUT_MS;
 	*out = s;
 	return 0;

@@ -10,14 +10,22 @@
  * answered) and answers BUILT with the failing status and a text naming
  * the visor and the reason.
  *
- * The service lives on a visor in the setup role (hopwire-setup): it uses
- * the visor's transport manager and presence, and gets the visor's SETUP
- * packets. Everything runs on the visor's loop. */
+ * What it needs comes in its parameters, from whoever runs it (in
+ * hopwire-setup, the visor in the setup role, src/visor/visor.c): the
+ * loop it runs on, its own public key (it is never a hop of a route), the
+ * transport manager it reaches visors and answers them through, and ops
+ * for finding how to reach a visor it has no transport to (the visor's
+ * discovery presence). Whoever runs it also hands it the SETUP packets
+ * and the transport events of that manager (hw_setup_service_on_packet,
+ * hw_setup_service_tp_event). Everything runs on the loop. */
 #ifndef HW_SETUP_SERVICE_H
 #define HW_SETUP_SERVICE_H
 
 #include <jansson.h>
+#include <stdint.h>
+#include <uv.h>
 
+#include "crypto/identity.h"
 #include "transport/manager.h"
 #include "wire/packet.h"
 
@@ -29,23 +37,57 @@
 #define HW_SETUP_STEP_TIMEOUT_MS 5000
 
 struct hw_setup_service;
-struct hw_visor;
 
-/* Creates the service on v (which must outlive it). Returns 0 or
+/* The outcome of a resolve: status 0 with the transport type and address
+ * to dial (as hw_tp_manager_add takes them), or a negative status and a
+ * message (may be NULL; need not be UTF-8). */
+typedef void (*hw_setup_resolve_cb)(int status, const char *type,
+				    const char *addr, const char *msg,
+				    void *cb_ud);
+
+/* What the service asks of whoever runs it; ud is the params' ud. */
+struct hw_setup_service_ops {
+	/* Whether resolve can find visors at all (a discovery is
+	 * configured). NULL: never, as is a NULL resolve. */
+	int (*can_resolve)(void *ud);
+	/* Starts finding how to reach pk. Returns 0, and the outcome
+	 * reaches cb exactly once (maybe before this returns; on stopping
+	 * with a negative status), or a negative code and cb is never
+	 * called. */
+	int (*resolve)(void *ud, const uint8_t pk[HW_PK_LEN],
+		       hw_setup_resolve_cb cb, void *cb_ud);
+};
+
+struct hw_setup_service_params {
+	uv_loop_t *loop;
+	/* The setup node's own public key (copied). */
+	uint8_t pk[HW_PK_LEN];
+	/* The transports to visors; outlives the service. */
+	struct hw_tp_manager *tpm;
+	/* NULL: no resolving, only visors with a transport are reached.
+	 * ops and ud outlive the service. */
+	const struct hw_setup_service_ops *ops;
+	void *ud;
+};
+
+/* Creates the service from p (read while this runs). Returns 0 or
  * -ENOMEM. */
-int hw_setup_service_new(struct hw_setup_service **out, struct hw_visor *v);
+int hw_setup_service_new(struct hw_setup_service **out,
+			 const struct hw_setup_service_params *p);
 
 /* Stops: builds in progress are rolled back and answered BUILT internal
  * "setup node stopping" where their transport is still up. Call before
- * the visor is freed; the loop must run on until the builds' timers have
- * closed (the memory goes with them). Accepts NULL. */
+ * the transport manager and the ops' ud are freed; the loop must run on
+ * until the builds' timers have closed (the memory goes with them).
+ * A resolve still under way must still reach its callback, which then
+ * only lets go of what it holds. Accepts NULL. */
 void hw_setup_service_free(struct hw_setup_service *s);
 
 /* A SETUP packet (route 0) that arrived on tp. */
 void hw_setup_service_on_packet(struct hw_setup_service *s, struct hw_tp *tp,
 				const struct hw_packet *pkt);
 
-/* Transport events of the visor. Optional: a build waiting on a transport
+/* Transport events of the manager. Optional: a build waiting on a transport
  * that left fails at once instead of at its step's timeout. */
 void hw_setup_service_tp_event(struct hw_setup_service *s, struct hw_tp *tp,
 			       enum hw_tp_event ev);

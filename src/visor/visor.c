@@ -72,6 +72,36 @@ void hw_visor_set_setup(struct hw_visor *v, struct hw_setup_service *s)
 	v->setup = s;
 }
 
+/* The setup service finds visors through the presence's discovery. */
+static int setup_can_resolve(void *ud)
+{
+	struct hw_visor *v = ud;
+	return v->presence && hw_presence_has_discovery(v->presence);
+}
+
+static int setup_resolve(void *ud, const uint8_t pk[HW_PK_LEN],
+			 hw_setup_resolve_cb cb, void *cb_ud)
+{
+	struct hw_visor *v = ud;
+	return hw_presence_resolve(v->presence, pk, NULL, cb, cb_ud);
+}
+
+static const struct hw_setup_service_ops setup_ops = {
+	.can_resolve = setup_can_resolve,
+	.resolve = setup_resolve,
+};
+
+void hw_visor_setup_params(struct hw_visor *v,
+			   struct hw_setup_service_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->loop = v->loop;
+	memcpy(p->pk, v->id.pk, HW_PK_LEN);
+	p->tpm = v->tpm;
+	p->ops = &setup_ops;
+	p->ud = v;
+}
+
 static int on_relay_accept(struct hw_relay_client *rc,
 			   const uint8_t relay_pk[32], const uint8_t from_pk[32],
 			   struct hw_relay_stream *s, void *ud)

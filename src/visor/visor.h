@@ -10,6 +10,7 @@
 
 struct hw_visor;
 struct hw_setup_service;
+struct hw_setup_service_params;
 
 /* Starts a visor from cfg (copied) on loop: loads the key, creates the
  * local dir (0700), binds the TCP listener and the control socket, dials
@@ -26,5 +27,10 @@ void hw_visor_free(struct hw_visor *v);
 /* Makes v a setup node: its setup messages go to s (hopwire-setup), which
  * the caller frees before the visor. */
 void hw_visor_set_setup(struct hw_visor *v, struct hw_setup_service *s);
+
+/* Fills p for a setup service on v (hopwire-setup): v's loop, key and
+ * transport manager, and ops that find visors through v's discovery. */
+void hw_visor_setup_params(struct hw_visor *v,
+			   struct hw_setup_service_params *p);
 
 #endif

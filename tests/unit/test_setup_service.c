@@ -1,7 +1,8 @@
-/* The setup node's build orchestration against scripted visors: a setup
- * "visor" holding only a transport manager and the service, and fake
- * visors (transport managers on the same loop) that answer setup messages
- * as a test says and record what they were told. */
+/* The setup node's build orchestration against scripted visors: the
+ * service built from its parameters (a key, a transport manager and a
+ * fake resolver standing in for the visor's discovery), and fake visors
+ * (transport managers on the same loop) that answer setup messages as a
+ * test says and record what they were told. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -21,7 +23,7 @@
 #include "router/setup_msg.h"
 #include "setup/service.h"
 #include "transport/manager.h"
-#include "visor/visor_priv.h"
+#include "util/err.h"
 
 #define NFAKES 4
 #define MAXREC 64
@@ -53,18 +55,41 @@ struct fake {
 	uint32_t last_req; /* of the last request received */
 };
 
+/* What the service asks of the visor, scripted: how (and whether) a
+ * resolve answers, and what it was asked. */
+struct resolver {
+	int can;      /* can_resolve's answer */
+	int start_rc; /* resolve's return: 0 starts one */
+	int sync;     /* answers before resolve returns */
+	int hold;     /* answers wait for resolver_answer */
+	int status;   /* the answer: 0 with type and addr, or msg */
+	char type[16], addr[128];
+	const char *msg;
+	unsigned calls;
+	uint8_t asked[HW_PK_LEN]; /* the last key looked up */
+	struct {
+		hw_setup_resolve_cb cb;
+		void *cb_ud;
+	} pending[16];
+	unsigned npending;
+	uv_timer_t timer; /* answers on the loop, as discovery does */
+};
+
 static uv_loop_t loop;
-static struct hw_visor sv; /* the setup node */
+static struct hw_identity sid; /* the setup node */
+static struct hw_tp_manager *stpm;
 static struct hw_setup_service *svc;
+static struct resolver res;
 static struct fake fakes[NFAKES];
 static char setup_addr[128];
+static char fake3_addr[128]; /* fakes[3] listens, but never dials */
 
 /* ---- fake visors ---- */
 
 static void fake_send(struct fake *f, const struct hw_setup_msg *m)
 {
 	uint8_t buf[HW_SETUP_MSG_MAX];
-	struct hw_tp *tp = hw_tp_manager_find(f->tpm, sv.id.pk, NULL);
+	struct hw_tp *tp = hw_tp_manager_find(f->tpm, sid.pk, NULL);
 	size_t len;
 
 	assert_non_null(tp);
@@ -184,6 +209,73 @@ static void tpm_params(struct hw_tp_manager_params *p,
 	p->redial_max_ms = 30000;
 }
 
+/* ---- the fake resolver ---- */
+
+/* Answers every resolve waiting, with the given outcome. */
+static void resolver_answer(int status, const char *type, const char *addr,
+			    const char *msg)
+{
+	while (res.npending) {
+		unsigned i = --res.npending;
+		res.pending[i].cb(status, type, addr, msg,
+				  res.pending[i].cb_ud);
+	}
+}
+
+static void resolver_answer_set(void)
+{
+	resolver_answer(res.status, res.status ? NULL : res.type,
+			res.status ? NULL : res.addr, res.msg);
+}
+
+static void on_resolver_timer(uv_timer_t *t)
+{
+	resolver_answer_set();
+}
+
+static int fake_can_resolve(void *ud)
+{
+	assert_ptr_equal(ud, &res);
+	return res.can;
+}
+
+static int fake_resolve(void *ud, const uint8_t pk[HW_PK_LEN],
+			hw_setup_resolve_cb cb, void *cb_ud)
+{
+	assert_ptr_equal(ud, &res);
+	/* The service asks only when it may. */
+	assert_true(res.can);
+	res.calls++;
+	memcpy(res.asked, pk, HW_PK_LEN);
+	if (res.start_rc)
+		return res.start_rc;
+	assert_true(res.npending < 16);
+	res.pending[res.npending].cb = cb;
+	res.pending[res.npending].cb_ud = cb_ud;
+	res.npending++;
+	if (res.sync)
+		resolver_answer_set();
+	else if (!res.hold)
+		uv_timer_start(&res.timer, on_resolver_timer, 0, 0);
+	return 0;
+}
+
+static const struct hw_setup_service_ops fake_ops = {
+	.can_resolve = fake_can_resolve,
+	.resolve = fake_resolve,
+};
+
+static void service_params(struct hw_setup_service_params *p,
+			   const struct hw_setup_service_ops *ops)
+{
+	memset(p, 0, sizeof(*p));
+	p->loop = &loop;
+	memcpy(p->pk, sid.pk, HW_PK_LEN);
+	p->tpm = stpm;
+	p->ops = ops;
+	p->ud = &res;
+}
+
 /* ---- running the loop ---- */
 
 static int expired;
@@ -214,7 +306,7 @@ static int all_up(void)
 		struct hw_tp *tp;
 		if (i == 3)
 			continue; /* fake 3 never connects */
-		tp = hw_tp_manager_find(sv.tpm, fakes[i].id.pk, NULL);
+		tp = hw_tp_manager_find(stpm, fakes[i].id.pk, NULL);
 		if (!fakes[i].up || !tp || !hw_tp_is_up(tp))
 			return 0;
 	}
@@ -243,34 +335,42 @@ static unsigned free_port(void)
 
 static int setup_world(void **state)
 {
+	struct hw_setup_service_params sp;
 	struct hw_tp_manager_params p;
 	char err[256], listen[64];
 
-	uv_loop_init(&loop);
-	memset(&sv, 0, sizeof(sv));
+	assert_int_equal(uv_loop_init(&loop), 0);
+	memset(&res, 0, sizeof(res));
 	memset(fakes, 0, sizeof(fakes));
-	sv.loop = &loop;
-	assert_int_equal(hw_identity_generate(&sv.id), 0);
+	assert_int_equal(uv_timer_init(&loop, &res.timer), 0);
+	assert_int_equal(hw_identity_generate(&sid), 0);
 	snprintf(listen, sizeof(listen), "127.0.0.1:%u", free_port());
-	tpm_params(&p, &sv.id, listen);
+	tpm_params(&p, &sid, listen);
 	p.on_packet = setup_packet;
 	p.on_event = setup_event;
-	assert_int_equal(hw_tp_manager_new(&sv.tpm, &p, err, sizeof(err)), 0);
+	assert_int_equal(hw_tp_manager_new(&stpm, &p, err, sizeof(err)), 0);
 	snprintf(setup_addr, sizeof(setup_addr), "%s",
-		 hw_tp_manager_listen_addr(sv.tpm));
-	assert_int_equal(hw_setup_service_new(&svc, &sv), 0);
+		 hw_tp_manager_listen_addr(stpm));
+	service_params(&sp, &fake_ops);
+	assert_int_equal(hw_setup_service_new(&svc, &sp), 0);
 	for (int i = 0; i < NFAKES; i++) {
 		struct fake *f = &fakes[i];
 		assert_int_equal(hw_identity_generate(&f->id), 0);
 		f->next_id = 1000u * (unsigned)(i + 1);
-		tpm_params(&p, &f->id, "");
+		if (i == 3)
+			snprintf(listen, sizeof(listen), "127.0.0.1:%u",
+				 free_port());
+		tpm_params(&p, &f->id, i == 3 ? listen : "");
 		p.on_packet = fake_packet;
 		p.ud = f;
 		assert_int_equal(hw_tp_manager_new(&f->tpm, &p, err,
 						   sizeof(err)), 0);
-		if (i == 3)
+		if (i == 3) {
+			snprintf(fake3_addr, sizeof(fake3_addr), "%s",
+				 hw_tp_manager_listen_addr(f->tpm));
 			continue;
-		assert_int_equal(hw_tp_manager_add(f->tpm, sv.id.pk, "tcp",
+		}
+		assert_int_equal(hw_tp_manager_add(f->tpm, sid.pk, "tcp",
 						   setup_addr, 0, fake_up, f,
 						   err, sizeof(err)), 0);
 	}
@@ -282,13 +382,18 @@ static int teardown_world(void **state)
 {
 	hw_setup_service_free(svc);
 	svc = NULL;
+	/* As the visor's presence does when it stops after the service. */
+	resolver_answer(-ECANCELED, NULL, NULL, "the visor is stopping");
+	uv_close((uv_handle_t *)&res.timer, NULL);
 	for (int i = 0; i < NFAKES; i++) {
 		hw_tp_manager_free(fakes[i].tpm);
 		hw_identity_wipe(&fakes[i].id);
 	}
-	hw_tp_manager_free(sv.tpm);
-	hw_identity_wipe(&sv.id);
+	hw_tp_manager_free(stpm);
+	stpm = NULL;
+	hw_identity_wipe(&sid);
 	uv_run(&loop, UV_RUN_DEFAULT);
+	/* Nothing is left on the loop. */
 	assert_int_equal(uv_loop_close(&loop), 0);
 	return 0;
 }
@@ -589,6 +694,8 @@ static void test_unreachable(void **state)
 	/* A and B answered after the end: released at once. */
 	assert_true(run_until(all_fakes_released, 2000));
 	assert_true(counter("unexpected") >= 1);
+	/* Without discovery nothing is looked up. */
+	assert_int_equal(res.calls, 0);
 }
 
 static void test_bad_builds(void **state)
@@ -598,7 +705,7 @@ static void test_bad_builds(void **state)
 	struct fake *a = &fakes[0];
 	struct hw_setup_msg m;
 	uint8_t junk[] = {HW_SETUP_BUILD, 0, 0, 0, 42, 1, 2};
-	struct hw_tp *tp = hw_tp_manager_find(a->tpm, sv.id.pk, NULL);
+	struct hw_tp *tp = hw_tp_manager_find(a->tpm, sid.pk, NULL);
 
 	/* Not the sender's own route. */
 	memset(&m, 0, sizeof(m));
@@ -654,6 +761,22 @@ static void test_bad_builds(void **state)
 	assert_int_equal(a->nreserved, 0);
 }
 
+/* Frees the service while its one build waits, once the answers it got
+ * are in: the build is answered and rolled back. */
+static void stop_building(void)
+{
+	struct fake *a = &fakes[0];
+
+	assert_true(run_until(NULL, 50)); /* RESERVED answers in */
+	assert_int_equal(counter("in_progress"), 1);
+	hw_setup_service_free(svc);
+	svc = NULL;
+	assert_true(run_until(a_built, 5000));
+	assert_int_equal(a->built_msg.u.built.status, HW_SETUP_INTERNAL);
+	assert_string_equal(a->built_msg.u.built.text, "setup node stopping");
+	assert_true(run_until(all_fakes_released, 2000));
+}
+
 /* Stopping with a build in progress: rolled back and answered. */
 static void test_free_pending(void **state)
 {
@@ -664,14 +787,233 @@ static void test_free_pending(void **state)
 	send_build(16, fwd, 2, rev, 2);
 	while (!a->nreserved || !c->nreserved || !b->last_req)
 		assert_true(run_until(NULL, 20));
-	assert_true(run_until(NULL, 50)); /* RESERVED answers in */
-	assert_int_equal(counter("in_progress"), 1);
-	hw_setup_service_free(svc);
-	svc = NULL;
+	stop_building();
+}
+
+/* ---- reaching visors through the resolver ---- */
+
+static const int via3_fwd[] = {0, 1, 3}, via3_rev[] = {3, 1, 0};
+
+static void resolve_to(const char *type, const char *addr)
+{
+	res.can = 1;
+	res.status = 0;
+	snprintf(res.type, sizeof(res.type), "%s", type);
+	snprintf(res.addr, sizeof(res.addr), "%s", addr);
+}
+
+static void resolve_fails(int status, const char *msg)
+{
+	res.can = 1;
+	res.status = status;
+	res.msg = msg;
+}
+
+/* A build through fakes[3] fails as expected, and nothing is kept of it:
+ * no transport to fakes[3], every ID released, no resolve waiting. */
+static void expect_via3_fails(uint32_t req, uint8_t status,
+			      const char *reason)
+{
+	struct fake *a = &fakes[0];
+
+	a->built = 0;
+	send_build(req, via3_fwd, 2, via3_rev, 2);
 	assert_true(run_until(a_built, 5000));
-	assert_int_equal(a->built_msg.u.built.status, HW_SETUP_INTERNAL);
-	assert_string_equal(a->built_msg.u.built.text, "setup node stopping");
+	assert_int_equal(a->built_msg.req, req);
+	assert_int_equal(a->built_msg.u.built.status, status);
+	assert_int_equal(a->built_msg.u.built.fwd_send_id, 0);
+	expect_text_names(&fakes[3], a->built_msg.u.built.text, reason);
 	assert_true(run_until(all_fakes_released, 2000));
+	assert_int_equal(res.npending, 0);
+	assert_null(hw_tp_manager_find(stpm, fakes[3].id.pk, NULL));
+	assert_int_equal(fakes[3].nreserved, 0);
+	assert_int_equal(counter("in_progress"), 0);
+}
+
+/* The visor with no transport is looked up, dialed and built on. */
+static void build_via3(int sync)
+{
+	struct fake *a = &fakes[0], *d = &fakes[3];
+	struct hw_tp *tp;
+
+	resolve_to("tcp", fake3_addr);
+	res.sync = sync;
+	send_build(20, via3_fwd, 2, via3_rev, 2);
+	assert_true(run_until(a_built, 5000));
+	assert_int_equal(a->built_msg.req, 20);
+	assert_int_equal(a->built_msg.u.built.status, HW_SETUP_OK);
+	/* Only the visor without a transport was looked up. */
+	assert_int_equal(res.calls, 1);
+	assert_memory_equal(res.asked, d->id.pk, HW_PK_LEN);
+	assert_int_equal(res.npending, 0);
+	assert_non_null(tp = hw_tp_manager_find(stpm, d->id.pk, NULL));
+	assert_true(hw_tp_is_up(tp));
+	assert_int_equal(d->nreserved, 2);
+	assert_int_equal(d->nrules, 2);
+	assert_int_equal(d->incoming, 1);
+	assert_non_null(rule_of(d, HW_RULE_CONSUME,
+				d->incoming_msg.u.incoming.fwd_recv_id));
+	assert_int_equal(counter("builds_ok"), 1);
+	assert_int_equal(counter("rollbacks"), 0);
+}
+
+static void test_resolve_and_dial(void **state)
+{
+	build_via3(0);
+}
+
+/* A resolver may answer before resolve returns. */
+static void test_resolve_sync(void **state)
+{
+	build_via3(1);
+}
+
+/* The resolver cannot start: the build fails at once with its reason. */
+static void test_resolve_cannot_start(void **state)
+{
+	char want[128];
+
+	res.can = 1;
+	res.start_rc = -EMFILE;
+	snprintf(want, sizeof(want), "cannot look it up in discovery: %s",
+		 hw_strerror(-EMFILE));
+	expect_via3_fails(21, HW_SETUP_NO_TP, want);
+	assert_int_equal(res.calls, 1);
+	assert_int_equal(counter("builds_failed"), 1);
+	/* It failed before A and B answered RESERVE: nothing to roll back,
+	 * their answers came after the end and their IDs went back. */
+	assert_int_equal(counter("rollbacks"), 0);
+	assert_int_equal(counter("unexpected"), 2);
+}
+
+/* The resolver answers that the visor cannot be found: its message, or
+ * without one its status, reaches the source, made fit to send. */
+static void test_resolve_fails(void **state)
+{
+	char want[128];
+
+	snprintf(want, sizeof(want), "not reachable: %s",
+		 hw_strerror(-ENOENT));
+	resolve_fails(-ENOENT, NULL);
+	expect_via3_fails(22, HW_SETUP_NO_TP, want);
+	resolve_fails(-EIO, "no entry\x01 for it \xff\xfe");
+	expect_via3_fails(23, HW_SETUP_NO_TP,
+			  "not reachable: no entry? for it ??");
+	resolve_fails(-EIO, "same, sync");
+	res.sync = 1;
+	expect_via3_fails(24, HW_SETUP_NO_TP, "not reachable: same, sync");
+	assert_int_equal(res.calls, 3);
+	assert_int_equal(counter("builds_failed"), 3);
+}
+
+/* Found, but nothing answers at its address. */
+static void test_resolved_peer_unreachable(void **state)
+{
+	char addr[64];
+
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", free_port());
+	resolve_to("tcp", addr);
+	expect_via3_fails(25, HW_SETUP_NO_TP, "no transport: ");
+	assert_int_equal(res.calls, 1);
+}
+
+/* Found with an address the transport manager refuses. */
+static void test_resolved_bad_address(void **state)
+{
+	resolve_to("pigeon", fake3_addr);
+	expect_via3_fails(26, HW_SETUP_NO_TP,
+			  "no transport: transport type 'pigeon' is not "
+			  "available");
+	resolve_to("tcp", "");
+	expect_via3_fails(27, HW_SETUP_NO_TP,
+			  "no transport: a tcp transport needs an address");
+}
+
+/* A resolve that does not answer within the step; its late answer (even
+ * one naming a good address) dials nothing. */
+static void test_resolve_timeout(void **state)
+{
+	struct fake *a = &fakes[0];
+
+	hw_setup_service_set_timeout(svc, 200);
+	resolve_to("tcp", fake3_addr);
+	res.hold = 1;
+	send_build(28, via3_fwd, 2, via3_rev, 2);
+	assert_true(run_until(a_built, 5000));
+	assert_int_equal(a->built_msg.u.built.status, HW_SETUP_NO_TP);
+	expect_text_names(&fakes[3], a->built_msg.u.built.text,
+			  "no transport within 200 ms");
+	assert_true(run_until(all_fakes_released, 2000));
+	assert_int_equal(res.npending, 1);
+	resolver_answer(0, "tcp", fake3_addr, NULL);
+	assert_true(run_until(NULL, 100));
+	assert_null(hw_tp_manager_find(stpm, fakes[3].id.pk, NULL));
+	assert_int_equal(fakes[3].nreserved, 0);
+	assert_int_equal(counter("builds_failed"), 1);
+	assert_int_equal(counter("in_progress"), 0);
+}
+
+/* Stopping while a resolve is under way: answered, and the resolve's
+ * answer afterwards finds nothing to do. */
+static void test_free_resolving(void **state)
+{
+	struct fake *a = &fakes[0], *b = &fakes[1];
+
+	resolve_to("tcp", fake3_addr);
+	res.hold = 1;
+	send_build(29, via3_fwd, 2, via3_rev, 2);
+	while (!res.npending || !a->nreserved || !b->nreserved)
+		assert_true(run_until(NULL, 20));
+	stop_building();
+	resolver_answer(0, "tcp", fake3_addr, NULL);
+	assert_true(run_until(NULL, 100));
+	assert_null(hw_tp_manager_find(stpm, fakes[3].id.pk, NULL));
+}
+
+/* A service without ops reaches only visors it has a transport to. */
+static void test_no_ops(void **state)
+{
+	struct hw_setup_service_params sp;
+
+	hw_setup_service_free(svc);
+	service_params(&sp, NULL);
+	assert_int_equal(hw_setup_service_new(&svc, &sp), 0);
+	res.can = 1; /* not asked: there are no ops */
+	expect_via3_fails(30, HW_SETUP_NO_TP, "no discovery");
+	assert_int_equal(res.calls, 0);
+}
+
+/* The key in the params is the setup node's own: it is no hop. */
+static void test_own_key_not_a_hop(void **state)
+{
+	struct fake *a = &fakes[0], *c = &fakes[2];
+	struct hw_setup_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = HW_SETUP_BUILD;
+	m.req = 31;
+	memcpy(m.u.build.desc.src_pk, a->id.pk, HW_PK_LEN);
+	memcpy(m.u.build.desc.dst_pk, c->id.pk, HW_PK_LEN);
+	m.u.build.desc.src_port = m.u.build.desc.dst_port = 1;
+	m.u.build.keepalive_ms = 5000;
+	m.u.build.fwd_n = 2;
+	hw_tp_id(a->id.pk, sid.pk, "tcp", m.u.build.fwd[0].tp_id);
+	memcpy(m.u.build.fwd[0].from, a->id.pk, HW_PK_LEN);
+	memcpy(m.u.build.fwd[0].to, sid.pk, HW_PK_LEN);
+	hw_tp_id(sid.pk, c->id.pk, "tcp", m.u.build.fwd[1].tp_id);
+	memcpy(m.u.build.fwd[1].from, sid.pk, HW_PK_LEN);
+	memcpy(m.u.build.fwd[1].to, c->id.pk, HW_PK_LEN);
+	m.u.build.rev_n = 1;
+	hop(&m.u.build.rev[0], c, a);
+	fake_send(a, &m);
+	assert_true(run_until(a_built, 5000));
+	assert_int_equal(a->built_msg.req, 31);
+	assert_int_equal(a->built_msg.u.built.status, HW_SETUP_REFUSED);
+	assert_string_equal(a->built_msg.u.built.text,
+			    "the setup node cannot be a hop of a route");
+	assert_int_equal(a->nreserved + fakes[1].nreserved + c->nreserved, 0);
+	assert_int_equal(counter("builds_failed"), 1);
+	assert_int_equal(counter("in_progress"), 0);
 }
 
 int main(void)
@@ -689,6 +1031,16 @@ int main(void)
 		T(test_unreachable),
 		T(test_bad_builds),
 		T(test_free_pending),
+		T(test_resolve_and_dial),
+		T(test_resolve_sync),
+		T(test_resolve_cannot_start),
+		T(test_resolve_fails),
+		T(test_resolved_peer_unreachable),
+		T(test_resolved_bad_address),
+		T(test_resolve_timeout),
+		T(test_free_resolving),
+		T(test_no_ops),
+		T(test_own_key_not_a_hop),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
