@@ -35,6 +35,7 @@
 #include "transport/manager.h"
 #include "util/buf.h"
 #include "util/err.h"
+#include "hwtest.h"
 
 #define MAX_RECS 64
 #define MAX_CALLS 300
@@ -281,7 +282,7 @@ static int after(void **state)
 	srv_stop();
 	/* Every request's work and after_work is done: nothing is left. */
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-	return uv_loop_close(&loop);
+	return hw_test_loop_close(&loop);
 }
 
 static struct hw_disc_client *client(const char *path)
