@@ -1,9 +1,13 @@
 #include "hwtest.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /* How long hw_test_loop_close lets a loop wind down by itself. */
@@ -22,6 +26,33 @@ int hw_test_free_port(void)
 	if (fd >= 0)
 		close(fd);
 	return port;
+}
+
+void hw_test_rm_tree(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char path[512];
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+void hw_test_sleep_ms(unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000,
+			      .tv_nsec = (long)(ms % 1000) * 1000000};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }
 
 static void on_tick(uv_timer_t *t)
@@ -102,4 +133,12 @@ int hw_test_identity(struct hw_identity *id, uint8_t x_priv[32])
 	if (!rc)
 		rc = hw_identity_x25519(id, x_priv, xpub);
 	return rc;
+}
+
+int hw_test_identity_seeded(struct hw_identity *id, uint8_t fill)
+{
+	uint8_t seed[HW_SEED_LEN];
+
+	memset(seed, fill, sizeof(seed));
+	return hw_identity_from_seed(id, seed);
 }

@@ -16,6 +16,14 @@
  * the services want a fixed port, not 0). Returns the port or -1. */
 int hw_test_free_port(void);
 
+/* ---- files ---- */
+
+/* Removes dir and the files in it (one level: what the tests make). */
+void hw_test_rm_tree(const char *dir);
+
+/* Sleeps ms, whatever signals arrive. */
+void hw_test_sleep_ms(unsigned ms);
+
 /* ---- running a loop ---- */
 
 /* Starts tick (an initialised timer the caller owns) waking the loop
@@ -78,5 +86,9 @@ static inline uint64_t hw_test_xorshift(uint64_t *state)
 /* A fresh identity and its X25519 private key. Returns 0 or the failing
  * call's negative code. */
 int hw_test_identity(struct hw_identity *id, uint8_t x_priv[32]);
+
+/* The identity whose seed is HW_SEED_LEN bytes of fill: the same keys
+ * every run. Returns 0 or a negative code. */
+int hw_test_identity_seeded(struct hw_identity *id, uint8_t fill);
 
 #endif

@@ -243,13 +243,9 @@ static void on_done(struct hw_disc_client *c, int status, int http_status,
 
 static int setup(void **state)
 {
-	uint8_t seed[HW_SEED_LEN];
-
-	for (int i = 0; i < 3; i++) {
-		memset(seed, 0x40 + i, sizeof(seed));
-		if (hw_identity_from_seed(&ids[i], seed))
+	for (int i = 0; i < 3; i++)
+		if (hw_test_identity_seeded(&ids[i], (uint8_t)(0x40 + i)))
 			return -1;
-	}
 	strcpy(dir, "/tmp/hw-test-disc-client-XXXXXX");
 	if (!mkdtemp(dir))
 		return -1;
