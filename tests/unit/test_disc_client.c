@@ -35,6 +35,7 @@
 #include "transport/manager.h"
 #include "util/buf.h"
 #include "util/err.h"
+#include "hwtest.h"
 
 #define MAX_RECS 64
 #define MAX_CALLS 300
@@ -242,13 +243,9 @@ static void on_done(struct hw_disc_client *c, int status, int http_status,
 
 static int setup(void **state)
 {
-	uint8_t seed[HW_SEED_LEN];
-
-	for (int i = 0; i < 3; i++) {
-		memset(seed, 0x40 + i, sizeof(seed));
-		if (hw_identity_from_seed(&ids[i], seed))
+	for (int i = 0; i < 3; i++)
+		if (hw_test_identity_seeded(&ids[i], (uint8_t)(0x40 + i)))
 			return -1;
-	}
 	strcpy(dir, "/tmp/hw-test-disc-client-XXXXXX");
 	if (!mkdtemp(dir))
 		return -1;
@@ -281,7 +278,7 @@ static int after(void **state)
 	srv_stop();
 	/* Every request's work and after_work is done: nothing is left. */
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-	return uv_loop_close(&loop);
+	return hw_test_loop_close(&loop);
 }
 
 static struct hw_disc_client *client(const char *path)

@@ -14,18 +14,15 @@
 #include "discovery/entry.h"
 #include "transport/manager.h"
 #include "util/err.h"
+#include "hwtest.h"
 
 static struct hw_identity ids[4];
 
 static int setup(void **state)
 {
-	uint8_t seed[HW_SEED_LEN];
-
-	for (int i = 0; i < 4; i++) {
-		memset(seed, 0x10 + i, sizeof(seed));
-		if (hw_identity_from_seed(&ids[i], seed))
+	for (int i = 0; i < 4; i++)
+		if (hw_test_identity_seeded(&ids[i], (uint8_t)(0x10 + i)))
 			return -1;
-	}
 	return 0;
 }
 

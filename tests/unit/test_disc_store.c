@@ -9,7 +9,6 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -41,33 +40,6 @@ static struct {
 	int next_db;
 	char dir[64];
 } redis = {.pid = -1};
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000,
-			      .tv_nsec = (long)(ms % 1000) * 1000000};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static void rm_tree(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	char path[512];
-
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		unlink(path);
-	}
-	closedir(d);
-	rmdir(dir);
-}
 
 /* ---- fixtures ---- */
 
@@ -183,7 +155,7 @@ static int redis_group_setup(void **state)
 			hw_dstore_free(probe);
 			return 0;
 		}
-		sleep_ms(50);
+		hw_test_sleep_ms(50);
 	}
 	fprintf(stderr, "redis-server did not answer: %s\n", err);
 	return -1;
@@ -197,7 +169,7 @@ static int redis_group_teardown(void **state)
 		redis.pid = -1;
 	}
 	if (redis.dir[0])
-		rm_tree(redis.dir);
+		hw_test_rm_tree(redis.dir);
 	return 0;
 }
 
@@ -461,7 +433,7 @@ static void test_expiry_sweep(void **state)
 	assert_int_equal(hw_dstore_put(s, HW_DISC_TRANSPORT, "t2", "{\"t\":2}",
 				       7, a, "x", later()), 0);
 	assert_int_equal(count(s, HW_DISC_TRANSPORT), 2);
-	sleep_ms(450);
+	hw_test_sleep_ms(450);
 	json = get_text(s, HW_DISC_TRANSPORT, "t1", &rc);
 	assert_int_equal(rc, -ENOENT);
 	assert_int_equal(count(s, HW_DISC_TRANSPORT), 1);
@@ -748,7 +720,7 @@ static void test_sqlite_file_reopen(void **state)
 	snprintf(spec, sizeof(spec), "sqlite:%s", path);
 	assert_true(hw_dstore_new(&s, spec, err, sizeof(err)) < 0);
 	assert_null(s);
-	rm_tree(dir);
+	hw_test_rm_tree(dir);
 }
 
 #define BOTH(setup, f) cmocka_unit_test_setup_teardown(f, setup, env_teardown)

@@ -78,11 +78,6 @@ struct env {
 	struct visor v[NVISORS];
 };
 
-static uint8_t pat(uint8_t seed, uint64_t i)
-{
-	return (uint8_t)((i * 131 + (i >> 9) * 7 + seed) ^ (i >> 17));
-}
-
 /* Runs the loop until cond(arg) holds or ms pass; returns cond. */
 static int run_until(struct env *e, int (*cond)(void *), void *arg,
 		     unsigned ms)
@@ -90,14 +85,9 @@ static int run_until(struct env *e, int (*cond)(void *), void *arg,
 	return hw_test_run_until(&e->loop, &e->tick, cond, arg, ms);
 }
 
-static int never(void *arg)
-{
-	return 0;
-}
-
 static void run_for(struct env *e, unsigned ms)
 {
-	run_until(e, never, NULL, ms);
+	hw_test_run_for(&e->loop, &e->tick, ms);
 }
 
 /* ---- flows ---- */
@@ -139,7 +129,7 @@ static void pump_writes(struct flow *f)
 		b->f = f;
 		b->n = n;
 		for (size_t k = 0; k < n; k++)
-			b->data[k] = pat(f->seed_tx, f->queued + k);
+			b->data[k] = hw_test_pattern(f->seed_tx, f->queued + k);
 		if (hw_relay_stream_write(f->s, b->data, n, on_wdone, b)) {
 			free(b);
 			return;
@@ -169,7 +159,7 @@ static void flow_data(struct hw_relay_stream *s, const uint8_t *p,
 	struct flow *f = ud;
 
 	for (size_t k = 0; k < len; k++)
-		if (p[k] != pat(f->seed_rx, f->recv + k))
+		if (p[k] != hw_test_pattern(f->seed_rx, f->recv + k))
 			f->bad++;
 	f->recv += len;
 }
@@ -234,7 +224,6 @@ static void v_session(struct hw_relay_client *rc, const uint8_t relay_pk[32],
 
 static void visor_start(struct env *e, struct visor *v)
 {
-	uint8_t xpub[32];
 	struct hw_relay_client_params p = {
 		.loop = &e->loop,
 		.id = &v->id,
@@ -249,8 +238,7 @@ static void visor_start(struct env *e, struct visor *v)
 	};
 
 	v->env = e;
-	assert_int_equal(hw_identity_generate(&v->id), 0);
-	assert_int_equal(hw_identity_x25519(&v->id, v->x_priv, xpub), 0);
+	assert_int_equal(hw_test_identity(&v->id, v->x_priv), 0);
 	assert_int_equal(hw_relay_client_new(&v->rc, &p), 0);
 	assert_int_equal(hw_relay_client_hold(v->rc, e->relay_id.pk, e->addr),
 			 0);
@@ -324,8 +312,7 @@ static void env_free(struct env *e)
 	}
 	hw_relay_server_free(e->srv);
 	uv_close((uv_handle_t *)&e->tick, NULL);
-	uv_run(&e->loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&e->loop), 0);
+	assert_int_equal(hw_test_loop_close(&e->loop), 0);
 	hw_identity_wipe(&e->relay_id);
 	free(e);
 }
@@ -805,7 +792,7 @@ static void test_credit_enforced(void **state)
 	run_for(e, 50);
 	assert_int_equal(m.accepts, 1);
 	for (int k = 0; k < (int)sizeof(junk); k++)
-		junk[k] = pat(0, (uint64_t)k);
+		junk[k] = hw_test_pattern(0, (uint64_t)k);
 	/* WINDOW_UNITS units fit the window, the next one not. */
 	for (i = 0; i < WINDOW_UNITS + 1; i++)
 		assert_int_equal(hw_relay_wire_send_data(m.w, 1, &ub, 1,
@@ -814,7 +801,8 @@ static void test_credit_enforced(void **state)
 	fb.total = WINDOW_UNITS * sizeof(junk);
 	assert_true(run_until(e, raw_closed_cond, &m, 5000));
 	assert_non_null(strstr(m.err, "beyond credit"));
-	/* Only the first unit matches pat() at its offsets: count bytes. */
+	/* Only the first unit matches the pattern at its offsets: count
+	 * bytes. */
 	assert_true(run_until(e, flow_recv_at_least, &fb, 5000));
 	assert_int_equal(fb.recv, WINDOW_UNITS * sizeof(junk));
 	assert_int_equal(fb.close_reason, -EHOSTDOWN);

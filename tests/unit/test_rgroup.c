@@ -9,8 +9,6 @@
  * router's deliver callback hands packets for the CONSUME rule to the
  * group, and can capture or hold back DATA packets on the way. */
 #define _GNU_SOURCE /* memmem */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -19,8 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <cmocka.h>
 #include <sodium.h>
 #include <uv.h>
@@ -30,6 +26,7 @@
 #include "transport/manager.h"
 #include "util/err.h"
 #include "hwtest.h"
+#include "hwtest_assert.h"
 
 #define GROUP_KA_MS 1000
 #define RULE_KA_MS 30000
@@ -84,11 +81,6 @@ struct env {
 
 static uint8_t gen_buf[1u << 20];
 
-static uint8_t pat(uint8_t seed, uint64_t i)
-{
-	return (uint8_t)((i * 131 + (i >> 9) * 7 + seed) ^ (i >> 17));
-}
-
 /* Runs the loop until cond(arg) holds or ms pass; returns cond. */
 static int run_until(struct env *e, int (*cond)(void *), void *arg,
 		     unsigned ms)
@@ -96,14 +88,9 @@ static int run_until(struct env *e, int (*cond)(void *), void *arg,
 	return hw_test_run_until(&e->loop, &e->tick, cond, arg, ms);
 }
 
-static int never(void *arg)
-{
-	return 0;
-}
-
 static void run_for(struct env *e, unsigned ms)
 {
-	run_until(e, never, NULL, ms);
+	hw_test_run_for(&e->loop, &e->tick, ms);
 }
 
 /* ---- group callbacks ---- */
@@ -130,7 +117,7 @@ static void pump_writes(struct end *x)
 				n = room;
 		}
 		for (size_t k = 0; k < n; k++)
-			gen_buf[k] = pat(x->seed_tx, x->sent + k);
+			gen_buf[k] = hw_test_pattern(x->seed_tx, x->sent + k);
 		rc = hw_rgroup_write(x->g, gen_buf, n);
 		if (rc == -ENOBUFS) {
 			x->blocked++;
@@ -163,7 +150,7 @@ static void g_data(struct hw_rgroup *g, const uint8_t *p, size_t len,
 
 	assert_true(len > 0);
 	for (size_t k = 0; k < len; k++)
-		if (p[k] != pat(x->seed_rx, x->recv + k))
+		if (p[k] != hw_test_pattern(x->seed_rx, x->recv + k))
 			x->bad++;
 	x->recv += len;
 	hw_rgroup_consumed(g, len);
@@ -240,22 +227,6 @@ static void deliver(struct hw_router *r, uint32_t rule_id,
 		hw_rgroup_on_packet(v->end.g, pkt);
 }
 
-/* A port nobody listens on right now (the listener takes it a moment
- * later; a port that is taken in between fails the test loudly). */
-static uint16_t free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	assert_true(fd >= 0);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 static void visor_start(struct env *e, struct visor *v)
 {
 	char listen[32];
@@ -277,15 +248,17 @@ static void visor_start(struct env *e, struct visor *v)
 		.deliver = deliver,
 		.ud = v,
 	};
-	uint8_t xpub[32];
 	char err[256];
+	int port = hw_test_free_port();
 
-	snprintf(listen, sizeof(listen), "127.0.0.1:%u", free_port());
+	/* The listener takes the port a moment later; a port that is taken
+	 * in between fails the test loudly. */
+	assert_true(port > 0);
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
 	v->env = e;
 	v->end.env = e;
 	v->end.v = v;
-	assert_int_equal(hw_identity_generate(&v->id), 0);
-	assert_int_equal(hw_identity_x25519(&v->id, v->x_priv, xpub), 0);
+	assert_int_equal(hw_test_identity(&v->id, v->x_priv), 0);
 	assert_int_equal(hw_tp_manager_new(&v->tpm, &tp, err, sizeof(err)), 0);
 	rp.tpm = v->tpm;
 	assert_int_equal(hw_router_new(&v->router, &rp), 0);
@@ -430,8 +403,7 @@ static void env_free(struct env *e)
 			free(vs[i]->cap[k]);
 	}
 	uv_close((uv_handle_t *)&e->tick, NULL);
-	uv_run(&e->loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&e->loop), 0);
+	assert_int_equal(hw_test_loop_close(&e->loop), 0);
 	hw_identity_wipe(&e->a.id);
 	hw_identity_wipe(&e->b.id);
 	free(e);
@@ -456,14 +428,6 @@ static void exchange(struct env *e, uint64_t n)
 	assert_true(run_until(e, exchanged, e, 60000));
 	assert_int_equal(e->a.end.bad, 0);
 	assert_int_equal(e->b.end.bad, 0);
-}
-
-static json_int_t jint(json_t *o, const char *k)
-{
-	json_t *v = json_object_get(o, k);
-
-	assert_true(json_is_integer(v));
-	return json_integer_value(v);
 }
 
 /* ---- tests ---- */
@@ -500,11 +464,11 @@ static void test_bulk_both_ways(void **state)
 			    "open");
 	assert_string_equal(json_string_value(json_object_get(j, "role")),
 			    "initiator");
-	assert_int_equal(jint(j, "bytes_in"), BULK);
-	assert_int_equal(jint(j, "bytes_out"), BULK);
-	assert_int_equal(jint(j, "send_id"), e->a.fwd_id);
-	assert_int_equal(jint(j, "recv_id"), e->a.cons_id);
-	assert_int_equal(jint(j, "queued"), 0);
+	assert_int_equal(hw_test_jint(j, "bytes_in"), BULK);
+	assert_int_equal(hw_test_jint(j, "bytes_out"), BULK);
+	assert_int_equal(hw_test_jint(j, "send_id"), e->a.fwd_id);
+	assert_int_equal(hw_test_jint(j, "recv_id"), e->a.cons_id);
+	assert_int_equal(hw_test_jint(j, "queued"), 0);
 	assert_int_equal(strlen(json_string_value(json_object_get(j, "src"))),
 			 64 + 5);
 	json_decref(j);

@@ -8,6 +8,7 @@
 
 #include "discovery/routefind.h"
 #include "util/err.h"
+#include "hwtest.h"
 
 /* Node n's key: n in the first bytes, a pattern after, so keys differ in
  * more than the bytes the hash table might look at first. */
@@ -38,12 +39,10 @@ static void edge(struct hw_rf_edge *e, unsigned id, unsigned a, unsigned b,
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
+/* One reproducible sequence for the whole run. */
 static uint64_t rnd(void)
 {
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return rng_state;
+	return hw_test_xorshift(&rng_state);
 }
 
 static int find(const struct hw_rf_edge *e, size_t n, unsigned src,

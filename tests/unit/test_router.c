@@ -24,6 +24,7 @@
 #include "util/err.h"
 #include "util/hex.h"
 #include "hwtest.h"
+#include "hwtest_assert.h"
 
 #ifndef HW_ROUTER_MAX_ENTRIES
 #define HW_ROUTER_MAX_ENTRIES 1000000 /* router.c's limit */
@@ -243,7 +244,7 @@ static void bare_done(uv_loop_t *loop, struct hw_router *r)
 {
 	hw_router_free(r);
 	assert_int_equal(uv_run(loop, UV_RUN_DEFAULT), 0);
-	assert_int_equal(uv_loop_close(loop), 0);
+	assert_int_equal(hw_test_loop_close(loop), 0);
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -377,17 +378,6 @@ static void test_limits(void **state)
 	bare_done(&loop, r);
 }
 
-static void on_stop(uv_timer_t *t)
-{
-	uv_stop(t->loop);
-}
-
-static void run_for_ms(uv_loop_t *loop, uv_timer_t *t, unsigned ms)
-{
-	uv_timer_start(t, on_stop, ms, 0);
-	uv_run(loop, UV_RUN_DEFAULT);
-}
-
 /* Reservations lapse after HW_ROUTER_RESERVE_MS (one real wait). */
 static void test_reserve_lapse(void **state)
 {
@@ -401,10 +391,10 @@ static void test_reserve_lapse(void **state)
 	uv_timer_init(&loop, &t);
 	r = bare_router(&loop);
 	assert_int_equal(hw_router_reserve(r, 3, ids), 0);
-	run_for_ms(&loop, &t, HW_ROUTER_RESERVE_MS - 1000);
+	hw_test_run_for(&loop, &t, HW_ROUTER_RESERVE_MS - 1000);
 	hw_router_stats(r, &st);
 	assert_int_equal(st.reserved, 3);
-	run_for_ms(&loop, &t, 1000 + 800); /* a tick past the deadline */
+	hw_test_run_for(&loop, &t, 1000 + 800); /* a tick past the deadline */
 	hw_router_stats(r, &st);
 	assert_int_equal(st.reserved, 0);
 	assert_int_equal(hw_router_remove(r, ids[1]), -ENOENT);
@@ -524,20 +514,9 @@ static int gone_with(const struct node *n, uint32_t id, int reason)
 	return 0;
 }
 
-static void on_tick(uv_timer_t *t)
-{
-}
-
 /* Runs the loop until cond holds or ms pass; returns cond. */
 #define RUN_UNTIL(fx, cond, ms)                                          \
-	({                                                               \
-		uint64_t end_ = uv_now(&(fx)->loop) + (ms);              \
-		uv_timer_start(&(fx)->tick, on_tick, 5, 5);              \
-		while (!(cond) && uv_now(&(fx)->loop) < end_)            \
-			uv_run(&(fx)->loop, UV_RUN_ONCE);                \
-		uv_timer_stop(&(fx)->tick);                              \
-		(cond);                                                  \
-	})
+	HW_TEST_RUN_UNTIL(&(fx)->loop, &(fx)->tick, cond, ms)
 
 static void on_added(struct hw_tp_manager *m, struct hw_tp *tp, int status,
 		     const char *msg, void *ud)
@@ -625,7 +604,7 @@ static void fx_free(struct fx *fx)
 		hw_tp_manager_free(fx->n[i].tpm);
 	uv_close((uv_handle_t *)&fx->tick, NULL);
 	assert_int_equal(uv_run(&fx->loop, UV_RUN_DEFAULT), 0);
-	assert_int_equal(uv_loop_close(&fx->loop), 0);
+	assert_int_equal(hw_test_loop_close(&fx->loop), 0);
 }
 
 static uint32_t reserve1(struct node *n)
@@ -703,22 +682,6 @@ static int send_seq(struct fx *fx, uint32_t id, unsigned seq, size_t len)
 			      (uint16_t)len);
 }
 
-static const char *jstr(json_t *o, const char *k)
-{
-	json_t *v = json_object_get(o, k);
-
-	assert_true(json_is_string(v));
-	return json_string_value(v);
-}
-
-static json_int_t jint(json_t *o, const char *k)
-{
-	json_t *v = json_object_get(o, k);
-
-	assert_true(json_is_integer(v));
-	return json_integer_value(v);
-}
-
 static void check_json(struct fx *fx, struct route rt, uint64_t bytes,
 		       unsigned packets)
 {
@@ -729,14 +692,14 @@ static void check_json(struct fx *fx, struct route rt, uint64_t bytes,
 	a = hw_router_rules_json(fx->n[B].rt);
 	assert_int_equal(json_array_size(a), 1);
 	o = json_array_get(a, 0);
-	assert_int_equal(jint(o, "id"), rt.b);
-	assert_string_equal(jstr(o, "kind"), "intermediary");
+	assert_int_equal(hw_test_jint(o, "id"), rt.b);
+	assert_string_equal(hw_test_jstr(o, "kind"), "intermediary");
 	hw_hex_encode(tpid(fx, B, C), HW_TP_ID_LEN, hex);
-	assert_string_equal(jstr(o, "transport"), hex);
-	assert_int_equal(jint(o, "next_id"), rt.c);
-	assert_int_equal(jint(o, "packets"), packets);
-	assert_int_equal(jint(o, "bytes"), bytes);
-	assert_true(jint(o, "age_ms") >= jint(o, "idle_ms"));
+	assert_string_equal(hw_test_jstr(o, "transport"), hex);
+	assert_int_equal(hw_test_jint(o, "next_id"), rt.c);
+	assert_int_equal(hw_test_jint(o, "packets"), packets);
+	assert_int_equal(hw_test_jint(o, "bytes"), bytes);
+	assert_true(hw_test_jint(o, "age_ms") >= hw_test_jint(o, "idle_ms"));
 	assert_null(json_object_get(o, "src"));
 	assert_null(json_object_get(o, "dst"));
 	json_decref(a);
@@ -745,28 +708,28 @@ static void check_json(struct fx *fx, struct route rt, uint64_t bytes,
 	a = hw_router_rules_json(fx->n[A].rt);
 	assert_int_equal(json_array_size(a), 1);
 	o = json_array_get(a, 0);
-	assert_string_equal(jstr(o, "kind"), "forward");
+	assert_string_equal(hw_test_jstr(o, "kind"), "forward");
 	hw_hex_encode(tpid(fx, A, B), HW_TP_ID_LEN, hex);
-	assert_string_equal(jstr(o, "transport"), hex);
-	assert_int_equal(jint(o, "next_id"), rt.b);
-	assert_int_equal(jint(o, "packets"), packets);
+	assert_string_equal(hw_test_jstr(o, "transport"), hex);
+	assert_int_equal(hw_test_jint(o, "next_id"), rt.b);
+	assert_int_equal(hw_test_jint(o, "packets"), packets);
 	hw_pk_format(fx->n[A].id.pk, end);
 	strcat(end, ":100");
-	assert_string_equal(jstr(o, "src"), end);
+	assert_string_equal(hw_test_jstr(o, "src"), end);
 	hw_pk_format(fx->n[C].id.pk, end);
 	strcat(end, ":200");
-	assert_string_equal(jstr(o, "dst"), end);
+	assert_string_equal(hw_test_jstr(o, "dst"), end);
 	json_decref(a);
 
 	/* C: consume, named by its previous transport. */
 	a = hw_router_rules_json(fx->n[C].rt);
 	assert_int_equal(json_array_size(a), 1);
 	o = json_array_get(a, 0);
-	assert_string_equal(jstr(o, "kind"), "consume");
+	assert_string_equal(hw_test_jstr(o, "kind"), "consume");
 	hw_hex_encode(tpid(fx, C, B), HW_TP_ID_LEN, hex);
-	assert_string_equal(jstr(o, "transport"), hex);
-	assert_int_equal(jint(o, "packets"), packets);
-	assert_int_equal(jint(o, "bytes"), bytes);
+	assert_string_equal(hw_test_jstr(o, "transport"), hex);
+	assert_int_equal(hw_test_jint(o, "packets"), packets);
+	assert_int_equal(hw_test_jint(o, "bytes"), bytes);
 	json_decref(a);
 }
 
