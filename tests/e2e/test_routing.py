@@ -100,9 +100,12 @@ def test_route_group_over_two_hops(tmp_path, control_plane, visors):
     assert paths[0]["transports"][0]["to"] == b.pk
 
     listener = Pipe(c, "listen", "7")
-    dialer = Pipe(a, "dial", c.pk, "7")
+    dialer = None
     try:
+        # Dial once the port is bound: before, the setup node would
+        # rightly find nothing listening.
         listener.wait_stderr("listening")
+        dialer = Pipe(a, "dial", c.pk, "7")
         dialer.wait_stderr("connected")
         listener.wait_stderr("accepted")
         secret_a = b"a secret from A " * 64
@@ -129,7 +132,8 @@ def test_route_group_over_two_hops(tmp_path, control_plane, visors):
         assert b"a secret from A" not in tap
         assert b"the answer from C" not in tap
     finally:
-        dialer.stop()
+        if dialer:
+            dialer.stop()
         listener.stop()
 
 
@@ -167,9 +171,12 @@ def test_route_bench_over_two_hops(tmp_path, control_plane, visors):
 def test_dead_hop_is_reported_at_both_ends(tmp_path, control_plane, visors):
     disc, s, a, b, c = line_of_three(tmp_path, control_plane, visors)
     listener = Pipe(c, "listen", "9")
-    dialer = Pipe(a, "dial", c.pk, "9")
+    dialer = None
     try:
+        # Dial once the port is bound: before, the setup node would
+        # rightly find nothing listening.
         listener.wait_stderr("listening")
+        dialer = Pipe(a, "dial", c.pk, "9")
         dialer.wait_stderr("connected")
         listener.wait_stderr("accepted")
         dialer.send(b"ping")
@@ -182,7 +189,8 @@ def test_dead_hop_is_reported_at_both_ends(tmp_path, control_plane, visors):
         wait_for(lambda: listener.p.poll() is not None, timeout=15,
                  what="the listening end to notice")
     finally:
-        dialer.stop()
+        if dialer:
+            dialer.stop()
         listener.stop()
 
 
