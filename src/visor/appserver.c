@@ -12,9 +12,6 @@
 #include "app/proto.h"
 #include "util/err.h"
 #include "util/log.h"
-#include "visor/launcher.h"
-#include "visor/routing.h"
-#include "visor/visor_priv.h"
 
 #define LOG "apps"
 /* Channels at once (launched and by hand). */
@@ -93,7 +90,11 @@ struct app {
 };
 
 struct hw_appserver {
-	struct hw_visor *v;
+	uv_loop_t *loop;
+	const struct hw_appserver_ops *ops;
+	void *ud;
+	uint8_t pk[HW_PK_LEN];
+	char pk_hex[HW_PK_HEXLEN + 1];
 	uv_pipe_t server;
 	uv_timer_t tick;
 	char path[PATH_MAX + 16];
@@ -169,7 +170,7 @@ static void app_write(struct app *a, uint8_t *buf, size_t len, int fd)
 	w->buf = buf;
 	b = uv_buf_init((char *)buf, (unsigned)len);
 	if (fd >= 0) {
-		if (uv_pipe_init(a->as->v->loop, &w->fdh, 0))
+		if (uv_pipe_init(a->as->loop, &w->fdh, 0))
 			goto fail;
 		w->fdh.data = w;
 		if (uv_pipe_open(&w->fdh, fd)) {
@@ -264,7 +265,7 @@ static void request_now(struct app *a, struct qframe *q)
 	a->reqs[id].type = q->buf[2];
 	a->reqs[id].loop = q->loop;
 	a->reqs[id].credit = q->credit;
-	a->reqs[id].sent_ms = uv_now(a->as->v->loop);
+	a->reqs[id].sent_ms = uv_now(a->as->loop);
 	a->nreqs++;
 	q->buf[3] = id;
 	app_write(a, q->buf, q->len, q->fd);
@@ -399,10 +400,12 @@ static void loop_free(struct loop *l)
 /* Ends l from our side: closes its route (or cancels its dial). */
 static void loop_end(struct loop *l)
 {
+	struct hw_appserver *as = l->app->as;
+
 	if (l->end)
-		hw_route_end_close(l->end);
+		as->ops->end_close(l->end);
 	else
-		hw_routing_dial_cancel(l->app->as->v->routing, l);
+		as->ops->dial_cancel(as->ud, l);
 	l->end = NULL;
 	loop_free(l);
 }
@@ -421,7 +424,7 @@ static int loop_pipe(struct loop *l, int *theirs)
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
-	if ((rc = hw_route_end_pipe(l->end, sv[0]))) {
+	if ((rc = l->app->as->ops->end_pipe(l->end, sv[0]))) {
 		close(sv[0]);
 		close(sv[1]);
 		return rc;
@@ -430,7 +433,7 @@ static int loop_pipe(struct loop *l, int *theirs)
 	return 0;
 }
 
-static void on_loop_ready(void *ud, struct hw_route_end *e)
+void hw_appserver_end_ready(void *ud, struct hw_route_end *e)
 {
 	struct loop *l = ud;
 	struct app *a = l->app;
@@ -438,7 +441,7 @@ static void on_loop_ready(void *ud, struct hw_route_end *e)
 	int fd = -1, rc;
 
 	l->end = e;
-	memcpy(me.pk, a->as->v->id.pk, HW_APP_PK_LEN);
+	memcpy(me.pk, a->as->pk, HW_APP_PK_LEN);
 	me.port = l->lport;
 	if (l->fdmode && (rc = loop_pipe(l, &fd))) {
 		if (l->state == L_DIALING)
@@ -474,7 +477,7 @@ static void on_loop_ready(void *ud, struct hw_route_end *e)
 	json_decref(o);
 }
 
-static void on_loop_data(void *ud, const uint8_t *p, size_t len)
+void hw_appserver_end_data(void *ud, const uint8_t *p, size_t len)
 {
 	struct loop *l = ud;
 	struct app *a = l->app;
@@ -495,7 +498,7 @@ static void on_loop_data(void *ud, const uint8_t *p, size_t len)
 	}
 }
 
-static void on_loop_writable(void *ud)
+void hw_appserver_end_writable(void *ud)
 {
 	struct loop *l = ud;
 	struct app *a = l->app;
@@ -503,7 +506,7 @@ static void on_loop_writable(void *ud)
 
 	if (!l->pend)
 		return;
-	rc = hw_route_end_write(l->end, l->pend, l->pend_len);
+	rc = a->as->ops->end_write(l->end, l->pend, l->pend_len);
 	if (rc == -ENOBUFS)
 		return;
 	free(l->pend);
@@ -516,7 +519,7 @@ static void on_loop_writable(void *ud)
 	process(a);
 }
 
-static void on_loop_closed(void *ud, int reason, const char *msg)
+void hw_appserver_end_closed(void *ud, int reason, const char *msg)
 {
 	struct loop *l = ud;
 	struct app *a = l->app;
@@ -535,13 +538,6 @@ static void on_loop_closed(void *ud, int reason, const char *msg)
 	loop_free(l);
 }
 
-static const struct hw_route_end_ops loop_ops = {
-	.ready = on_loop_ready,
-	.data = on_loop_data,
-	.writable = on_loop_writable,
-	.closed = on_loop_closed,
-};
-
 static struct app *app_by_port(struct hw_appserver *as, uint16_t port)
 {
 	for (struct app *a = as->apps; a; a = a->next)
@@ -550,33 +546,32 @@ static struct app *app_by_port(struct hw_appserver *as, uint16_t port)
 	return NULL;
 }
 
-static int on_incoming(void *hook_ud, const struct hw_route_desc *d,
-		       const struct hw_route_end_ops **ops, void **ud,
-		       char *msg, size_t msglen)
+int hw_appserver_incoming(struct hw_appserver *as,
+			  const uint8_t src_pk[HW_PK_LEN], uint16_t src_port,
+			  uint16_t dst_port, void **ud, char *msg,
+			  size_t msglen)
 {
-	struct hw_appserver *as = hook_ud;
-	struct app *a = app_by_port(as, d->dst_port);
+	struct app *a = app_by_port(as, dst_port);
 	struct hw_app_addr remote;
 	struct loop *l;
 
 	if (!a)
 		return -ENOENT;
-	memcpy(remote.pk, d->src_pk, HW_APP_PK_LEN);
-	remote.port = d->src_port;
+	memcpy(remote.pk, src_pk, HW_APP_PK_LEN);
+	remote.port = src_port;
 	if (a->nloops >= MAX_LOOPS) {
 		snprintf(msg, msglen, "the app on port %u has too many loops",
-			 d->dst_port);
+			 dst_port);
 		return -EBUSY;
 	}
-	if (loop_find(a, d->dst_port, &remote)) {
+	if (loop_find(a, dst_port, &remote)) {
 		snprintf(msg, msglen, "a loop from that port is open already");
 		return -EEXIST;
 	}
-	if (!(l = loop_new(a, d->dst_port, &remote, L_CONFIRMING))) {
+	if (!(l = loop_new(a, dst_port, &remote, L_CONFIRMING))) {
 		snprintf(msg, msglen, "out of memory");
 		return -ENOMEM;
 	}
-	*ops = &loop_ops;
 	*ud = l;
 	return 0;
 }
@@ -586,10 +581,10 @@ static int on_incoming(void *hook_ud, const struct hw_route_desc *d,
 static void on_init(struct app *a, const struct hw_app_frame *f)
 {
 	struct hw_appserver *as = a->as;
-	const struct hw_config_app *conf = NULL;
+	const struct hw_appserver_ops *ops = as->ops;
 	struct hw_app_init in;
 	char err[HW_APP_ERROR_MAX];
-	uint16_t port = 0;
+	uint16_t port = 0, conf_port;
 
 	if (a->inited) {
 		fail(a, f->id, "already initialised");
@@ -612,32 +607,29 @@ static void on_init(struct app *a, const struct hw_app_frame *f)
 			return;
 		}
 	} else {
-		if (as->v->launcher)
-			conf = hw_launcher_app(as->v->launcher, in.name);
-		if (conf) {
+		if (ops->app_port &&
+		    ops->app_port(as->ud, in.name, &conf_port)) {
 			if (hw_appserver_connected(as, in.name) ||
-			    hw_launcher_is_running(as->v->launcher,
-						   in.name)) {
+			    (ops->app_running &&
+			     ops->app_running(as->ud, in.name))) {
 				fail(a, f->id, "app '%s' is already running",
 				     in.name);
 				return;
 			}
-			if (in.port && in.port != conf->port) {
+			if (in.port && in.port != conf_port) {
 				fail(a, f->id, "port %u: app '%s' has port %u "
-				     "(config)", in.port, in.name,
-				     conf->port);
+				     "(config)", in.port, in.name, conf_port);
 				return;
 			}
-			port = conf->port;
+			port = conf_port;
 		} else if (in.port) {
-			const struct hw_config_app *owner =
-				as->v->launcher
-					? hw_launcher_app_by_port(
-						  as->v->launcher, in.port)
+			const char *owner =
+				ops->port_owner
+					? ops->port_owner(as->ud, in.port)
 					: NULL;
 			if (owner) {
 				fail(a, f->id, "port %u belongs to app '%s'",
-				     in.port, owner->name);
+				     in.port, owner);
 				return;
 			}
 			port = in.port;
@@ -659,7 +651,7 @@ static void on_init(struct app *a, const struct hw_app_frame *f)
 		return;
 	}
 	json_t *o = json_pack("{s:i, s:s, s:[]}", "port", (int)port, "pk",
-			      as->v->pk_hex, "extensions");
+			      as->pk_hex, "extensions");
 	if (o && a->ext)
 		json_array_append_new(json_object_get(o, "extensions"),
 				      json_string("loop-fd"));
@@ -680,7 +672,7 @@ static void on_create_loop(struct app *a, const struct hw_app_frame *f)
 		fail(a, f->id, "CreateLoop: %s", err);
 		return;
 	}
-	if (!memcmp(r.pk, as->v->id.pk, HW_APP_PK_LEN)) {
+	if (!memcmp(r.pk, as->pk, HW_APP_PK_LEN)) {
 		fail(a, f->id, "CreateLoop: pk: that is this visor's own key");
 		return;
 	}
@@ -689,7 +681,7 @@ static void on_create_loop(struct app *a, const struct hw_app_frame *f)
 		return;
 	}
 	do
-		lport = hw_routing_ephemeral_port(as->v->routing);
+		lport = as->ops->ephemeral_port(as->ud);
 	while (port_in_use(as, lport) && ++tries < 16384);
 	if (tries >= 16384) {
 		fail(a, f->id, "no free local port");
@@ -700,8 +692,7 @@ static void on_create_loop(struct app *a, const struct hw_app_frame *f)
 		return;
 	}
 	l->create_id = f->id;
-	if (hw_routing_dial(as->v->routing, r.pk, r.port, lport, &loop_ops, l,
-			    err, sizeof(err))) {
+	if (as->ops->dial(as->ud, r.pk, r.port, lport, l, err, sizeof(err))) {
 		l->end = NULL;
 		loop_free(l);
 		fail(a, f->id, "%s", err);
@@ -751,7 +742,7 @@ static void on_send(struct app *a, const struct hw_app_frame *f)
 		succeed(a, f->id, NULL);
 		return;
 	}
-	rc = hw_route_end_write(l->end, a->sendbuf, n);
+	rc = a->as->ops->end_write(l->end, a->sendbuf, n);
 	if (rc == -ENOBUFS) {
 		/* The group is full: hold this Send, and read nothing more
 		 * from the app until the group takes it. */
@@ -813,7 +804,7 @@ static void on_response(struct app *a, const struct hw_app_frame *f)
 			loop_end(l);
 		}
 	} else if (l && r->type == HW_APP_SEND && l->end) {
-		hw_route_end_consumed(l->end, r->credit);
+		a->as->ops->end_consumed(l->end, r->credit);
 	}
 	drain_waiting(a);
 }
@@ -959,7 +950,7 @@ static struct app *app_new(struct hw_appserver *as)
 		return NULL;
 	}
 	a->as = as;
-	uv_pipe_init(as->v->loop, &a->pipe, 1);
+	uv_pipe_init(as->loop, &a->pipe, 1);
 	a->pipe.data = a;
 	as->handles++;
 	a->next = as->apps;
@@ -1000,7 +991,7 @@ static void on_connection(uv_stream_t *server, int status)
 	if (!(a = app_new(as))) {
 		/* Accept and drop, so the backlog drains. */
 		uv_pipe_t *tmp = malloc(sizeof(*tmp));
-		if (tmp && uv_pipe_init(as->v->loop, tmp, 0) == 0) {
+		if (tmp && uv_pipe_init(as->loop, tmp, 0) == 0) {
 			uv_accept(server, (uv_stream_t *)tmp);
 			uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
 		} else {
@@ -1045,7 +1036,7 @@ json_t *hw_appserver_json(const struct hw_appserver *as)
 static void on_tick(uv_timer_t *t)
 {
 	struct hw_appserver *as = t->data;
-	uint64_t now = uv_now(as->v->loop);
+	uint64_t now = uv_now(as->loop);
 
 	for (struct app *a = as->apps; a; a = a->next)
 		for (unsigned i = 0; i < 256; i++) {
@@ -1064,7 +1055,8 @@ static void on_server_closed(uv_handle_t *h)
 	handle_unref(h->data);
 }
 
-int hw_appserver_new(struct hw_appserver **out, struct hw_visor *v, char *err,
+int hw_appserver_new(struct hw_appserver **out,
+		     const struct hw_appserver_params *p, char *err,
 		     size_t errlen)
 {
 	struct hw_appserver *as = calloc(1, sizeof(*as));
@@ -1073,18 +1065,22 @@ int hw_appserver_new(struct hw_appserver **out, struct hw_visor *v, char *err,
 	*out = NULL;
 	if (!as)
 		return -ENOMEM;
-	as->v = v;
+	as->loop = p->loop;
+	as->ops = p->ops;
+	as->ud = p->ud;
+	memcpy(as->pk, p->id->pk, HW_PK_LEN);
+	hw_pk_format(as->pk, as->pk_hex);
 	as->handles = 3; /* ours, the server, the timer */
-	uv_pipe_init(v->loop, &as->server, 0);
+	uv_pipe_init(as->loop, &as->server, 0);
 	as->server.data = as;
-	uv_timer_init(v->loop, &as->tick);
+	uv_timer_init(as->loop, &as->tick);
 	as->tick.data = as;
 	uv_timer_start(&as->tick, on_tick, TICK_MS, TICK_MS);
 	uv_unref((uv_handle_t *)&as->tick);
 	*out = as;
 	/* From here on the caller frees as on failure. */
 	snprintf(as->path, sizeof(as->path), "%s/apps.sock",
-		 v->cfg.local_dir);
+		 p->local_dir);
 	unlink(as->path);
 	if ((rc = uv_pipe_bind(&as->server, as->path)) ||
 	    (rc = uv_listen((uv_stream_t *)&as->server, 16, on_connection))) {
@@ -1094,7 +1090,6 @@ int hw_appserver_new(struct hw_appserver **out, struct hw_visor *v, char *err,
 	}
 	chmod(as->path, 0600);
 	as->listening = 1;
-	hw_routing_set_incoming(v->routing, on_incoming, as);
 	return 0;
 }
 
@@ -1103,8 +1098,6 @@ void hw_appserver_free(struct hw_appserver *as)
 	if (!as)
 		return;
 	as->closing = 1;
-	if (as->v->routing)
-		hw_routing_set_incoming(as->v->routing, NULL, NULL);
 	while (as->apps)
 		app_close(as->apps, NULL);
 	if (as->listening)

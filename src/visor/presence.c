@@ -14,7 +14,6 @@
 #include "util/hex.h"
 #include "util/log.h"
 #include "util/version.h"
-#include "visor/visor_priv.h"
 
 #define LOG "presence"
 /* After a relay session changes, the entry is re-signed this soon (so a
@@ -37,7 +36,16 @@ struct resolve {
 };
 
 struct hw_presence {
-	struct hw_visor *v;
+	uv_loop_t *loop;
+	const struct hw_identity *id;
+	struct hw_relay_client *relays;
+	const struct hw_presence_ops *ops;
+	void *ud;
+	char public_addr[HW_ADDR_MAX];
+	unsigned refresh_ms;
+	unsigned relay_sessions;
+	uint8_t setup_nodes[HW_MAX_SETUP_NODES][HW_PK_LEN];
+	unsigned nsetup_nodes;
 	struct hw_disc_client *dc;
 	uv_timer_t refresh, soon;
 	int handles;
@@ -93,18 +101,30 @@ static void on_entry_put(struct hw_disc_client *c, int status, int http,
 		p->last_error[0] = '\0';
 }
 
+static struct hw_tp_manager *tp_manager(const struct hw_presence *p)
+{
+	return p->ops && p->ops->tp_manager ? p->ops->tp_manager(p->ud)
+					    : NULL;
+}
+
+static int is_setup_node(const struct hw_presence *p)
+{
+	return p->ops && p->ops->is_setup_node &&
+	       p->ops->is_setup_node(p->ud);
+}
+
 static void put_entry(struct hw_presence *p)
 {
-	struct hw_visor *v = p->v;
+	struct hw_tp_manager *m = tp_manager(p);
 	struct hw_disc_visor e;
-	const char *addr = v->cfg.public_addr[0]
-				   ? v->cfg.public_addr
-				   : hw_tp_manager_listen_addr(v->tpm);
+	const char *addr = p->public_addr[0]
+				   ? p->public_addr
+				   : m ? hw_tp_manager_listen_addr(m) : "";
 
 	memset(&e, 0, sizeof(e));
 	snprintf(e.version, sizeof(e.version), "%s", HW_VERSION);
 	for (unsigned i = 0; i < p->nheld; i++)
-		if (hw_relay_client_is_up(v->relays, p->held[i].pk))
+		if (hw_relay_client_is_up(p->relays, p->held[i].pk))
 			memcpy(e.relays[e.nrelays++], p->held[i].pk,
 			       HW_PK_LEN);
 	if (addr[0] && !is_wildcard(addr) &&
@@ -128,19 +148,18 @@ static void put_transport(struct hw_presence *p, const char *id_hex,
 			  const uint8_t *id, const char *type,
 			  const uint8_t *pk, int64_t rtt_us)
 {
-	const struct hw_config *cfg = &p->v->cfg;
 	struct hw_disc_transport t;
 
 	/* A link to a setup node carries setup messages, not routes: the
 	 * route finder must not offer it as a path. */
-	for (unsigned i = 0; i < cfg->nsetup_nodes; i++)
-		if (!memcmp(cfg->setup_nodes[i], pk, HW_PK_LEN))
+	for (unsigned i = 0; i < p->nsetup_nodes; i++)
+		if (!memcmp(p->setup_nodes[i], pk, HW_PK_LEN))
 			return;
 
 	memset(&t, 0, sizeof(t));
 	memcpy(t.id, id, HW_DISC_TP_ID_LEN);
 	snprintf(t.type, sizeof(t.type), "%s", type);
-	memcpy(t.edges[0], p->v->id.pk, HW_PK_LEN);
+	memcpy(t.edges[0], p->id->pk, HW_PK_LEN);
 	memcpy(t.edges[1], pk, HW_PK_LEN);
 	t.rtt_us = rtt_us > 0 && rtt_us < UINT32_MAX ? (uint32_t)rtt_us : 0;
 	if (hw_disc_put_transport(p->dc, &t, on_tp_written, p) == 0)
@@ -152,7 +171,7 @@ void hw_presence_tp_event(struct hw_presence *p, struct hw_tp *tp,
 {
 	/* A setup node forwards nothing: its links to the visors it builds
 	 * for must not look like paths to the route finder. */
-	if (!p || !p->dc || p->v->setup)
+	if (!p || !p->dc || is_setup_node(p))
 		return;
 	if (ev == HW_TP_UP) {
 		put_transport(p, hw_tp_id_hex(tp), hw_tp_id_bytes(tp),
@@ -166,11 +185,11 @@ void hw_presence_tp_event(struct hw_presence *p, struct hw_tp *tp,
 
 static void refresh_transports(struct hw_presence *p)
 {
-	struct hw_tp_manager *m = p->v->tpm;
+	struct hw_tp_manager *m = tp_manager(p);
 	json_t *list, *e;
 	size_t i;
 
-	if (p->v->setup)
+	if (!m || is_setup_node(p))
 		return;
 	list = hw_tp_manager_list_json(m);
 
@@ -219,7 +238,7 @@ static void on_relay_list(struct hw_disc_client *c, int status, int http,
 		p->last_error[0] = '\0';
 	/* Start at a random place so visors spread over the relays. */
 	start = randombytes_uniform((uint32_t)n);
-	for (i = 0; i < n && p->nheld < p->v->cfg.relay_sessions; i++) {
+	for (i = 0; i < n && p->nheld < p->relay_sessions; i++) {
 		json_t *j = json_array_get(list, (start + i) % n);
 		struct hw_disc_entry e;
 		struct held *h;
@@ -231,7 +250,7 @@ static void on_relay_list(struct hw_disc_client *c, int status, int http,
 		h = &p->held[p->nheld];
 		memcpy(h->pk, e.signer, HW_PK_LEN);
 		snprintf(h->addr, sizeof(h->addr), "%s", e.u.relay.addr);
-		if (hw_relay_client_hold(p->v->relays, h->pk, h->addr) == 0) {
+		if (hw_relay_client_hold(p->relays, h->pk, h->addr) == 0) {
 			char hex[HW_PK_HEXLEN + 1];
 			hw_pk_format(h->pk, hex);
 			hw_log(HW_LOG_INFO, LOG, "holding a session with "
@@ -243,7 +262,7 @@ static void on_relay_list(struct hw_disc_client *c, int status, int http,
 
 static void pick_relays(struct hw_presence *p)
 {
-	if (p->picking || p->nheld >= p->v->cfg.relay_sessions)
+	if (p->picking || p->nheld >= p->relay_sessions)
 		return;
 	if (hw_disc_get(p->dc, "/v1/relays", on_relay_list, p) == 0)
 		p->picking = 1;
@@ -332,7 +351,7 @@ static void resolve_relay(struct resolve *r, const struct hw_disc_visor *e)
 	for (unsigned i = 0; i < e->nrelays; i++)
 		for (unsigned k = 0; k < p->nheld; k++)
 			if (!memcmp(e->relays[i], p->held[k].pk, HW_PK_LEN) &&
-			    (!best || hw_relay_client_is_up(p->v->relays,
+			    (!best || hw_relay_client_is_up(p->relays,
 							    p->held[k].pk)))
 				best = &p->held[k];
 	if (best) {
@@ -432,15 +451,20 @@ json_t *hw_presence_json(const struct hw_presence *p)
 		json_object_set_new(o, "last_error",
 				    json_string(p->last_error));
 	json_object_set_new(o, "relays",
-			    hw_relay_client_sessions_json(p->v->relays));
+			    hw_relay_client_sessions_json(p->relays));
 	return o;
 }
 
-int hw_presence_new(struct hw_presence **out, struct hw_visor *v, char *err,
+int hw_presence_registered(const struct hw_presence *p, const char *id_hex)
+{
+	return json_object_get(p->registered, id_hex) != NULL;
+}
+
+int hw_presence_new(struct hw_presence **out,
+		    const struct hw_presence_params *params, char *err,
 		    size_t errlen)
 {
 	struct hw_presence *p = calloc(1, sizeof(*p));
-	char seq[PATH_MAX + 32];
 	int rc;
 
 	*out = NULL;
@@ -448,19 +472,34 @@ int hw_presence_new(struct hw_presence **out, struct hw_visor *v, char *err,
 		free(p);
 		return -ENOMEM;
 	}
-	p->v = v;
-	uv_timer_init(v->loop, &p->refresh);
-	uv_timer_init(v->loop, &p->soon);
+	p->loop = params->loop;
+	p->id = params->id;
+	p->relays = params->relays;
+	p->ops = params->ops;
+	p->ud = params->ud;
+	snprintf(p->public_addr, sizeof(p->public_addr), "%s",
+		 params->public_addr ? params->public_addr : "");
+	p->refresh_ms = params->refresh_ms;
+	p->relay_sessions = params->relay_sessions < HW_MAX_RELAY_SESSIONS
+				    ? params->relay_sessions
+				    : HW_MAX_RELAY_SESSIONS;
+	p->nsetup_nodes = params->nsetup_nodes < HW_MAX_SETUP_NODES
+				  ? params->nsetup_nodes
+				  : HW_MAX_SETUP_NODES;
+	if (p->nsetup_nodes)
+		memcpy(p->setup_nodes, params->setup_nodes,
+		       p->nsetup_nodes * HW_PK_LEN);
+	uv_timer_init(p->loop, &p->refresh);
+	uv_timer_init(p->loop, &p->soon);
 	p->refresh.data = p->soon.data = p;
 	p->handles = 2;
 	*out = p;
-	if (!v->cfg.discovery_url[0])
+	if (!params->discovery_url || !params->discovery_url[0])
 		return 0;
-	snprintf(seq, sizeof(seq), "%s/discovery-seq", v->cfg.local_dir);
-	if ((rc = hw_disc_client_new(&p->dc, v->loop, v->cfg.discovery_url,
-				     &v->id, seq, err, errlen)))
+	if ((rc = hw_disc_client_new(&p->dc, p->loop, params->discovery_url,
+				     p->id, params->seq_path, err, errlen)))
 		return rc; /* the caller frees p */
-	uv_timer_start(&p->refresh, on_refresh, 0, v->cfg.discovery_refresh_ms);
+	uv_timer_start(&p->refresh, on_refresh, 0, p->refresh_ms);
 	return 0;
 }
 

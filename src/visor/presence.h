@@ -16,15 +16,47 @@
 
 #include "crypto/identity.h"
 #include "transport/manager.h"
+#include "visor/config.h"
 
 struct hw_presence;
 struct hw_disc_client;
-struct hw_visor;
+struct hw_relay_client;
 
-/* Starts the presence of v (whose config names the discovery URL; an
- * empty URL gives a presence that only answers "no discovery"). Returns 0
- * or a negative code with a message. */
-int hw_presence_new(struct hw_presence **out, struct hw_visor *v, char *err,
+/* What presence needs from the rest of the visor. */
+struct hw_presence_ops {
+	/* The transport manager, NULL until it exists: its listen address
+	 * goes in the entry, its live transports in the registry. */
+	struct hw_tp_manager *(*tp_manager)(void *ud);
+	/* Whether this visor is a setup node now: a setup node forwards
+	 * nothing, so it registers no transports. May be NULL: never. */
+	int (*is_setup_node)(void *ud);
+};
+
+struct hw_presence_params {
+	uv_loop_t *loop;
+	const struct hw_identity *id; /* signs the entries; outlives p */
+	/* Read while hw_presence_new runs only (copied). */
+	const char *discovery_url;   /* "" for no discovery */
+	const char *seq_path;        /* the discovery client's sequence file */
+	const char *public_addr;     /* TCP address to advertise (at most
+					HW_ADDR_MAX - 1), "": the listen
+					address unless it is a wildcard */
+	unsigned refresh_ms;         /* how often the entry is re-signed */
+	unsigned relay_sessions;     /* relays to hold (at most
+					HW_MAX_RELAY_SESSIONS) */
+	/* Links to these are not registered (they carry setup messages). */
+	const uint8_t (*setup_nodes)[HW_PK_LEN];
+	unsigned nsetup_nodes;       /* at most HW_MAX_SETUP_NODES */
+	struct hw_relay_client *relays; /* sessions held; outlives p */
+	const struct hw_presence_ops *ops; /* outlives p */
+	void *ud;
+};
+
+/* Starts the presence (an empty discovery URL gives a presence that only
+ * answers "no discovery"). Returns 0 or a negative code with a message
+ * (*out may then be set: free it). */
+int hw_presence_new(struct hw_presence **out,
+		    const struct hw_presence_params *params, char *err,
 		    size_t errlen);
 
 /* Stops; pending resolutions fail with -ECANCELED. The loop must run on
@@ -57,6 +89,10 @@ int hw_presence_has_discovery(const struct hw_presence *p);
 /* The discovery client (NULL without discovery), for reads such as the
  * route finder's paths. */
 struct hw_disc_client *hw_presence_discovery(struct hw_presence *p);
+
+/* Whether the transport id_hex is registered in discovery (its write
+ * sent and not deleted). */
+int hw_presence_registered(const struct hw_presence *p, const char *id_hex);
 
 /* {"discovery": URL, "registered": bool, "last_error", "relays": [...]}
  * (new reference). */

@@ -67,6 +67,91 @@ static const struct hw_launcher_ops launcher_ops = {
 	.started = on_app_started,
 };
 
+/* ---- the app server's loops are route ends of routing ---- */
+
+static const struct hw_route_end_ops app_end_ops = {
+	.ready = hw_appserver_end_ready,
+	.data = hw_appserver_end_data,
+	.writable = hw_appserver_end_writable,
+	.closed = hw_appserver_end_closed,
+};
+
+static int app_dial(void *ud, const uint8_t pk[HW_PK_LEN], uint16_t port,
+		    uint16_t src_port, void *loop, char *err, size_t errlen)
+{
+	struct hw_visor *v = ud;
+	return hw_routing_dial(v->routing, pk, port, src_port, &app_end_ops,
+			       loop, err, errlen);
+}
+
+static void app_dial_cancel(void *ud, void *loop)
+{
+	struct hw_visor *v = ud;
+	hw_routing_dial_cancel(v->routing, loop);
+}
+
+static uint16_t app_ephemeral_port(void *ud)
+{
+	struct hw_visor *v = ud;
+	return hw_routing_ephemeral_port(v->routing);
+}
+
+static int app_port(void *ud, const char *name, uint16_t *port)
+{
+	struct hw_visor *v = ud;
+	const struct hw_config_app *c =
+		v->launcher ? hw_launcher_app(v->launcher, name) : NULL;
+
+	if (c)
+		*port = c->port;
+	return c != NULL;
+}
+
+static const char *app_port_owner(void *ud, uint16_t port)
+{
+	struct hw_visor *v = ud;
+	const struct hw_config_app *c =
+		v->launcher ? hw_launcher_app_by_port(v->launcher, port) : NULL;
+	return c ? c->name : NULL;
+}
+
+static int app_running(void *ud, const char *name)
+{
+	struct hw_visor *v = ud;
+	return v->launcher && hw_launcher_is_running(v->launcher, name);
+}
+
+static const struct hw_appserver_ops appserver_ops = {
+	.dial = app_dial,
+	.dial_cancel = app_dial_cancel,
+	.ephemeral_port = app_ephemeral_port,
+	.end_write = hw_route_end_write,
+	.end_consumed = hw_route_end_consumed,
+	.end_pipe = hw_route_end_pipe,
+	.end_close = hw_route_end_close,
+	.app_port = app_port,
+	.port_owner = app_port_owner,
+	.app_running = app_running,
+};
+
+/* Incoming route groups for a port no stream-socket client listens on
+ * go to the app holding it. */
+static int on_app_incoming(void *hook_ud, const struct hw_route_desc *d,
+			   const struct hw_route_end_ops **ops, void **ud,
+			   char *msg, size_t msglen)
+{
+	struct hw_visor *v = hook_ud;
+	int rc;
+
+	if (!v->apps)
+		return -ENOENT;
+	rc = hw_appserver_incoming(v->apps, d->src_pk, d->src_port,
+				   d->dst_port, ud, msg, msglen);
+	if (rc == 0)
+		*ops = &app_end_ops;
+	return rc;
+}
+
 void hw_visor_set_setup(struct hw_visor *v, struct hw_setup_service *s)
 {
 	v->setup = s;
@@ -125,6 +210,25 @@ static void on_relay_session(struct hw_relay_client *rc,
 		hw_tp_manager_relay_up(v->tpm, relay_pk);
 	hw_presence_relay_session(v->presence, relay_pk, up);
 }
+
+/* ---- what presence needs ---- */
+
+static struct hw_tp_manager *presence_tp_manager(void *ud)
+{
+	struct hw_visor *v = ud;
+	return v->tpm;
+}
+
+static int presence_is_setup_node(void *ud)
+{
+	struct hw_visor *v = ud;
+	return v->setup != NULL;
+}
+
+static const struct hw_presence_ops presence_ops = {
+	.tp_manager = presence_tp_manager,
+	.is_setup_node = presence_is_setup_node,
+};
 
 /* A persistent relay transport from the config without an address: its
  * relay comes from discovery. */
@@ -203,9 +307,11 @@ int hw_visor_new(struct hw_visor **out, uv_loop_t *loop,
 	struct hw_tp_manager_params tp = {0};
 	struct hw_relay_client_params rp = {0};
 	struct hw_launcher_params lp = {0};
+	struct hw_appserver_params ap = {0};
+	struct hw_presence_params pp = {0};
 	struct hw_visor *v = calloc(1, sizeof(*v));
 	uint8_t xpub[32];
-	char state[PATH_MAX + 32], msg[512];
+	char state[PATH_MAX + 32], seq[PATH_MAX + 32], msg[512];
 	int rc;
 
 	*out = NULL;
@@ -264,7 +370,20 @@ int hw_visor_new(struct hw_visor **out, uv_loop_t *loop,
 		snprintf(err, errlen, "relay client: %s", hw_strerror(rc));
 		goto fail;
 	}
-	if ((rc = hw_presence_new(&v->presence, v, msg, sizeof(msg)))) {
+	snprintf(seq, sizeof(seq), "%s/discovery-seq", cfg->local_dir);
+	pp.loop = loop;
+	pp.id = &v->id;
+	pp.discovery_url = cfg->discovery_url;
+	pp.seq_path = seq;
+	pp.public_addr = cfg->public_addr;
+	pp.refresh_ms = cfg->discovery_refresh_ms;
+	pp.relay_sessions = cfg->relay_sessions;
+	pp.setup_nodes = (const uint8_t(*)[HW_PK_LEN])cfg->setup_nodes;
+	pp.nsetup_nodes = cfg->nsetup_nodes;
+	pp.relays = v->relays;
+	pp.ops = &presence_ops;
+	pp.ud = v;
+	if ((rc = hw_presence_new(&v->presence, &pp, msg, sizeof(msg)))) {
 		snprintf(err, errlen, "discovery.url: %s", msg);
 		goto fail;
 	}
@@ -277,10 +396,16 @@ int hw_visor_new(struct hw_visor **out, uv_loop_t *loop,
 		snprintf(err, errlen, "%s", msg);
 		goto fail;
 	}
-	if ((rc = hw_appserver_new(&v->apps, v, msg, sizeof(msg)))) {
+	ap.loop = loop;
+	ap.id = &v->id;
+	ap.local_dir = cfg->local_dir;
+	ap.ops = &appserver_ops;
+	ap.ud = v;
+	if ((rc = hw_appserver_new(&v->apps, &ap, msg, sizeof(msg)))) {
 		snprintf(err, errlen, "%s", msg);
 		goto fail;
 	}
+	hw_routing_set_incoming(v->routing, on_app_incoming, v);
 	lp.loop = loop;
 	lp.apps = cfg->apps;
 	lp.napps = cfg->napps;
@@ -325,6 +450,8 @@ void hw_visor_free(struct hw_visor *v)
 	v->api = NULL;
 	hw_launcher_free(v->launcher);
 	v->launcher = NULL;
+	if (v->routing)
+		hw_routing_set_incoming(v->routing, NULL, NULL);
 	hw_appserver_free(v->apps);
 	v->apps = NULL;
 	hw_presence_free(v->presence);

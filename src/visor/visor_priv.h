@@ -1,4 +1,4 @@
-/* Visor internals shared by visor.c and api_routes.c only. */
+/* Visor internals, used by visor.c and the API files only. */
 #ifndef HW_VISOR_VISOR_PRIV_H
 #define HW_VISOR_VISOR_PRIV_H
 
