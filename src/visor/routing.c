@@ -17,7 +17,7 @@
 #include "util/log.h"
 #include "visor/routing_priv.h"
 
-void routing_handle_unref(struct hw_routing *rt)
+void hw_routing_unref(struct hw_routing *rt)
 {
 	if (--rt->handles == 0) {
 		hw_htab_free(&rt->groups);
@@ -31,7 +31,7 @@ static void on_deliver(struct hw_router *r, uint32_t rule_id,
 		       const struct hw_packet *pkt, void *ud)
 {
 	struct hw_routing *rt = ud;
-	struct group *gr = group_find(rt, rule_id);
+	struct group *gr = hw_routing_group_find(rt, rule_id);
 
 	if (!gr) {
 		rt->unknown_group++;
@@ -47,7 +47,7 @@ static void on_rule_gone(struct hw_router *r, const struct hw_rule *rule,
 	struct group *gr = NULL;
 
 	if (rule->kind == HW_RULE_CONSUME) {
-		gr = group_find(rt, rule->id);
+		gr = hw_routing_group_find(rt, rule->id);
 	} else if (rule->kind == HW_RULE_FORWARD) {
 		/* Rare (a rule expired or its transport left): a scan. */
 		for (size_t b = 0; !gr && b < rt->groups.nb; b++)
@@ -68,7 +68,7 @@ void hw_routing_on_packet(struct hw_routing *rt, struct hw_tp *tp,
 	if (pkt->type == HW_PKT_SETUP) {
 		/* Setup messages belong to the transport (route 0). */
 		if (pkt->route_id == 0)
-			routing_on_setup(rt, tp, pkt);
+			hw_routing_on_setup(rt, tp, pkt);
 		else
 			rt->setup_bad++;
 		return;
@@ -157,7 +157,7 @@ int hw_routing_new(struct hw_routing **out, const struct hw_routing_params *p,
 	}
 	*out = rt;
 	/* From here on the caller frees rt on failure, which closes this. */
-	streams_init(rt);
+	hw_streams_init(rt);
 	if (p->tap_file && p->tap_file[0]) {
 		if ((rc = hw_routing_tap_new(&rt->tap, p->loop, p->tap_file,
 					     HW_ROUTING_TAP_BUF))) {
@@ -168,7 +168,7 @@ int hw_routing_new(struct hw_routing **out, const struct hw_routing_params *p,
 		hw_log(HW_LOG_WARN, LOG, "routing.tap_file: writing what this "
 		       "visor forwards to %s", p->tap_file);
 	}
-	return streams_listen(rt, p->local_dir, err, errlen);
+	return hw_streams_listen(rt, p->local_dir, err, errlen);
 }
 
 void hw_routing_free(struct hw_routing *rt)
@@ -183,17 +183,17 @@ void hw_routing_free(struct hw_routing *rt)
 		if (d->stage == 0)
 			d->waiting = 0;
 		if (d->client) {
-			client_close(d->client);
+			hw_streams_client_close(d->client);
 			d->client = NULL;
 		}
-		dial_free(d);
+		hw_routing_dial_free(d);
 	}
-	streams_close(rt);
+	hw_streams_close(rt);
 	for (size_t b = 0; b < rt->groups.nb; b++)
 		for (struct hw_hnode *x = rt->groups.b[b]; x; x = x->next)
 			hw_rgroup_abort(((struct group *)x)->g, -ECANCELED);
 	hw_router_free(rt->router);
 	hw_routing_tap_free(rt->tap);
 	rt->tap = NULL;
-	routing_handle_unref(rt);
+	hw_routing_unref(rt);
 }

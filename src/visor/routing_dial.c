@@ -29,7 +29,7 @@ static void dial_timer_closed(uv_handle_t *h)
 		free(d);
 }
 
-void dial_free(struct dial *d)
+void hw_routing_dial_free(struct dial *d)
 {
 	struct hw_routing *rt = d->rt;
 	for (struct dial **pp = &rt->dials; *pp; pp = &(*pp)->next)
@@ -66,18 +66,18 @@ static void dial_fail(struct dial *d, const char *fmt, ...)
 		const struct hw_route_end_ops *ops = d->eops;
 		void *eud = d->eud;
 		d->eops = NULL;
-		dial_free(d);
+		hw_routing_dial_free(d);
 		ops->closed(eud, -EHOSTUNREACH, msg);
 		return;
 	}
 	if (d->client) {
 		json_t *o = json_pack("{s:s}", "error", msg);
-		client_reply(d->client, o);
+		hw_streams_reply(d->client, o);
 		json_decref(o);
-		client_close(d->client);
+		hw_streams_client_close(d->client);
 		d->client = NULL;
 	}
-	dial_free(d);
+	hw_routing_dial_free(d);
 }
 
 static void on_dial_timeout(uv_timer_t *t)
@@ -245,9 +245,8 @@ static void on_paths(struct hw_disc_client *c, int status, int http,
 	to_setup_node(d);
 }
 
-
-int dial_on_built(struct hw_routing *rt, const uint8_t from_pk[HW_PK_LEN],
-		  const struct hw_setup_msg *m)
+int hw_routing_on_built(struct hw_routing *rt, const uint8_t from_pk[HW_PK_LEN],
+			const struct hw_setup_msg *m)
 {
 	struct dial *d;
 	int rc;
@@ -266,9 +265,10 @@ int dial_on_built(struct hw_routing *rt, const uint8_t from_pk[HW_PK_LEN],
 	}
 	d->stage = 3;
 	hw_log(HW_LOG_DEBUG, LOG, "dial: built; starting the handshake");
-	rc = group_start(rt, &d->build.u.build.desc, 1,
-			 m->u.built.fwd_send_id, m->u.built.rev_recv_id,
-			 d->client, d->eops, d->eud);
+	rc = hw_routing_group_start(rt, &d->build.u.build.desc, 1,
+				    m->u.built.fwd_send_id,
+				    m->u.built.rev_recv_id, d->client, d->eops,
+				    d->eud);
 	if (rc) {
 		dial_fail(d, "route group: %s", hw_strerror(rc));
 		return 0;
@@ -276,7 +276,7 @@ int dial_on_built(struct hw_routing *rt, const uint8_t from_pk[HW_PK_LEN],
 	/* The group answers the client from here on (ready or closed). */
 	d->client = NULL;
 	d->eops = NULL;
-	dial_free(d);
+	hw_routing_dial_free(d);
 	return 0;
 }
 
@@ -285,8 +285,8 @@ static struct hw_disc_client *discovery(struct hw_routing *rt)
 	return rt->ops->discovery ? rt->ops->discovery(rt->ops_ud) : NULL;
 }
 
-int dial_check(struct hw_routing *rt, const uint8_t pk[HW_PK_LEN], char *err,
-	       size_t errlen)
+int hw_routing_dial_check(struct hw_routing *rt, const uint8_t pk[HW_PK_LEN],
+			  char *err, size_t errlen)
 {
 	if (!rt->nsetup_nodes) {
 		snprintf(err, errlen, "no setup node configured "
@@ -305,11 +305,11 @@ int dial_check(struct hw_routing *rt, const uint8_t pk[HW_PK_LEN], char *err,
 	return 0;
 }
 
-int dial_start(struct hw_routing *rt, struct client *c,
-	       const struct hw_route_end_ops *eops, void *eud,
-	       const uint8_t pk[HW_PK_LEN], uint16_t port, uint16_t src_port,
-	       const uint8_t (*via)[HW_PK_LEN], unsigned nvia, char *err,
-	       size_t errlen)
+int hw_routing_dial_start(struct hw_routing *rt, struct client *c,
+			  const struct hw_route_end_ops *eops, void *eud,
+			  const uint8_t pk[HW_PK_LEN], uint16_t port,
+			  uint16_t src_port, const uint8_t (*via)[HW_PK_LEN],
+			  unsigned nvia, char *err, size_t errlen)
 {
 	struct hw_disc_client *dc = discovery(rt);
 	char path[512], me[HW_PK_HEXLEN + 1], them[HW_PK_HEXLEN + 1];
@@ -317,7 +317,7 @@ int dial_start(struct hw_routing *rt, struct client *c,
 	struct dial *d;
 	int rc;
 
-	if ((rc = dial_check(rt, pk, err, errlen)))
+	if ((rc = hw_routing_dial_check(rt, pk, err, errlen)))
 		return rc;
 	if (nvia >= HW_SETUP_HOPS_MAX) {
 		snprintf(err, errlen, "via: at most %d hops",
@@ -359,7 +359,7 @@ int dial_start(struct hw_routing *rt, struct client *c,
 		d->waiting--;
 		d->client = NULL;
 		d->eops = NULL;
-		dial_free(d);
+		hw_routing_dial_free(d);
 		snprintf(err, errlen, "discovery: %s", hw_strerror(rc));
 		return rc;
 	}

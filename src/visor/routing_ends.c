@@ -18,7 +18,7 @@ static uint64_t id_hash(uint32_t id)
 	return (uint64_t)id * 0x9e3779b97f4a7c15ull;
 }
 
-struct group *group_find(struct hw_routing *rt, uint32_t recv_id)
+struct group *hw_routing_group_find(struct hw_routing *rt, uint32_t recv_id)
 {
 	uint64_t h = id_hash(recv_id);
 	for (struct hw_hnode *x = hw_htab_bucket(&rt->groups, h); x;
@@ -44,7 +44,7 @@ static void group_ready(struct hw_rgroup *g, void *ud)
 			gr->eops->ready(gr->eud, (struct hw_route_end *)gr);
 		return;
 	}
-	client_group_ready(c, d, !memcmp(d->src_pk, gr->rt->id->pk, HW_PK_LEN));
+	hw_streams_ready(c, d, !memcmp(d->src_pk, gr->rt->id->pk, HW_PK_LEN));
 }
 
 static void group_data(struct hw_rgroup *g, const uint8_t *p, size_t len,
@@ -53,7 +53,7 @@ static void group_data(struct hw_rgroup *g, const uint8_t *p, size_t len,
 	struct group *gr = ud;
 
 	if (gr->client)
-		client_group_data(gr->client, g, p, len);
+		hw_streams_data(gr->client, g, p, len);
 	else if (gr->eops && gr->eops->data)
 		gr->eops->data(gr->eud, p, len);
 }
@@ -66,7 +66,7 @@ static void group_writable(struct hw_rgroup *g, void *ud)
 	if (!c && gr->eops && gr->eops->writable)
 		gr->eops->writable(gr->eud);
 	if (c)
-		client_group_writable(c, g);
+		hw_streams_writable(c, g);
 }
 
 static void group_closed(struct hw_rgroup *g, int reason, void *ud)
@@ -85,13 +85,13 @@ static void group_closed(struct hw_rgroup *g, int reason, void *ud)
 	}
 	if (c) {
 		c->grp = NULL;
-		client_group_closed(c, reason);
+		hw_streams_closed(c, reason);
 	}
 	if (gr->eops && gr->eops->closed)
 		gr->eops->closed(gr->eud, reason,
 				 reason ? hw_strerror(reason) : "closed");
 	free(gr);
-	routing_handle_unref(rt);
+	hw_routing_unref(rt);
 }
 
 static const struct hw_rgroup_ops group_ops = {
@@ -101,10 +101,10 @@ static const struct hw_rgroup_ops group_ops = {
 	.closed = group_closed,
 };
 
-int group_start(struct hw_routing *rt, const struct hw_route_desc *d,
-		int initiator, uint32_t send_id, uint32_t recv_id,
-		struct client *c, const struct hw_route_end_ops *eops,
-		void *eud)
+int hw_routing_group_start(struct hw_routing *rt, const struct hw_route_desc *d,
+			   int initiator, uint32_t send_id, uint32_t recv_id,
+			   struct client *c,
+			   const struct hw_route_end_ops *eops, void *eud)
 {
 	struct hw_rgroup_params p;
 	struct group *gr = calloc(1, sizeof(*gr));
@@ -160,8 +160,8 @@ int hw_routing_dial(struct hw_routing *rt, const uint8_t pk[HW_PK_LEN],
 		snprintf(err, errlen, "the visor is stopping");
 		return -ECANCELED;
 	}
-	return dial_start(rt, NULL, ops, ud, pk, port, src_port, NULL, 0, err,
-			  errlen);
+	return hw_routing_dial_start(rt, NULL, ops, ud, pk, port, src_port,
+				     NULL, 0, err, errlen);
 }
 
 void hw_routing_dial_cancel(struct hw_routing *rt, void *ud)
@@ -169,7 +169,7 @@ void hw_routing_dial_cancel(struct hw_routing *rt, void *ud)
 	for (struct dial *d = rt->dials; d; d = d->next)
 		if (d->eops && d->eud == ud) {
 			d->eops = NULL;
-			dial_free(d);
+			hw_routing_dial_free(d);
 			return;
 		}
 	/* Built already: the group is in its handshake. */
@@ -204,7 +204,7 @@ int hw_route_end_pipe(struct hw_route_end *e, int fd)
 
 	if (gr->client)
 		return HW_ESTATE;
-	return client_open_fd(gr->rt, gr, fd);
+	return hw_streams_open_fd(gr->rt, gr, fd);
 }
 
 void hw_route_end_close(struct hw_route_end *e)
@@ -213,7 +213,7 @@ void hw_route_end_close(struct hw_route_end *e)
 
 	gr->eops = NULL;
 	if (gr->client)
-		client_close(gr->client); /* closes the group too */
+		hw_streams_client_close(gr->client); /* closes the group too */
 	else
 		hw_rgroup_close(gr->g);
 }

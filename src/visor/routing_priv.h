@@ -114,69 +114,72 @@ struct hw_routing {
 };
 
 /* routing.c */
-void routing_handle_unref(struct hw_routing *rt);
+void hw_routing_unref(struct hw_routing *rt);
 
 /* routing_ends.c: route groups, whichever end drives them. */
-struct group *group_find(struct hw_routing *rt, uint32_t recv_id);
+struct group *hw_routing_group_find(struct hw_routing *rt, uint32_t recv_id);
 /* Starts a group for client c or route end eops/eud (one of them, or
  * neither). Returns 0 or a negative code (nothing started). */
-int group_start(struct hw_routing *rt, const struct hw_route_desc *d,
-		int initiator, uint32_t send_id, uint32_t recv_id,
-		struct client *c, const struct hw_route_end_ops *eops,
-		void *eud);
+int hw_routing_group_start(struct hw_routing *rt, const struct hw_route_desc *d,
+			   int initiator, uint32_t send_id, uint32_t recv_id,
+			   struct client *c,
+			   const struct hw_route_end_ops *eops, void *eud);
 
 /* routing_setup.c: what this visor answers to a setup message m from the
  * visor from_pk. Returns 1 with the answer in *a (to send back on the
  * transport m came over), or 0 when nothing is to be sent. */
-int routing_setup_answer(struct hw_routing *rt, const uint8_t from_pk[HW_PK_LEN],
-			 const struct hw_setup_msg *m, struct hw_setup_msg *a);
+int hw_routing_setup_answer(struct hw_routing *rt,
+			    const uint8_t from_pk[HW_PK_LEN],
+			    const struct hw_setup_msg *m,
+			    struct hw_setup_msg *a);
 /* A setup packet from tp: decodes it and answers on tp. */
-void routing_on_setup(struct hw_routing *rt, struct hw_tp *tp,
-		      const struct hw_packet *pkt);
+void hw_routing_on_setup(struct hw_routing *rt, struct hw_tp *tp,
+			 const struct hw_packet *pkt);
 
 /* routing_dial.c */
 /* The checks of a dial that come before its hops (via): 0, or -EINVAL
  * with a message in err. */
-int dial_check(struct hw_routing *rt, const uint8_t pk[HW_PK_LEN], char *err,
-	       size_t errlen);
+int hw_routing_dial_check(struct hw_routing *rt, const uint8_t pk[HW_PK_LEN],
+			  char *err, size_t errlen);
 /* Starts a dial for client c or route end eops/eud over the nvia hops via
  * (checked already). Returns 0, or a negative code with a message in err
  * (nothing called back). */
-int dial_start(struct hw_routing *rt, struct client *c,
-	       const struct hw_route_end_ops *eops, void *eud,
-	       const uint8_t pk[HW_PK_LEN], uint16_t port, uint16_t src_port,
-	       const uint8_t (*via)[HW_PK_LEN], unsigned nvia, char *err,
-	       size_t errlen);
+int hw_routing_dial_start(struct hw_routing *rt, struct client *c,
+			  const struct hw_route_end_ops *eops, void *eud,
+			  const uint8_t pk[HW_PK_LEN], uint16_t port,
+			  uint16_t src_port, const uint8_t (*via)[HW_PK_LEN],
+			  unsigned nvia, char *err, size_t errlen);
 /* BUILT from the setup node from_pk: the dial it answers goes on.
  * Returns 0, or -ENOENT when no dial waits for it. */
-int dial_on_built(struct hw_routing *rt, const uint8_t from_pk[HW_PK_LEN],
-		  const struct hw_setup_msg *m);
-/* Ends d's stage, closing its timer (d is freed once nothing is due). */
-void dial_free(struct dial *d);
+int hw_routing_on_built(struct hw_routing *rt, const uint8_t from_pk[HW_PK_LEN],
+			const struct hw_setup_msg *m);
+/* Takes d off the dial list and closes its timer; d is freed once no
+ * other module's callback for it is due. */
+void hw_routing_dial_free(struct dial *d);
 
-/* streams.c: the stream socket and its clients. streams_init readies
- * the socket's handle (streams_close closes it, listening or not), then
- * streams_listen binds LOCAL_DIR/streams.sock: 0, or a negative code with
+/* streams.c: the stream socket and its clients. hw_streams_init readies
+ * the socket's handle (hw_streams_close closes it, listening or not), then
+ * hw_streams_listen binds LOCAL_DIR/streams.sock: 0, or a negative code with
  * a message. */
-void streams_init(struct hw_routing *rt);
-int streams_listen(struct hw_routing *rt, const char *local_dir, char *err,
-		   size_t errlen);
-void streams_close(struct hw_routing *rt);
-void client_close(struct client *c);
-void client_reply(struct client *c, json_t *o);
-void client_read_start(struct client *c);
+void hw_streams_init(struct hw_routing *rt);
+int hw_streams_listen(struct hw_routing *rt, const char *local_dir, char *err,
+		      size_t errlen);
+void hw_streams_close(struct hw_routing *rt);
+void hw_streams_client_close(struct client *c);
+void hw_streams_reply(struct client *c, json_t *o);
+void hw_streams_read_start(struct client *c);
 /* A client listening on port with no group yet (taken by the caller), or
  * NULL. */
-struct client *take_listener(struct hw_routing *rt, uint16_t port);
+struct client *hw_streams_take_listener(struct hw_routing *rt, uint16_t port);
 /* The stream-client half of a group's callbacks (routing_ends.c calls
  * them for groups with a client). */
-void client_group_ready(struct client *c, const struct hw_route_desc *d,
-			int source);
-void client_group_data(struct client *c, struct hw_rgroup *g,
-		       const uint8_t *p, size_t len);
-void client_group_writable(struct client *c, struct hw_rgroup *g);
-void client_group_closed(struct client *c, int reason);
+void hw_streams_ready(struct client *c, const struct hw_route_desc *d,
+		      int source);
+void hw_streams_data(struct client *c, struct hw_rgroup *g, const uint8_t *p,
+		     size_t len);
+void hw_streams_writable(struct client *c, struct hw_rgroup *g);
+void hw_streams_closed(struct client *c, int reason);
 /* A client for a route end's descriptor fd (hw_route_end_pipe). */
-int client_open_fd(struct hw_routing *rt, struct group *gr, int fd);
+int hw_streams_open_fd(struct hw_routing *rt, struct group *gr, int fd);
 
 #endif

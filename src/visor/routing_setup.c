@@ -66,15 +66,16 @@ static int on_add_rules(struct hw_routing *rt, const struct hw_setup_msg *m,
 				 : hw_strerror(rc));
 	while (i-- > 0)
 		hw_router_remove(rt->router, m->u.add_rules.rules[i].id);
-	return result(a, m->req,
-		      rc == -ENOTCONN ? HW_SETUP_NO_TP : HW_SETUP_REFUSED, text);
+	return result(a, m->req, rc == -ENOTCONN ? HW_SETUP_NO_TP
+						 : HW_SETUP_REFUSED, text);
 }
 
 static int on_del_rules(struct hw_routing *rt, const struct hw_setup_msg *m,
 			struct hw_setup_msg *a)
 {
 	for (unsigned i = 0; i < m->u.del_rules.count; i++) {
-		struct group *gr = group_find(rt, m->u.del_rules.ids[i]);
+		struct group *gr = hw_routing_group_find(rt,
+							 m->u.del_rules.ids[i]);
 		if (gr)
 			hw_rgroup_abort(gr->g, -ECONNRESET);
 		hw_router_remove(rt->router, m->u.del_rules.ids[i]);
@@ -100,8 +101,9 @@ static int on_incoming(struct hw_routing *rt, const struct hw_setup_msg *m,
 					 sizeof(text))
 			  : -ENOENT;
 	if (rc == 0) {
-		rc = group_start(rt, d, 0, m->u.incoming.rev_send_id,
-				 m->u.incoming.fwd_recv_id, NULL, eops, eud);
+		rc = hw_routing_group_start(rt, d, 0, m->u.incoming.rev_send_id,
+					    m->u.incoming.fwd_recv_id, NULL,
+					    eops, eud);
 		if (rc && eops->closed)
 			eops->closed(eud, rc, hw_strerror(rc));
 		return result(a, m->req, rc ? HW_SETUP_INTERNAL : HW_SETUP_OK,
@@ -109,13 +111,13 @@ static int on_incoming(struct hw_routing *rt, const struct hw_setup_msg *m,
 	}
 	if (rc != -ENOENT)
 		return result(a, m->req, HW_SETUP_REFUSED, text);
-	if (!(c = take_listener(rt, d->dst_port))) {
+	if (!(c = hw_streams_take_listener(rt, d->dst_port))) {
 		snprintf(text, sizeof(text), "nothing listens on port %u",
 			 d->dst_port);
 		return result(a, m->req, HW_SETUP_REFUSED, text);
 	}
-	rc = group_start(rt, d, 0, m->u.incoming.rev_send_id,
-			 m->u.incoming.fwd_recv_id, c, NULL, NULL);
+	rc = hw_routing_group_start(rt, d, 0, m->u.incoming.rev_send_id,
+				    m->u.incoming.fwd_recv_id, c, NULL, NULL);
 	if (rc) {
 		c->state = C_LISTEN; /* still listening */
 		return result(a, m->req, HW_SETUP_INTERNAL, hw_strerror(rc));
@@ -123,13 +125,15 @@ static int on_incoming(struct hw_routing *rt, const struct hw_setup_msg *m,
 	return result(a, m->req, HW_SETUP_OK, "");
 }
 
-int routing_setup_answer(struct hw_routing *rt, const uint8_t from_pk[HW_PK_LEN],
-			 const struct hw_setup_msg *m, struct hw_setup_msg *a)
+int hw_routing_setup_answer(struct hw_routing *rt,
+			    const uint8_t from_pk[HW_PK_LEN],
+			    const struct hw_setup_msg *m,
+			    struct hw_setup_msg *a)
 {
 	char pk[HW_PK_HEXLEN + 1];
 
 	if (m->type == HW_SETUP_BUILT) {
-		if (dial_on_built(rt, from_pk, m))
+		if (hw_routing_on_built(rt, from_pk, m))
 			rt->setup_bad++;
 		return 0;
 	}
@@ -158,8 +162,8 @@ int routing_setup_answer(struct hw_routing *rt, const uint8_t from_pk[HW_PK_LEN]
 	return 0;
 }
 
-void routing_on_setup(struct hw_routing *rt, struct hw_tp *tp,
-		      const struct hw_packet *pkt)
+void hw_routing_on_setup(struct hw_routing *rt, struct hw_tp *tp,
+			 const struct hw_packet *pkt)
 {
 	struct hw_setup_msg m, a;
 
@@ -171,6 +175,6 @@ void routing_on_setup(struct hw_routing *rt, struct hw_tp *tp,
 					     "bad request");
 		return;
 	}
-	if (routing_setup_answer(rt, hw_tp_pk(tp), &m, &a))
+	if (hw_routing_setup_answer(rt, hw_tp_pk(tp), &m, &a))
 		hw_setup_msg_send(tp, &a);
 }

@@ -10,8 +10,9 @@
 
 #include <uv.h>
 
-/* The default buffer: this many bytes wait while one such write runs. */
-#define HW_ROUTING_TAP_BUF (1u << 20)
+/* The buffer routing uses: this many bytes wait while as many are being
+ * written (roomy: what a route group has in flight, many times over). */
+#define HW_ROUTING_TAP_BUF (4u << 20)
 
 struct hw_routing_tap;
 

@@ -49,7 +49,8 @@ static int parse_dial(json_t *req, struct hw_stream_req *r, char *err,
 	size_t i;
 
 	if (!pk || hw_pk_parse(pk, strlen(pk), r->pk))
-		return fail(err, errlen, "pk: not a 64-character hex public key");
+		return fail(err, errlen,
+			    "pk: not a 64-character hex public key");
 	if (get_port(req, "port", &r->port))
 		return fail(err, errlen, "port: must be 1..65535");
 	snd = json_object_get(req, "send");

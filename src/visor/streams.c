@@ -67,7 +67,7 @@ static void test_report(struct client *c, int reason)
 			      "mbytes_per_s",
 			      s > 0 ? (double)c->test_bytes / s / 1e6 : 0.0);
 	}
-	client_reply(c, o);
+	hw_streams_reply(c, o);
 	json_decref(o);
 }
 
@@ -117,7 +117,7 @@ static void client_write(struct client *c, const uint8_t *p, size_t len,
 		}
 	}
 	if (!(cw = malloc(sizeof(*cw) + len))) {
-		client_close(c);
+		hw_streams_client_close(c);
 		return;
 	}
 	cw->n = len;
@@ -128,7 +128,7 @@ static void client_write(struct client *c, const uint8_t *p, size_t len,
 	if (uv_write(&cw->req, (uv_stream_t *)&c->pipe, &b, 1,
 		     on_client_write)) {
 		free(cw);
-		client_close(c);
+		hw_streams_client_close(c);
 		return;
 	}
 	c->queued += len;
@@ -141,7 +141,7 @@ static void client_send(struct client *c, const uint8_t *p, size_t len)
 
 static void on_client_shutdown(uv_shutdown_t *req, int status)
 {
-	client_close(req->data);
+	hw_streams_client_close(req->data);
 }
 
 /* The group is gone: close c once what was written to it has been taken,
@@ -158,7 +158,7 @@ static void client_finish(struct client *c)
 				on_client_shutdown) == 0)
 			return;
 	}
-	client_close(c);
+	hw_streams_client_close(c);
 }
 
 static void on_client_closed(uv_handle_t *h)
@@ -175,10 +175,10 @@ static void on_client_closed(uv_handle_t *h)
 	free(c->pend);
 	free(c->line);
 	free(c);
-	routing_handle_unref(rt);
+	hw_routing_unref(rt);
 }
 
-void client_close(struct client *c)
+void hw_streams_client_close(struct client *c)
 {
 	if (c->closing)
 		return;
@@ -196,7 +196,7 @@ void client_close(struct client *c)
 	uv_close((uv_handle_t *)&c->pipe, on_client_closed);
 }
 
-void client_reply(struct client *c, json_t *o)
+void hw_streams_reply(struct client *c, json_t *o)
 {
 	char *s = json_dumps(o, JSON_COMPACT);
 	if (s) {
@@ -210,12 +210,12 @@ void client_reply(struct client *c, json_t *o)
 static void reply_error(struct client *c, const char *msg)
 {
 	json_t *o = json_pack("{s:s}", "error", msg);
-	client_reply(c, o);
+	hw_streams_reply(c, o);
 	json_decref(o);
-	client_close(c);
+	hw_streams_client_close(c);
 }
 
-struct client *take_listener(struct hw_routing *rt, uint16_t port)
+struct client *hw_streams_take_listener(struct hw_routing *rt, uint16_t port)
 {
 	for (struct client *c = rt->clients; c; c = c->next)
 		if (c->state == C_LISTEN && c->port == port && !c->grp)
@@ -236,42 +236,43 @@ static void client_request(struct client *c)
 {
 	struct hw_routing *rt = c->rt;
 	struct hw_stream_req r;
+	const uint8_t (*via)[HW_PK_LEN] = (const void *)r.via;
+	uint16_t src_port;
 	char err[300];
 	int rc;
 
 	rc = hw_stream_req_parse(c->line, c->linelen, &r, err, sizeof(err));
-	/* What the visor checks itself comes before the request's late
-	 * fields (see hw_stream_req.late). */
-	if (r.op == HW_STREAM_LISTEN && r.port && port_listened(rt, r.port)) {
-		reply_error(c, "something already listens on that port");
+	/* The visor's own checks come before the request's late fields
+	 * (hw_stream_req.late), and a dial that gets that far takes a local
+	 * port, as they always have. */
+	if (r.op == HW_STREAM_DIAL && (rc == 0 || r.late)) {
+		src_port = hw_routing_ephemeral_port(rt);
+		c->send_total = c->send_left = r.send;
+		c->state = C_DIAL;
+		if (rc == 0)
+			rc = hw_routing_dial_start(rt, c, NULL, NULL, r.pk,
+						   r.port, src_port, via,
+						   r.nvia, err, sizeof(err));
+		else /* its message, if it has one, replaces the parser's */
+			hw_routing_dial_check(rt, r.pk, err, sizeof(err));
+		if (rc)
+			reply_error(c, err);
 		return;
 	}
-	if (r.op == HW_STREAM_DIAL && rc && r.late &&
-	    dial_check(rt, r.pk, err, sizeof(err))) {
-		reply_error(c, err);
+	if (r.op == HW_STREAM_LISTEN && r.port && port_listened(rt, r.port)) {
+		reply_error(c, "something already listens on that port");
 		return;
 	}
 	if (rc) {
 		reply_error(c, err);
 		return;
 	}
-	if (r.op == HW_STREAM_LISTEN) {
-		c->discard = r.discard;
-		c->state = C_LISTEN;
-		c->port = r.port;
-		json_t *o = json_pack("{s:b, s:i}", "ok", 1, "listening",
-				      (int)r.port);
-		client_reply(c, o);
-		json_decref(o);
-		return;
-	}
-	c->send_total = c->send_left = r.send;
-	c->state = C_DIAL;
-	if (dial_start(rt, c, NULL, NULL, r.pk, r.port,
-		       hw_routing_ephemeral_port(rt),
-		       (const uint8_t(*)[HW_PK_LEN])r.via, r.nvia, err,
-		       sizeof(err)))
-		reply_error(c, err);
+	c->discard = r.discard;
+	c->state = C_LISTEN;
+	c->port = r.port;
+	json_t *o = json_pack("{s:b, s:i}", "ok", 1, "listening", (int)r.port);
+	hw_streams_reply(c, o);
+	json_decref(o);
 }
 
 static void on_client_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
@@ -298,7 +299,7 @@ static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	int rc;
 
 	if (n < 0) {
-		client_close(c);
+		hw_streams_client_close(c);
 		return;
 	}
 	if (c->state == C_LINE) {
@@ -340,7 +341,7 @@ static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		/* The group is full and took nothing: keep the bytes and
 		 * read no more until it is writable. */
 		if (!(c->pend = malloc((size_t)n))) {
-			client_close(c);
+			hw_streams_client_close(c);
 			return;
 		}
 		memcpy(c->pend, p, (size_t)n);
@@ -348,7 +349,7 @@ static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		uv_read_stop(s);
 		c->read_stopped = 1;
 	} else if (rc) {
-		client_close(c);
+		hw_streams_client_close(c);
 	} else if (hw_rgroup_room(c->grp->g) == 0) {
 		/* Out of credit: wait for it rather than queue a copy. */
 		uv_read_stop(s);
@@ -356,7 +357,7 @@ static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	}
 }
 
-void client_read_start(struct client *c)
+void hw_streams_read_start(struct client *c)
 {
 	uv_read_start((uv_stream_t *)&c->pipe, on_client_alloc,
 		      on_client_read);
@@ -399,13 +400,13 @@ static void on_stream_connection(uv_stream_t *server, int status)
 	}
 	c->next = rt->clients;
 	rt->clients = c;
-	client_read_start(c);
+	hw_streams_read_start(c);
 }
 
 /* ---- a group's callbacks, for a group with a client ---- */
 
-void client_group_ready(struct client *c, const struct hw_route_desc *d,
-			int source)
+void hw_streams_ready(struct client *c, const struct hw_route_desc *d,
+		      int source)
 {
 	char peer[96], pk[HW_PK_HEXLEN + 1];
 
@@ -415,7 +416,7 @@ void client_group_ready(struct client *c, const struct hw_route_desc *d,
 	json_t *o = json_pack("{s:b, s:s}", "ok", 1, source ? "connected"
 							    : "accepted",
 			      peer);
-	client_reply(c, o);
+	hw_streams_reply(c, o);
 	json_decref(o);
 	c->state = C_PIPE;
 	if (c->send_total) {
@@ -424,8 +425,8 @@ void client_group_ready(struct client *c, const struct hw_route_desc *d,
 	}
 }
 
-void client_group_data(struct client *c, struct hw_rgroup *g,
-		       const uint8_t *p, size_t len)
+void hw_streams_data(struct client *c, struct hw_rgroup *g, const uint8_t *p,
+		     size_t len)
 {
 	if (c->discard) {
 		if (!c->test_t0)
@@ -443,7 +444,7 @@ void client_group_data(struct client *c, struct hw_rgroup *g,
 	client_write(c, p, len, 1);
 }
 
-void client_group_writable(struct client *c, struct hw_rgroup *g)
+void hw_streams_writable(struct client *c, struct hw_rgroup *g)
 {
 	int rc;
 
@@ -460,20 +461,20 @@ void client_group_writable(struct client *c, struct hw_rgroup *g)
 		free(c->pend);
 		c->pend = NULL;
 		if (rc) {
-			client_close(c);
+			hw_streams_client_close(c);
 			return;
 		}
 	}
 	c->read_stopped = 0;
-	client_read_start(c);
+	hw_streams_read_start(c);
 }
 
-void client_group_closed(struct client *c, int reason)
+void hw_streams_closed(struct client *c, int reason)
 {
 	if (c->state != C_PIPE) {
 		json_t *o = json_pack("{s:s}", "error",
 				      reason ? hw_strerror(reason) : "closed");
-		client_reply(c, o);
+		hw_streams_reply(c, o);
 		json_decref(o);
 	} else if (c->discard || c->send_total) {
 		test_report(c, reason);
@@ -481,7 +482,7 @@ void client_group_closed(struct client *c, int reason)
 	client_finish(c);
 }
 
-int client_open_fd(struct hw_routing *rt, struct group *gr, int fd)
+int hw_streams_open_fd(struct hw_routing *rt, struct group *gr, int fd)
 {
 	struct client *c;
 	int rc;
@@ -506,7 +507,7 @@ int client_open_fd(struct hw_routing *rt, struct group *gr, int fd)
 	c->state = C_PIPE;
 	c->grp = gr;
 	gr->client = c;
-	client_read_start(c);
+	hw_streams_read_start(c);
 	return 0;
 }
 
@@ -514,18 +515,18 @@ int client_open_fd(struct hw_routing *rt, struct group *gr, int fd)
 
 static void on_server_closed(uv_handle_t *h)
 {
-	routing_handle_unref(h->data);
+	hw_routing_unref(h->data);
 }
 
-void streams_init(struct hw_routing *rt)
+void hw_streams_init(struct hw_routing *rt)
 {
 	uv_pipe_init(rt->loop, &rt->server, 0);
 	rt->server.data = rt;
 	rt->handles++;
 }
 
-int streams_listen(struct hw_routing *rt, const char *local_dir, char *err,
-		   size_t errlen)
+int hw_streams_listen(struct hw_routing *rt, const char *local_dir, char *err,
+		      size_t errlen)
 {
 	int rc;
 
@@ -544,10 +545,10 @@ int streams_listen(struct hw_routing *rt, const char *local_dir, char *err,
 	return 0;
 }
 
-void streams_close(struct hw_routing *rt)
+void hw_streams_close(struct hw_routing *rt)
 {
 	for (struct client *c = rt->clients; c; c = c->next)
-		client_close(c);
+		hw_streams_client_close(c);
 	if (rt->listening)
 		unlink(rt->sock_path);
 	uv_close((uv_handle_t *)&rt->server, on_server_closed);

@@ -68,7 +68,8 @@ static void test_req_good(void **state)
 	char err[300], line[600], k[HW_PK_HEXLEN + 1];
 	uint8_t pk[HW_PK_LEN];
 
-	assert_int_equal(parse("{\"op\": \"listen\", \"port\": 7}", &r, err), 0);
+	assert_int_equal(parse("{\"op\": \"listen\", \"port\": 7}", &r, err),
+			 0);
 	assert_int_equal(r.op, HW_STREAM_LISTEN);
 	assert_int_equal(r.port, 7);
 	assert_int_equal(r.discard, 0);
@@ -244,7 +245,7 @@ static void expect_result(struct fx *fx, const uint8_t *from,
 {
 	struct hw_setup_msg a;
 
-	assert_int_equal(routing_setup_answer(fx->rt, from, m, &a), 1);
+	assert_int_equal(hw_routing_setup_answer(fx->rt, from, m, &a), 1);
 	assert_int_equal(a.type, HW_SETUP_RESULT);
 	assert_int_equal(a.req, m->req);
 	assert_int_equal(a.u.result.status, status);
@@ -286,7 +287,8 @@ static void test_setup_answers(void **state)
 		      "not a trusted setup node");
 	assert_true(fx.rt->setup_refused == 1);
 	/* The second trusted node counts as much as the first. */
-	assert_int_equal(routing_setup_answer(fx.rt, fx.nodes[1], &m, &a), 1);
+	assert_int_equal(hw_routing_setup_answer(fx.rt, fx.nodes[1], &m, &a),
+						 1);
 	assert_int_equal(a.type, HW_SETUP_RESERVED);
 	assert_int_equal(a.req, 2);
 	assert_int_equal(a.u.reserved.status, HW_SETUP_OK);
@@ -348,12 +350,15 @@ static void test_setup_answers(void **state)
 	 * answer and are counted. */
 	memset(&m, 0, sizeof(m));
 	m.type = HW_SETUP_RESULT;
-	assert_int_equal(routing_setup_answer(fx.rt, fx.nodes[0], &m, &a), 0);
+	assert_int_equal(hw_routing_setup_answer(fx.rt, fx.nodes[0], &m, &a),
+						 0);
 	m.type = HW_SETUP_RESERVED;
-	assert_int_equal(routing_setup_answer(fx.rt, fx.nodes[0], &m, &a), 0);
+	assert_int_equal(hw_routing_setup_answer(fx.rt, fx.nodes[0], &m, &a),
+						 0);
 	m.type = HW_SETUP_BUILT;
 	m.req = 9;
-	assert_int_equal(routing_setup_answer(fx.rt, fx.nodes[0], &m, &a), 0);
+	assert_int_equal(hw_routing_setup_answer(fx.rt, fx.nodes[0], &m, &a),
+						 0);
 	assert_true(fx.rt->setup_bad == 3);
 	assert_int_equal(fx.resolves, 0);
 	fx_done(&fx);
