@@ -18,12 +18,53 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include <uv.h>
+
+#include "crypto/identity.h"
 #include "router/router.h"
 #include "transport/manager.h"
 #include "wire/packet.h"
 
 struct hw_routing;
-struct hw_visor;
+struct hw_disc_client;
+
+/* Trusted setup nodes at most (the config's routing.setup_nodes). */
+#define HW_ROUTING_SETUP_NODES_MAX 16
+
+/* How a visor is reached: status 0 with a transport type and address, or
+ * a negative status and a message (as hw_presence_resolve answers). */
+typedef void (*hw_routing_resolve_cb)(int status, const char *type,
+				      const char *addr, const char *msg,
+				      void *cb_ud);
+
+/* What routing needs from the rest of the visor; ud is the params' ud. */
+struct hw_routing_ops {
+	/* Finds how to reach pk (a setup node) and calls cb once, later.
+	 * Returns 0, or a negative code (cb is not called). */
+	int (*resolve)(void *ud, const uint8_t pk[HW_PK_LEN],
+		       hw_routing_resolve_cb cb, void *cb_ud);
+	/* The discovery client for the route finder's paths, or NULL
+	 * without discovery. */
+	struct hw_disc_client *(*discovery)(void *ud);
+};
+
+struct hw_routing_params {
+	uv_loop_t *loop;
+	/* The visor's identity and its X25519 key (hw_identity_x25519) and
+	 * its transport manager: must outlive routing. */
+	const struct hw_identity *id;
+	const uint8_t *x_priv;
+	struct hw_tp_manager *tpm;
+	/* Copied: the setup nodes trusted to set rules here and the first
+	 * one to build routes with (routing.setup_nodes). */
+	const uint8_t (*setup_nodes)[HW_PK_LEN];
+	unsigned nsetup_nodes; /* at most HW_ROUTING_SETUP_NODES_MAX */
+	unsigned keepalive_ms; /* the transports' (transport.keepalive_ms) */
+	const char *local_dir; /* the stream socket goes here */
+	const char *tap_file;  /* routing.tap_file: NULL or "" for none */
+	const struct hw_routing_ops *ops;
+	void *ud;
+};
 
 /* ---- route ends for the app server ----
  *
@@ -91,13 +132,14 @@ int hw_route_end_pipe(struct hw_route_end *e, int fd);
  * nothing is called back any more. */
 void hw_route_end_close(struct hw_route_end *e);
 
-/* Starts routing for v (after its transport manager). Returns 0 or a
- * negative code with a message. */
-int hw_routing_new(struct hw_routing **out, struct hw_visor *v, char *err,
-		   size_t errlen);
+/* Starts routing from p (copied; see its fields for what must outlive
+ * routing). Returns 0 or a negative code with a message; on failure after
+ * *out is set, the caller frees *out. */
+int hw_routing_new(struct hw_routing **out, const struct hw_routing_params *p,
+		   char *err, size_t errlen);
 
-/* Closes groups and the stream socket; the loop must run on. Accepts
- * NULL. */
+/* Closes groups and the stream socket and flushes the tap file; the loop
+ * must run on. Accepts NULL. */
 void hw_routing_free(struct hw_routing *rt);
 
 /* Route packets and setup messages from the transport manager. */

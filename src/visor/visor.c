@@ -56,6 +56,28 @@ static void on_packet(struct hw_tp *tp, const struct hw_packet *pkt,
 		hw_routing_on_packet(v->routing, tp, pkt);
 }
 
+_Static_assert(HW_MAX_SETUP_NODES <= HW_ROUTING_SETUP_NODES_MAX,
+	       "routing takes every configured setup node");
+
+/* What routing asks of the other modules. */
+static int routing_resolve(void *ud, const uint8_t pk[HW_PK_LEN],
+			   hw_routing_resolve_cb cb, void *cb_ud)
+{
+	struct hw_visor *v = ud;
+	return hw_presence_resolve(v->presence, pk, NULL, cb, cb_ud);
+}
+
+static struct hw_disc_client *routing_discovery(void *ud)
+{
+	struct hw_visor *v = ud;
+	return hw_presence_discovery(v->presence);
+}
+
+static const struct hw_routing_ops routing_ops = {
+	.resolve = routing_resolve,
+	.discovery = routing_discovery,
+};
+
 static void on_app_started(void *ud, const char *name, uint16_t port, int fd,
 			   int pid)
 {
@@ -309,6 +331,7 @@ int hw_visor_new(struct hw_visor **out, uv_loop_t *loop,
 	struct hw_launcher_params lp = {0};
 	struct hw_appserver_params ap = {0};
 	struct hw_presence_params pp = {0};
+	struct hw_routing_params rtp = {0};
 	struct hw_visor *v = calloc(1, sizeof(*v));
 	uint8_t xpub[32];
 	char state[PATH_MAX + 32], seq[PATH_MAX + 32], msg[512];
@@ -392,7 +415,18 @@ int hw_visor_new(struct hw_visor **out, uv_loop_t *loop,
 		snprintf(err, errlen, "transport.tcp_listen: %s", msg);
 		goto fail;
 	}
-	if ((rc = hw_routing_new(&v->routing, v, msg, sizeof(msg)))) {
+	rtp.loop = loop;
+	rtp.id = &v->id;
+	rtp.x_priv = v->x_priv;
+	rtp.tpm = v->tpm;
+	rtp.setup_nodes = (const uint8_t(*)[HW_PK_LEN])v->cfg.setup_nodes;
+	rtp.nsetup_nodes = v->cfg.nsetup_nodes;
+	rtp.keepalive_ms = v->cfg.keepalive_ms;
+	rtp.local_dir = v->cfg.local_dir;
+	rtp.tap_file = v->cfg.tap_file;
+	rtp.ops = &routing_ops;
+	rtp.ud = v;
+	if ((rc = hw_routing_new(&v->routing, &rtp, msg, sizeof(msg)))) {
 		snprintf(err, errlen, "%s", msg);
 		goto fail;
 	}
