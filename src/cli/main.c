@@ -40,28 +40,6 @@ void hw_cli_err(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-int hw_cli_parse_size(const char *s, long long *out)
-{
-	char *end;
-	long long v;
-
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno || end == s || v < 1)
-		return -1;
-	switch (*end) {
-	case 'G': case 'g': v <<= 10; /* fall through */
-	case 'M': case 'm': v <<= 10; /* fall through */
-	case 'K': case 'k': v <<= 10; end++; break;
-	case '\0': break;
-	default: return -1;
-	}
-	if (*end || v > HW_CLI_SIZE_MAX)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 void hw_cli_print_json(json_t *j)
 {
 	json_dumpf(j, stdout, JSON_INDENT(2));
