@@ -83,7 +83,8 @@ static void test_bytes_units(void **state)
 		{"512", 512},
 		{"1K", 1ull << 10},  {"1k", 1ull << 10},  {"1KiB", 1ull << 10},
 		{"512KiB", 512ull << 10},
-		{"3M", 3ull << 20},  {"3m", 3ull << 20},  {"256MiB", 256ull << 20},
+		{"3M", 3ull << 20},  {"3m", 3ull << 20},
+		{"256MiB", 256ull << 20},
 		{"1G", 1ull << 30},  {"2g", 2ull << 30},  {"1GiB", 1ull << 30},
 		{"1024G", 1ull << 40},
 	};
