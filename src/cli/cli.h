@@ -32,13 +32,8 @@ void hw_cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int hw_cli_call(const char *method, const char *path, json_t *body,
 		long timeout_ms, json_t **resp);
 
-/* The largest SIZE hw_cli_parse_size takes (1 TiB). */
-#define HW_CLI_SIZE_MAX (1ll << 40)
-
-/* A byte count from the command line: digits with an optional K, M or G
- * (powers of 1024), from 1 to HW_CLI_SIZE_MAX. Returns 0 and *out, or -1
- * (nothing stored). */
-int hw_cli_parse_size(const char *s, long long *out);
+/* The largest SIZE a command takes for --bytes (1 TiB; hw_parse_bytes). */
+#define HW_CLI_SIZE_MAX (1ull << 40)
 
 /* Prints j as indented JSON on stdout. */
 void hw_cli_print_json(json_t *j);

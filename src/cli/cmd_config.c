@@ -8,10 +8,9 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "crypto/identity.h"
+#include "testnet/node.h"
 #include "util/addr.h"
 #include "util/err.h"
-#include "visor/config.h"
 
 static void config_usage(FILE *f)
 {
@@ -96,11 +95,10 @@ static int config_init(int argc, char **argv)
 		   *disc = NULL;
 	char out_abs[PATH_MAX], key_abs[PATH_MAX], local_abs[PATH_MAX];
 	char host[HW_HOST_MAX];
-	struct hw_identity id;
+	char pk[HW_NODE_PK_HEXLEN + 1];
 	uint16_t port;
-	int force = 0, c, rc;
+	int force = 0, created, c, rc;
 	json_t *cfg, *setup = json_array();
-	uint8_t pk[HW_PK_LEN];
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "o:k:t:l:d:s:fh", opts, NULL)) !=
@@ -112,7 +110,7 @@ static int config_init(int argc, char **argv)
 		case 'l': local = optarg; break;
 		case 'd': disc = optarg; break;
 		case 's':
-			if ((rc = hw_pk_parse(optarg, strlen(optarg), pk))) {
+			if ((rc = hw_node_pk_check(optarg))) {
 				hw_cli_err("config init: --setup-node: '%.80s': "
 					   "%s", optarg, hw_strerror(rc));
 				json_decref(setup);
@@ -163,23 +161,14 @@ static int config_init(int argc, char **argv)
 		return 1;
 	}
 	/* Use the key if it is there and good; create it if absent. */
-	rc = hw_identity_load(&id, key_abs);
-	if (rc == -ENOENT) {
-		if ((rc = hw_identity_generate(&id)) ||
-		    (rc = hw_identity_save(&id, key_abs, 0))) {
-			hw_cli_err("config init: %s: %s", key_abs,
-				   hw_strerror(rc));
-			json_decref(setup);
-		return 1;
-		}
-		fprintf(stderr, "hopwire: created key file %s\n", key_abs);
-	} else if (rc) {
+	if ((rc = hw_node_key_ensure(key_abs, pk, &created))) {
 		hw_cli_err("config init: %s: %s", key_abs, hw_strerror(rc));
 		json_decref(setup);
 		return 1;
 	}
-	hw_identity_wipe(&id);
-	cfg = hw_config_default(key_abs, local_abs, listen, disc);
+	if (created)
+		fprintf(stderr, "hopwire: created key file %s\n", key_abs);
+	cfg = hw_node_config_default(key_abs, local_abs, listen, disc);
 	if (cfg)
 		json_object_set(json_object_get(cfg, "routing"), "setup_nodes",
 				setup);

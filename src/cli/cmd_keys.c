@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "crypto/identity.h"
+#include "testnet/node.h"
 #include "util/err.h"
 
 #define DEFAULT_KEY_FILE "hopwire.key"
@@ -19,8 +19,7 @@ static const struct option keygen_opts[] = {
 int hw_cli_keygen(int argc, char **argv)
 {
 	const char *out = DEFAULT_KEY_FILE;
-	struct hw_identity id;
-	char hex[HW_PK_HEXLEN + 1];
+	char hex[HW_NODE_PK_HEXLEN + 1];
 	int force = 0, c, rc;
 
 	optind = 1;
@@ -42,14 +41,10 @@ int hw_cli_keygen(int argc, char **argv)
 		hw_cli_err("keygen: unexpected argument '%s'", argv[optind]);
 		return 2;
 	}
-	if ((rc = hw_identity_generate(&id)) ||
-	    (rc = hw_identity_save(&id, out, force))) {
+	if ((rc = hw_node_key_new(out, force, hex))) {
 		hw_cli_err("keygen: %s: %s", out, hw_strerror(rc));
-		hw_identity_wipe(&id);
 		return 1;
 	}
-	hw_pk_format(id.pk, hex);
-	hw_identity_wipe(&id);
 	printf("%s\n", hex);
 	return 0;
 }
@@ -63,8 +58,7 @@ static const struct option pk_opts[] = {
 int hw_cli_pk(int argc, char **argv)
 {
 	const char *key = NULL;
-	struct hw_identity id;
-	char hex[HW_PK_HEXLEN + 1];
+	char hex[HW_NODE_PK_HEXLEN + 1];
 	int c, rc;
 
 	optind = 1;
@@ -83,12 +77,10 @@ int hw_cli_pk(int argc, char **argv)
 		hw_cli_err("usage: hopwire pk --key FILE");
 		return 2;
 	}
-	if ((rc = hw_identity_load(&id, key))) {
+	if ((rc = hw_node_key_pk(key, hex))) {
 		hw_cli_err("%s: %s", key, hw_strerror(rc));
 		return 1;
 	}
-	hw_pk_format(id.pk, hex);
-	hw_identity_wipe(&id);
 	printf("%s\n", hex);
 	return 0;
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "util/parse.h"
 
 static const char *str(json_t *o, const char *k)
 {
@@ -310,9 +311,12 @@ static int stream(json_t *req, const char *want, int test)
 
 static int parse_port(const char *s, long *port)
 {
-	char *end;
-	*port = strtol(s, &end, 10);
-	return *end || *port < 1 || *port > 65535 ? -1 : 0;
+	unsigned long long v;
+
+	if (hw_parse_uint(s, 1, 65535, &v))
+		return -1;
+	*port = (long)v;
+	return 0;
 }
 
 static int route_listen(int argc, char **argv)
@@ -347,14 +351,15 @@ static int route_dial(int argc, char **argv, int bench)
 				  : "usage: hopwire route dial PK PORT "
 				    "[--via PK[,PK...]]";
 	json_t *req, *via = json_array();
-	long long bytes = 256ll << 20;
+	unsigned long long bytes = 256ull << 20;
 	long port;
 	int c, rc;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, bench ? "v:b:" : "v:", opts,
 				NULL)) != -1) {
-		if (c == 'b' && bench && hw_cli_parse_size(optarg, &bytes) == 0)
+		if (c == 'b' && bench &&
+		    !hw_parse_bytes(optarg, 1, HW_CLI_SIZE_MAX, &bytes))
 			continue;
 		if (c == 'b' && bench) {
 			hw_cli_err("--bytes: a byte count from 1 to 1T, with "

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "util/parse.h"
 
 #define ADD_TIMEOUT_MS 30000
 
@@ -257,18 +258,20 @@ static int tp_throughput(int argc, char **argv)
 		{"packet-size", required_argument, NULL, 's'},
 		{NULL, 0, NULL, 0},
 	};
-	long long bytes = 256ll << 20, size = 16384;
-	char path[128], *end;
+	unsigned long long bytes = 256ull << 20, size = 16384;
+	char path[128];
 	json_t *body, *r;
 	int c, rc;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "b:s:", opts, NULL)) != -1) {
 		switch (c) {
-		case 'b': if (hw_cli_parse_size(optarg, &bytes)) goto bad;
+		case 'b': if (hw_parse_bytes(optarg, 1, HW_CLI_SIZE_MAX,
+					     &bytes))
+				  goto bad;
 			  break;
-		case 's': size = strtoll(optarg, &end, 10);
-			  if (*end || size < 1) goto bad;
+		case 's': if (hw_parse_uint(optarg, 1, LLONG_MAX, &size))
+				  goto bad;
 			  break;
 		default: goto bad;
 		}
@@ -348,23 +351,20 @@ int hw_cli_ping(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	long count = 4, interval = 200;
+	unsigned long long count = 4, interval = 200;
 	json_t *body, *r, *e;
-	char *end;
 	size_t i;
 	int c, rc;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:i:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'c': count = strtol(optarg, &end, 10);
-			  if (*end || count < 1 || count > 100) {
+		case 'c': if (hw_parse_uint(optarg, 1, 100, &count)) {
 				  hw_cli_err("--count: 1 to 100");
 				  return 2;
 			  }
 			  break;
-		case 'i': interval = strtol(optarg, &end, 10);
-			  if (*end || interval < 0 || interval > 60000) {
+		case 'i': if (hw_parse_uint(optarg, 0, 60000, &interval)) {
 				  hw_cli_err("--interval-ms: 0 to 60000");
 				  return 2;
 			  }

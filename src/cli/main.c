@@ -9,8 +9,8 @@
 
 #include "cli/api_client.h"
 #include "cli/cli.h"
+#include "testnet/node.h"
 #include "util/version.h"
-#include "visor/config.h"
 
 struct hw_cli_opts hw_cli_opts;
 
@@ -40,28 +40,6 @@ void hw_cli_err(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-int hw_cli_parse_size(const char *s, long long *out)
-{
-	char *end;
-	long long v;
-
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno || end == s || v < 1)
-		return -1;
-	switch (*end) {
-	case 'G': case 'g': v <<= 10; /* fall through */
-	case 'M': case 'm': v <<= 10; /* fall through */
-	case 'K': case 'k': v <<= 10; end++; break;
-	case '\0': break;
-	default: return -1;
-	}
-	if (*end || v > HW_CLI_SIZE_MAX)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 void hw_cli_print_json(json_t *j)
 {
 	json_dumpf(j, stdout, JSON_INDENT(2));
@@ -72,7 +50,6 @@ void hw_cli_print_json(json_t *j)
 static int find_socket(char out[PATH_MAX])
 {
 	const char *cfgpath = hw_cli_opts.config;
-	struct hw_config cfg;
 	char err[512];
 
 	if (hw_cli_opts.visor || (hw_cli_opts.visor = getenv("HOPWIRE_VISOR"))) {
@@ -83,8 +60,7 @@ static int find_socket(char out[PATH_MAX])
 		cfgpath = getenv("HOPWIRE_CONFIG");
 	if (!cfgpath)
 		cfgpath = "hopwire.json";
-	if (hw_config_load(&cfg, cfgpath, err, sizeof(err))) {
-		hw_config_free(&cfg);
+	if (hw_node_config_socket(cfgpath, out, err, sizeof(err))) {
 		if (!hw_cli_opts.config && !getenv("HOPWIRE_CONFIG"))
 			hw_cli_err("which visor? pass --visor SOCKET or "
 				   "--config FILE (no usable ./hopwire.json: "
@@ -93,8 +69,6 @@ static int find_socket(char out[PATH_MAX])
 			hw_cli_err("config %s: %s", cfgpath, err);
 		return 1;
 	}
-	snprintf(out, PATH_MAX, "%s", cfg.control_socket);
-	hw_config_free(&cfg);
 	return 0;
 }
 

@@ -11,6 +11,7 @@
 #include "discovery/store.h"
 #include "util/addr.h"
 #include "util/log.h"
+#include "util/parse.h"
 #include "util/version.h"
 
 #define DEFAULT_LISTEN "127.0.0.1:9090"
@@ -71,22 +72,6 @@ static void usage(FILE *f)
 		HW_DISC_DEFAULT_THREADS);
 }
 
-/* A whole decimal number in lo..hi. */
-static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
-{
-	unsigned long v;
-	char *end;
-
-	if (!*s || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || v < lo || v > hi)
-		return -EINVAL;
-	*out = (unsigned)v;
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -111,6 +96,7 @@ int main(int argc, char **argv)
 	struct hw_dstore *store = NULL;
 	char err[1024], host[HW_HOST_MAX];
 	uint16_t port;
+	unsigned long long v;
 	uv_loop_t loop;
 	int c, rc;
 
@@ -129,31 +115,33 @@ int main(int argc, char **argv)
 			spec = optarg;
 			break;
 		case 't':
-			if (parse_uint(optarg, 1, MAX_TTL_S, &cfg.ttl_s)) {
+			if (hw_parse_uint(optarg, 1, MAX_TTL_S, &v)) {
 				fprintf(stderr, "hopwire-discovery: --ttl: '%s' "
 					"is not a number of seconds in 1..%u\n",
 					optarg, MAX_TTL_S);
 				return 2;
 			}
+			cfg.ttl_s = (unsigned)v;
 			break;
 		case 'w':
-			if (parse_uint(optarg, 1, MAX_WINDOW_S,
-				       &cfg.ts_window_s)) {
+			if (hw_parse_uint(optarg, 1, MAX_WINDOW_S, &v)) {
 				fprintf(stderr, "hopwire-discovery: "
 					"--ts-window: '%s' is not a number of "
 					"seconds in 1..%u\n", optarg,
 					MAX_WINDOW_S);
 				return 2;
 			}
+			cfg.ts_window_s = (unsigned)v;
 			break;
 		case 'T':
-			if (parse_uint(optarg, 1, HW_DISC_MAX_THREADS,
-				       &cfg.threads)) {
+			if (hw_parse_uint(optarg, 1, HW_DISC_MAX_THREADS,
+					  &v)) {
 				fprintf(stderr, "hopwire-discovery: --threads: "
 					"'%s' is not a number in 1..%d\n",
 					optarg, HW_DISC_MAX_THREADS);
 				return 2;
 			}
+			cfg.threads = (unsigned)v;
 			break;
 		case 'L':
 			if (hw_log_level_parse(optarg, &level)) {

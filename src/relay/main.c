@@ -16,6 +16,7 @@
 #include "util/addr.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/parse.h"
 #include "util/version.h"
 
 #define PROG "hopwire-relay"
@@ -75,52 +76,6 @@ static void usage(FILE *f)
 		"\n"
 		"Logs go to stderr. SIGINT or SIGTERM stops it cleanly; "
 		"SIGUSR1 logs its\ncounters as JSON.\n");
-}
-
-/* Parses a decimal in lo..hi. */
-static int parse_uint(const char *s, unsigned long long lo,
-		      unsigned long long hi, unsigned long long *out)
-{
-	char *end;
-	unsigned long long v;
-
-	if (!*s || *s == '-' || *s == '+')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || v < lo || v > hi)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
-/* Parses a byte count with an optional unit: K/KiB, M/MiB, G/GiB
- * (binary), or none. */
-static int parse_bytes(const char *s, unsigned long long *out)
-{
-	static const struct {
-		const char *unit;
-		unsigned shift;
-	} units[] = {{"", 0},    {"K", 10}, {"KiB", 10}, {"M", 20},
-		     {"MiB", 20}, {"G", 30}, {"GiB", 30}};
-	char *end;
-	unsigned long long v;
-
-	if (!*s || *s == '-' || *s == '+')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(end, units[i].unit))
-			continue;
-		if (v > (ULLONG_MAX >> units[i].shift))
-			return -EINVAL;
-		*out = v << units[i].shift;
-		return 0;
-	}
-	return -EINVAL;
 }
 
 static void raise_nofile(void)
@@ -243,7 +198,7 @@ int main(int argc, char **argv)
 		case 'p': public_addr = optarg; break;
 		case 's': state_dir = optarg; break;
 		case 'S':
-			if (parse_uint(optarg, 1, 1000000, &v)) {
+			if (hw_parse_uint(optarg, 1, 1000000, &v)) {
 				bad_flag("--max-sessions", optarg,
 					 "a number in 1..1000000");
 				return 2;
@@ -251,7 +206,7 @@ int main(int argc, char **argv)
 			sp.max_sessions = (unsigned)v;
 			break;
 		case 'T':
-			if (parse_uint(optarg, 1, 1000000, &v)) {
+			if (hw_parse_uint(optarg, 1, 1000000, &v)) {
 				bad_flag("--max-streams", optarg,
 					 "a number in 1..1000000");
 				return 2;
@@ -259,7 +214,8 @@ int main(int argc, char **argv)
 			sp.max_streams = (unsigned)v;
 			break;
 		case 'B':
-			if (parse_bytes(optarg, &v) || v < (512u << 10)) {
+			if (hw_parse_bytes(optarg, 512u << 10, ULLONG_MAX,
+					   &v)) {
 				bad_flag("--max-buffered", optarg,
 					 "a byte count of at least 512KiB "
 					 "(e.g. 256MiB)");
@@ -268,7 +224,7 @@ int main(int argc, char **argv)
 			sp.max_buffered = v;
 			break;
 		case 'K':
-			if (parse_uint(optarg, 100, 3600000, &v)) {
+			if (hw_parse_uint(optarg, 100, 3600000, &v)) {
 				bad_flag("--keepalive-ms", optarg,
 					 "a number of milliseconds in "
 					 "100..3600000");
