@@ -21,6 +21,7 @@
 #include "crypto/identity.h"
 #include "router/router.h"
 #include "transport/manager.h"
+#include "util/container.h"
 #include "util/err.h"
 #include "util/hex.h"
 #include "hwtest.h"
@@ -418,6 +419,7 @@ struct node {
 	struct hw_router *rt;
 	char addr[80];
 	int ups, removed;
+	unsigned rooms; /* the manager's room-again signals */
 	/* deliveries */
 	unsigned delivered, bad;
 	uint32_t last_rule;
@@ -451,6 +453,14 @@ static void on_packet(struct hw_tp *tp, const struct hw_packet *pkt,
 
 	if (pkt->route_id != 0)
 		hw_router_on_packet(n->rt, tp, pkt);
+}
+
+static void on_room(struct hw_tp *tp, void *ud)
+{
+	struct node *n = ud;
+
+	n->rooms++;
+	hw_router_tp_room(n->rt, tp);
 }
 
 static void on_event(struct hw_tp *tp, enum hw_tp_event ev, void *ud)
@@ -571,6 +581,7 @@ static void fx_init(struct fx *fx)
 		mp.redial_max_ms = 1000;
 		mp.on_packet = on_packet;
 		mp.on_event = on_event;
+		mp.on_room = on_room;
 		mp.ud = n;
 		if (hw_tp_manager_new(&n->tpm, &mp, err, sizeof(err)))
 			fail_msg("manager: %s", err);
@@ -915,6 +926,113 @@ static void test_forwarding(void **state)
 	free(fx);
 }
 
+/* ---- waiting for room ---- */
+
+struct waiter {
+	struct hw_router_waiter w;
+	struct hw_router *rt;
+	uint32_t rule;
+	int rewait;     /* waits again from its callback, once */
+	unsigned woken; /* times its callback ran */
+	unsigned order; /* the wake-up's number among all */
+};
+
+static unsigned wakes;
+
+static void on_waiter(struct hw_router_waiter *w)
+{
+	struct waiter *x = HW_CONTAINER_OF(w, struct waiter, w);
+
+	assert_null(w->pprev); /* no longer waiting while it runs */
+	x->woken++;
+	x->order = ++wakes;
+	if (x->rewait) {
+		x->rewait = 0;
+		assert_int_equal(hw_router_wait_room(x->rt, x->rule, w), 0);
+	}
+}
+
+static void waiter_init(struct waiter *x, struct hw_router *rt, uint32_t rule)
+{
+	memset(x, 0, sizeof(*x));
+	x->w.cb = on_waiter;
+	x->rt = rt;
+	x->rule = rule;
+}
+
+static void test_room(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+	struct waiter w1, w2, w3, w4;
+	struct node *na;
+	struct route rt;
+	int rc = 0;
+
+	assert_non_null(fx);
+	fx_init(fx);
+	na = &fx->n[A];
+	rt = route_make(fx, 60000);
+	wakes = 0;
+	waiter_init(&w1, na->rt, rt.a);
+	waiter_init(&w2, na->rt, rt.a);
+	waiter_init(&w3, na->rt, rt.a);
+	waiter_init(&w4, fx->n[C].rt, rt.c);
+
+	/* Only a FORWARD rule names a transport to wait on. */
+	assert_int_equal(hw_router_wait_room(fx->n[C].rt, rt.c, &w4.w),
+			 -ENOENT);
+	assert_int_equal(hw_router_wait_room(na->rt, rt.a ^ 1, &w4.w),
+			 -ENOENT);
+	assert_null(w4.w.pprev);
+
+	/* Woken oldest first, once each, even when waiting twice; one
+	 * that stopped waiting is not woken; one that waits again from
+	 * its callback waits for the next signal. */
+	assert_int_equal(hw_router_wait_room(na->rt, rt.a, &w1.w), 0);
+	assert_int_equal(hw_router_wait_room(na->rt, rt.a, &w2.w), 0);
+	assert_int_equal(hw_router_wait_room(na->rt, rt.a, &w1.w), 0);
+	assert_int_equal(hw_router_wait_room(na->rt, rt.a, &w3.w), 0);
+	hw_router_unwait(&w3.w);
+	hw_router_unwait(&w3.w);
+	w1.rewait = 1;
+	/* Another transport's signal wakes nobody. */
+	hw_router_tp_room(na->rt, tp_to(fx, A, C));
+	assert_int_equal(wakes, 0);
+	hw_router_tp_room(na->rt, tp_to(fx, A, B));
+	assert_int_equal(w1.woken, 1);
+	assert_int_equal(w1.order, 1);
+	assert_int_equal(w2.woken, 1);
+	assert_int_equal(w2.order, 2);
+	assert_int_equal(w3.woken, 0);
+	assert_non_null(w1.w.pprev);
+	assert_null(w2.w.pprev);
+	hw_router_tp_room(na->rt, tp_to(fx, A, B));
+	assert_int_equal(w1.woken, 2);
+	assert_null(w1.w.pprev);
+
+	/* The real signal: fill A->B until the router says -ENOBUFS, wait,
+	 * and the manager's drain wakes the waiter from the loop. */
+	for (unsigned seq = 0; seq < 10000; seq++)
+		if ((rc = send_seq(fx, rt.a, seq, HW_PACKET_MAX_PAYLOAD)))
+			break;
+	assert_int_equal(rc, -ENOBUFS);
+	na->rooms = 0;
+	assert_int_equal(hw_router_wait_room(na->rt, rt.a, &w2.w), 0);
+	assert_int_equal(w2.woken, 1);
+	assert_true(RUN_UNTIL(fx, w2.woken == 2, 10000));
+	assert_true(na->rooms >= 1);
+	assert_int_equal(send_seq(fx, rt.a, 0, 64), 0);
+
+	/* Freeing the router lets go of whoever still waits, without a
+	 * callback; stopping is safe afterwards. */
+	assert_int_equal(hw_router_wait_room(na->rt, rt.a, &w3.w), 0);
+	fx_free(fx);
+	assert_null(w3.w.pprev);
+	assert_int_equal(w3.woken, 0);
+	hw_router_unwait(&w3.w);
+	free(fx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -924,6 +1042,7 @@ int main(void)
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_forwarding),
 		cmocka_unit_test(test_reserve_lapse),
+		cmocka_unit_test(test_room),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
