@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "app/proto.h"
+#include "sdk/proto.h"
 #include "util/err.h"
 #include "util/log.h"
 

@@ -1,4 +1,4 @@
-/* Fuzzes the app protocol codec (src/app/proto.c): the input is a channel's
+/* Fuzzes the app protocol codec (src/sdk/proto.c): the input is a channel's
  * byte stream. Frames are cut with hw_app_frame_next and every body goes
  * through every parser (a visor or an SDK may be sent any type with any
  * body); the whole input is also tried as a body. What a parser accepts
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "app/proto.h"
+#include "sdk/proto.h"
 #include "util/err.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

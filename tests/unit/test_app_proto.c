@@ -7,7 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "app/proto.h"
+#include "sdk/proto.h"
 #include "util/err.h"
 
 #define PK_A "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"

@@ -1,5 +1,5 @@
 /* libhopwire-app against a fake visor: a thread holding the other end of
- * the channel, speaking the protocol through app/proto.c and passing loop
+ * the channel, speaking the protocol through sdk/proto.c and passing loop
  * descriptors with SCM_RIGHTS as the real visor does. The fake visor
  * records its own failures (cmocka's asserts belong to the main thread);
  * each test checks them after joining it, and that no descriptor leaked. */
@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "app/proto.h"
+#include "sdk/proto.h"
 #include "hopwire/app.h"
 #include "util/err.h"
 

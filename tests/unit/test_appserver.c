@@ -16,7 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "app/proto.h"
+#include "sdk/proto.h"
 #include "crypto/identity.h"
 #include "hwtest.h"
 #include "util/err.h"

@@ -10,8 +10,8 @@
  * names the field ("CreateLoop: port: must be 1..65535"). This file must
  * not call into the rest of hwcore (it is also built into libhopwire-app):
  * it may use the constants of util/err.h only. */
-#ifndef HW_APP_PROTO_H
-#define HW_APP_PROTO_H
+#ifndef HW_SDK_PROTO_H
+#define HW_SDK_PROTO_H
 
 #include <jansson.h>
 #include <stddef.h>

@@ -27,7 +27,7 @@
 
 #include <jansson.h>
 
-#include "app/proto.h"
+#include "sdk/proto.h"
 
 #define SDK_ACCEPT_MAX 128 /* loops waiting for hw_app_accept */
 /* Descriptors received ahead of their frames. One frame carries one and

@@ -1,4 +1,4 @@
-#include "app/proto.h"
+#include "sdk/proto.h"
 
 #include <stdarg.h>
 #include <stdio.h>
