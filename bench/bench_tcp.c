@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "crypto/cipher.h"
-#include "router/rgroup.h"
+#include "e2e/rgroup.h"
 
 #define SEALED_PT HW_RGROUP_MAX_PLAINTEXT
 #define SEALED_CT (SEALED_PT + HW_CIPHER_TAGLEN)

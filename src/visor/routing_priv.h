@@ -10,7 +10,7 @@
 #include <uv.h>
 
 #include "crypto/identity.h"
-#include "router/rgroup.h"
+#include "e2e/rgroup.h"
 #include "router/router.h"
 #include "router/setup_msg.h"
 #include "util/htab.h"

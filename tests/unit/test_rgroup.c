@@ -21,7 +21,7 @@
 #include <sodium.h>
 #include <uv.h>
 
-#include "router/rgroup.h"
+#include "e2e/rgroup.h"
 #include "router/router.h"
 #include "transport/manager.h"
 #include "util/err.h"

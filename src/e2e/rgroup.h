@@ -15,8 +15,8 @@
  * may run inside hw_rgroup_on_packet (ready, data) or from the loop
  * (writable); closed always runs from the loop, never inside a call into
  * this module, so a caller can never have the group freed under it. */
-#ifndef HW_ROUTER_RGROUP_H
-#define HW_ROUTER_RGROUP_H
+#ifndef HW_E2E_RGROUP_H
+#define HW_E2E_RGROUP_H
 
 #include <jansson.h>
 #include <stddef.h>

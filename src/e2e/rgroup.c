@@ -1,4 +1,4 @@
-#include "router/rgroup.h"
+#include "e2e/rgroup.h"
 
 #include <sodium.h>
 #include <stdio.h>
