@@ -323,18 +323,136 @@ static int make_local_dir(const char *dir, char *err, size_t errlen)
 	return 0;
 }
 
-int hw_visor_new(struct hw_visor **out, uv_loop_t *loop,
-		 const struct hw_config *cfg, char *err, size_t errlen)
+static int start_presence(struct hw_visor *v, const struct hw_config *cfg,
+			  char *err, size_t errlen)
+{
+	struct hw_presence_params pp = {0};
+	char seq[PATH_MAX + 32], msg[512];
+	int rc;
+
+	snprintf(seq, sizeof(seq), "%s/discovery-seq", cfg->local_dir);
+	pp.loop = v->loop;
+	pp.id = &v->id;
+	pp.discovery_url = cfg->discovery_url;
+	pp.seq_path = seq;
+	pp.public_addr = cfg->public_addr;
+	pp.refresh_ms = cfg->discovery_refresh_ms;
+	pp.relay_sessions = cfg->relay_sessions;
+	pp.setup_nodes = (const uint8_t(*)[HW_PK_LEN])cfg->setup_nodes;
+	pp.nsetup_nodes = cfg->nsetup_nodes;
+	pp.relays = v->relays;
+	pp.ops = &presence_ops;
+	pp.ud = v;
+	if ((rc = hw_presence_new(&v->presence, &pp, msg, sizeof(msg))))
+		snprintf(err, errlen, "discovery.url: %s", msg);
+	return rc;
+}
+
+/* The transport manager and the relay client it carries relay transports
+ * through. */
+static int start_transports(struct hw_visor *v, const struct hw_config *cfg,
+			    char *err, size_t errlen)
 {
 	struct hw_tp_manager_params tp = {0};
 	struct hw_relay_client_params rp = {0};
-	struct hw_launcher_params lp = {0};
-	struct hw_appserver_params ap = {0};
-	struct hw_presence_params pp = {0};
+	char state[PATH_MAX + 32], msg[512];
+	int rc;
+
+	rp.loop = v->loop;
+	rp.id = &v->id;
+	rp.x_priv = v->x_priv;
+	rp.keepalive_ms = cfg->keepalive_ms;
+	rp.handshake_timeout_ms = cfg->handshake_timeout_ms;
+	rp.redial_min_ms = cfg->redial_min_ms;
+	rp.redial_max_ms = cfg->redial_max_ms;
+	rp.accept = on_relay_accept;
+	rp.session = on_relay_session;
+	rp.ud = v;
+	if ((rc = hw_relay_client_new(&v->relays, &rp))) {
+		snprintf(err, errlen, "relay client: %s", hw_strerror(rc));
+		return rc;
+	}
+	/* Presence hears of relay sessions from the client: it comes first. */
+	if ((rc = start_presence(v, cfg, err, errlen)))
+		return rc;
+	snprintf(state, sizeof(state), "%s/transports.json", cfg->local_dir);
+	tp.loop = v->loop;
+	tp.id = &v->id;
+	tp.relays = v->relays;
+	tp.tcp_listen = cfg->tcp_listen;
+	tp.state_path = state;
+	tp.keepalive_ms = cfg->keepalive_ms;
+	tp.handshake_timeout_ms = cfg->handshake_timeout_ms;
+	tp.max_pending_handshakes = cfg->max_pending_handshakes;
+	tp.redial_min_ms = cfg->redial_min_ms;
+	tp.redial_max_ms = cfg->redial_max_ms;
+	tp.on_event = on_tp_event;
+	tp.on_room = on_tp_room;
+	tp.on_packet = on_packet;
+	tp.ud = v;
+	if ((rc = hw_tp_manager_new(&v->tpm, &tp, msg, sizeof(msg)))) {
+		snprintf(err, errlen, "transport.tcp_listen: %s", msg);
+		return rc;
+	}
+	return 0;
+}
+
+/* Routing, then the app server whose loops are its route ends, then the
+ * launcher whose apps connect to the app server. */
+static int start_routing_and_apps(struct hw_visor *v,
+				  const struct hw_config *cfg, char *err,
+				  size_t errlen)
+{
 	struct hw_routing_params rtp = {0};
+	struct hw_appserver_params ap = {0};
+	struct hw_launcher_params lp = {0};
+	char msg[512];
+	int rc;
+
+	rtp.loop = v->loop;
+	rtp.id = &v->id;
+	rtp.x_priv = v->x_priv;
+	rtp.tpm = v->tpm;
+	rtp.setup_nodes = (const uint8_t(*)[HW_PK_LEN])v->cfg.setup_nodes;
+	rtp.nsetup_nodes = v->cfg.nsetup_nodes;
+	rtp.keepalive_ms = v->cfg.keepalive_ms;
+	rtp.local_dir = v->cfg.local_dir;
+	rtp.tap_file = v->cfg.tap_file;
+	rtp.ops = &routing_ops;
+	rtp.ud = v;
+	if ((rc = hw_routing_new(&v->routing, &rtp, msg, sizeof(msg)))) {
+		snprintf(err, errlen, "%s", msg);
+		return rc;
+	}
+	ap.loop = v->loop;
+	ap.id = &v->id;
+	ap.local_dir = cfg->local_dir;
+	ap.ops = &appserver_ops;
+	ap.ud = v;
+	if ((rc = hw_appserver_new(&v->apps, &ap, msg, sizeof(msg)))) {
+		snprintf(err, errlen, "%s", msg);
+		return rc;
+	}
+	hw_routing_set_incoming(v->routing, on_app_incoming, v);
+	lp.loop = v->loop;
+	lp.apps = cfg->apps;
+	lp.napps = cfg->napps;
+	lp.local_dir = cfg->local_dir;
+	lp.visor_pk_hex = v->pk_hex;
+	lp.ops = &launcher_ops;
+	lp.ud = v;
+	if ((rc = hw_launcher_new(&v->launcher, &lp, msg, sizeof(msg)))) {
+		snprintf(err, errlen, "apps: %s", msg);
+		return rc;
+	}
+	return 0;
+}
+
+int hw_visor_new(struct hw_visor **out, uv_loop_t *loop,
+		 const struct hw_config *cfg, char *err, size_t errlen)
+{
 	struct hw_visor *v = calloc(1, sizeof(*v));
 	uint8_t xpub[32];
-	char state[PATH_MAX + 32], seq[PATH_MAX + 32], msg[512];
 	int rc;
 
 	*out = NULL;
@@ -362,95 +480,10 @@ int hw_visor_new(struct hw_visor **out, uv_loop_t *loop,
 			 hw_strerror(rc));
 		goto fail;
 	}
-	if ((rc = make_local_dir(cfg->local_dir, err, errlen)))
+	if ((rc = make_local_dir(cfg->local_dir, err, errlen)) ||
+	    (rc = start_transports(v, cfg, err, errlen)) ||
+	    (rc = start_routing_and_apps(v, cfg, err, errlen)))
 		goto fail;
-	snprintf(state, sizeof(state), "%s/transports.json", cfg->local_dir);
-
-	tp.loop = loop;
-	tp.id = &v->id;
-	tp.tcp_listen = cfg->tcp_listen;
-	tp.state_path = state;
-	tp.keepalive_ms = cfg->keepalive_ms;
-	tp.handshake_timeout_ms = cfg->handshake_timeout_ms;
-	tp.max_pending_handshakes = cfg->max_pending_handshakes;
-	tp.redial_min_ms = cfg->redial_min_ms;
-	tp.redial_max_ms = cfg->redial_max_ms;
-	tp.on_event = on_tp_event;
-	tp.on_room = on_tp_room;
-	tp.on_packet = on_packet;
-	tp.ud = v;
-	rp.loop = loop;
-	rp.id = &v->id;
-	rp.x_priv = v->x_priv;
-	rp.keepalive_ms = cfg->keepalive_ms;
-	rp.handshake_timeout_ms = cfg->handshake_timeout_ms;
-	rp.redial_min_ms = cfg->redial_min_ms;
-	rp.redial_max_ms = cfg->redial_max_ms;
-	rp.accept = on_relay_accept;
-	rp.session = on_relay_session;
-	rp.ud = v;
-	if ((rc = hw_relay_client_new(&v->relays, &rp))) {
-		snprintf(err, errlen, "relay client: %s", hw_strerror(rc));
-		goto fail;
-	}
-	snprintf(seq, sizeof(seq), "%s/discovery-seq", cfg->local_dir);
-	pp.loop = loop;
-	pp.id = &v->id;
-	pp.discovery_url = cfg->discovery_url;
-	pp.seq_path = seq;
-	pp.public_addr = cfg->public_addr;
-	pp.refresh_ms = cfg->discovery_refresh_ms;
-	pp.relay_sessions = cfg->relay_sessions;
-	pp.setup_nodes = (const uint8_t(*)[HW_PK_LEN])cfg->setup_nodes;
-	pp.nsetup_nodes = cfg->nsetup_nodes;
-	pp.relays = v->relays;
-	pp.ops = &presence_ops;
-	pp.ud = v;
-	if ((rc = hw_presence_new(&v->presence, &pp, msg, sizeof(msg)))) {
-		snprintf(err, errlen, "discovery.url: %s", msg);
-		goto fail;
-	}
-	tp.relays = v->relays;
-	if ((rc = hw_tp_manager_new(&v->tpm, &tp, msg, sizeof(msg)))) {
-		snprintf(err, errlen, "transport.tcp_listen: %s", msg);
-		goto fail;
-	}
-	rtp.loop = loop;
-	rtp.id = &v->id;
-	rtp.x_priv = v->x_priv;
-	rtp.tpm = v->tpm;
-	rtp.setup_nodes = (const uint8_t(*)[HW_PK_LEN])v->cfg.setup_nodes;
-	rtp.nsetup_nodes = v->cfg.nsetup_nodes;
-	rtp.keepalive_ms = v->cfg.keepalive_ms;
-	rtp.local_dir = v->cfg.local_dir;
-	rtp.tap_file = v->cfg.tap_file;
-	rtp.ops = &routing_ops;
-	rtp.ud = v;
-	if ((rc = hw_routing_new(&v->routing, &rtp, msg, sizeof(msg)))) {
-		snprintf(err, errlen, "%s", msg);
-		goto fail;
-	}
-	ap.loop = loop;
-	ap.id = &v->id;
-	ap.local_dir = cfg->local_dir;
-	ap.ops = &appserver_ops;
-	ap.ud = v;
-	if ((rc = hw_appserver_new(&v->apps, &ap, msg, sizeof(msg)))) {
-		snprintf(err, errlen, "%s", msg);
-		goto fail;
-	}
-	hw_routing_set_incoming(v->routing, on_app_incoming, v);
-	lp.loop = loop;
-	lp.apps = cfg->apps;
-	lp.napps = cfg->napps;
-	lp.local_dir = cfg->local_dir;
-	lp.visor_pk_hex = v->pk_hex;
-	lp.ops = &launcher_ops;
-	lp.ud = v;
-	if ((rc = hw_launcher_new(&v->launcher, &lp, msg, sizeof(msg)))) {
-		snprintf(err, errlen, "apps: %s", msg);
-		goto fail;
-	}
 	for (size_t i = 0; i < cfg->npersistent; i++)
 		add_config_tp(v, &cfg->persistent[i], i);
 	if ((rc = hw_api_server_new(&v->api, loop, cfg->control_socket,
