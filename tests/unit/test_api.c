@@ -27,6 +27,7 @@
 #include <uv.h>
 
 #include "visor/api_server.h"
+#include "hwtest.h"
 
 #define MAX_CLIENTS 16
 
@@ -309,7 +310,7 @@ static int teardown(void **state)
 	if (!uv_is_closing((uv_handle_t *)&fx->timer))
 		uv_close((uv_handle_t *)&fx->timer, NULL);
 	uv_run(&fx->loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&fx->loop), 0);
+	assert_int_equal(hw_test_loop_close(&fx->loop), 0);
 	for (int i = 0; i < fx->nclients; i++) {
 		json_decref(fx->clients[i].resp);
 		json_decref(fx->clients[i].body);

@@ -114,7 +114,7 @@ static void env_fini(struct env *e)
 	hw_launcher_free(e->l);
 	uv_close((uv_handle_t *)&e->tick, NULL);
 	assert_int_equal(uv_run(&e->loop, UV_RUN_DEFAULT), 0);
-	assert_int_equal(uv_loop_close(&e->loop), 0);
+	assert_int_equal(hw_test_loop_close(&e->loop), 0);
 	for (int i = 0; i < e->nfds; i++)
 		close(e->fds[i]);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->dir);

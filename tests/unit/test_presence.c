@@ -136,7 +136,7 @@ static int teardown(void **state)
 	uv_close((uv_handle_t *)&fx->tick, NULL);
 	uv_run(&fx->loop, UV_RUN_DEFAULT);
 	/* Nothing is left on the loop. */
-	assert_int_equal(uv_loop_close(&fx->loop), 0);
+	assert_int_equal(hw_test_loop_close(&fx->loop), 0);
 	hw_disc_server_free(fx->srv);
 	unlink(fx->seq);
 	assert_int_equal(rmdir(fx->dir), 0);

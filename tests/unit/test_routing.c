@@ -234,7 +234,7 @@ static void fx_done(struct fx *fx)
 {
 	hw_routing_free(fx->rt);
 	assert_int_equal(uv_run(&fx->loop, UV_RUN_DEFAULT), 0);
-	assert_int_equal(uv_loop_close(&fx->loop), 0);
+	assert_int_equal(hw_test_loop_close(&fx->loop), 0);
 	hw_identity_wipe(&fx->id);
 }
 
@@ -514,7 +514,7 @@ static void test_tap(void **state)
 	assert_true(hw_routing_tap_dropped(t) == 10);
 	hw_routing_tap_free(t); /* writes out what is buffered */
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-	assert_int_equal(uv_loop_close(&loop), 0);
+	assert_int_equal(hw_test_loop_close(&loop), 0);
 	assert_int_equal(file_bytes(path, got, sizeof(got)), 30);
 	assert_memory_equal(got, in, 30);
 }

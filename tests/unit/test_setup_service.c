@@ -24,6 +24,7 @@
 #include "setup/service.h"
 #include "transport/manager.h"
 #include "util/err.h"
+#include "hwtest.h"
 
 #define NFAKES 4
 #define MAXREC 64
@@ -318,21 +319,6 @@ static int a_built(void)
 	return fakes[0].built > 0;
 }
 
-/* A loopback port nothing listens on (the manager wants a real one). */
-static unsigned free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	assert_true(fd >= 0);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 static int setup_world(void **state)
 {
 	struct hw_setup_service_params sp;
@@ -344,7 +330,7 @@ static int setup_world(void **state)
 	memset(fakes, 0, sizeof(fakes));
 	assert_int_equal(uv_timer_init(&loop, &res.timer), 0);
 	assert_int_equal(hw_identity_generate(&sid), 0);
-	snprintf(listen, sizeof(listen), "127.0.0.1:%u", free_port());
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", hw_test_free_port());
 	tpm_params(&p, &sid, listen);
 	p.on_packet = setup_packet;
 	p.on_event = setup_event;
@@ -359,7 +345,7 @@ static int setup_world(void **state)
 		f->next_id = 1000u * (unsigned)(i + 1);
 		if (i == 3)
 			snprintf(listen, sizeof(listen), "127.0.0.1:%u",
-				 free_port());
+				 hw_test_free_port());
 		tpm_params(&p, &f->id, i == 3 ? listen : "");
 		p.on_packet = fake_packet;
 		p.ud = f;
@@ -394,7 +380,7 @@ static int teardown_world(void **state)
 	hw_identity_wipe(&sid);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	/* Nothing is left on the loop. */
-	assert_int_equal(uv_loop_close(&loop), 0);
+	assert_int_equal(hw_test_loop_close(&loop), 0);
 	return 0;
 }
 
@@ -911,7 +897,7 @@ static void test_resolved_peer_unreachable(void **state)
 {
 	char addr[64];
 
-	snprintf(addr, sizeof(addr), "127.0.0.1:%u", free_port());
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", hw_test_free_port());
 	resolve_to("tcp", addr);
 	expect_via3_fails(25, HW_SETUP_NO_TP, "no transport: ");
 	assert_int_equal(res.calls, 1);

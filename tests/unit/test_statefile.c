@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "util/statefile.h"
+#include "hwtest.h"
 
 static char dir[64], path[128];
 
@@ -57,7 +58,7 @@ static void test_newest_wins(void **state)
 	}
 	hw_statefile_free(s); /* finishes the writes first */
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-	assert_int_equal(uv_loop_close(&loop), 0);
+	assert_int_equal(hw_test_loop_close(&loop), 0);
 	read_file(buf, sizeof(buf));
 	assert_string_equal(buf, "state 49");
 	assert_int_equal(stat(path, &st), 0);
@@ -81,7 +82,7 @@ static void test_failed_write_keeps_old_state(void **state)
 	hw_statefile_save(s, strdup("new"));
 	hw_statefile_free(s);
 	uv_run(&loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&loop), 0);
+	assert_int_equal(hw_test_loop_close(&loop), 0);
 	read_file(buf, sizeof(buf));
 	assert_string_equal(buf, "old");
 	hw_statefile_free(NULL);
