@@ -344,7 +344,7 @@ static int setup_world(void **state)
 		assert_int_equal(hw_identity_generate(&f->id), 0);
 		f->next_id = 1000u * (unsigned)(i + 1);
 		if (i == 3)
-			snprintf(listen, sizeof(listen), "127.0.0.1:%u",
+			snprintf(listen, sizeof(listen), "127.0.0.1:%d",
 				 hw_test_free_port());
 		tpm_params(&p, &f->id, i == 3 ? listen : "");
 		p.on_packet = fake_packet;
