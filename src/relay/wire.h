@@ -2,8 +2,10 @@
  * ends: the visor dials and is the Noise XK initiator, the relay accepts
  * and responds.
  *
- * Handshake messages travel as records (u16 BE length | message) with the
- * payloads of transport/conn.c; afterwards the byte stream is units. The
+ * The Noise stream engine (wire/nstream.c, shared with transport
+ * connections) runs the handshake, buffers, writes and closes; this
+ * module is the session's framing: after the handshake the byte stream
+ * is units. The
  * wire decrypts SEALED units and hands out their control frames one by
  * one, hands out DATA units as they are, answers PING, ends the session on
  * ERROR, and watches for silence. Stream semantics (ids, credit, pairing)

@@ -13,9 +13,12 @@
  * X25519 key the handshake authenticated. After the handshake every record
  * is one encrypted message of routing packets.
  *
- * Sending coalesces: packets are appended to an open record that is sealed
- * and written when it is full or when no write is in flight, so under load
- * many small packets share one record and one write. The queue of unsent
+ * The stream engine is wire/nstream.c, shared with relay sessions; this
+ * module is its record framing (u16 BE length | ciphertext, and detached
+ * payloads behind a record). Sending coalesces: packets are appended to an
+ * open record that is sealed and written when it is full or when no write
+ * is in flight, so under load many small packets share one record and one
+ * write. The queue of unsent
  * bytes is bounded (HW_CONN_MAX_QUEUED); past it sends fail with
  * -ENOBUFS and the drained callback tells when there is room again. */
 #ifndef HW_TRANSPORT_CONN_H
@@ -26,6 +29,7 @@
 #include <uv.h>
 
 #include "crypto/identity.h"
+#include "wire/nstream.h"
 
 #define HW_CONN_VERSION 1
 #define HW_CONN_MAX_QUEUED (1u << 20)
@@ -72,21 +76,9 @@ int hw_conn_dial(struct hw_conn **out, uv_loop_t *loop,
 int hw_conn_accept(struct hw_conn **out, uv_stream_t *server,
 		   const struct hw_conn_params *p);
 
-/* A carrier: the byte stream under a connection when it is not a TCP
- * socket of its own (a stream through a relay). The connection writes
- * whole records to it and is fed what arrives. */
-struct hw_conn_carrier_ops {
-	/* Writes len bytes of buf, which stays valid until done(arg,
-	 * status) runs: status 0 once written, negative when the carrier
-	 * failed first. done never runs before write returns. Returns 0 or a
-	 * negative code (done is not called then). */
-	int (*write)(void *carrier, const uint8_t *buf, size_t len,
-		     void (*done)(void *arg, int status), void *arg);
-	/* The connection is finished with the carrier (reason as for
-	 * hw_conn_close): close it; writes still in flight complete with an
-	 * error. No call reaches the carrier afterwards. */
-	void (*close)(void *carrier, int reason);
-};
+/* A carrier (the byte stream under a connection when it is not a TCP
+ * socket of its own, e.g. a stream through a relay) is the engine's:
+ * struct hw_nstream_carrier_ops, wire/nstream.h. */
 
 /* Runs the handshake over carrier: as initiator towards remote_pk, or as
  * responder when remote_pk is NULL. peer describes the path for logs and
@@ -95,7 +87,7 @@ struct hw_conn_carrier_ops {
  * unless the carrier reports its own end with hw_conn_carrier_closed). */
 int hw_conn_open_carrier(struct hw_conn **out, uv_loop_t *loop,
 			 const struct hw_conn_params *p,
-			 const struct hw_conn_carrier_ops *cops, void *carrier,
+			 const struct hw_nstream_carrier_ops *cops, void *carrier,
 			 const uint8_t *remote_pk, const char *peer);
 
 /* The carrier delivers len bytes that arrived. Callbacks of the

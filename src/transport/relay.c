@@ -78,7 +78,7 @@ static void carrier_close(void *carrier, int reason)
 	stream_release(carrier, reason);
 }
 
-static const struct hw_conn_carrier_ops carrier_ops = {
+static const struct hw_nstream_carrier_ops carrier_ops = {
 	.write = carrier_write,
 	.close = carrier_close,
 };
