@@ -15,10 +15,13 @@
  * wire's own frames (PING, PONG, ERROR) and the keepalive. */
 #define CTL_MIN 256 /* plaintext room of a fresh control frame buffer */
 
+/* Lives in its stream's private area (one allocation per session). */
 struct hw_relay_wire {
 	struct hw_nstream *s;
-	struct hw_relay_wire_params p;
+	const struct hw_relay_wire_ops *ops;
+	void *ud;
 	uint64_t last_rx, last_tx, pings;
+	unsigned keepalive_ms;
 };
 
 static uint64_t now_ms(const struct hw_relay_wire *w)
@@ -172,7 +175,7 @@ static int unseal(struct hw_relay_wire *w, uint8_t *ct, size_t len)
 			hw_relay_wire_close(w, HW_ECLOSED, 0);
 			break;
 		default:
-			w->p.ops->control(w, &f, w->p.ud);
+			w->ops->control(w, &f, w->ud);
 		}
 		if (!hw_nstream_is_ready(w->s))
 			return -1;
@@ -211,7 +214,7 @@ static size_t on_input(struct hw_nstream *s, uint8_t *p, size_t n,
 		return 0;
 	}
 	if (f.type == HW_RELAY_DATA)
-		w->p.ops->data(w, f.stream, p + HW_RELAY_HDR, f.len, w->p.ud);
+		w->ops->data(w, f.stream, p + HW_RELAY_HDR, f.len, w->ud);
 	else if (unseal(w, p + HW_RELAY_HDR, f.len))
 		return 0;
 	return HW_RELAY_HDR + (size_t)f.len;
@@ -222,7 +225,7 @@ static size_t on_input(struct hw_nstream *s, uint8_t *p, size_t n,
 static void on_tick(struct hw_nstream *s, void *ud)
 {
 	struct hw_relay_wire *w = ud;
-	uint64_t now = now_ms(w), ka = w->p.keepalive_ms;
+	uint64_t now = now_ms(w), ka = w->keepalive_ms;
 	uint8_t ping[HW_RELAY_PING_LEN];
 	int rc;
 
@@ -258,15 +261,14 @@ static void on_ready(struct hw_nstream *s, void *ud)
 	struct hw_relay_wire *w = ud;
 	(void)s;
 	w->last_rx = w->last_tx = now_ms(w);
-	w->p.ops->ready(w, w->p.ud);
+	w->ops->ready(w, w->ud);
 }
 
 static void on_closed(struct hw_nstream *s, int reason, void *ud)
 {
 	struct hw_relay_wire *w = ud;
 	(void)s;
-	w->p.ops->closed(w, reason, w->p.ud);
-	free(w);
+	w->ops->closed(w, reason, w->ud);
 }
 
 static void put_header(uint8_t *hdr, size_t ctlen)
@@ -299,14 +301,9 @@ static const struct hw_nstream_kind wire_kind = {
 	.low_water = 0,
 };
 
-static struct hw_relay_wire *wire_new(const struct hw_relay_wire_params *p,
-				      struct hw_nstream_params *np)
+static void wire_params(struct hw_nstream_params *np,
+			const struct hw_relay_wire_params *p)
 {
-	struct hw_relay_wire *w = calloc(1, sizeof(*w));
-
-	if (!w)
-		return NULL;
-	w->p = *p;
 	*np = (struct hw_nstream_params){
 		.kind = &wire_kind,
 		.id = p->id,
@@ -314,20 +311,23 @@ static struct hw_relay_wire *wire_new(const struct hw_relay_wire_params *p,
 		.prologue = HW_RELAY_SESSION_PROLOGUE,
 		.handshake_timeout_ms = p->handshake_timeout_ms,
 		.tick_ms = p->keepalive_ms,
-		.ud = w,
+		.priv_size = sizeof(struct hw_relay_wire),
 	};
-	return w;
 }
 
-static int wire_started(struct hw_relay_wire **out, struct hw_relay_wire *w,
-			struct hw_nstream *s, int rc)
+static int wire_started(struct hw_relay_wire **out, struct hw_nstream *s,
+			const struct hw_relay_wire_params *p, int rc)
 {
-	if (rc) {
-		free(w);
-		*out = NULL;
+	struct hw_relay_wire *w;
+
+	*out = NULL;
+	if (rc)
 		return rc;
-	}
+	w = hw_nstream_priv(s);
 	w->s = s;
+	w->ops = p->ops;
+	w->ud = p->ud;
+	w->keepalive_ms = p->keepalive_ms;
 	*out = w;
 	return 0;
 }
@@ -339,13 +339,11 @@ int hw_relay_wire_dial(struct hw_relay_wire **out, uv_loop_t *loop,
 {
 	struct hw_nstream_params np;
 	struct hw_nstream *s = NULL;
-	struct hw_relay_wire *w = wire_new(p, &np);
+	int rc;
 
-	if (!w)
-		return -ENOMEM;
-	return wire_started(out, w, s,
-			    hw_nstream_dial(&s, loop, &np, remote_pk, host,
-					    port));
+	wire_params(&np, p);
+	rc = hw_nstream_dial(&s, loop, &np, remote_pk, host, port);
+	return wire_started(out, s, p, rc);
 }
 
 int hw_relay_wire_accept(struct hw_relay_wire **out, uv_stream_t *server,
@@ -353,11 +351,11 @@ int hw_relay_wire_accept(struct hw_relay_wire **out, uv_stream_t *server,
 {
 	struct hw_nstream_params np;
 	struct hw_nstream *s = NULL;
-	struct hw_relay_wire *w = wire_new(p, &np);
+	int rc;
 
-	if (!w)
-		return -ENOMEM;
-	return wire_started(out, w, s, hw_nstream_accept(&s, server, &np));
+	wire_params(&np, p);
+	rc = hw_nstream_accept(&s, server, &np);
+	return wire_started(out, s, p, rc);
 }
 
 const char *hw_relay_wire_error(const struct hw_relay_wire *w)
@@ -387,10 +385,10 @@ int hw_relay_wire_is_closing(const struct hw_relay_wire *w)
 
 void *hw_relay_wire_ud(const struct hw_relay_wire *w)
 {
-	return w->p.ud;
+	return w->ud;
 }
 
 void hw_relay_wire_set_ud(struct hw_relay_wire *w, void *ud)
 {
-	w->p.ud = ud;
+	w->ud = ud;
 }

@@ -1,6 +1,5 @@
 #include "transport/conn.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #include "util/err.h"
@@ -84,7 +83,6 @@ static void on_closed(struct hw_nstream *s, int reason, void *ud)
 	struct hw_conn *c = ud;
 	(void)s;
 	c->p.ops->closed(c, reason, c->p.ud);
-	free(c);
 }
 
 static const struct hw_nstream_ops conn_ops = {
@@ -114,35 +112,31 @@ static const struct hw_nstream_kind conn_kind = {
 	.low_water = HW_CONN_LOW_WATER,
 };
 
-static struct hw_conn *conn_new(const struct hw_conn_params *p,
-				struct hw_nstream_params *np)
+static void conn_params(struct hw_nstream_params *np,
+			const struct hw_conn_params *p)
 {
-	struct hw_conn *c = calloc(1, sizeof(*c));
-
-	if (!c)
-		return NULL;
-	c->p = *p;
 	*np = (struct hw_nstream_params){
 		.kind = &conn_kind,
 		.id = p->id,
 		.x_priv = p->x_priv,
 		.prologue = p->prologue,
 		.handshake_timeout_ms = p->handshake_timeout_ms,
-		.ud = c,
+		.priv_size = sizeof(struct hw_conn),
 	};
-	return c;
 }
 
-/* Keeps the engine's stream, or frees c when none could start. */
-static int conn_started(struct hw_conn **out, struct hw_conn *c,
-			struct hw_nstream *s, int rc)
+/* The connection lives in the stream's private area. */
+static int conn_started(struct hw_conn **out, struct hw_nstream *s,
+			const struct hw_conn_params *p, int rc)
 {
-	if (rc) {
-		free(c);
-		*out = NULL;
+	struct hw_conn *c;
+
+	*out = NULL;
+	if (rc)
 		return rc;
-	}
+	c = hw_nstream_priv(s);
 	c->s = s;
+	c->p = *p;
 	*out = c;
 	return 0;
 }
@@ -153,13 +147,11 @@ int hw_conn_dial(struct hw_conn **out, uv_loop_t *loop,
 {
 	struct hw_nstream_params np;
 	struct hw_nstream *s = NULL;
-	struct hw_conn *c = conn_new(p, &np);
+	int rc;
 
-	if (!c)
-		return -ENOMEM;
-	return conn_started(out, c, s,
-			    hw_nstream_dial(&s, loop, &np, remote_pk, host,
-					    port));
+	conn_params(&np, p);
+	rc = hw_nstream_dial(&s, loop, &np, remote_pk, host, port);
+	return conn_started(out, s, p, rc);
 }
 
 int hw_conn_accept(struct hw_conn **out, uv_stream_t *server,
@@ -167,11 +159,11 @@ int hw_conn_accept(struct hw_conn **out, uv_stream_t *server,
 {
 	struct hw_nstream_params np;
 	struct hw_nstream *s = NULL;
-	struct hw_conn *c = conn_new(p, &np);
+	int rc;
 
-	if (!c)
-		return -ENOMEM;
-	return conn_started(out, c, s, hw_nstream_accept(&s, server, &np));
+	conn_params(&np, p);
+	rc = hw_nstream_accept(&s, server, &np);
+	return conn_started(out, s, p, rc);
 }
 
 int hw_conn_open_carrier(struct hw_conn **out, uv_loop_t *loop,
@@ -181,13 +173,12 @@ int hw_conn_open_carrier(struct hw_conn **out, uv_loop_t *loop,
 {
 	struct hw_nstream_params np;
 	struct hw_nstream *s = NULL;
-	struct hw_conn *c = conn_new(p, &np);
+	int rc;
 
-	if (!c)
-		return -ENOMEM;
-	return conn_started(out, c, s,
-			    hw_nstream_open_carrier(&s, loop, &np, cops,
-						    carrier, remote_pk, peer));
+	conn_params(&np, p);
+	rc = hw_nstream_open_carrier(&s, loop, &np, cops, carrier, remote_pk,
+				     peer);
+	return conn_started(out, s, p, rc);
 }
 
 void hw_conn_carrier_input(struct hw_conn *c, const uint8_t *data,

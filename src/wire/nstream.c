@@ -51,13 +51,19 @@ struct dial {
 struct hw_nstream {
 	uv_tcp_t tcp; /* unused (never initialised) over a carrier */
 	uv_timer_t timer; /* handshake timeout, tick, graceful close cap */
-	uv_shutdown_t shutdown_req;
 	struct dial *dial;
-	const struct hw_nstream_kind *k;
 	/* Set when the stream runs over a carrier instead of TCP. */
 	const struct hw_nstream_carrier_ops *cops;
 	void *carrier;
-	struct hw_nstream_params p;
+	/* What the stream keeps of its params. */
+	struct {
+		const struct hw_nstream_kind *kind;
+		const struct hw_identity *id;
+		const uint8_t *x_priv;
+		const char *prologue;
+		void *ud;
+		unsigned tick_ms;
+	} p;
 	enum ns_state state;
 	unsigned dialer : 1;
 	unsigned carrier_gone : 1;  /* no more calls into the carrier */
@@ -65,6 +71,7 @@ struct hw_nstream {
 	unsigned blocked : 1;       /* hw_nstream_blocked was called */
 	unsigned rgrow : 1;         /* reads fill the small buffer */
 	unsigned closed_called : 1;
+	unsigned has_priv : 1;
 	int pending; /* handles and requests that still call back */
 	int reason;
 	struct hw_noise_hs *hs;
@@ -79,10 +86,12 @@ struct hw_nstream {
 	size_t queued;        /* bytes written and not taken */
 	size_t queued_sealed; /* of those, handshake records and frames */
 	uint8_t remote_pk[HW_PK_LEN];
-	uint8_t remote_x[32];
 	char peer[64];
 	char err[160];
 };
+
+/* Where the user's private area starts behind the stream. */
+#define PRIV_OFF ((sizeof(struct hw_nstream) + 7) & ~(size_t)7)
 
 /* ---- lifetime ---- */
 
@@ -107,7 +116,7 @@ static void maybe_free(struct hw_nstream *s)
 		return;
 	if (!s->closed_called) {
 		s->closed_called = 1;
-		s->k->ops->closed(s, s->reason, s->p.ud);
+		s->p.kind->ops->closed(s, s->reason, s->p.ud);
 	}
 	hw_noise_hs_free(s->hs);
 	hw_cipher_free(s->tx);
@@ -152,6 +161,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 {
 	struct hw_nstream *s = req->data;
 	(void)status;
+	free(req); /* allocated by the close: most streams never need one */
 	s->pending--;
 	close_handles(s);
 	maybe_free(s);
@@ -185,13 +195,17 @@ void hw_nstream_close(struct hw_nstream *s, int reason, int graceful)
 	if (!uv_is_closing((uv_handle_t *)&s->tcp))
 		uv_read_stop((uv_stream_t *)&s->tcp);
 	if (graceful) {
-		s->shutdown_req.data = s;
-		if (uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->tcp,
-				on_shutdown) == 0) {
-			s->pending++;
-			uv_timer_start(&s->timer, on_close_timeout,
-				       HW_NSTREAM_GRACEFUL_MS, 0);
-			return;
+		uv_shutdown_t *req = malloc(sizeof(*req));
+		if (req) {
+			req->data = s;
+			if (uv_shutdown(req, (uv_stream_t *)&s->tcp,
+					on_shutdown) == 0) {
+				s->pending++;
+				uv_timer_start(&s->timer, on_close_timeout,
+					       HW_NSTREAM_GRACEFUL_MS, 0);
+				return;
+			}
+			free(req);
 		}
 	}
 	close_handles(s);
@@ -224,8 +238,8 @@ static struct chunk *chunk_get(struct hw_nstream *s, size_t cap)
 	if (k && k->cap >= cap) {
 		s->spares = k->next;
 		s->nspares--;
-	} else if ((k = malloc(sizeof(*k) + s->k->frame_hdr + cap +
-			       HW_CIPHER_TAGLEN + s->k->trail_max))) {
+	} else if ((k = malloc(sizeof(*k) + s->p.kind->frame_hdr + cap +
+			       HW_CIPHER_TAGLEN + s->p.kind->trail_max))) {
 		k->cap = cap;
 	} else {
 		return NULL;
@@ -238,7 +252,7 @@ static struct chunk *chunk_get(struct hw_nstream *s, size_t cap)
 
 static void chunk_put(struct hw_nstream *s, struct chunk *k)
 {
-	if (s->nspares < s->k->max_spares) {
+	if (s->nspares < s->p.kind->max_spares) {
 		k->next = s->spares;
 		s->spares = k;
 		s->nspares++;
@@ -262,10 +276,10 @@ static void write_finished(struct hw_nstream *s, size_t total, int sealed,
 		/* Whatever gathered while this write was out goes now. */
 		if (s->writes == 0 && s->cur && s->cur->len)
 			hw_nstream_flush(s);
-		if (s->blocked && s->queued < s->k->low_water) {
+		if (s->blocked && s->queued < s->p.kind->low_water) {
 			s->blocked = 0;
-			if (s->k->ops->drained)
-				s->k->ops->drained(s, s->p.ud);
+			if (s->p.kind->ops->drained)
+				s->p.kind->ops->drained(s, s->p.ud);
 		}
 	} else if (s->graceful_wait && s->writes == 0) {
 		s->graceful_wait = 0;
@@ -339,15 +353,15 @@ static int flush_with(struct hw_nstream *s, size_t trail)
 	if (!k || k->len == 0)
 		return 0;
 	s->cur = NULL;
-	pt = k->buf + s->k->frame_hdr;
+	pt = k->buf + s->p.kind->frame_hdr;
 	rc = hw_cipher_encrypt(s->tx, NULL, 0, pt, k->len, pt, &ctlen);
 	if (rc) {
 		chunk_put(s, k);
 		fail(s, rc, "seal");
 		return rc;
 	}
-	s->k->put_header(k->buf, ctlen);
-	rc = write_chunk(s, k, s->k->frame_hdr + ctlen + trail);
+	s->p.kind->put_header(k->buf, ctlen);
+	rc = write_chunk(s, k, s->p.kind->frame_hdr + ctlen + trail);
 	if (rc) {
 		hw_nstream_set_error(s, "write: %s", uv_strerror(rc));
 		hw_nstream_close(s, rc, 0);
@@ -363,7 +377,7 @@ int hw_nstream_flush(struct hw_nstream *s)
 int hw_nstream_reserve(struct hw_nstream *s, size_t n, size_t trail,
 		       uint8_t **dst)
 {
-	const struct hw_nstream_kind *kd = s->k;
+	const struct hw_nstream_kind *kd = s->p.kind;
 	struct chunk *k;
 	int rc;
 
@@ -538,7 +552,7 @@ static int send_handshake(struct hw_nstream *s, const uint8_t *payload,
 static void on_tick(uv_timer_t *t)
 {
 	struct hw_nstream *s = t->data;
-	s->k->ops->tick(s, s->p.ud);
+	s->p.kind->ops->tick(s, s->p.ud);
 }
 
 static int finish_handshake(struct hw_nstream *s)
@@ -551,9 +565,9 @@ static int finish_handshake(struct hw_nstream *s)
 	s->hs = NULL;
 	uv_timer_stop(&s->timer);
 	s->state = ST_OPEN;
-	if (s->p.tick_ms && s->k->ops->tick)
+	if (s->p.tick_ms && s->p.kind->ops->tick)
 		uv_timer_start(&s->timer, on_tick, s->p.tick_ms, s->p.tick_ms);
-	s->k->ops->ready(s, s->p.ud);
+	s->p.kind->ops->ready(s, s->p.ud);
 	return 0;
 }
 
@@ -567,9 +581,9 @@ static int handshake_record(struct hw_nstream *s, uint8_t *rec, size_t len)
 			      &plen);
 	if (rc)
 		return rc;
-	if (plen < 1 || payload[0] != s->k->version)
+	if (plen < 1 || payload[0] != s->p.kind->version)
 		return HW_EPROTO;
-	self[0] = s->k->version;
+	self[0] = s->p.kind->version;
 	if (s->dialer) {
 		/* Message 2 read: answer with message 3 and our identity. */
 		if (plen != 1)
@@ -625,7 +639,7 @@ static int rbuf_resize(struct hw_nstream *s, size_t cap)
 /* Room to read into at rbuf + rend: *len 0 when out of memory. */
 static void rbuf_space(struct hw_nstream *s, uint8_t **buf, size_t *len)
 {
-	const struct hw_nstream_kind *kd = s->k;
+	const struct hw_nstream_kind *kd = s->p.kind;
 	size_t want = (s->rgrow || !kd->rbuf_small) ? kd->rbuf_big
 						     : kd->rbuf_small;
 
@@ -655,7 +669,7 @@ static void process(struct hw_nstream *s)
 			return;
 		if (s->state == ST_OPEN) {
 			need = 0;
-			took = s->k->ops->input(s, p, avail, &need, s->p.ud);
+			took = s->p.kind->ops->input(s, p, avail, &need, s->p.ud);
 			if (took > 0) {
 				s->rstart += took;
 				continue;
@@ -688,12 +702,12 @@ static void process(struct hw_nstream *s)
 	/* The next frame needs need bytes from rstart. */
 	if (s->state == ST_CLOSING)
 		return;
-	if (need > s->k->rbuf_big) {
+	if (need > s->p.kind->rbuf_big) {
 		hw_nstream_set_error(s, "frame of %zu bytes is too large",
 				     need);
 		hw_nstream_close(s, HW_EPROTO, 0);
 	} else if (s->rstart + need > s->rcap &&
-		   rbuf_resize(s, need <= s->rcap ? s->rcap : s->k->rbuf_big)) {
+		   rbuf_resize(s, need <= s->rcap ? s->rcap : s->p.kind->rbuf_big)) {
 		hw_nstream_set_error(s, "out of memory");
 		hw_nstream_close(s, -ENOMEM, 0);
 	}
@@ -708,13 +722,13 @@ int hw_nstream_unseal(struct hw_nstream *s, uint8_t *ct, size_t len,
 /* n bytes arrived at rbuf + rend; full: they filled the space offered. */
 static void received(struct hw_nstream *s, size_t n, int full)
 {
-	if (full && s->rcap < s->k->rbuf_big)
+	if (full && s->rcap < s->p.kind->rbuf_big)
 		s->rgrow = 1;
 	s->rend += n;
 	process(s);
 	if (s->rstart == s->rend) {
 		s->rstart = s->rend = 0;
-		if (s->rcap < s->k->rbuf_big) {
+		if (s->rcap < s->p.kind->rbuf_big) {
 			free(s->rbuf);
 			s->rbuf = NULL;
 			s->rcap = 0;
@@ -798,13 +812,21 @@ static int ns_new(struct hw_nstream **out, uv_loop_t *loop,
 		  const struct hw_nstream_params *p, int dialer,
 		  const struct hw_nstream_carrier_ops *cops, void *carrier)
 {
-	struct hw_nstream *s = calloc(1, sizeof(*s));
+	struct hw_nstream *s = calloc(1, PRIV_OFF + p->priv_size);
 	int rc;
 
 	if (!s)
 		return -ENOMEM;
-	s->p = *p;
-	s->k = p->kind;
+	s->p.kind = p->kind;
+	s->p.id = p->id;
+	s->p.x_priv = p->x_priv;
+	s->p.prologue = p->prologue;
+	s->p.tick_ms = p->tick_ms;
+	s->p.ud = p->ud;
+	if (p->priv_size) {
+		s->has_priv = 1;
+		s->p.ud = (char *)s + PRIV_OFF;
+	}
 	s->dialer = dialer ? 1 : 0;
 	s->cops = cops;
 	s->carrier = carrier;
@@ -829,22 +851,25 @@ static int abandon(struct hw_nstream *s, int rc)
 
 static int start_noise(struct hw_nstream *s)
 {
+	uint8_t remote_x[32];
 	int rc;
 
 	s->state = ST_HANDSHAKE;
+	if (s->dialer && (rc = hw_pk_to_x25519(s->remote_pk, remote_x)))
+		return rc;
 	rc = hw_noise_hs_new(&s->hs, HW_NOISE_XK,
 			     s->dialer ? HW_NOISE_INITIATOR
 				       : HW_NOISE_RESPONDER,
 			     (const uint8_t *)s->p.prologue,
 			     strlen(s->p.prologue), s->p.x_priv,
-			     s->dialer ? s->remote_x : NULL);
+			     s->dialer ? remote_x : NULL);
 	if (rc)
 		return rc;
 	if (!s->cops && (rc = uv_read_start((uv_stream_t *)&s->tcp, on_alloc,
 					    on_read)))
 		return rc;
 	if (s->dialer) {
-		uint8_t v = s->k->version;
+		uint8_t v = s->p.kind->version;
 		return send_handshake(s, &v, 1);
 	}
 	return 0;
@@ -930,13 +955,15 @@ int hw_nstream_dial(struct hw_nstream **out, uv_loop_t *loop,
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
 	struct hw_nstream *s = NULL;
 	char service[8];
+	uint8_t x[32];
 	int rc;
 
 	*out = NULL;
 	if ((rc = ns_new(&s, loop, p, 1, NULL, NULL)))
 		return rc;
 	memcpy(s->remote_pk, remote_pk, HW_PK_LEN);
-	rc = hw_pk_to_x25519(remote_pk, s->remote_x);
+	/* A key that is no key fails now, with nothing started. */
+	rc = hw_pk_to_x25519(remote_pk, x);
 	if (rc == 0 && !(s->dial = calloc(1, sizeof(*s->dial))))
 		rc = -ENOMEM;
 	if (rc == 0) {
@@ -978,6 +1005,7 @@ int hw_nstream_open_carrier(struct hw_nstream **out, uv_loop_t *loop,
 			    const char *peer)
 {
 	struct hw_nstream *s = NULL;
+	uint8_t x[32];
 	int rc = 0;
 
 	*out = NULL;
@@ -986,7 +1014,8 @@ int hw_nstream_open_carrier(struct hw_nstream **out, uv_loop_t *loop,
 	snprintf(s->peer, sizeof(s->peer), "%s", peer);
 	if (remote_pk) {
 		memcpy(s->remote_pk, remote_pk, HW_PK_LEN);
-		rc = hw_pk_to_x25519(remote_pk, s->remote_x);
+		/* A key that is no key fails now, with nothing started. */
+	rc = hw_pk_to_x25519(remote_pk, x);
 	}
 	/* A failure here leaves the carrier to the caller. */
 	if (rc || (rc = start_noise(s))) {
@@ -1031,6 +1060,11 @@ int hw_nstream_is_ready(const struct hw_nstream *s)
 int hw_nstream_is_closing(const struct hw_nstream *s)
 {
 	return s->state == ST_CLOSING;
+}
+
+void *hw_nstream_priv(struct hw_nstream *s)
+{
+	return s->has_priv ? (char *)s + PRIV_OFF : NULL;
 }
 
 void *hw_nstream_ud(const struct hw_nstream *s)

@@ -94,7 +94,11 @@ struct hw_nstream_params {
 	const char *prologue;         /* names protocol and purpose */
 	unsigned handshake_timeout_ms;
 	unsigned tick_ms; /* 0: no tick */
-	void *ud;
+	/* Bytes of the user's own state allocated with the stream, zeroed,
+	 * and freed with it after ops->closed (hw_nstream_priv); one
+	 * allocation per stream. 0: none. */
+	size_t priv_size;
+	void *ud; /* for the callbacks; with priv_size, the private area */
 };
 
 /* Dials host:port (resolved off the loop) and runs the handshake as
@@ -221,6 +225,9 @@ const uint8_t *hw_nstream_remote_pk(const struct hw_nstream *s);
 /* "ip:port" of the remote end, or the carrier's description ("" until
  * connected). */
 const char *hw_nstream_peer(const struct hw_nstream *s);
+
+/* The private area (params' priv_size bytes), NULL without one. */
+void *hw_nstream_priv(struct hw_nstream *s);
 
 uv_loop_t *hw_nstream_loop(const struct hw_nstream *s);
 int hw_nstream_is_dialer(const struct hw_nstream *s);
