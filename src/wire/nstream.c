@@ -801,6 +801,14 @@ void hw_nstream_carrier_closed(struct hw_nstream *s, int reason)
 {
 	s->carrier_gone = 1;
 	s->pending++;
+	if (s->graceful_wait) {
+		/* A graceful close was waiting for writes the carrier will
+		 * not finish: it ends now, for the carrier's reason. */
+		s->graceful_wait = 0;
+		s->reason = reason ? reason : HW_ECLOSED;
+		uv_timer_stop(&s->timer);
+		close_handles(s);
+	}
 	hw_nstream_close(s, reason ? reason : HW_ECLOSED, 0);
 	s->pending--;
 	maybe_free(s);

@@ -147,8 +147,10 @@ int hw_nstream_open_carrier(struct hw_nstream **out, uv_loop_t *loop,
 void hw_nstream_carrier_input(struct hw_nstream *s, const uint8_t *data,
 			      size_t len);
 
-/* The carrier ended on its own (reason: why); the stream closes and makes
- * no further call into the carrier. */
+/* The carrier ended on its own (reason: why); the stream closes (a
+ * graceful close waiting for writes ends now) and makes no further call
+ * into the carrier. The carrier still completes every write in flight,
+ * with an error: the stream is freed only after the last completion. */
 void hw_nstream_carrier_closed(struct hw_nstream *s, int reason);
 
 /* From the input callback: decrypts one sealed frame's ciphertext

@@ -360,7 +360,7 @@ static void carrier_close(void *carrier, int reason)
 	uv_idle_start(&k->idle, carrier_pump);
 }
 
-static const struct hw_conn_carrier_ops carrier_ops = {
+static const struct hw_nstream_carrier_ops carrier_ops = {
 	.write = carrier_write,
 	.close = carrier_close,
 };
