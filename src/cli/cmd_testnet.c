@@ -103,7 +103,8 @@ static void print_summary(const struct hw_tn *tn)
 	const struct hw_tn_proc *disc = NULL, *relay = NULL, *setup = NULL;
 	const struct hw_tn_proc *first = &tn->p[3];
 	const struct hw_tn_proc *last = &tn->p[3 + tn->nvisors - 1];
-	int sw = (int)strlen("CONTROL SOCKET");
+	const struct hw_tn_proc *far;
+	int sw = (int)strlen("CONTROL SOCKET"), hops;
 
 	for (int k = 0; k < tn->np; k++) {
 		const struct hw_tn_proc *p = &tn->p[k];
@@ -139,10 +140,20 @@ static void print_summary(const struct hw_tn *tn)
 		printf("  (hopwire-chat is not built yet: the chat URLs answer "
 		       "once it is and the\n  visors start their apps)\n");
 	printf("\ntry\n");
-	printf("  hopwire --visor %s route find %s", first->sock, last->pk);
-	if (tn->nvisors - 1 > HW_TN_ROUTE_FIND_HOPS)
-		printf(" --max-hops %d", tn->nvisors - 1);
+	/* Routes have at most HW_TN_ROUTE_MAX_HOPS hops: on a longer line
+	 * the farthest visor v1 can reach is the one to try. */
+	hops = tn->nvisors - 1;
+	if (hops > HW_TN_ROUTE_MAX_HOPS)
+		hops = HW_TN_ROUTE_MAX_HOPS;
+	far = &tn->p[3 + hops];
+	printf("  hopwire --visor %s route find %s", first->sock, far->pk);
+	if (hops > HW_TN_ROUTE_FIND_HOPS)
+		printf(" --max-hops %d", hops);
 	printf("\n");
+	if (hops < tn->nvisors - 1)
+		printf("  (routes have at most %d hops: on this line v1 "
+		       "reaches %s at most)\n",
+		       HW_TN_ROUTE_MAX_HOPS, far->name);
 	printf("  curl -X POST %s/message -d '{\"recipient\": \"%s\", "
 	       "\"message\": \"hi\"}'\n", first->chat, last->pk);
 	printf("\nlogs in %s/logs, state in %s\n", tn->dir, tn->state_path);

@@ -9,9 +9,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "discovery/routefind.h"
 #include "testnet/node.h"
 #include "testnet/tn_priv.h"
 #include "util/err.h"
+
+_Static_assert(HW_TN_ROUTE_MAX_HOPS == HW_RF_MAX_HOPS,
+	       "testnet.h's HW_TN_ROUTE_MAX_HOPS is discovery's limit");
 #include "visor/config.h"
 
 /* Loads the key file at path, or makes it. */

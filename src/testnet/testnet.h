@@ -23,14 +23,17 @@
 #define HW_TN_DEFAULT_DIR "./testnet"
 #define HW_TN_DEFAULT_VISORS 4
 #define HW_TN_MIN_VISORS 2
-#define HW_TN_MAX_VISORS 16
+#define HW_TN_MAX_VISORS 64
 #define HW_TN_MAX_PROCS (3 + HW_TN_MAX_VISORS)
 #define HW_TN_DEFAULT_TIMEOUT_S 60
 #define HW_TN_MAX_TIMEOUT_S 3600
 /* down: SIGTERM, this long for everything to end, then SIGKILL. */
 #define HW_TN_GRACE_MS 10000
-/* How many hops `hopwire route find` allows unless told (cmd_route.c). */
+/* How many hops `hopwire route find` allows unless told (cmd_route.c),
+ * and at most (discovery's HW_RF_MAX_HOPS, checked in plan.c): on a line
+ * longer than that, v1 reaches no further than v(1 + that). */
 #define HW_TN_ROUTE_FIND_HOPS 8
+#define HW_TN_ROUTE_MAX_HOPS 16
 #define HW_TN_CHAT_BIN "hopwire-chat"
 #define HW_TN_CHAT_PORT 1
 #define HW_TN_HELLO_PORT 10

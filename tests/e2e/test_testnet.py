@@ -103,13 +103,13 @@ def test_help(hopwire):
         assert r.returncode == 0, r.stderr
         assert r.stdout.startswith(f"usage: hopwire testnet {sub}")
     r = hopwire("testnet", "up", "--help")
-    assert "2 to 16" in r.stdout and "--timeout" in r.stdout
+    assert "2 to 64" in r.stdout and "--timeout" in r.stdout
     assert "testnet" in hopwire("--help").stdout
 
 
 def test_bad_input(hopwire, tmp_path):
     d = tmp_path / "never"
-    for n in ("1", "17", "x"):
+    for n in ("1", "65", "x"):
         r = hopwire("testnet", "up", "--dir", d, "--visors", n)
         assert r.returncode == 2
         assert f"--visors: '{n}'" in r.stderr, r.stderr
@@ -209,6 +209,43 @@ def test_up_status_down(hopwire, tn_dir):
     assert r.returncode == 1 and "no testnet in" in r.stderr
     r = hopwire("testnet", "down", "--dir", tn_dir)
     assert r.returncode == 1 and "no testnet in" in r.stderr
+
+
+def test_64_visors(hopwire, tn_dir):
+    """The largest testnet: every process up and answering, the summary
+    names the farthest visor a route reaches (routes have at most 16
+    hops), a 16-hop path there, and down leaves nothing."""
+    r = hopwire("testnet", "up", "--dir", tn_dir, "--visors", 64,
+                timeout=300)
+    assert r.returncode == 0, r.stderr
+    st = state_of(tn_dir)
+    procs = by_name(st)
+    assert len(st["processes"]) == 67
+    v1, v17 = procs["v1"], procs["v17"]
+    assert f"route find {v17['pk']} --max-hops 16" in r.stdout
+    assert "v1 reaches v17 at most" in r.stdout
+
+    r = hopwire("testnet", "status", "--dir", tn_dir, "--json",
+                timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    status = by_name(json.loads(r.stdout))
+    assert len(status) == 67 and all(p["alive"] for p in status.values())
+    assert [status[f"v{i}"]["transports_up"] for i in range(1, 65)] == \
+        [1] + [2] * 62 + [1]
+
+    r = hopwire("--visor", v1["control_socket"], "route", "find",
+                v17["pk"], "--max-hops", 16, "--json")
+    assert r.returncode == 0, r.stderr
+    path = json.loads(r.stdout)["paths"][0]
+    assert path["hops"] == 16
+    assert path["transports"][-1]["to"] == v17["pk"]
+
+    r = hopwire("testnet", "down", "--dir", tn_dir, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for p in st["processes"]:
+        assert not running(p["pid"]), p
+    assert pgrep(tn_dir) == []
+    assert working_in(tn_dir) == []
 
 
 def test_up_again_keeps_keys_and_down_reports_gone(hopwire, tn_dir):
