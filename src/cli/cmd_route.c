@@ -37,7 +37,9 @@ static void route_usage(FILE *f)
 		"[--via PK[,PK...]]\n\n"
 		"ls lists the routing rules on this visor (role, transport, "
 		"age, bytes) and\nits route groups. find asks discovery's route "
-		"finder for paths to visor PK.\nlisten accepts the first route "
+		"finder for the K best paths\n(default 3) to visor PK, "
+		"searching as deep as a route can be (16 hops)\nunless "
+		"--max-hops says less.\nlisten accepts the first route "
 		"group that arrives on PORT and pipes it to\nstdin/stdout; dial "
 		"opens a route group to PORT on visor PK (through the\nvisors "
 		"--via names, or a path the route finder picks) and pipes "
@@ -102,7 +104,7 @@ static int route_find(int argc, char **argv)
 		{"max-hops", required_argument, NULL, 'm'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *k = "3", *maxh = "8";
+	const char *k = "3", *maxh = NULL; /* the visor's default: 16 */
 	char path[256];
 	json_t *r, *p, *t;
 	size_t i, n;
@@ -118,14 +120,15 @@ static int route_find(int argc, char **argv)
 	}
 	if (optind + 1 != argc || strlen(argv[optind]) > 64 ||
 	    strspn(k, "0123456789") != strlen(k) ||
-	    strspn(maxh, "0123456789") != strlen(maxh) || strlen(k) > 3 ||
-	    strlen(maxh) > 3) {
+	    (maxh && (strspn(maxh, "0123456789") != strlen(maxh) ||
+		      strlen(maxh) > 3)) ||
+	    strlen(k) > 3) {
 		hw_cli_err("usage: hopwire route find PK [--k N] "
 			   "[--max-hops N]");
 		return 2;
 	}
-	snprintf(path, sizeof(path), "/v1/paths?pk=%s&k=%s&max_hops=%s",
-		 argv[optind], k, maxh);
+	snprintf(path, sizeof(path), "/v1/paths?pk=%s&k=%s%s%s", argv[optind],
+		 k, maxh ? "&max_hops=" : "", maxh ? maxh : "");
 	if ((rc = hw_cli_call("GET", path, NULL, 20000, &r)))
 		return rc;
 	if (hw_cli_opts.json) {

@@ -146,10 +146,7 @@ static void print_summary(const struct hw_tn *tn)
 	if (hops > HW_TN_ROUTE_MAX_HOPS)
 		hops = HW_TN_ROUTE_MAX_HOPS;
 	far = &tn->p[3 + hops];
-	printf("  hopwire --visor %s route find %s", first->sock, far->pk);
-	if (hops > HW_TN_ROUTE_FIND_HOPS)
-		printf(" --max-hops %d", hops);
-	printf("\n");
+	printf("  hopwire --visor %s route find %s\n", first->sock, far->pk);
 	if (hops < tn->nvisors - 1)
 		printf("  (routes have at most %d hops: on this line v1 "
 		       "reaches %s at most)\n",

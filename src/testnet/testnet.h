@@ -29,10 +29,9 @@
 #define HW_TN_MAX_TIMEOUT_S 3600
 /* down: SIGTERM, this long for everything to end, then SIGKILL. */
 #define HW_TN_GRACE_MS 10000
-/* How many hops `hopwire route find` allows unless told (cmd_route.c),
- * and at most (discovery's HW_RF_MAX_HOPS, checked in plan.c): on a line
- * longer than that, v1 reaches no further than v(1 + that). */
-#define HW_TN_ROUTE_FIND_HOPS 8
+/* How many hops a route has at most (discovery's HW_RF_MAX_HOPS, checked
+ * in plan.c; `route find` searches that deep unless told): on a longer
+ * line v1 reaches no further than v(1 + that). */
 #define HW_TN_ROUTE_MAX_HOPS 16
 #define HW_TN_CHAT_BIN "hopwire-chat"
 #define HW_TN_CHAT_PORT 1

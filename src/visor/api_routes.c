@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "discovery/client.h"
+#include "router/setup_msg.h"
 #include "setup/service.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -483,10 +484,13 @@ static void get_paths(struct hw_visor *v, struct hw_api_req *req)
 	const char *k = hw_api_query(req, "k");
 	const char *minh = hw_api_query(req, "min_hops");
 	const char *maxh = hw_api_query(req, "max_hops");
-	char path[512];
+	char path[512], deep[8];
 	uint8_t key[32];
 	struct job *j;
 
+	/* Unless told, as deep as a route can be: what `route dial` asks
+	 * for, so find never says "no path" where dial finds one. */
+	snprintf(deep, sizeof(deep), "%d", HW_SETUP_HOPS_MAX);
 	if (!dc) {
 		hw_api_reply_error(req, 409, "no discovery configured "
 				   "(discovery.url)");
@@ -507,7 +511,7 @@ static void get_paths(struct hw_visor *v, struct hw_api_req *req)
 	snprintf(path, sizeof(path),
 		 "/v1/routes?src=%s&dst=%s&k=%.4s&min_hops=%.4s&max_hops=%.4s",
 		 v->pk_hex, pk, k && k[0] ? k : "3",
-		 minh && minh[0] ? minh : "1", maxh && maxh[0] ? maxh : "8");
+		 minh && minh[0] ? minh : "1", maxh && maxh[0] ? maxh : deep);
 	if (!(j = job_new(v, req, sizeof(*j))))
 		return;
 	if (hw_disc_get(dc, path, paths_done, j)) {
