@@ -1075,12 +1075,3 @@ void *hw_nstream_priv(struct hw_nstream *s)
 	return s->has_priv ? (char *)s + PRIV_OFF : NULL;
 }
 
-void *hw_nstream_ud(const struct hw_nstream *s)
-{
-	return s->p.ud;
-}
-
-void hw_nstream_set_ud(struct hw_nstream *s, void *ud)
-{
-	s->p.ud = ud;
-}

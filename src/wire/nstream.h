@@ -235,7 +235,5 @@ uv_loop_t *hw_nstream_loop(const struct hw_nstream *s);
 int hw_nstream_is_dialer(const struct hw_nstream *s);
 int hw_nstream_is_ready(const struct hw_nstream *s);
 int hw_nstream_is_closing(const struct hw_nstream *s);
-void *hw_nstream_ud(const struct hw_nstream *s);
-void hw_nstream_set_ud(struct hw_nstream *s, void *ud);
 
 #endif
