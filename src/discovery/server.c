@@ -858,8 +858,53 @@ static enum MHD_Result pk_param(struct ctx *c, const char *name,
 	return MHD_YES;
 }
 
+/* Transports a route query leaves out (avoid=ID,ID,...). */
+#define ROUTE_MAX_AVOID 16
+
+/* Parses avoid: up to ROUTE_MAX_AVOID transport IDs (hex), comma
+ * separated. Returns the count, or -1 when malformed. */
+static int avoid_param(struct ctx *c, uint8_t ids[][HW_DISC_TP_ID_LEN])
+{
+	const char *v = query(c, "avoid");
+	int n = 0;
+
+	if (!v)
+		return 0;
+	for (;;) {
+		const char *end = strchr(v, ',');
+		size_t len = end ? (size_t)(end - v) : strlen(v);
+
+		if (n == ROUTE_MAX_AVOID || len != 2 * HW_DISC_TP_ID_LEN ||
+		    hw_hex_decode(v, len, ids[n], HW_DISC_TP_ID_LEN))
+			return -1;
+		n++;
+		if (!end)
+			return n;
+		v = end + 1;
+	}
+}
+
+/* Drops the edges named in avoid, keeping the order of the rest. */
+static void edges_avoid(struct edges *es, uint8_t ids[][HW_DISC_TP_ID_LEN],
+			int navoid)
+{
+	size_t keep = 0;
+
+	for (size_t i = 0; i < es->n; i++) {
+		int drop = 0;
+
+		for (int k = 0; k < navoid && !drop; k++)
+			drop = !memcmp(es->v[i].id, ids[k], HW_DISC_TP_ID_LEN);
+		if (!drop)
+			es->v[keep++] = es->v[i];
+	}
+	es->n = keep;
+}
+
 static enum MHD_Result h_routes(struct ctx *c)
 {
+	uint8_t avoid[ROUTE_MAX_AVOID][HW_DISC_TP_ID_LEN];
+	int navoid;
 	uint8_t src[HW_PK_LEN], dst[HW_PK_LEN];
 	struct hw_rf_path paths[HW_RF_MAX_K];
 	struct edges es = {0};
@@ -890,6 +935,10 @@ static enum MHD_Result h_routes(struct ctx *c)
 				     min_hops, max_hops);
 	if (!memcmp(src, dst, HW_PK_LEN))
 		return respond_error(c, 400, "src and dst are the same visor");
+	if ((navoid = avoid_param(c, avoid)) < 0)
+		return respond_error(c, 400, "avoid: not a list of at most %d "
+				     "transport IDs (hex, comma separated)",
+				     ROUTE_MAX_AVOID);
 
 	if (!(s = pool_get(c->srv)))
 		return respond_store_error(c, -EIO);
@@ -903,6 +952,7 @@ static enum MHD_Result h_routes(struct ctx *c)
 	if (es.skipped)
 		hw_log(HW_LOG_WARN, "discovery", "routes: %zu stored "
 		       "transports do not decode", es.skipped);
+	edges_avoid(&es, avoid, navoid);
 	rc = hw_rf_find(es.v, es.n, src, dst, k, min_hops, max_hops, paths,
 			&npaths);
 	if (rc) {

@@ -1,6 +1,7 @@
 #include "e2e/rgroup.h"
 
 #include <sodium.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,10 +14,23 @@
 
 #define LOG "rgroup"
 
-/* KK messages with our 1-byte payload are 49 bytes; anything outside
- * these bounds cannot be one. */
+/* KK messages with our payloads are 50..82 bytes; anything outside these
+ * bounds cannot be one. */
 #define HS_MIN (HW_NOISE_DHLEN + HW_CIPHER_TAGLEN)
 #define HS_MAX 128
+/* Handshake payloads: version u8 | flags u8, then in message 1 the token,
+ * then on a resumption received u64 | limit u64 (docs/routing.md). */
+#define HSF_RESUME 0x01
+#define HS_RESUME_LEN 16
+#define HS_P1_LEN (2 + HW_RGROUP_TOKEN_LEN)
+#define HS_P2_LEN 2
+/* Encrypted KEEPALIVE plaintexts: 4 bytes give credit; 9 bytes are a
+ * probe (op | cookie u64). */
+#define CREDIT_LEN 4
+#define PROBE_LEN 9
+#define PROBE_ASK 1
+#define PROBE_ANSWER 2
+#define RETX_CHUNK HW_RGROUP_RETX_CHUNK
 /* Queue chunks are at least this big, so that many small writes while
  * blocked do not cost an allocation each. */
 #define QCHUNK_MIN 16384
@@ -25,12 +39,21 @@
  * packet, well before rules (and the peer) give up at one period. */
 #define TICKS_PER_PERIOD 8
 
-enum rg_state { ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_DEAD };
+enum rg_state { ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_DEAD,
+		ST_BROKEN_NAME /* in JSON only: open or closing, and broken */ };
 
 struct qchunk {
 	struct qchunk *next;
 	size_t off, len, cap;
 	uint8_t data[];
+};
+
+/* Stream bytes sent and not yet credited back: rbase is the offset of
+ * rhead->data[0], the chunks run on to sent_max. */
+struct rchunk {
+	struct rchunk *next;
+	size_t len;
+	uint8_t data[RETX_CHUNK];
 };
 
 struct hw_rgroup {
@@ -48,6 +71,10 @@ struct hw_rgroup {
 	unsigned want_room : 1; /* hw_rgroup_room returned 0 */
 	unsigned close_wanted : 1, close_sealed : 1, close_sent : 1,
 		close_received : 1;
+	/* The routes are broken: no keys, nothing sent until a resumption
+	 * handshake (resuming) finished on new routes; broken_due: ops.
+	 * broken is to be called from the loop. */
+	unsigned broken : 1, resuming : 1, broken_due : 1, has_fail_tp : 1;
 	struct hw_noise_hs *hs;
 	struct hw_cipher *tx, *rx;
 	/* Stream bytes accepted, not yet sealed. */
@@ -65,7 +92,19 @@ struct hw_rgroup {
 	 * our side consumed and not yet credited to the peer. */
 	uint64_t peer_credit;
 	uint64_t owed;
+	uint64_t credited; /* consumed bytes credited to the peer so far */
+	/* Healing: bytes ever sealed (bytes_out is below while sending
+	 * again), what is kept to send again, the deadlines. */
+	uint64_t sent_max;
+	uint64_t rbase;
+	struct rchunk *rhead, *rtail;
+	uint64_t broken_ms, heal_deadline_ms, retry_ms;
+	uint64_t probe_deadline_ms, probe_cookie;
+	unsigned heals;
+	uint8_t fail_tp[HW_TP_ID_LEN];
+	uint8_t token[HW_RGROUP_TOKEN_LEN];
 	uint8_t remote_x[HW_NOISE_DHLEN];
+	char why[200];
 };
 
 /* Per-thread scratch (one loop per thread): the packet being sealed, and
@@ -75,6 +114,7 @@ static _Thread_local uint8_t tx_buf[HW_PACKET_MAX_PAYLOAD];
 static _Thread_local uint8_t rx_buf[HW_PACKET_MAX_PAYLOAD];
 
 static void pump(struct hw_rgroup *g);
+static void on_tick(uv_timer_t *t);
 
 static uint64_t now_ms(const struct hw_rgroup *g)
 {
@@ -93,6 +133,11 @@ static void rg_free(struct hw_rgroup *g)
 		g->qhead = k->next;
 		free(k);
 	}
+	while (g->rhead) {
+		struct rchunk *k = g->rhead;
+		g->rhead = k->next;
+		free(k);
+	}
 	free(g->pend);
 	free(g);
 }
@@ -108,6 +153,9 @@ static void on_handle_closed(uv_handle_t *h)
 static void on_finish(uv_timer_t *t)
 {
 	struct hw_rgroup *g = t->data;
+
+	if (!g->why[0] && g->reason)
+		snprintf(g->why, sizeof(g->why), "%s", hw_strerror(g->reason));
 
 	g->p.ops->closed(g, g->reason, g->p.ud);
 	uv_close((uv_handle_t *)&g->tick, on_handle_closed);
@@ -141,11 +189,77 @@ static void bad_packet(struct hw_rgroup *g, const char *what)
 	finish(g, -EPROTO);
 }
 
+static void set_why(struct hw_rgroup *g, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void set_why(struct hw_rgroup *g, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(g->why, sizeof(g->why), fmt, ap);
+	va_end(ap);
+}
+
+static void later(struct hw_rgroup *g);
+
+/* Forgets the keys and whatever was sealed for the old routes. */
+static void drop_session(struct hw_rgroup *g)
+{
+	hw_noise_hs_free(g->hs);
+	hw_cipher_free(g->tx);
+	hw_cipher_free(g->rx);
+	g->hs = NULL;
+	g->tx = g->rx = NULL;
+	g->pend_len = 0;
+	g->probe_deadline_ms = 0;
+	hw_router_unwait(&g->room);
+}
+
+/* Whether a broken route may be healed rather than end the group: after
+ * the first handshake, before our CLOSE went out, with healing on. */
+static int may_heal(const struct hw_rgroup *g)
+{
+	return g->p.heal_ms && g->p.ops->broken && !g->close_sent &&
+	       (g->state == ST_OPEN || g->state == ST_CLOSING);
+}
+
+/* The routes are broken (what: why, for the log): heal, or end. */
+static void broke(struct hw_rgroup *g, int rc, const char *what)
+{
+	uint64_t now = now_ms(g);
+
+	if (g->state == ST_DEAD)
+		return;
+	if (!may_heal(g)) {
+		hw_log(HW_LOG_INFO, LOG, "route group %u/%u: route lost (%s)",
+		       g->p.send_id, g->p.recv_id, what);
+		set_why(g, "route failed: %s", what);
+		finish(g, rc);
+		return;
+	}
+	if (!g->broken) {
+		hw_log(HW_LOG_INFO, LOG, "route group %u/%u: route broken (%s);"
+		       " healing for up to %u ms", g->p.send_id, g->p.recv_id,
+		       what, g->p.heal_ms);
+		g->broken = 1;
+		g->broken_ms = now;
+		g->heal_deadline_ms = now + g->p.heal_ms;
+		set_why(g, "route failed (%s) and no new route was found "
+			"within %u s", what, g->p.heal_ms / 1000);
+	}
+	drop_session(g);
+	g->resuming = 0;
+	g->deadline_ms = 0;
+	/* A CLOSE sealed for the old routes may be lost: seal it again. */
+	g->close_sealed = 0;
+	g->broken_due = 1;
+	later(g);
+}
+
 static void route_failed(struct hw_rgroup *g, int rc)
 {
-	hw_log(HW_LOG_INFO, LOG, "route group %u/%u: route lost (%s)",
-	       g->p.send_id, g->p.recv_id, hw_strerror(rc));
-	finish(g, rc);
+	broke(g, rc, hw_strerror(rc));
 }
 
 /* ---- sending ---- */
@@ -260,6 +374,82 @@ static size_t credit_left(const struct hw_rgroup *g)
 		       : 0;
 }
 
+/* ---- the bytes kept to send again ---- */
+
+static int retx_append(struct hw_rgroup *g, const uint8_t *src, size_t n)
+{
+	while (n > 0) {
+		struct rchunk *k = g->rtail;
+		size_t take;
+
+		if (!k || k->len == RETX_CHUNK) {
+			if (!(k = malloc(sizeof(*k))))
+				return -ENOMEM;
+			k->next = NULL;
+			k->len = 0;
+			if (g->rtail)
+				g->rtail->next = k;
+			else
+				g->rhead = k;
+			g->rtail = k;
+		}
+		take = RETX_CHUNK - k->len;
+		if (take > n)
+			take = n;
+		memcpy(k->data + k->len, src, take);
+		k->len += take;
+		src += take;
+		n -= take;
+	}
+	return 0;
+}
+
+/* Frees the chunks below the stream offset acked. */
+static void retx_trim(struct hw_rgroup *g, uint64_t acked)
+{
+	while (g->rhead && g->rbase + g->rhead->len <= acked) {
+		struct rchunk *k = g->rhead;
+
+		g->rbase += k->len;
+		g->rhead = k->next;
+		if (!g->rhead)
+			g->rtail = NULL;
+		free(k);
+	}
+}
+
+/* Copies n kept bytes from stream offset off (in the buffer) to dst. */
+static void retx_read(const struct hw_rgroup *g, uint64_t off, uint8_t *dst,
+		      size_t n)
+{
+	uint64_t base = g->rbase;
+	const struct rchunk *k = g->rhead;
+
+	while (base + k->len <= off) {
+		base += k->len;
+		k = k->next;
+	}
+	while (n > 0) {
+		size_t at = (size_t)(off - base), take = k->len - at;
+
+		if (take > n)
+			take = n;
+		memcpy(dst, k->data + at, take);
+		dst += take;
+		off += take;
+		n -= take;
+		base += k->len;
+		k = k->next;
+	}
+}
+
+/* The stream offset up to which the peer gave credit back, so has
+ * received (and its app taken) every byte. */
+static uint64_t peer_acked(const struct hw_rgroup *g)
+{
+	return g->peer_credit - HW_RGROUP_WINDOW;
+}
+
 /* A DATA packet being sealed straight into the transport's buffer. */
 struct data_seal {
 	struct hw_rgroup *g;
@@ -296,6 +486,14 @@ static int send_data(struct hw_rgroup *g, const uint8_t *src, size_t n)
 
 	if (rc == 0) {
 		g->last_tx_ms = now_ms(g);
+		/* New bytes are kept until the peer credits them back. */
+		if (g->bytes_out == g->sent_max) {
+			if (retx_append(g, src, n)) {
+				finish(g, -ENOMEM);
+				return -ENOMEM;
+			}
+			g->sent_max += n;
+		}
 		g->bytes_out += n;
 	} else if (rc == -ENOBUFS) {
 		wait_room(g);
@@ -337,6 +535,20 @@ static int send_queued(struct hw_rgroup *g)
 	return 0;
 }
 
+/* Sends the next DATA packet of the bytes the peer has not received
+ * (after a resumption), from the kept bytes. Returns as send_data. */
+static int send_again(struct hw_rgroup *g)
+{
+	size_t n = (size_t)(g->sent_max - g->bytes_out);
+
+	if (n > HW_RGROUP_MAX_PLAINTEXT)
+		n = HW_RGROUP_MAX_PLAINTEXT;
+	if (n > credit_left(g))
+		n = credit_left(g);
+	retx_read(g, g->bytes_out, tx_buf, n);
+	return send_data(g, tx_buf, n);
+}
+
 /* Gives the peer back the credit for what our side consumed: an
  * encrypted KEEPALIVE whose plaintext is the byte count (u32 BE). Returns
  * 0, or non-zero when the packet waits (-ENOBUFS) or the group ended. */
@@ -358,6 +570,7 @@ static int send_credit(struct hw_rgroup *g)
 	if (seal(g, HW_PKT_KEEPALIVE, v, 4, &len))
 		return -1;
 	g->owed -= n;
+	g->credited += n;
 	return send_sealed(g, HW_PKT_KEEPALIVE, len);
 }
 
@@ -366,7 +579,8 @@ void hw_rgroup_consumed(struct hw_rgroup *g, size_t n)
 	if (g->state == ST_DEAD)
 		return;
 	g->owed += n;
-	if (g->owed >= HW_RGROUP_WINDOW / 4 && !g->pend_len && g->tx)
+	if (g->owed >= HW_RGROUP_WINDOW / 4 && !g->pend_len && g->tx &&
+	    !g->resuming)
 		send_credit(g);
 }
 
@@ -393,16 +607,24 @@ static void pump(struct hw_rgroup *g)
 		g->pend_len = 0;
 		sent(g, g->pend_type);
 	}
+	if (g->resuming)
+		return; /* the handshake's messages only */
 	if (g->state != ST_DEAD && g->tx && g->owed >= HW_RGROUP_WINDOW / 4 &&
 	    send_credit(g))
 		return;
-	while (g->state != ST_DEAD && g->tx && g->queued > 0 &&
+	while (g->state != ST_DEAD && g->tx && g->bytes_out < g->sent_max &&
 	       credit_left(g) > 0) {
+		if (send_again(g))
+			return;
+	}
+	while (g->state != ST_DEAD && g->tx && g->bytes_out == g->sent_max &&
+	       g->queued > 0 && credit_left(g) > 0) {
 		if (send_queued(g))
 			return; /* waiting for room, or ended */
 	}
 	if (g->state != ST_DEAD && g->tx && g->close_wanted &&
-	    !g->close_sealed && g->queued == 0) {
+	    !g->close_sealed && g->queued == 0 &&
+	    g->bytes_out == g->sent_max) {
 		uint8_t reason = HW_RGROUP_CLOSE_NORMAL;
 
 		if (seal(g, HW_PKT_CLOSE, &reason, 1, &len))
@@ -419,13 +641,23 @@ static int writer_may_go(const struct hw_rgroup *g)
 {
 	return (g->want_writable && g->queued <= HW_RGROUP_LOW_WATER) ||
 	       (g->want_room && g->state == ST_OPEN && g->queued == 0 &&
-		!g->pend_len && credit_left(g) > 0);
+		!g->pend_len && !g->broken && g->bytes_out == g->sent_max &&
+		credit_left(g) > 0);
 }
 
 static void on_later(uv_timer_t *t)
 {
 	struct hw_rgroup *g = t->data;
 
+	if (g->broken_due && g->broken && !g->resuming &&
+	    g->state != ST_DEAD) {
+		g->broken_due = 0;
+		g->retry_ms = 0;
+		g->p.ops->broken(g, g->has_fail_tp ? g->fail_tp : NULL,
+				 g->p.ud);
+		if (g->state == ST_DEAD)
+			return;
+	}
 	pump(g);
 	if (g->state != ST_DEAD && writer_may_go(g)) {
 		g->want_writable = 0;
@@ -487,7 +719,8 @@ size_t hw_rgroup_room(struct hw_rgroup *g)
 
 	if (g->state != ST_OPEN)
 		return 0;
-	if (g->queued || g->pend_len) {
+	if (g->queued || g->pend_len || g->broken ||
+	    g->bytes_out < g->sent_max) {
 		g->want_room = 1; /* credit or room drains them */
 		return 0;
 	}
@@ -520,8 +753,8 @@ int hw_rgroup_write(struct hw_rgroup *g, const uint8_t *buf, size_t len)
 		}
 	}
 	/* Nothing waiting: seal straight from the caller's buffer. */
-	while (len > 0 && g->queued == 0 && g->pend_len == 0 &&
-	       credit_left(g) > 0) {
+	while (len > 0 && g->queued == 0 && g->pend_len == 0 && !g->broken &&
+	       g->bytes_out == g->sent_max && credit_left(g) > 0) {
 		size_t n = len;
 
 		if (n > HW_RGROUP_MAX_PLAINTEXT)
@@ -529,8 +762,9 @@ int hw_rgroup_write(struct hw_rgroup *g, const uint8_t *buf, size_t len)
 		if (n > credit_left(g))
 			n = credit_left(g);
 		rc = send_data(g, buf, n);
-		if (rc == -ENOBUFS)
-			break; /* queued below; sent when there is room */
+		if (rc == -ENOBUFS || (rc && g->broken && g->state == ST_OPEN))
+			break; /* queued below; sent when there is room, or
+				  on the new routes */
 		if (rc || g->state != ST_OPEN)
 			return -ENOTCONN;
 		buf += n;
@@ -564,16 +798,122 @@ static void become_open(struct hw_rgroup *g)
 	g->p.ops->ready(g, g->p.ud);
 }
 
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Our handshake payload: version, flags, the token in message 1, and on
+ * a resumption what we received and the credit limit we give. */
+static size_t hs_payload(struct hw_rgroup *g, uint8_t *out)
+{
+	size_t n = 0;
+
+	out[n++] = HW_RGROUP_VERSION;
+	out[n++] = g->resuming ? HSF_RESUME : 0;
+	if (g->p.initiator) {
+		memcpy(out + n, g->token, HW_RGROUP_TOKEN_LEN);
+		n += HW_RGROUP_TOKEN_LEN;
+	}
+	if (g->resuming) {
+		/* Everything consumed is credited by the limit itself. */
+		g->credited += g->owed;
+		g->owed = 0;
+		put64(out + n, g->bytes_in);
+		put64(out + n + 8,
+		      g->credited + (uint64_t)HW_RGROUP_WINDOW);
+		n += HS_RESUME_LEN;
+	}
+	return n;
+}
+
+/* The peer's part of a resumption: it received everything below recv,
+ * and lets us send up to limit. From recv on, we send again. Returns 0,
+ * or HW_EPROTO for numbers no honest peer sends. */
+static int hs_resume_take(struct hw_rgroup *g, const uint8_t *p)
+{
+	uint64_t recv = get64(p), limit = get64(p + 8);
+
+	if (limit < g->peer_credit || limit - HW_RGROUP_WINDOW > recv ||
+	    recv > g->sent_max || recv < g->rbase ||
+	    limit - recv > 2 * (uint64_t)HW_RGROUP_WINDOW)
+		return HW_EPROTO;
+	g->peer_credit = limit;
+	g->bytes_out = recv;
+	retx_trim(g, peer_acked(g));
+	return 0;
+}
+
+/* Checks the peer's handshake payload. Returns NULL or what is wrong. */
+static const char *hs_take(struct hw_rgroup *g, const uint8_t *p, size_t n)
+{
+	size_t want = g->p.initiator ? HS_P2_LEN : HS_P1_LEN;
+
+	if (n < 2 || p[0] != HW_RGROUP_VERSION)
+		return "handshake with an unknown version";
+	if (!(p[1] & HSF_RESUME) && g->resuming)
+		return NULL; /* a new group in this one's place: caller */
+	if (p[1] & ~HSF_RESUME || (p[1] & HSF_RESUME) != (g->resuming ? HSF_RESUME : 0))
+		return "handshake with unknown flags";
+	if (g->resuming)
+		want += HS_RESUME_LEN;
+	if (n != want)
+		return "handshake payload of the wrong length";
+	if (!g->p.initiator) {
+		if (g->resuming) {
+			if (sodium_memcmp(p + 2, g->token, HW_RGROUP_TOKEN_LEN))
+				return "resumption for another group";
+		} else {
+			memcpy(g->token, p + 2, HW_RGROUP_TOKEN_LEN);
+		}
+	}
+	if (g->resuming &&
+	    hs_resume_take(g, p + (g->p.initiator ? HS_P2_LEN : HS_P1_LEN)))
+		return "resumption with impossible byte counts";
+	return NULL;
+}
+
+/* The resumption handshake finished: the stream goes on. */
+static void resumed(struct hw_rgroup *g)
+{
+	uint64_t now = now_ms(g);
+
+	hw_log(HW_LOG_INFO, LOG, "route group %u/%u: healed after %llu ms; "
+	       "sending again from byte %llu", g->p.send_id, g->p.recv_id,
+	       (unsigned long long)(now - g->broken_ms),
+	       (unsigned long long)g->bytes_out);
+	g->broken = g->resuming = g->broken_due = 0;
+	g->has_fail_tp = 0;
+	g->heals++;
+	g->deadline_ms = 0;
+	g->why[0] = 0;
+	g->last_rx_ms = g->last_tx_ms = now;
+	if (g->close_wanted)
+		g->deadline_ms = now + 2 * (uint64_t)g->p.keepalive_ms;
+	pump(g);
+	if (g->state != ST_DEAD && writer_may_go(g))
+		later(g);
+}
+
 static void on_handshake(struct hw_rgroup *g, const struct hw_packet *pkt)
 {
-	uint8_t payload[HS_MAX];
-	uint8_t v = HW_RGROUP_VERSION;
-	size_t plen, len = 0;
+	uint8_t payload[HS_MAX], mine[HS_MAX];
+	size_t plen, len = 0, mlen;
+	const char *bad;
 	char what[64];
 	int rc;
 
-	if (g->state != ST_HANDSHAKE ||
-	    hw_noise_hs_state(g->hs) != HW_NOISE_READ) {
+	if (!g->hs || hw_noise_hs_state(g->hs) != HW_NOISE_READ) {
 		bad_packet(g, "handshake message out of turn");
 		return;
 	}
@@ -591,12 +931,21 @@ static void on_handshake(struct hw_rgroup *g, const struct hw_packet *pkt)
 		bad_packet(g, what);
 		return;
 	}
-	if (plen != 1 || payload[0] != HW_RGROUP_VERSION) {
-		bad_packet(g, "handshake with an unknown version");
+	if ((bad = hs_take(g, payload, plen))) {
+		bad_packet(g, bad);
 		return;
 	}
-	if (!g->p.initiator &&
-	    (rc = hw_noise_hs_write(g->hs, &v, 1, tx_buf, HS_MAX, &len))) {
+	if (g->resuming && plen >= 2 && !(payload[1] & HSF_RESUME)) {
+		hw_log(HW_LOG_INFO, LOG, "route group %u/%u: the peer started "
+		       "a new group on this port; this one ends",
+		       g->p.send_id, g->p.recv_id);
+		set_why(g, "the peer started a new group in this one's place");
+		finish(g, -ECONNRESET);
+		return;
+	}
+	mlen = hs_payload(g, mine);
+	if (!g->p.initiator && (rc = hw_noise_hs_write(g->hs, mine, mlen,
+						       tx_buf, HS_MAX, &len))) {
 		finish(g, rc);
 		return;
 	}
@@ -611,7 +960,10 @@ static void on_handshake(struct hw_rgroup *g, const struct hw_packet *pkt)
 		if (rc && rc != -ENOBUFS)
 			return;
 	}
-	become_open(g);
+	if (g->resuming)
+		resumed(g);
+	else
+		become_open(g);
 }
 
 /* DATA and CLOSE are taken while open, and while closing until the
@@ -619,7 +971,7 @@ static void on_handshake(struct hw_rgroup *g, const struct hw_packet *pkt)
 static int may_receive(const struct hw_rgroup *g)
 {
 	return (g->state == ST_OPEN || g->state == ST_CLOSING) &&
-	       !g->close_received;
+	       !g->close_received && g->rx;
 }
 
 static void on_data(struct hw_rgroup *g, const struct hw_packet *pkt)
@@ -676,16 +1028,53 @@ static void on_close(struct hw_rgroup *g, const struct hw_packet *pkt)
 		pump(g);
 }
 
-/* An encrypted KEEPALIVE: the peer consumed that many of our bytes. */
-static void on_credit(struct hw_rgroup *g, const struct hw_packet *pkt)
+/* Sends a probe (op PROBE_ASK) or its answer, sealed. */
+static int send_probe(struct hw_rgroup *g, uint8_t op, uint64_t cookie)
 {
-	uint8_t ad = HW_PKT_KEEPALIVE, v[4];
+	uint8_t v[PROBE_LEN];
 	size_t len;
 
-	if (!may_receive(g) || pkt->len != 4 + HW_CIPHER_TAGLEN ||
+	v[0] = op;
+	put64(v + 1, cookie);
+	if (seal(g, HW_PKT_KEEPALIVE, v, PROBE_LEN, &len))
+		return -1;
+	return send_sealed(g, HW_PKT_KEEPALIVE, len);
+}
+
+static void on_probe(struct hw_rgroup *g, const uint8_t *v)
+{
+	uint64_t cookie = get64(v + 1);
+
+	if (v[0] == PROBE_ASK) {
+		/* Nothing may follow our CLOSE. */
+		if (!g->close_sealed)
+			send_probe(g, PROBE_ANSWER, cookie);
+	} else if (v[0] == PROBE_ANSWER && g->probe_deadline_ms &&
+		   cookie == g->probe_cookie) {
+		hw_log(HW_LOG_INFO, LOG, "route group %u/%u: the route "
+		       "answers: the route failure reported was not ours",
+		       g->p.send_id, g->p.recv_id);
+		g->probe_deadline_ms = 0;
+	}
+}
+
+/* An encrypted KEEPALIVE: the peer consumed that many of our bytes, or a
+ * probe. */
+static void on_credit(struct hw_rgroup *g, const struct hw_packet *pkt)
+{
+	uint8_t ad = HW_PKT_KEEPALIVE, v[PROBE_LEN];
+	size_t len;
+
+	if (!may_receive(g) ||
+	    (pkt->len != CREDIT_LEN + HW_CIPHER_TAGLEN &&
+	     pkt->len != PROBE_LEN + HW_CIPHER_TAGLEN) ||
 	    hw_cipher_decrypt(g->rx, &ad, 1, pkt->payload, pkt->len, v,
 			      &len)) {
 		bad_packet(g, "bad credit packet");
+		return;
+	}
+	if (len == PROBE_LEN) {
+		on_probe(g, v);
 		return;
 	}
 	g->peer_credit += ((uint32_t)v[0] << 24) | ((uint32_t)v[1] << 16) |
@@ -694,6 +1083,7 @@ static void on_credit(struct hw_rgroup *g, const struct hw_packet *pkt)
 		bad_packet(g, "credit beyond the window");
 		return;
 	}
+	retx_trim(g, peer_acked(g));
 	pump(g);
 	/* A writer that found no room hears of it from the loop. */
 	if (g->state != ST_DEAD && writer_may_go(g))
@@ -703,6 +1093,10 @@ static void on_credit(struct hw_rgroup *g, const struct hw_packet *pkt)
 void hw_rgroup_on_packet(struct hw_rgroup *g, const struct hw_packet *pkt)
 {
 	if (g->state == ST_DEAD)
+		return;
+	/* Between routes only the resumption handshake counts: packets
+	 * still under way on the old routes are of no use. */
+	if (g->broken && pkt->type != HW_PKT_HANDSHAKE)
 		return;
 	g->last_rx_ms = now_ms(g);
 	switch (pkt->type) {
@@ -719,6 +1113,12 @@ void hw_rgroup_on_packet(struct hw_rgroup *g, const struct hw_packet *pkt)
 		if (pkt->len)
 			on_credit(g, pkt);
 		break;
+	case HW_PKT_ROUTE_FAIL:
+	case HW_PKT_ROUTE_FAIL_BACK:
+		hw_rgroup_route_failed(g, 0, pkt->len == HW_ROUTE_FAIL_LEN
+						     ? pkt->payload + 1
+						     : NULL);
+		break;
 	default:
 		/* ERROR is not authenticated end to end: the keepalive,
 		 * not a hop's word, decides that a route is dead. */
@@ -726,25 +1126,91 @@ void hw_rgroup_on_packet(struct hw_rgroup *g, const struct hw_packet *pkt)
 	}
 }
 
+void hw_rgroup_route_failed(struct hw_rgroup *g, int certain,
+			    const uint8_t *tp_id)
+{
+	uint64_t now = now_ms(g);
+
+	if (g->state == ST_DEAD || (g->broken && !g->resuming))
+		return;
+	if (tp_id) {
+		memcpy(g->fail_tp, tp_id, HW_TP_ID_LEN);
+		g->has_fail_tp = 1;
+	}
+	if (certain || !g->tx || g->resuming) {
+		broke(g, -ENOTCONN, "a rule or transport of the route is gone");
+		return;
+	}
+	if (g->probe_deadline_ms)
+		return; /* a probe is out already */
+	/* A hop's word is a hint: the peer's answer decides. */
+	randombytes_buf(&g->probe_cookie, sizeof(g->probe_cookie));
+	g->probe_deadline_ms = now + HW_RGROUP_PROBE_MS;
+	hw_log(HW_LOG_INFO, LOG, "route group %u/%u: a hop reports the route "
+	       "failed; probing", g->p.send_id, g->p.recv_id);
+	/* A send that fails breaks the route by itself. */
+	send_probe(g, PROBE_ASK, g->probe_cookie);
+	/* The tick looks at the deadline: run it then. */
+	if (g->state != ST_DEAD && !g->broken)
+		uv_timer_start(&g->tick, on_tick, HW_RGROUP_PROBE_MS,
+			       g->p.keepalive_ms / TICKS_PER_PERIOD);
+}
+
 /* ---- timers ---- */
+
+/* The tick of a broken group: give up, ask again, or retry a
+ * resumption that got no answer. */
+static void tick_broken(struct hw_rgroup *g, uint64_t now)
+{
+	if (now >= g->heal_deadline_ms) {
+		hw_log(HW_LOG_WARN, LOG, "route group %u/%u: %s",
+		       g->p.send_id, g->p.recv_id, g->why);
+		finish(g, -ETIMEDOUT);
+		return;
+	}
+	if (g->resuming && g->p.initiator && g->deadline_ms &&
+	    now >= g->deadline_ms) {
+		broke(g, -ETIMEDOUT, "the resumption handshake got no answer");
+		return;
+	}
+	if (!g->resuming && g->retry_ms && now >= g->retry_ms) {
+		g->retry_ms = 0;
+		g->broken_due = 1;
+		later(g);
+	}
+}
 
 static void on_tick(uv_timer_t *t)
 {
 	struct hw_rgroup *g = t->data;
 	uint64_t now = now_ms(g);
+	char what[64];
 	int rc;
 
+	if (g->broken) {
+		tick_broken(g, now);
+		return;
+	}
+	if (g->probe_deadline_ms && now >= g->probe_deadline_ms) {
+		broke(g, -ETIMEDOUT, "a hop reported it and the probe got no "
+		      "answer");
+		return;
+	}
 	if (now - g->last_rx_ms >= g->p.keepalive_ms) {
 		hw_log(HW_LOG_INFO, LOG, "route group %u/%u: nothing heard "
 		       "for %u ms; route dead", g->p.send_id, g->p.recv_id,
 		       g->p.keepalive_ms);
-		finish(g, -ETIMEDOUT);
+		snprintf(what, sizeof(what), "nothing heard for %u ms",
+			 g->p.keepalive_ms);
+		broke(g, -ETIMEDOUT, what);
 		return;
 	}
 	if (g->deadline_ms && now >= g->deadline_ms) {
 		hw_log(HW_LOG_INFO, LOG, "route group %u/%u: %s timed out",
 		       g->p.send_id, g->p.recv_id,
 		       g->state == ST_HANDSHAKE ? "handshake" : "close");
+		set_why(g, "the %s timed out",
+			g->state == ST_HANDSHAKE ? "handshake" : "close");
 		finish(g, -ETIMEDOUT);
 		return;
 	}
@@ -770,6 +1236,20 @@ static void desc_encode(const struct hw_route_desc *d,
 	out[67] = (uint8_t)d->dst_port;
 }
 
+/* A KK handshake in our role, for the first routes or for new ones. */
+static int hs_start(struct hw_rgroup *g)
+{
+	uint8_t prologue[sizeof(HW_RGROUP_PROLOGUE) - 1 + HW_RGROUP_DESC_LEN];
+
+	memcpy(prologue, HW_RGROUP_PROLOGUE, sizeof(HW_RGROUP_PROLOGUE) - 1);
+	desc_encode(&g->p.desc, prologue + sizeof(HW_RGROUP_PROLOGUE) - 1);
+	return hw_noise_hs_new(&g->hs, HW_NOISE_KK,
+			       g->p.initiator ? HW_NOISE_INITIATOR
+					      : HW_NOISE_RESPONDER,
+			       prologue, sizeof(prologue), g->p.x_priv,
+			       g->remote_x);
+}
+
 static int params_ok(const struct hw_rgroup_params *p)
 {
 	return p && p->loop && p->router && p->id && p->x_priv && p->ops &&
@@ -782,12 +1262,10 @@ static int params_ok(const struct hw_rgroup_params *p)
 
 int hw_rgroup_new(struct hw_rgroup **out, const struct hw_rgroup_params *p)
 {
-	uint8_t prologue[sizeof(HW_RGROUP_PROLOGUE) - 1 + HW_RGROUP_DESC_LEN];
-	uint8_t xpub_mine[32], xpub_id[32];
+	uint8_t xpub_mine[32], xpub_id[32], payload[HS_MAX];
 	const uint8_t *self, *peer;
 	struct hw_rgroup *g = NULL;
-	uint8_t v = HW_RGROUP_VERSION;
-	size_t len;
+	size_t len, plen;
 	uint64_t tick;
 	int rc;
 
@@ -807,20 +1285,18 @@ int hw_rgroup_new(struct hw_rgroup **out, const struct hw_rgroup_params *p)
 		return -ENOMEM;
 	g->p = *p;
 	g->p.id = NULL; /* read here only */
-	g->p.x_priv = NULL;
 	if ((rc = hw_pk_to_x25519(peer, g->remote_x)))
 		goto out;
-	memcpy(prologue, HW_RGROUP_PROLOGUE, sizeof(HW_RGROUP_PROLOGUE) - 1);
-	desc_encode(&p->desc, prologue + sizeof(HW_RGROUP_PROLOGUE) - 1);
-	if ((rc = hw_noise_hs_new(&g->hs, HW_NOISE_KK,
-				  p->initiator ? HW_NOISE_INITIATOR
-					       : HW_NOISE_RESPONDER,
-				  prologue, sizeof(prologue), p->x_priv,
-				  g->remote_x)))
+	if (p->initiator)
+		randombytes_buf(g->token, sizeof(g->token));
+	if ((rc = hs_start(g)))
 		goto out;
-	if (p->initiator &&
-	    (rc = hw_noise_hs_write(g->hs, &v, 1, tx_buf, HS_MAX, &len)))
-		goto out;
+	if (p->initiator) {
+		plen = hs_payload(g, payload);
+		if ((rc = hw_noise_hs_write(g->hs, payload, plen, tx_buf,
+					    HS_MAX, &len)))
+			goto out;
+	}
 	uv_timer_init(p->loop, &g->tick);
 	uv_timer_init(p->loop, &g->later);
 	g->tick.data = g->later.data = g;
@@ -861,6 +1337,82 @@ void hw_rgroup_abort(struct hw_rgroup *g, int reason)
 	finish(g, reason);
 }
 
+int hw_rgroup_can_resume(const struct hw_rgroup *g)
+{
+	return g->broken ? g->state != ST_DEAD : may_heal(g);
+}
+
+int hw_rgroup_resume(struct hw_rgroup *g, uint32_t send_id, uint32_t recv_id)
+{
+	uint8_t payload[HS_MAX];
+	size_t plen, len;
+	int rc;
+
+	if (g->state != ST_OPEN && g->state != ST_CLOSING)
+		return -EINVAL;
+	if (!send_id || !recv_id)
+		return -EINVAL;
+	if (!g->broken) {
+		/* The responder learns from INCOMING before noticing. */
+		if (!may_heal(g))
+			return -EINVAL;
+		broke(g, -ENOTCONN, "the peer built new routes");
+		g->broken_due = 0; /* nothing to find: they are here */
+	}
+	drop_session(g);
+	g->p.send_id = send_id;
+	g->p.recv_id = recv_id;
+	g->resuming = 1;
+	g->broken_due = 0;
+	g->deadline_ms = now_ms(g) + HW_RGROUP_RESUME_MS;
+	if ((rc = hs_start(g))) {
+		finish(g, rc);
+		return 0;
+	}
+	if (!g->p.initiator)
+		return 0;
+	plen = hs_payload(g, payload);
+	if ((rc = hw_noise_hs_write(g->hs, payload, plen, tx_buf, HS_MAX,
+				    &len))) {
+		finish(g, rc);
+		return 0;
+	}
+	send_sealed(g, HW_PKT_HANDSHAKE, len);
+	return 0;
+}
+
+void hw_rgroup_heal_failed(struct hw_rgroup *g, int final, int reason,
+			   const char *why)
+{
+	if (g->state == ST_DEAD || !g->broken || g->resuming)
+		return;
+	if (final) {
+		hw_log(HW_LOG_WARN, LOG, "route group %u/%u: %s; ended",
+		       g->p.send_id, g->p.recv_id, why);
+		set_why(g, "%s", why);
+		finish(g, reason);
+		return;
+	}
+	hw_log(HW_LOG_INFO, LOG, "route group %u/%u: no new route yet: %s",
+	       g->p.send_id, g->p.recv_id, why);
+	g->retry_ms = now_ms(g) + HW_RGROUP_HEAL_RETRY_MS;
+}
+
+const char *hw_rgroup_why(const struct hw_rgroup *g)
+{
+	return g->why;
+}
+
+int hw_rgroup_initiator(const struct hw_rgroup *g)
+{
+	return g->p.initiator;
+}
+
+static size_t retx_bytes(const struct hw_rgroup *g)
+{
+	return (size_t)(g->sent_max - g->rbase);
+}
+
 const struct hw_route_desc *hw_rgroup_desc(const struct hw_rgroup *g)
 {
 	return &g->p.desc;
@@ -873,6 +1425,8 @@ static const char *state_name(enum rg_state s)
 		return "handshake";
 	case ST_OPEN:
 		return "open";
+	case ST_BROKEN_NAME:
+		return "broken";
 	case ST_CLOSING:
 		return "closing";
 	case ST_DEAD:
@@ -905,7 +1459,13 @@ json_t *hw_rgroup_json(const struct hw_rgroup *g)
 				  json_string(g->p.initiator ? "initiator"
 							     : "responder")) |
 	      json_object_set_new(o, "state",
-				  json_string(state_name(g->state))) |
+				  json_string(state_name(
+					  g->broken && g->state != ST_DEAD
+						  ? ST_BROKEN_NAME
+						  : g->state))) |
+	      json_object_set_new(o, "unacked",
+				  json_integer((json_int_t)retx_bytes(g))) |
+	      json_object_set_new(o, "heals", json_integer(g->heals)) |
 	      json_object_set_new(o, "send_id", json_integer(g->p.send_id)) |
 	      json_object_set_new(o, "recv_id", json_integer(g->p.recv_id)) |
 	      json_object_set_new(o, "bytes_in",

@@ -11,6 +11,17 @@
  * route works; an encrypted CLOSE answered by a CLOSE ends a group
  * cleanly.
  *
+ * A group survives the loss of its routes: when a route is broken (a rule
+ * of ours is gone, nothing was heard for a keepalive period, or a hop's
+ * route-failure hint was confirmed by an unanswered probe) the owner is
+ * asked for new routes (ops.broken), and the two ends run a new KK
+ * handshake on them that says how many stream bytes each end has
+ * received. Each end then sends again what the other has not received,
+ * from a buffer of the bytes the peer has not yet credited back (at most
+ * HW_RGROUP_WINDOW), so the stream goes on in order with no byte lost or
+ * repeated. A group that finds no new route within heal_ms ends with an
+ * error.
+ *
  * Everything runs on the loop of params.loop. Callbacks other than closed
  * may run inside hw_rgroup_on_packet (ready, data) or from the loop
  * (writable); closed always runs from the loop, never inside a call into
@@ -32,8 +43,20 @@
  * descriptor: src_pk | src_port u16 BE | dst_pk | dst_port u16 BE. */
 #define HW_RGROUP_PROLOGUE "hopwire/1 route group"
 #define HW_RGROUP_DESC_LEN 68
-/* The handshake payload of both messages. */
-#define HW_RGROUP_VERSION 1
+/* The first byte of both handshake payloads (docs/routing.md). */
+#define HW_RGROUP_VERSION 2
+/* The group's secret name, sent in the first handshake: a resumption
+ * must name it. */
+#define HW_RGROUP_TOKEN_LEN 16
+/* After a route-failure hint, a probe unanswered this long confirms it. */
+#define HW_RGROUP_PROBE_MS 300
+/* A broken group asks its owner again this long after a failed try. */
+#define HW_RGROUP_HEAL_RETRY_MS 1000
+/* How long a resumption handshake may take before the group asks for
+ * routes again. */
+#define HW_RGROUP_RESUME_MS 3000
+/* Default of params.heal_ms. */
+#define HW_RGROUP_HEAL_MS 30000
 /* Stream bytes in one DATA packet: a packet payload less the AEAD tag. */
 #define HW_RGROUP_MAX_PLAINTEXT (HW_PACKET_MAX_PAYLOAD - HW_CIPHER_TAGLEN)
 /* Stream bytes a sender may have outstanding (sealed, not yet credited
@@ -42,6 +65,11 @@
  * transport cannot queue, and a dropped packet ends the group, so one
  * route's window must fit a hop's queue. */
 #define HW_RGROUP_WINDOW (768u << 10)
+/* Stream bytes kept to send again after a resumption: what the peer has
+ * not credited back (at most the window), in chunks of
+ * HW_RGROUP_RETX_CHUNK, freed as credit comes back; nothing while idle. */
+#define HW_RGROUP_RETX_CHUNK (64u << 10)
+#define HW_RGROUP_UNACKED_MAX (HW_RGROUP_WINDOW + HW_RGROUP_RETX_CHUNK)
 /* Bytes accepted by hw_rgroup_write but not yet handed to the router. */
 #define HW_RGROUP_MAX_QUEUED (1u << 20)
 /* After -ENOBUFS, writable is called once the queue is at most this. */
@@ -72,8 +100,21 @@ struct hw_rgroup_ops {
 	 * -EPROTO the peer (or a hop) sent a bad packet (logged);
 	 * -ENOENT / -ENOTCONN the route's rule or transport is gone;
 	 * HW_ENONCE the nonce space is spent; -ENOMEM;
-	 * or the reason given to hw_rgroup_abort. */
+	 * -ENETUNREACH the routes failed and no other path exists;
+	 * -ECONNRESET the peer started a new group in this one's place;
+	 * or the reason given to hw_rgroup_abort or hw_rgroup_heal_failed.
+	 * hw_rgroup_why says more while this runs. */
 	void (*closed)(struct hw_rgroup *g, int reason, void *ud);
+	/* The routes are broken and heal_ms is not 0: called from the loop,
+	 * with the transport the failure was reported at (NULL when not
+	 * known). The owner removes the old rules and finds new routes:
+	 * at the initiator it builds them and calls hw_rgroup_resume; at
+	 * the responder it checks that a path is left (the initiator
+	 * builds), and hw_rgroup_resume comes with the setup node's
+	 * INCOMING. hw_rgroup_heal_failed says it could not; called again
+	 * HW_RGROUP_HEAL_RETRY_MS after a failure that was not final. May
+	 * be NULL: a broken route then ends the group. */
+	void (*broken)(struct hw_rgroup *g, const uint8_t *tp_id, void *ud);
 };
 
 struct hw_rgroup_params {
@@ -81,8 +122,9 @@ struct hw_rgroup_params {
 	/* Must stay valid until closed (or hw_rgroup_abort) has been
 	 * called; the group never touches it after that. */
 	struct hw_router *router;
-	/* Ours; read by hw_rgroup_new only. x_priv is id's X25519 key
-	 * (hw_identity_x25519). */
+	/* Ours. id is read by hw_rgroup_new only; x_priv, id's X25519 key
+	 * (hw_identity_x25519), must stay valid like router: a resumption
+	 * handshake uses it again. */
 	const struct hw_identity *id;
 	const uint8_t *x_priv;
 	struct hw_route_desc desc;
@@ -91,6 +133,9 @@ struct hw_rgroup_params {
 	uint32_t send_id; /* our FORWARD rule */
 	uint32_t recv_id; /* our CONSUME rule (for the JSON view only) */
 	uint32_t keepalive_ms; /* HW_RULE_KEEPALIVE_MIN_MS..MAX_MS */
+	/* How long a broken group looks for new routes before it ends;
+	 * 0: a broken route ends it at once. */
+	uint32_t heal_ms;
 	const struct hw_rgroup_ops *ops;
 	void *ud;
 };
@@ -138,13 +183,44 @@ void hw_rgroup_close(struct hw_rgroup *g);
  * (reason) on the next loop turn. Does nothing once ended. */
 void hw_rgroup_abort(struct hw_rgroup *g, int reason);
 
+/* A route of the group failed at the transport tp_id (NULL: unknown).
+ * certain: our own rule or transport is gone, so the route is broken;
+ * otherwise a hop's route-failure packet, a hint only: the group probes
+ * the peer and takes the route as broken when no answer comes within
+ * HW_RGROUP_PROBE_MS. */
+void hw_rgroup_route_failed(struct hw_rgroup *g, int certain,
+			    const uint8_t *tp_id);
+
+/* New routes for a broken group (or, at the responder, for one that has
+ * not noticed yet): send_id and recv_id are our new FORWARD and CONSUME
+ * rules. The initiator sends the resumption handshake at once, the
+ * responder waits for it. Returns 0, -EINVAL once ended or before the
+ * first handshake finished. */
+int hw_rgroup_resume(struct hw_rgroup *g, uint32_t send_id, uint32_t recv_id);
+
+/* Whether hw_rgroup_resume would take new routes now. */
+int hw_rgroup_can_resume(const struct hw_rgroup *g);
+
+/* The owner could not find new routes (why: a sentence). final: no path
+ * is left, and the group ends now with reason; otherwise ops.broken is
+ * called again later, until heal_ms has passed. */
+void hw_rgroup_heal_failed(struct hw_rgroup *g, int final, int reason,
+			   const char *why);
+
+/* Why the group ended (or "" when it did not), valid as long as g. */
+const char *hw_rgroup_why(const struct hw_rgroup *g);
+
+/* 1 at the initiator, 0 at the responder. */
+int hw_rgroup_initiator(const struct hw_rgroup *g);
+
 /* The group's descriptor (valid as long as g). */
 const struct hw_route_desc *hw_rgroup_desc(const struct hw_rgroup *g);
 
 /* The group as a JSON object (new reference, NULL when out of memory):
  * src and dst ("PK:PORT"), role ("initiator"/"responder"), state
- * ("handshake", "open", "closing", "closed"), send_id, recv_id, bytes_in
- * and bytes_out (stream bytes), queued, age_ms. */
+ * ("handshake", "open", "broken", "closing", "closed"), send_id, recv_id,
+ * bytes_in and bytes_out (stream bytes), queued, unacked (bytes kept to
+ * send again), heals (routes replaced), age_ms. */
 json_t *hw_rgroup_json(const struct hw_rgroup *g);
 
 #endif

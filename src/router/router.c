@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/container.h"
 #include "util/err.h"
 #include "util/hex.h"
 #include "util/htab.h"
@@ -21,6 +22,10 @@
 
 #define RESERVE_MAX 16
 #define FULL_LOG_MS 10000
+/* A rule passes on at most one route-failure packet this often: a hop
+ * that keeps sending them (or a stream of packets for a dead next hop)
+ * costs one packet per period. */
+#define FAIL_EVERY_MS 1000
 
 /* Expiry: a timer wheel of TICK_MS slots. An entry sits in the slot of
  * the earliest moment it could expire; a packet only moves its last_ms
@@ -36,7 +41,8 @@
 /* Packet types that travel on routes; the rest belong to route 0. */
 #define ROUTE_TYPES                                                       \
 	(1u << HW_PKT_DATA | 1u << HW_PKT_CLOSE | 1u << HW_PKT_KEEPALIVE |  \
-	 1u << HW_PKT_HANDSHAKE | 1u << HW_PKT_ERROR)
+	 1u << HW_PKT_HANDSHAKE | 1u << HW_PKT_ERROR |                    \
+	 1u << HW_PKT_ROUTE_FAIL)
 
 /* What reservations and rules share; kind 0 is a reservation. */
 struct ent {
@@ -56,6 +62,10 @@ struct rent {
 	struct hw_tp *prev, *next; /* NULL where the kind has none */
 	uint64_t last_ms, bytes, packets;
 	uint64_t created_ms;
+	uint64_t fail_ms; /* when it last passed on a route failure */
+	/* In r->bynext, by (next, next_id): where a ROUTE_FAIL_BACK from
+	 * the next hop finds it (FORWARD, INTERMEDIARY). */
+	struct hw_hnode nn;
 	/* On the lists of the transports it uses (struct tpr). */
 	struct rent *p_next, **p_pprev;
 	struct rent *n_next, **n_pprev;
@@ -74,6 +84,7 @@ struct hw_router {
 	uv_timer_t timer;
 	struct hw_htab ids; /* struct ent by ID */
 	struct hw_htab tps; /* struct tpr by transport */
+	struct hw_htab bynext; /* struct rent (nn) by next hop */
 	/* Secret hash key: IDs are ours and random already, but nobody who
 	 * learns some should be able to tell which share a bucket. */
 	uint64_t k0, k1;
@@ -248,6 +259,28 @@ static int ent_insert(struct hw_router *r, struct ent *e)
 	return r->ids.nb ? 0 : -ENOMEM;
 }
 
+static uint64_t next_hash(const struct hw_router *r, const struct hw_tp *tp,
+			  uint32_t next_id)
+{
+	return mix(r, (uintptr_t)tp ^ ((uint64_t)next_id << 32 | next_id));
+}
+
+/* The rule that sends on tp with route ID next_id, or NULL. */
+static struct rent *next_find(const struct hw_router *r,
+			      const struct hw_tp *tp, uint32_t next_id)
+{
+	uint64_t h = next_hash(r, tp, next_id);
+
+	for (struct hw_hnode *n = hw_htab_bucket(&r->bynext, h); n;
+	     n = n->next) {
+		struct rent *x = HW_CONTAINER_OF(n, struct rent, nn);
+
+		if (n->h == h && x->next == tp && x->rule.next_id == next_id)
+			return x;
+	}
+	return NULL;
+}
+
 static struct tpr *tpr_find(const struct hw_router *r,
 			    const struct hw_tp *tp)
 {
@@ -345,6 +378,8 @@ static void rule_drop(struct hw_router *r, struct rent *x, int reason,
 
 	wheel_unlink(&x->e);
 	hw_htab_remove(&r->ids, &x->e.hn);
+	if (x->next)
+		hw_htab_remove(&r->bynext, &x->nn);
 	if (x->p_pprev) {
 		*x->p_pprev = x->p_next;
 		if (x->p_next)
@@ -479,6 +514,7 @@ void hw_router_free(struct hw_router *r)
 	}
 	hw_htab_free(&r->ids);
 	hw_htab_free(&r->tps);
+	hw_htab_free(&r->bynext);
 	/* Waiters outlive the router as not waiting. */
 	while (r->waiters)
 		hw_router_unwait(r->waiters);
@@ -572,6 +608,14 @@ int hw_router_add(struct hw_router *r, const struct hw_rule *rule)
 		rc = -ENOMEM;
 		goto out;
 	}
+	if (next) {
+		x->nn.h = next_hash(r, next, rule->next_id);
+		hw_htab_insert(&r->bynext, &x->nn);
+		if (!r->bynext.nb) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
 	/* The rule takes the reservation's place; the count stays, so the
 	 * table does not grow and the insert cannot fail. */
 	resv_drop(r, e);
@@ -625,13 +669,99 @@ const struct hw_rule *hw_router_find(const struct hw_router *r, uint32_t id)
 	return e && e->kind ? &((struct rent *)e)->rule : NULL;
 }
 
+/* ---- route failures ---- */
+
+/* Whether x may pass on a route failure now (one per FAIL_EVERY_MS). */
+static int fail_allowed(struct hw_router *r, struct rent *x)
+{
+	uint64_t now = uv_now(r->p.loop);
+
+	if (x->fail_ms && now - x->fail_ms < FAIL_EVERY_MS) {
+		r->st.failures_limited++;
+		return 0;
+	}
+	x->fail_ms = now;
+	return 1;
+}
+
+/* Tells the hops of x's route that it broke at the transport tp_id: a
+ * ROUTE_FAIL along the route to its end when x still has a next hop, a
+ * ROUTE_FAIL_BACK against it to its start when x still has a previous
+ * hop (payload, when not NULL, is one received: passed on as it is). The
+ * sends may remove rules (x too): callers compare r->frees. */
+static void fail_send(struct hw_router *r, struct rent *x, int back,
+		      const uint8_t *payload, uint8_t code,
+		      const uint8_t tp_id[HW_TP_ID_LEN])
+{
+	uint8_t p[HW_ROUTE_FAIL_LEN];
+	int rc;
+
+	if (!payload) {
+		p[0] = code;
+		memcpy(p + 1, tp_id, HW_TP_ID_LEN);
+		payload = p;
+	}
+	if (back)
+		rc = hw_tp_send(x->prev, HW_PKT_ROUTE_FAIL_BACK, x->e.id,
+				payload, HW_ROUTE_FAIL_LEN);
+	else
+		rc = hw_tp_send(x->next, HW_PKT_ROUTE_FAIL, x->rule.next_id,
+				payload, HW_ROUTE_FAIL_LEN);
+	if (rc == 0)
+		r->st.failures_sent++;
+}
+
+/* tp went down or away under the INTERMEDIARY rule x: the hops on the
+ * side that is left hear of it. */
+static void fail_lost(struct hw_router *r, struct rent *x,
+		      const struct hw_tp *tp)
+{
+	if (x->e.kind != HW_RULE_INTERMEDIARY || !fail_allowed(r, x))
+		return;
+	if (x->prev == tp)
+		fail_send(r, x, 0, NULL, HW_ROUTE_FAIL_TP_LOST,
+			  x->rule.prev_tp);
+	else
+		fail_send(r, x, 1, NULL, HW_ROUTE_FAIL_TP_LOST,
+			  x->rule.next_tp);
+}
+
+/* A ROUTE_FAIL_BACK from the next hop tp: for the rule that sends on tp
+ * with this packet's route ID, so only that next hop can send one. */
+static void on_fail_back(struct hw_router *r, struct hw_tp *tp,
+			 const struct hw_packet *pkt)
+{
+	struct rent *x = next_find(r, tp, pkt->route_id);
+
+	if (!x || pkt->len != HW_ROUTE_FAIL_LEN) {
+		r->st.dropped_unknown++;
+		return;
+	}
+	if (!fail_allowed(r, x))
+		return;
+	if (x->e.kind == HW_RULE_FORWARD) {
+		r->st.delivered++;
+		if (r->p.deliver)
+			r->p.deliver(r, x->e.id, pkt, r->p.ud);
+		return;
+	}
+	fail_send(r, x, 1, pkt->payload, 0, NULL);
+}
+
 void hw_router_on_packet(struct hw_router *r, struct hw_tp *tp,
 			 const struct hw_packet *pkt)
 {
-	struct ent *e = ent_find(r, pkt->route_id);
-	struct rent *x = (struct rent *)e;
+	struct ent *e;
+	struct rent *x;
 	uint64_t frees;
+	int rc;
 
+	if (pkt->type == HW_PKT_ROUTE_FAIL_BACK) {
+		on_fail_back(r, tp, pkt);
+		return;
+	}
+	e = ent_find(r, pkt->route_id);
+	x = (struct rent *)e;
 	/* A FORWARD rule's ID is only for sending; nothing arrives on it. */
 	if (!e || e->kind == 0 || e->kind == HW_RULE_FORWARD ||
 	    pkt->type >= 32 || !(ROUTE_TYPES & 1u << pkt->type)) {
@@ -640,6 +770,12 @@ void hw_router_on_packet(struct hw_router *r, struct hw_tp *tp,
 	}
 	if (tp != x->prev) {
 		r->st.dropped_wrong_tp++;
+		return;
+	}
+	if (pkt->type == HW_PKT_ROUTE_FAIL &&
+	    (pkt->len != HW_ROUTE_FAIL_LEN || !fail_allowed(r, x))) {
+		if (pkt->len != HW_ROUTE_FAIL_LEN)
+			r->st.dropped_unknown++;
 		return;
 	}
 	if (e->kind == HW_RULE_CONSUME) {
@@ -655,9 +791,14 @@ void hw_router_on_packet(struct hw_router *r, struct hw_tp *tp,
 	/* A failed write may close the connection and, through the
 	 * manager, remove this rule before hw_tp_send returns. */
 	frees = r->frees;
-	if (hw_tp_send(x->next, pkt->type, x->rule.next_id, pkt->payload,
-		       pkt->len)) {
+	if ((rc = hw_tp_send(x->next, pkt->type, x->rule.next_id,
+			     pkt->payload, pkt->len))) {
 		r->st.dropped_down++;
+		/* Nowhere to go: the start of the route hears of it. */
+		if (rc == -ENOTCONN && r->frees == frees &&
+		    pkt->type != HW_PKT_ROUTE_FAIL && fail_allowed(r, x))
+			fail_send(r, x, 1, NULL, HW_ROUTE_FAIL_NO_NEXT,
+				  x->rule.next_tp);
 		return;
 	}
 	r->st.forwarded++;
@@ -708,9 +849,13 @@ void hw_router_tp_removed(struct hw_router *r, struct hw_tp *tp)
 	 * callback may remove other rules of this transport. */
 	while ((t = tpr_find(r, tp))) {
 		struct rent *x = t->by_prev ? t->by_prev : t->by_next;
+		uint64_t frees = r->frees;
 
 		hw_log(HW_LOG_DEBUG, LOG, "rule %u lost its transport",
 		       x->e.id);
+		fail_lost(r, x, tp);
+		if (r->frees != frees)
+			continue; /* the send removed rules, maybe x */
 		rule_drop(r, x, -ENOTCONN, 1);
 	}
 	hw_router_tp_room(r, tp);

@@ -68,7 +68,10 @@ struct hw_router_params {
 	uv_loop_t *loop;
 	struct hw_tp_manager *tpm;
 	/* A packet arrived for a CONSUME rule (rule_id): DATA, CLOSE,
-	 * KEEPALIVE, HANDSHAKE or ERROR with its payload. */
+	 * KEEPALIVE, HANDSHAKE, ERROR or ROUTE_FAIL with its payload; or a
+	 * ROUTE_FAIL_BACK for a FORWARD rule (rule_id), from its next hop.
+	 * A route failure is a hint from a hop on the route (nobody else
+	 * can send one), at most one per rule a second. */
 	void (*deliver)(struct hw_router *r, uint32_t rule_id,
 			const struct hw_packet *pkt, void *ud);
 	/* A rule expired or lost its transport (reason); it is gone when
@@ -115,8 +118,11 @@ int hw_router_send(struct hw_router *r, uint32_t id, uint8_t type,
 int hw_router_send_fill(struct hw_router *r, uint32_t id, uint8_t type,
 			uint16_t len, hw_conn_fill_fn fill, void *arg);
 
-/* A transport left the table: its rules are removed (rule_gone with
- * -ENOTCONN), and whoever waits for room on it is woken. */
+/* A transport went down or left the table: its rules are removed
+ * (rule_gone with -ENOTCONN), the other hops of every route through it
+ * told (a ROUTE_FAIL along the route from a rule that still has its next
+ * hop, a ROUTE_FAIL_BACK from one that still has its previous hop), and
+ * whoever waits for room on it is woken. */
 void hw_router_tp_removed(struct hw_router *r, struct hw_tp *tp);
 
 /* Waiting for room: a sender whose hw_router_send failed with -ENOBUFS
@@ -154,6 +160,9 @@ json_t *hw_router_rules_json(const struct hw_router *r);
 struct hw_router_stats {
 	uint64_t forwarded, delivered, dropped_unknown, dropped_wrong_tp,
 		dropped_down;
+	/* Route failures sent or passed on; and not passed on because the
+	 * rule passed one on less than a second before. */
+	uint64_t failures_sent, failures_limited;
 	unsigned rules, reserved;
 };
 void hw_router_stats(const struct hw_router *r, struct hw_router_stats *st);

@@ -788,6 +788,9 @@ static void link_gone(struct hw_tp_link *l, int reason, const char *msg)
 		       tp->last_error);
 		finish_flood(tp, -ENOTCONN);
 		fail_pings(m, tp, -ENOTCONN);
+		/* Routes over it are broken now, whether or not it redials. */
+		if (m->p.on_event)
+			m->p.on_event(tp, HW_TP_DOWN, m->p.ud);
 		/* Senders waiting for room learn from their next send. */
 		if (m->p.on_room)
 			m->p.on_room(tp, m->p.ud);

@@ -35,7 +35,9 @@ struct hw_tp_manager;
 struct hw_tp;
 struct hw_relay_client;
 
-enum hw_tp_event { HW_TP_UP, HW_TP_REMOVED };
+/* UP: a connection is live; DOWN: it went away and the transport stays
+ * (persistent: it redials); REMOVED: the transport left the table. */
+enum hw_tp_event { HW_TP_UP, HW_TP_DOWN, HW_TP_REMOVED };
 
 struct hw_tp_manager_params {
 	uv_loop_t *loop;

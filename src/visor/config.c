@@ -255,7 +255,8 @@ static int load_transport(struct hw_config *cfg, json_t *t, char *err,
 static int load_routing(struct hw_config *cfg, json_t *r, char *err,
 			size_t errlen)
 {
-	static const char *const keys[] = {"setup_nodes", "tap_file", NULL};
+	static const char *const keys[] = {"setup_nodes", "tap_file",
+					   "heal_timeout_ms", NULL};
 	const char *tap = NULL;
 	json_t *list, *e;
 	size_t i;
@@ -264,6 +265,8 @@ static int load_routing(struct hw_config *cfg, json_t *r, char *err,
 	if (!json_is_object(r))
 		return bad(err, errlen, "routing: must be an object");
 	if ((rc = only_keys(r, "routing.", keys, err, errlen)) ||
+	    (rc = get_uint(r, "heal_timeout_ms", "routing.heal_timeout_ms",
+			   &cfg->heal_timeout_ms, 0, 3600000, err, errlen)) ||
 	    (rc = get_str(r, "tap_file", "routing.tap_file", &tap, 0, err,
 			  errlen)) ||
 	    (tap && tap[0] && (rc = resolve(cfg, "routing.tap_file", tap,
@@ -454,6 +457,7 @@ int hw_config_parse(struct hw_config *cfg, const char *path, const char *text,
 	snprintf(cfg->tcp_listen, sizeof(cfg->tcp_listen), "0.0.0.0:%d",
 		 HW_DEFAULT_TCP_PORT);
 	cfg->keepalive_ms = HW_DEFAULT_KEEPALIVE_MS;
+	cfg->heal_timeout_ms = HW_DEFAULT_HEAL_TIMEOUT_MS;
 	cfg->handshake_timeout_ms = HW_DEFAULT_HANDSHAKE_TIMEOUT_MS;
 	cfg->max_pending_handshakes = HW_DEFAULT_MAX_PENDING_HANDSHAKES;
 	cfg->redial_min_ms = HW_DEFAULT_REDIAL_MIN_MS;

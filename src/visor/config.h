@@ -26,8 +26,11 @@
  *       "relay_sessions": 1             relays to hold sessions with
  *     },
  *     "routing": {"setup_nodes": [HEX, ...],   trusted setup nodes
- *                 "tap_file": ""}  debugging: what this visor forwards
+ *                 "tap_file": "",  debugging: what this visor forwards
  *                                  for others is appended there
+ *                 "heal_timeout_ms": 30000}  how long a route group
+ *                                  whose routes failed looks for new
+ *                                  ones (0: fail at once)
  *     "control": {"socket": ""},     "" means LOCAL_DIR/visor.sock
  *     "apps": [{"name": "chat",       letters, digits, '-', '_'
  *               "binary": "hopwire-chat",  a path (relative: to the
@@ -53,6 +56,7 @@
 
 #define HW_DEFAULT_TCP_PORT 7777
 #define HW_DEFAULT_KEEPALIVE_MS 5000
+#define HW_DEFAULT_HEAL_TIMEOUT_MS 30000
 #define HW_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
 #define HW_DEFAULT_MAX_PENDING_HANDSHAKES 64
 #define HW_DEFAULT_REDIAL_MIN_MS 500
@@ -109,6 +113,9 @@ struct hw_config {
 	/* Debugging: every route packet payload this visor forwards as an
 	 * intermediate hop is appended here ("" for none). */
 	char tap_file[PATH_MAX];
+	/* How long a route group whose routes failed looks for new ones
+	 * before it fails (0: it fails at once). */
+	unsigned heal_timeout_ms;
 	struct hw_config_app *apps;
 	size_t napps;
 };

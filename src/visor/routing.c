@@ -27,11 +27,25 @@ void hw_routing_unref(struct hw_routing *rt)
 
 /* ---- the router's callbacks ---- */
 
+/* The group whose FORWARD rule is id. Rare (a rule expired, its
+ * transport left, a hop reported a failure, each at most once a second
+ * per rule): a scan. */
+static struct group *group_by_send_id(struct hw_routing *rt, uint32_t id)
+{
+	for (size_t b = 0; b < rt->groups.nb; b++)
+		for (struct hw_hnode *x = rt->groups.b[b]; x; x = x->next)
+			if (((struct group *)x)->send_id == id)
+				return (struct group *)x;
+	return NULL;
+}
+
 static void on_deliver(struct hw_router *r, uint32_t rule_id,
 		       const struct hw_packet *pkt, void *ud)
 {
 	struct hw_routing *rt = ud;
-	struct group *gr = hw_routing_group_find(rt, rule_id);
+	struct group *gr = pkt->type == HW_PKT_ROUTE_FAIL_BACK
+				   ? group_by_send_id(rt, rule_id)
+				   : hw_routing_group_find(rt, rule_id);
 
 	if (!gr) {
 		rt->unknown_group++;
@@ -45,19 +59,20 @@ static void on_rule_gone(struct hw_router *r, const struct hw_rule *rule,
 {
 	struct hw_routing *rt = ud;
 	struct group *gr = NULL;
+	const uint8_t *tp = NULL;
 
 	if (rule->kind == HW_RULE_CONSUME) {
 		gr = hw_routing_group_find(rt, rule->id);
+		tp = rule->prev_tp;
 	} else if (rule->kind == HW_RULE_FORWARD) {
-		/* Rare (a rule expired or its transport left): a scan. */
-		for (size_t b = 0; !gr && b < rt->groups.nb; b++)
-			for (struct hw_hnode *x = rt->groups.b[b]; x;
-			     x = x->next)
-				if (((struct group *)x)->send_id == rule->id)
-					gr = (struct group *)x;
+		gr = group_by_send_id(rt, rule->id);
+		tp = rule->next_tp;
 	}
+	/* Our own rule: no hint, the route is broken. Only a lost
+	 * transport names one to avoid (an expired rule does not). */
 	if (gr)
-		hw_rgroup_abort(gr->g, reason);
+		hw_rgroup_route_failed(gr->g, 1, reason == -ENOTCONN ? tp
+								     : NULL);
 }
 
 void hw_routing_on_packet(struct hw_routing *rt, struct hw_tp *tp,
@@ -85,7 +100,7 @@ void hw_routing_on_packet(struct hw_routing *rt, struct hw_tp *tp,
 void hw_routing_tp_event(struct hw_routing *rt, struct hw_tp *tp,
 			 enum hw_tp_event ev)
 {
-	if (rt && !rt->closing && ev == HW_TP_REMOVED)
+	if (rt && !rt->closing && ev != HW_TP_UP)
 		hw_router_tp_removed(rt->router, tp);
 }
 
@@ -142,6 +157,7 @@ int hw_routing_new(struct hw_routing **out, const struct hw_routing_params *p,
 	/* Rules on a route live as long as packets (keepalives included)
 	 * cross them: a few transport keepalive intervals. */
 	rt->keepalive_ms = 4 * p->keepalive_ms;
+	rt->heal_ms = p->heal_ms;
 	if (rt->keepalive_ms < HW_RULE_KEEPALIVE_MIN_MS)
 		rt->keepalive_ms = HW_RULE_KEEPALIVE_MIN_MS;
 	memset(&rp, 0, sizeof(rp));

@@ -62,6 +62,7 @@ struct hw_routing_params {
 	unsigned keepalive_ms; /* the transports' (transport.keepalive_ms) */
 	const char *local_dir; /* the stream socket goes here */
 	const char *tap_file;  /* routing.tap_file: NULL or "" for none */
+	unsigned heal_ms;      /* routing.heal_timeout_ms */
 	const struct hw_routing_ops *ops;
 	void *ud;
 };

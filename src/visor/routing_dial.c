@@ -53,6 +53,17 @@ static int dial_back(struct dial *d)
 	return 0;
 }
 
+/* A heal that found no route: final when no path is left. */
+static void heal_fail(struct dial *d, int final, const char *msg)
+{
+	struct group *gr = d->resume;
+
+	d->resume = NULL;
+	hw_routing_dial_free(d);
+	if (gr)
+		hw_rgroup_heal_failed(gr->g, final, -ENETUNREACH, msg);
+}
+
 static void dial_fail(struct dial *d, const char *fmt, ...)
 {
 	char msg[400];
@@ -61,6 +72,10 @@ static void dial_fail(struct dial *d, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (d->heal) {
+		heal_fail(d, 0, msg);
+		return;
+	}
 	hw_log(HW_LOG_WARN, LOG, "dial failed: %s", msg);
 	if (d->eops) {
 		const struct hw_route_end_ops *ops = d->eops;
@@ -235,8 +250,25 @@ static void on_paths(struct hw_disc_client *c, int status, int http,
 	}
 	if (take_path(resp, d, 0, d->build.u.build.fwd,
 		      &d->build.u.build.fwd_n)) {
+		if (d->heal) {
+			char pk[HW_PK_HEXLEN + 1], why[200];
+
+			hw_pk_format(d->check_only
+					     ? d->build.u.build.desc.src_pk
+					     : d->build.u.build.desc.dst_pk,
+				     pk);
+			snprintf(why, sizeof(why), "route failed and discovery "
+				 "knows no other path to %s", pk);
+			heal_fail(d, 1, why);
+			return;
+		}
 		dial_fail(d, "discovery knows no path to the peer%s",
 			  d->nvia ? " through the hops given" : "");
+		return;
+	}
+	if (d->check_only) {
+		/* A path is left: the source builds on it. */
+		hw_routing_dial_free(d);
 		return;
 	}
 	reverse_of(&d->build);
@@ -264,6 +296,19 @@ int hw_routing_on_built(struct hw_routing *rt, const uint8_t from_pk[HW_PK_LEN],
 		return 0;
 	}
 	d->stage = 3;
+	if (d->heal) {
+		struct group *gr = d->resume;
+
+		/* A group that closed meanwhile leaves rules that expire. */
+		d->resume = NULL;
+		hw_routing_dial_free(d);
+		if (gr) {
+			hw_log(HW_LOG_DEBUG, LOG, "heal: built; resuming");
+			hw_routing_group_resumed(rt, gr, m->u.built.fwd_send_id,
+						 m->u.built.rev_recv_id);
+		}
+		return 0;
+	}
 	hw_log(HW_LOG_DEBUG, LOG, "dial: built; starting the handshake");
 	rc = hw_routing_group_start(rt, &d->build.u.build.desc, 1,
 				    m->u.built.fwd_send_id,
@@ -305,6 +350,18 @@ int hw_routing_dial_check(struct hw_routing *rt, const uint8_t pk[HW_PK_LEN],
 	return 0;
 }
 
+/* Puts a dial whose BUILD has its descriptor on the list, its timeout
+ * running. */
+static void dial_list(struct hw_routing *rt, struct dial *d)
+{
+	d->build.u.build.keepalive_ms = rt->keepalive_ms;
+	uv_timer_init(rt->loop, &d->timer);
+	d->timer.data = d;
+	uv_timer_start(&d->timer, on_dial_timeout, DIAL_TIMEOUT_MS, 0);
+	d->next = rt->dials;
+	rt->dials = d;
+}
+
 int hw_routing_dial_start(struct hw_routing *rt, struct client *c,
 			  const struct hw_route_end_ops *eops, void *eud,
 			  const uint8_t pk[HW_PK_LEN], uint16_t port,
@@ -339,12 +396,7 @@ int hw_routing_dial_start(struct hw_routing *rt, struct client *c,
 	memcpy(desc->dst_pk, pk, HW_PK_LEN);
 	desc->dst_port = port;
 	desc->src_port = src_port;
-	d->build.u.build.keepalive_ms = rt->keepalive_ms;
-	uv_timer_init(rt->loop, &d->timer);
-	d->timer.data = d;
-	uv_timer_start(&d->timer, on_dial_timeout, DIAL_TIMEOUT_MS, 0);
-	d->next = rt->dials;
-	rt->dials = d;
+	dial_list(rt, d);
 	hw_pk_format(rt->id->pk, me);
 	hw_pk_format(pk, them);
 	if (d->nvia)
@@ -364,6 +416,55 @@ int hw_routing_dial_start(struct hw_routing *rt, struct client *c,
 		return rc;
 	}
 	return 0;
+}
+
+void hw_routing_heal_start(struct hw_routing *rt, struct group *gr,
+			   const uint8_t *avoid_tp)
+{
+	const struct hw_route_desc *gd = hw_rgroup_desc(gr->g);
+	int initiator = hw_rgroup_initiator(gr->g);
+	struct hw_disc_client *dc = discovery(rt);
+	char path[600], me[HW_PK_HEXLEN + 1], them[HW_PK_HEXLEN + 1];
+	char avoid[HW_TP_ID_HEXLEN + 16];
+	struct hw_route_desc *desc;
+	struct dial *d;
+	int rc;
+
+	if (!dc || (initiator && !rt->nsetup_nodes)) {
+		hw_rgroup_heal_failed(gr->g, 1, -ENETUNREACH, "route failed "
+				      "and this visor cannot build routes "
+				      "(no discovery or setup node)");
+		return;
+	}
+	if (!(d = calloc(1, sizeof(*d)))) {
+		hw_rgroup_heal_failed(gr->g, 0, -ENOMEM, "out of memory");
+		return;
+	}
+	d->rt = rt;
+	d->heal = 1;
+	d->resume = gr;
+	d->check_only = !initiator;
+	d->build.type = HW_SETUP_BUILD;
+	desc = &d->build.u.build.desc;
+	*desc = *gd;
+	dial_list(rt, d);
+	hw_pk_format(rt->id->pk, me);
+	hw_pk_format(initiator ? gd->dst_pk : gd->src_pk, them);
+	avoid[0] = 0;
+	if (avoid_tp) {
+		memcpy(d->avoid, avoid_tp, HW_TP_ID_LEN);
+		d->has_avoid = 1;
+		memcpy(avoid, "&avoid=", 7);
+		hw_hex_encode(avoid_tp, HW_TP_ID_LEN, avoid + 7);
+	}
+	snprintf(path, sizeof(path), "/v1/routes?src=%s&dst=%s&k=1&"
+		 "min_hops=1&max_hops=%d%s", me, them, HW_SETUP_HOPS_MAX,
+		 avoid);
+	d->waiting++;
+	if ((rc = hw_disc_get(dc, path, on_paths, d))) {
+		d->waiting--;
+		heal_fail(d, 0, hw_strerror(rc));
+	}
 }
 
 uint16_t hw_routing_ephemeral_port(struct hw_routing *rt)

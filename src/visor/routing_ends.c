@@ -69,27 +69,91 @@ static void group_writable(struct hw_rgroup *g, void *ud)
 		hw_streams_writable(c, g);
 }
 
+/* Moves gr to the key of its CONSUME rule id (0: none). */
+static void group_rekey(struct hw_routing *rt, struct group *gr,
+			uint32_t recv_id)
+{
+	hw_htab_remove(&rt->groups, &gr->node);
+	gr->recv_id = recv_id;
+	gr->node.h = id_hash(recv_id);
+	hw_htab_insert(&rt->groups, &gr->node);
+}
+
+struct group *hw_routing_group_by_desc(struct hw_routing *rt,
+				       const struct hw_route_desc *d)
+{
+	for (size_t b = 0; b < rt->groups.nb; b++)
+		for (struct hw_hnode *x = rt->groups.b[b]; x; x = x->next) {
+			struct group *gr = (struct group *)x;
+
+			if (!hw_rgroup_initiator(gr->g) &&
+			    !memcmp(hw_rgroup_desc(gr->g), d, sizeof(*d)))
+				return gr;
+		}
+	return NULL;
+}
+
+/* The group's routes are broken: their rules go, and new ones are
+ * looked for. */
+static void group_broken(struct hw_rgroup *g, const uint8_t *tp_id, void *ud)
+{
+	struct group *gr = ud;
+	struct hw_routing *rt = gr->rt;
+
+	if (rt->closing) {
+		hw_rgroup_heal_failed(g, 1, -ECANCELED, "the visor is stopping");
+		return;
+	}
+	if (gr->recv_id)
+		hw_router_remove(rt->router, gr->recv_id);
+	if (gr->send_id)
+		hw_router_remove(rt->router, gr->send_id);
+	gr->send_id = 0;
+	group_rekey(rt, gr, 0);
+	hw_routing_heal_start(rt, gr, tp_id);
+}
+
+void hw_routing_group_resumed(struct hw_routing *rt, struct group *gr,
+			      uint32_t send_id, uint32_t recv_id)
+{
+	int rc;
+
+	if (gr->recv_id && gr->recv_id != recv_id)
+		hw_router_remove(rt->router, gr->recv_id);
+	if (gr->send_id && gr->send_id != send_id)
+		hw_router_remove(rt->router, gr->send_id);
+	gr->send_id = send_id;
+	group_rekey(rt, gr, recv_id);
+	if ((rc = hw_rgroup_resume(gr->g, send_id, recv_id)))
+		hw_rgroup_abort(gr->g, rc);
+}
+
 static void group_closed(struct hw_rgroup *g, int reason, void *ud)
 {
 	struct group *gr = ud;
 	struct hw_routing *rt = gr->rt;
 	struct client *c = gr->client;
+	const char *why = hw_rgroup_why(g);
 
 	hw_log(reason ? HW_LOG_WARN : HW_LOG_INFO, LOG,
 	       "route group closed%s%s", reason ? ": " : "",
-	       reason ? hw_strerror(reason) : "");
+	       reason ? why : "");
+	for (struct dial *d = rt->dials; d; d = d->next)
+		if (d->resume == gr)
+			d->resume = NULL;
 	hw_htab_remove(&rt->groups, &gr->node);
 	if (!rt->closing) {
-		hw_router_remove(rt->router, gr->recv_id);
-		hw_router_remove(rt->router, gr->send_id);
+		if (gr->recv_id)
+			hw_router_remove(rt->router, gr->recv_id);
+		if (gr->send_id)
+			hw_router_remove(rt->router, gr->send_id);
 	}
 	if (c) {
 		c->grp = NULL;
 		hw_streams_closed(c, reason);
 	}
 	if (gr->eops && gr->eops->closed)
-		gr->eops->closed(gr->eud, reason,
-				 reason ? hw_strerror(reason) : "closed");
+		gr->eops->closed(gr->eud, reason, reason ? why : "closed");
 	free(gr);
 	hw_routing_unref(rt);
 }
@@ -99,6 +163,7 @@ static const struct hw_rgroup_ops group_ops = {
 	.data = group_data,
 	.writable = group_writable,
 	.closed = group_closed,
+	.broken = group_broken,
 };
 
 int hw_routing_group_start(struct hw_routing *rt, const struct hw_route_desc *d,
@@ -122,6 +187,7 @@ int hw_routing_group_start(struct hw_routing *rt, const struct hw_route_desc *d,
 	p.send_id = send_id;
 	p.recv_id = recv_id;
 	p.keepalive_ms = rt->keepalive_ms;
+	p.heal_ms = rt->heal_ms;
 	p.ops = &group_ops;
 	p.ud = gr;
 	gr->rt = rt;

@@ -56,7 +56,8 @@ struct client {
 
 /* A route group at this visor (routing_ends.c). */
 struct group {
-	struct hw_hnode node; /* rt->groups, by recv_id */
+	struct hw_hnode node; /* rt->groups, by recv_id (0 while its routes
+				 are broken: no rule has ID 0) */
 	struct hw_routing *rt;
 	struct hw_rgroup *g;
 	uint32_t recv_id, send_id;
@@ -74,6 +75,12 @@ struct dial {
 	const struct hw_route_end_ops *eops; /* or a route end's */
 	void *eud;
 	struct hw_setup_msg build; /* filled as paths arrive */
+	/* Healing: new routes for this group (NULL once it closed), or
+	 * only whether a path is left (check_only, at the responder);
+	 * the transport the paths must avoid. */
+	struct group *resume;
+	int heal, check_only, has_avoid;
+	uint8_t avoid[HW_TP_ID_LEN];
 	uint8_t via[HW_SETUP_HOPS_MAX][HW_PK_LEN];
 	unsigned nvia;
 	uint32_t req;
@@ -105,6 +112,7 @@ struct hw_routing {
 	uint16_t next_port;
 	unsigned nclients;
 	uint32_t keepalive_ms;
+	uint32_t heal_ms; /* a broken group's time to heal; 0: none */
 	uint64_t setup_refused, setup_bad, unknown_group;
 	struct hw_routing_tap *tap; /* routing.tap_file */
 	hw_routing_incoming_fn incoming;
@@ -118,6 +126,12 @@ void hw_routing_unref(struct hw_routing *rt);
 
 /* routing_ends.c: route groups, whichever end drives them. */
 struct group *hw_routing_group_find(struct hw_routing *rt, uint32_t recv_id);
+/* The responder's group with descriptor d, or NULL. */
+struct group *hw_routing_group_by_desc(struct hw_routing *rt,
+				       const struct hw_route_desc *d);
+/* New routes for gr: its rules are send_id and recv_id from now on. */
+void hw_routing_group_resumed(struct hw_routing *rt, struct group *gr,
+			      uint32_t send_id, uint32_t recv_id);
 /* Starts a group for client c or route end eops/eud (one of them, or
  * neither). Returns 0 or a negative code (nothing started). */
 int hw_routing_group_start(struct hw_routing *rt, const struct hw_route_desc *d,
@@ -156,6 +170,12 @@ int hw_routing_on_built(struct hw_routing *rt, const uint8_t from_pk[HW_PK_LEN],
 /* Takes d off the dial list and closes its timer; d is freed once no
  * other module's callback for it is due. */
 void hw_routing_dial_free(struct dial *d);
+/* Heals the broken group gr: at the source, new routes for it (the paths
+ * avoiding avoid_tp when not NULL), handed over with
+ * hw_routing_group_resumed; at the destination, only a check that a path
+ * back to the source is left. Failures reach hw_rgroup_heal_failed. */
+void hw_routing_heal_start(struct hw_routing *rt, struct group *gr,
+			   const uint8_t *avoid_tp);
 
 /* streams.c: the stream socket and its clients. hw_streams_init readies
  * the socket's handle (hw_streams_close closes it, listening or not), then

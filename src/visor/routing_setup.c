@@ -89,6 +89,7 @@ static int on_incoming(struct hw_routing *rt, const struct hw_setup_msg *m,
 	const struct hw_route_desc *d = &m->u.incoming.desc;
 	const struct hw_route_end_ops *eops = NULL;
 	struct client *c;
+	struct group *gr;
 	void *eud = NULL;
 	char text[HW_SETUP_TEXT_MAX];
 	int rc;
@@ -96,6 +97,18 @@ static int on_incoming(struct hw_routing *rt, const struct hw_setup_msg *m,
 	if (memcmp(d->dst_pk, rt->id->pk, HW_PK_LEN))
 		return result(a, m->req, HW_SETUP_REFUSED,
 			      "this visor is not the destination");
+	/* New routes for a group we have: the source heals it (the
+	 * resumption handshake proves it is the same group). */
+	if ((gr = hw_routing_group_by_desc(rt, d))) {
+		if (hw_rgroup_can_resume(gr->g)) {
+			hw_routing_group_resumed(rt, gr,
+						 m->u.incoming.rev_send_id,
+						 m->u.incoming.fwd_recv_id);
+			return result(a, m->req, HW_SETUP_OK, "");
+		}
+		/* One that cannot be resumed is replaced. */
+		hw_rgroup_abort(gr->g, -ECONNRESET);
+	}
 	text[0] = 0;
 	rc = rt->incoming ? rt->incoming(rt->incoming_ud, d, &eops, &eud, text,
 					 sizeof(text))

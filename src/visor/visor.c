@@ -418,6 +418,7 @@ static int start_routing_and_apps(struct hw_visor *v,
 	rtp.keepalive_ms = v->cfg.keepalive_ms;
 	rtp.local_dir = v->cfg.local_dir;
 	rtp.tap_file = v->cfg.tap_file;
+	rtp.heal_ms = v->cfg.heal_timeout_ms;
 	rtp.ops = &routing_ops;
 	rtp.ud = v;
 	if ((rc = hw_routing_new(&v->routing, &rtp, msg, sizeof(msg)))) {

@@ -25,7 +25,12 @@ enum hw_packet_type {
 	HW_PKT_PONG = 5,
 	HW_PKT_ERROR = 6,     /* payload: u16 BE code, then text */
 	HW_PKT_SETUP = 7,     /* route 0: a setup message (docs/routing.md) */
-	HW_PKT_TYPE_MAX = HW_PKT_SETUP,
+	/* A hop lost the route's next or previous transport: travels
+	 * along the route to its end (ROUTE_FAIL) or against it, back to
+	 * its start (ROUTE_FAIL_BACK). Payload: HW_ROUTE_FAIL_LEN bytes. */
+	HW_PKT_ROUTE_FAIL = 8,
+	HW_PKT_ROUTE_FAIL_BACK = 9,
+	HW_PKT_TYPE_MAX = HW_PKT_ROUTE_FAIL_BACK,
 };
 
 /* Type flag: the packet's payload is not inside the record but follows it
@@ -35,6 +40,13 @@ enum hw_packet_type {
 #define HW_PKT_F_DETACHED 0x80
 /* Route DATA payloads at least this long travel detached. */
 #define HW_PKT_DETACH_MIN 1024
+
+/* A route-failure payload: code u8 | the transport ID that failed. */
+#define HW_ROUTE_FAIL_LEN 17
+enum hw_route_fail_code {
+	HW_ROUTE_FAIL_TP_LOST = 1, /* the transport went down or away */
+	HW_ROUTE_FAIL_NO_NEXT = 2, /* a packet found its next hop down */
+};
 
 struct hw_packet {
 	uint8_t type;

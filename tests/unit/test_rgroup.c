@@ -64,6 +64,8 @@ struct visor {
 	int capture, ncap;
 	uint8_t *cap[NCAP];
 	uint16_t caplen[NCAP];
+	/* Drop every packet (a route that died). */
+	int lossy;
 	/* Hold back the next DATA packet instead of delivering it. */
 	int hold_next;
 	uint8_t held[HW_PACKET_MAX_PAYLOAD];
@@ -77,6 +79,9 @@ struct env {
 	struct visor a, b;
 	struct hw_route_desc desc;
 	int added, add_status;
+	/* What the source's broken callback does. */
+	enum { HEAL_REBUILD, HEAL_RETRY, HEAL_FINAL } heal;
+	int brokens[2]; /* broken callbacks at A, B */
 };
 
 static uint8_t gen_buf[1u << 20];
@@ -182,6 +187,46 @@ static const struct hw_rgroup_ops g_ops = {
 	.closed = g_closed,
 };
 
+static void new_routes(struct env *e);
+
+/* What a visor's routing does for a broken group: the source builds new
+ * routes (the destination's INCOMING comes first, then BUILT at the
+ * source), or says it could not. */
+static void g_broken(struct hw_rgroup *g, const uint8_t *tp_id, void *ud)
+{
+	struct end *x = ud;
+	struct env *e = x->env;
+	int initiator = x == &e->a.end;
+
+	e->brokens[!initiator]++;
+	if (!initiator)
+		return; /* the source builds */
+	switch (e->heal) {
+	case HEAL_REBUILD:
+		e->a.lossy = e->b.lossy = 0;
+		new_routes(e);
+		assert_int_equal(hw_rgroup_resume(e->b.end.g, e->b.fwd_id,
+						  e->b.cons_id), 0);
+		assert_int_equal(hw_rgroup_resume(g, e->a.fwd_id,
+						  e->a.cons_id), 0);
+		break;
+	case HEAL_RETRY:
+		hw_rgroup_heal_failed(g, 0, -ENETUNREACH, "setup node down");
+		break;
+	case HEAL_FINAL:
+		hw_rgroup_heal_failed(g, 1, -ENETUNREACH, "no other path");
+		break;
+	}
+}
+
+static const struct hw_rgroup_ops g_heal_ops = {
+	.ready = g_ready,
+	.data = g_data,
+	.writable = g_writable,
+	.closed = g_closed,
+	.broken = g_broken,
+};
+
 /* ---- visors ---- */
 
 static void tp_packet(struct hw_tp *tp, const struct hw_packet *pkt,
@@ -206,7 +251,7 @@ static void deliver(struct hw_router *r, uint32_t rule_id,
 {
 	struct visor *v = ud;
 
-	if (rule_id != v->cons_id)
+	if (rule_id != v->cons_id || v->lossy)
 		return;
 	if (pkt->type == HW_PKT_DATA) {
 		if (v->capture && v->ncap < NCAP) {
@@ -301,11 +346,27 @@ static void add_rule(struct visor *v, uint32_t id, enum hw_rule_kind kind,
 	assert_int_equal(hw_router_add(v->router, &r), 0);
 }
 
+/* A fresh forward and reverse route: new IDs on both visors. */
+static void new_routes(struct env *e)
+{
+	uint32_t ids[2];
+
+	assert_int_equal(hw_router_reserve(e->a.router, 2, ids), 0);
+	e->a.fwd_id = ids[0];
+	e->a.cons_id = ids[1];
+	assert_int_equal(hw_router_reserve(e->b.router, 2, ids), 0);
+	e->b.fwd_id = ids[0];
+	e->b.cons_id = ids[1];
+	add_rule(&e->a, e->a.fwd_id, HW_RULE_FORWARD, e->b.cons_id, &e->desc);
+	add_rule(&e->a, e->a.cons_id, HW_RULE_CONSUME, 0, &e->desc);
+	add_rule(&e->b, e->b.cons_id, HW_RULE_CONSUME, 0, &e->desc);
+	add_rule(&e->b, e->b.fwd_id, HW_RULE_FORWARD, e->a.cons_id, &e->desc);
+}
+
 /* Two visors linked by a transport, with the rules of one group. */
 static struct env *env_new(void)
 {
 	struct env *e = calloc(1, sizeof(*e));
-	uint32_t ids[2];
 	char err[256];
 
 	assert_non_null(e);
@@ -324,16 +385,7 @@ static struct env *env_new(void)
 	e->desc.src_port = 1000;
 	memcpy(e->desc.dst_pk, e->b.id.pk, HW_PK_LEN);
 	e->desc.dst_port = 10;
-	assert_int_equal(hw_router_reserve(e->a.router, 2, ids), 0);
-	e->a.fwd_id = ids[0];
-	e->a.cons_id = ids[1];
-	assert_int_equal(hw_router_reserve(e->b.router, 2, ids), 0);
-	e->b.fwd_id = ids[0];
-	e->b.cons_id = ids[1];
-	add_rule(&e->a, e->a.fwd_id, HW_RULE_FORWARD, e->b.cons_id, &e->desc);
-	add_rule(&e->a, e->a.cons_id, HW_RULE_CONSUME, 0, &e->desc);
-	add_rule(&e->b, e->b.cons_id, HW_RULE_CONSUME, 0, &e->desc);
-	add_rule(&e->b, e->b.fwd_id, HW_RULE_FORWARD, e->a.cons_id, &e->desc);
+	new_routes(e);
 	e->a.end.seed_tx = e->b.end.seed_rx = 0x11;
 	e->b.end.seed_tx = e->a.end.seed_rx = 0x77;
 	return e;
@@ -357,15 +409,28 @@ static void params_for(struct env *e, struct visor *v, int initiator,
 }
 
 /* The destination's group first, as in the visor (INCOMING comes before
- * BUILT), then the source's. */
-static void groups_new(struct env *e)
+ * BUILT), then the source's; healing for heal_ms when not 0. */
+static void groups_new_healing(struct env *e, uint32_t heal_ms)
 {
 	struct hw_rgroup_params p;
 
 	params_for(e, &e->b, 0, &p);
+	if (heal_ms) {
+		p.heal_ms = heal_ms;
+		p.ops = &g_heal_ops;
+	}
 	assert_int_equal(hw_rgroup_new(&e->b.end.g, &p), 0);
 	params_for(e, &e->a, 1, &p);
+	if (heal_ms) {
+		p.heal_ms = heal_ms;
+		p.ops = &g_heal_ops;
+	}
 	assert_int_equal(hw_rgroup_new(&e->a.end.g, &p), 0);
+}
+
+static void groups_new(struct env *e)
+{
+	groups_new_healing(e, 0);
 }
 
 static int both_ready(void *arg)
@@ -479,6 +544,123 @@ static void test_bulk_both_ways(void **state)
 	run_for(e, 2500);
 	assert_int_equal(e->a.end.closed + e->b.end.closed, 0);
 	exchange(e, 1000);
+	env_free(e);
+}
+
+static int a_got_third(void *arg)
+{
+	struct env *e = arg;
+	return e->a.end.recv >= BULK / 3 && e->b.end.recv >= BULK / 3;
+}
+
+static json_t *jget(struct hw_rgroup *g, const char *key)
+{
+	json_t *j = hw_rgroup_json(g), *v;
+
+	assert_non_null(j);
+	v = json_deep_copy(json_object_get(j, key));
+	json_decref(j);
+	return v;
+}
+
+static int jint(struct hw_rgroup *g, const char *key)
+{
+	json_t *v = jget(g, key);
+	int n = (int)json_integer_value(v);
+
+	json_decref(v);
+	return n;
+}
+
+/* The routes die in the middle of a transfer both ways, with packets
+ * lost in flight: the groups resume on new routes and every byte
+ * arrives once, in order. */
+static void test_heal_mid_transfer(void **state)
+{
+	struct env *e = env_new();
+	uint32_t old_a_fwd;
+
+	e->a.end.total = e->b.end.total = BULK;
+	groups_new_healing(e, 5000);
+	assert_true(run_until(e, both_ready, e, 5000));
+	assert_true(run_until(e, a_got_third, e, 60000));
+	/* What is under way from here on is lost. */
+	e->a.lossy = e->b.lossy = 1;
+	old_a_fwd = e->a.fwd_id;
+	assert_true(jint(e->a.end.g, "unacked") > 0);
+	assert_true(jint(e->a.end.g, "unacked") <= (int)HW_RGROUP_UNACKED_MAX);
+	hw_rgroup_route_failed(e->a.end.g, 1, NULL);
+	assert_true(run_until(e, exchanged, e, 60000));
+	assert_int_equal(e->a.end.bad, 0);
+	assert_int_equal(e->b.end.bad, 0);
+	assert_int_equal(e->a.end.recv, BULK);
+	assert_int_equal(e->b.end.recv, BULK);
+	assert_int_equal(e->brokens[0], 1);
+	assert_int_equal(e->a.end.closed + e->b.end.closed, 0);
+	assert_int_equal(jint(e->a.end.g, "heals"), 1);
+	assert_int_equal(jint(e->b.end.g, "heals"), 1);
+	assert_int_equal((uint32_t)jint(e->a.end.g, "send_id"), e->a.fwd_id);
+	assert_true(e->a.fwd_id != old_a_fwd);
+	/* And the healed group closes cleanly. */
+	hw_rgroup_close(e->a.end.g);
+	assert_true(run_until(e, both_closed, e, 10000));
+	assert_int_equal(e->a.end.reason, 0);
+	assert_int_equal(e->b.end.reason, 0);
+	env_free(e);
+}
+
+static int a_broken(void *arg)
+{
+	return ((struct env *)arg)->brokens[0] > 0;
+}
+
+/* A hop's word alone changes nothing when the route answers the probe;
+ * when it does not, the group takes the route as broken. */
+static void test_hint_probed(void **state)
+{
+	struct env *e = env_new();
+	uint8_t tp[HW_TP_ID_LEN] = {1};
+	json_t *why;
+
+	e->heal = HEAL_FINAL;
+	groups_new_healing(e, 5000);
+	assert_true(run_until(e, both_ready, e, 5000));
+	hw_rgroup_route_failed(e->a.end.g, 0, tp);
+	run_for(e, 3 * HW_RGROUP_PROBE_MS);
+	assert_int_equal(e->brokens[0], 0);
+	why = jget(e->a.end.g, "state");
+	assert_string_equal(json_string_value(why), "open");
+	json_decref(why);
+	exchange(e, 100000);
+
+	/* Now the route is dead: the probe goes unanswered. */
+	e->b.lossy = 1;
+	hw_rgroup_route_failed(e->a.end.g, 0, tp);
+	assert_true(run_until(e, a_broken, e, 5 * HW_RGROUP_PROBE_MS));
+	/* The owner found no other path: the group ends with why. */
+	assert_true(run_until(e, end_closed, &e->a.end, 1000));
+	assert_int_equal(e->a.end.reason, -ENETUNREACH);
+	env_free(e);
+}
+
+/* The owner keeps failing to find routes: asked again, and the group
+ * ends when heal_ms has passed. */
+static void test_heal_gives_up(void **state)
+{
+	struct env *e = env_new();
+	uint64_t t0;
+
+	e->heal = HEAL_RETRY;
+	groups_new_healing(e, 2500);
+	assert_true(run_until(e, both_ready, e, 5000));
+	e->a.lossy = e->b.lossy = 1;
+	t0 = uv_now(&e->loop);
+	hw_rgroup_route_failed(e->a.end.g, 1, NULL);
+	assert_true(run_until(e, end_closed, &e->a.end, 10000));
+	assert_int_equal(e->a.end.reason, -ETIMEDOUT);
+	assert_true(e->a.end.closed_ms - t0 >= 2500);
+	assert_true(e->brokens[0] >= 2);
+	/* Writes during the pause were accepted, not refused. */
 	env_free(e);
 }
 
@@ -724,6 +906,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bulk_both_ways),
+		cmocka_unit_test(test_heal_mid_transfer),
+		cmocka_unit_test(test_hint_probed),
+		cmocka_unit_test(test_heal_gives_up),
 		cmocka_unit_test(test_room_sized_writes),
 		cmocka_unit_test(test_close_acknowledged),
 		cmocka_unit_test(test_close_before_ready),
