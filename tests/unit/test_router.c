@@ -425,6 +425,9 @@ struct node {
 	uint32_t last_rule;
 	uint8_t last_type;
 	uint64_t rx_bytes;
+	/* route failures delivered, and the last one's payload */
+	unsigned fails;
+	uint8_t fail_payload[HW_ROUTE_FAIL_LEN];
 	/* rule_gone; when one of pair goes, the callback removes the
 	 * other (as a route group would its other direction). */
 	unsigned ngone;
@@ -485,6 +488,13 @@ static void on_deliver(struct hw_router *r, uint32_t rule_id,
 	n->last_rule = rule_id;
 	n->last_type = pkt->type;
 	n->rx_bytes += pkt->len;
+	if (pkt->type == HW_PKT_ROUTE_FAIL ||
+	    pkt->type == HW_PKT_ROUTE_FAIL_BACK) {
+		assert_int_equal(pkt->len, HW_ROUTE_FAIL_LEN);
+		memcpy(n->fail_payload, pkt->payload, HW_ROUTE_FAIL_LEN);
+		n->fails++;
+		return;
+	}
 	if (pkt->len >= 4) {
 		unsigned seq = (unsigned)pkt->payload[0] << 24 |
 			       (unsigned)pkt->payload[1] << 16 |
@@ -926,6 +936,116 @@ static void test_forwarding(void **state)
 	free(fx);
 }
 
+/* C -> B -> A, the reverse of route_make's. */
+static struct route reverse_make(struct fx *fx, uint32_t ka)
+{
+	struct route rt;
+	struct hw_rule r;
+
+	memset(&r, 0, sizeof(r));
+	r.id = rt.a = reserve1(&fx->n[A]);
+	r.kind = HW_RULE_CONSUME;
+	r.keepalive_ms = ka;
+	memcpy(r.prev_tp, tpid(fx, A, B), HW_TP_ID_LEN);
+	memcpy(r.desc.src_pk, fx->n[A].id.pk, HW_PK_LEN);
+	r.desc.src_port = 100;
+	memcpy(r.desc.dst_pk, fx->n[C].id.pk, HW_PK_LEN);
+	r.desc.dst_port = 200;
+	assert_int_equal(hw_router_add(fx->n[A].rt, &r), 0);
+	r.id = rt.c = reserve1(&fx->n[C]);
+	r.kind = HW_RULE_FORWARD;
+	memset(r.prev_tp, 0, HW_TP_ID_LEN);
+	memcpy(r.next_tp, tpid(fx, C, B), HW_TP_ID_LEN);
+	rt.b = reserve1(&fx->n[B]);
+	r.next_id = rt.b;
+	assert_int_equal(hw_router_add(fx->n[C].rt, &r), 0);
+	memset(&r, 0, sizeof(r));
+	r.id = rt.b;
+	r.kind = HW_RULE_INTERMEDIARY;
+	r.keepalive_ms = ka;
+	memcpy(r.prev_tp, tpid(fx, B, C), HW_TP_ID_LEN);
+	memcpy(r.next_tp, tpid(fx, B, A), HW_TP_ID_LEN);
+	r.next_id = rt.a;
+	assert_int_equal(hw_router_add(fx->n[B].rt, &r), 0);
+	return rt;
+}
+
+static uint64_t stat_of(struct node *n, int which)
+{
+	struct hw_router_stats st;
+
+	hw_router_stats(n->rt, &st);
+	switch (which) {
+	case 0: return st.dropped_wrong_tp;
+	case 1: return st.dropped_unknown;
+	case 2: return st.failures_limited;
+	}
+	return st.failures_sent;
+}
+
+/* Route failures: only a hop of the route can send one; a lost
+ * transport tells both routes' start A, the forward route's against
+ * its direction and the reverse route's along it. */
+static void test_route_failure(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+	uint8_t fake[HW_ROUTE_FAIL_LEN] = {HW_ROUTE_FAIL_TP_LOST};
+	struct node *na, *nb, *nc;
+	struct route fw, rv, other;
+	char hex[HW_TP_ID_HEXLEN + 1];
+
+	assert_non_null(fx);
+	fx_init(fx);
+	na = &fx->n[A];
+	nb = &fx->n[B];
+	nc = &fx->n[C];
+	fw = route_make(fx, 60000);
+	rv = reverse_make(fx, 60000);
+	other = route_make(fx, 60000);
+
+	/* Off the path: A straight to C for C's CONSUME rule, C straight
+	 * to A naming the ID A's FORWARD rule sends to. Neither counts. */
+	assert_int_equal(hw_tp_send(tp_to(fx, A, C), HW_PKT_ROUTE_FAIL, fw.c,
+				    fake, sizeof(fake)), 0);
+	assert_int_equal(hw_tp_send(tp_to(fx, C, A), HW_PKT_ROUTE_FAIL_BACK,
+				    fw.b, fake, sizeof(fake)), 0);
+	/* On the path but malformed. */
+	assert_int_equal(hw_tp_send(tp_to(fx, B, C), HW_PKT_ROUTE_FAIL, fw.c,
+				    fake, 5), 0);
+	assert_true(RUN_UNTIL(fx, stat_of(nc, 0) == 1 && stat_of(na, 1) == 1 &&
+				      stat_of(nc, 1) == 1, 5000));
+	assert_int_equal(na->fails + nc->fails, 0);
+
+	/* C, B's next hop on route other, reports twice: A hears once. */
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(hw_tp_send(tp_to(fx, C, B),
+					    HW_PKT_ROUTE_FAIL_BACK, other.c,
+					    fake, sizeof(fake)), 0);
+	assert_true(RUN_UNTIL(fx, na->fails == 1 && stat_of(nb, 2) == 1,
+			      5000));
+	assert_int_equal(na->last_rule, other.a);
+	assert_int_equal(na->last_type, HW_PKT_ROUTE_FAIL_BACK);
+
+	/* B loses B-C: A hears of both routes, with the transport. */
+	hw_hex_encode(tpid(fx, B, C), HW_TP_ID_LEN, hex);
+	assert_int_equal(hw_tp_manager_remove(nb->tpm, hex), 0);
+	assert_true(RUN_UNTIL(fx, na->fails == 3, 5000));
+	assert_int_equal(na->fail_payload[0], HW_ROUTE_FAIL_TP_LOST);
+	{
+		uint8_t want[HW_TP_ID_LEN];
+
+		assert_int_equal(hw_hex_decode(hex, strlen(hex), want,
+					       HW_TP_ID_LEN), 0);
+		assert_memory_equal(na->fail_payload + 1, want, HW_TP_ID_LEN);
+	}
+	assert_true(stat_of(nb, 3) >= 2);
+	/* A's rules stay: the ends decide (route groups probe and heal). */
+	assert_non_null(hw_router_find(na->rt, fw.a));
+	assert_non_null(hw_router_find(na->rt, rv.a));
+	fx_free(fx);
+	free(fx);
+}
+
 /* ---- waiting for room ---- */
 
 struct waiter {
@@ -1043,6 +1163,7 @@ int main(void)
 		cmocka_unit_test(test_forwarding),
 		cmocka_unit_test(test_reserve_lapse),
 		cmocka_unit_test(test_room),
+		cmocka_unit_test(test_route_failure),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
