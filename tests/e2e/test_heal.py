@@ -167,3 +167,56 @@ def test_no_second_path_fails_fast(control_plane, visors):
         if dialer:
             dialer.stop()
         listener.stop()
+
+
+def log_time(v, word):
+    """The time (seconds, from the log's ISO stamp) of the first line of
+    v's log with word, or None."""
+    import datetime
+    for line in v.log.read_text().splitlines():
+        if word in line:
+            stamp = line.split(" ", 1)[0].rstrip("Z")
+            return datetime.datetime.fromisoformat(stamp).replace(
+                tzinfo=datetime.timezone.utc).timestamp()
+    return None
+
+
+def test_far_failure_travels_hop_by_hop(control_plane, visors):
+    """a - b - c - d with a shortcut b - d; the route runs a b c d. When
+    c dies, a (two hops away) hears it from b's route-failure packet,
+    confirms it with a probe and heals over b - d."""
+    disc = control_plane.discovery()
+    s = control_plane.setup(disc.url)
+    a, b, c, d = (visors(n, discovery=disc.url) for n in "abcd")
+    for v in (a, b, c, d):
+        trust(v, s.pk)
+        v.start()
+    pairs = ((a, b), (b, c), (c, d), (b, d))
+    for x, y in pairs:
+        link(x, y)
+    wait_for(lambda: all(registered(disc.url, x, y) for x, y in pairs),
+             what="transports in discovery")
+    listener = Pipe(d, "listen", "9")
+    dialer = None
+    try:
+        listener.wait_stderr("listening")
+        dialer = Pipe(a, "dial", d.pk, "9", "--via", f"{b.pk},{c.pk}")
+        dialer.wait_stderr("connected")
+        listener.wait_stderr("accepted")
+        dialer.send(b"before")
+        assert listener.read(6) == b"before"
+        killed = time.time()
+        c.stop(signal.SIGKILL)
+        wait_for(lambda: log_time(a, "healed after"), timeout=10,
+                 what="a to heal")
+        told = log_time(a, "a hop reports the route failed")
+        assert told is not None, a.log.read_text()
+        print(f"\nkill to a informed: {(told - killed) * 1000:.0f} ms")
+        dialer.send(b"after")
+        assert listener.read(5) == b"after"
+        listener.send(b"back")
+        assert dialer.read(4) == b"back"
+    finally:
+        if dialer:
+            dialer.stop()
+        listener.stop()
