@@ -10,3 +10,5 @@ done
 /usr/bin/python3 bench/bench_visor.py build/bin
 echo
 /usr/bin/python3 bench/bench_routes.py build/bin
+echo
+/usr/bin/python3 bench/bench_heal.py build/bin

@@ -99,7 +99,9 @@ struct hw_rgroup {
 	uint64_t rbase;
 	struct rchunk *rhead, *rtail;
 	uint64_t broken_ms, heal_deadline_ms, retry_ms;
-	uint64_t probe_deadline_ms, probe_cookie;
+	uint64_t probe_deadline_ms, probe_cookie, probe_sent_ms;
+	uint64_t hs_sent_ms; /* our handshake message 1 went out */
+	uint32_t rtt_ms;     /* smallest round trip seen; 0: none yet */
 	unsigned heals;
 	uint8_t fail_tp[HW_TP_ID_LEN];
 	uint8_t token[HW_RGROUP_TOKEN_LEN];
@@ -115,6 +117,7 @@ static _Thread_local uint8_t rx_buf[HW_PACKET_MAX_PAYLOAD];
 
 static void pump(struct hw_rgroup *g);
 static void on_tick(uv_timer_t *t);
+static void rtt_sample(struct hw_rgroup *g, uint64_t sent_ms);
 
 static uint64_t now_ms(const struct hw_rgroup *g)
 {
@@ -960,6 +963,8 @@ static void on_handshake(struct hw_rgroup *g, const struct hw_packet *pkt)
 		if (rc && rc != -ENOBUFS)
 			return;
 	}
+	if (g->p.initiator)
+		rtt_sample(g, g->hs_sent_ms);
 	if (g->resuming)
 		resumed(g);
 	else
@@ -1054,6 +1059,7 @@ static void on_probe(struct hw_rgroup *g, const uint8_t *v)
 		hw_log(HW_LOG_INFO, LOG, "route group %u/%u: the route "
 		       "answers: the route failure reported was not ours",
 		       g->p.send_id, g->p.recv_id);
+		rtt_sample(g, g->probe_sent_ms);
 		g->probe_deadline_ms = 0;
 	}
 }
@@ -1126,6 +1132,26 @@ void hw_rgroup_on_packet(struct hw_rgroup *g, const struct hw_packet *pkt)
 	}
 }
 
+/* A round trip measured: the smallest is what the route can do. */
+static void rtt_sample(struct hw_rgroup *g, uint64_t sent_ms)
+{
+	uint64_t rtt = now_ms(g) - sent_ms;
+
+	if (rtt == 0)
+		rtt = 1;
+	if (!g->rtt_ms || rtt < g->rtt_ms)
+		g->rtt_ms = rtt > UINT32_MAX ? UINT32_MAX : (uint32_t)rtt;
+}
+
+static uint64_t probe_timeout(const struct hw_rgroup *g)
+{
+	uint64_t t = 4 * (uint64_t)g->rtt_ms + 25;
+
+	if (!g->rtt_ms || t > HW_RGROUP_PROBE_MS)
+		return HW_RGROUP_PROBE_MS;
+	return t < HW_RGROUP_PROBE_MIN_MS ? HW_RGROUP_PROBE_MIN_MS : t;
+}
+
 void hw_rgroup_route_failed(struct hw_rgroup *g, int certain,
 			    const uint8_t *tp_id)
 {
@@ -1145,14 +1171,15 @@ void hw_rgroup_route_failed(struct hw_rgroup *g, int certain,
 		return; /* a probe is out already */
 	/* A hop's word is a hint: the peer's answer decides. */
 	randombytes_buf(&g->probe_cookie, sizeof(g->probe_cookie));
-	g->probe_deadline_ms = now + HW_RGROUP_PROBE_MS;
+	g->probe_sent_ms = now;
+	g->probe_deadline_ms = now + probe_timeout(g);
 	hw_log(HW_LOG_INFO, LOG, "route group %u/%u: a hop reports the route "
 	       "failed; probing", g->p.send_id, g->p.recv_id);
 	/* A send that fails breaks the route by itself. */
 	send_probe(g, PROBE_ASK, g->probe_cookie);
 	/* The tick looks at the deadline: run it then. */
 	if (g->state != ST_DEAD && !g->broken)
-		uv_timer_start(&g->tick, on_tick, HW_RGROUP_PROBE_MS,
+		uv_timer_start(&g->tick, on_tick, probe_timeout(g),
 			       g->p.keepalive_ms / TICKS_PER_PERIOD);
 }
 
@@ -1310,6 +1337,7 @@ int hw_rgroup_new(struct hw_rgroup **out, const struct hw_rgroup_params *p)
 	uv_timer_start(&g->tick, on_tick, tick, tick);
 	*out = g;
 	/* A failure ends the group and reaches closed later. */
+	g->hs_sent_ms = g->created_ms;
 	if (p->initiator)
 		send_sealed(g, HW_PKT_HANDSHAKE, len);
 	return 0;
@@ -1377,6 +1405,7 @@ int hw_rgroup_resume(struct hw_rgroup *g, uint32_t send_id, uint32_t recv_id)
 		finish(g, rc);
 		return 0;
 	}
+	g->hs_sent_ms = now_ms(g);
 	send_sealed(g, HW_PKT_HANDSHAKE, len);
 	return 0;
 }
@@ -1466,6 +1495,7 @@ json_t *hw_rgroup_json(const struct hw_rgroup *g)
 	      json_object_set_new(o, "unacked",
 				  json_integer((json_int_t)retx_bytes(g))) |
 	      json_object_set_new(o, "heals", json_integer(g->heals)) |
+	      json_object_set_new(o, "rtt_ms", json_integer(g->rtt_ms)) |
 	      json_object_set_new(o, "send_id", json_integer(g->p.send_id)) |
 	      json_object_set_new(o, "recv_id", json_integer(g->p.recv_id)) |
 	      json_object_set_new(o, "bytes_in",

@@ -48,8 +48,12 @@
 /* The group's secret name, sent in the first handshake: a resumption
  * must name it. */
 #define HW_RGROUP_TOKEN_LEN 16
-/* After a route-failure hint, a probe unanswered this long confirms it. */
+/* After a route-failure hint, a probe unanswered this long confirms it:
+ * 4 round trips and 25 ms, within these bounds, once a round trip was
+ * measured (a handshake at the initiator, an answered probe), else the
+ * most. */
 #define HW_RGROUP_PROBE_MS 300
+#define HW_RGROUP_PROBE_MIN_MS 50
 /* A broken group asks its owner again this long after a failed try. */
 #define HW_RGROUP_HEAL_RETRY_MS 1000
 /* How long a resumption handshake may take before the group asks for
@@ -186,8 +190,8 @@ void hw_rgroup_abort(struct hw_rgroup *g, int reason);
 /* A route of the group failed at the transport tp_id (NULL: unknown).
  * certain: our own rule or transport is gone, so the route is broken;
  * otherwise a hop's route-failure packet, a hint only: the group probes
- * the peer and takes the route as broken when no answer comes within
- * HW_RGROUP_PROBE_MS. */
+ * the peer and takes the route as broken when no answer comes in time
+ * (HW_RGROUP_PROBE_MIN_MS..HW_RGROUP_PROBE_MS). */
 void hw_rgroup_route_failed(struct hw_rgroup *g, int certain,
 			    const uint8_t *tp_id);
 

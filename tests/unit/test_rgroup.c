@@ -626,7 +626,8 @@ static void test_hint_probed(void **state)
 	groups_new_healing(e, 5000);
 	assert_true(run_until(e, both_ready, e, 5000));
 	hw_rgroup_route_failed(e->a.end.g, 0, tp);
-	run_for(e, 3 * HW_RGROUP_PROBE_MS);
+	run_for(e, 2 * HW_RGROUP_PROBE_MS);
+	assert_true(jint(e->a.end.g, "rtt_ms") > 0);
 	assert_int_equal(e->brokens[0], 0);
 	why = jget(e->a.end.g, "state");
 	assert_string_equal(json_string_value(why), "open");
