@@ -44,7 +44,10 @@ static void route_usage(FILE *f)
 		"opens a route group to PORT on visor PK (through the\nvisors "
 		"--via names, or a path the route finder picks) and pipes "
 		"stdin/stdout\nthrough it, like netcat. The visor needs a setup "
-		"node it trusts\n(routing.setup_nodes) and discovery.\n\n"
+		"node it trusts\n(routing.setup_nodes) and discovery. "
+		"End of stdin closes the group. Both exit\n0 when the group "
+		"ends in order, and 1 saying why when it fails (a dead\n"
+		"route, a transport removed).\n\n"
 		"bench measures a route group's throughput without a program "
 		"in the way:\nthis visor sends SIZE bytes (default 256M; "
 		"suffixes K, M, G) into a group\nto PORT on visor PK, whose "
@@ -252,6 +255,33 @@ static int test_result(int fd)
 	return rc;
 }
 
+/* After the pipe's end of file: how the group of the connected/accepted
+ * line r ended, from the visor's record of it (GET /v1/groups/ended,
+ * written before the visor closes the connection). Returns 0 after an
+ * orderly end, 1 after a failure (said on stderr). */
+static int group_outcome(json_t *r, const char *want)
+{
+	json_t *g = json_object_get(r, "group"), *e, *err;
+	char path[64];
+	int rc;
+
+	if (!json_is_integer(g))
+		return 0; /* a visor that keeps no record */
+	snprintf(path, sizeof(path), "/v1/groups/ended?id=%lld",
+		 (long long)json_integer_value(g));
+	if ((rc = hw_cli_call("GET", path, NULL, 10000, &e)))
+		return rc;
+	err = json_object_get(e, "error");
+	if (json_is_string(err)) {
+		hw_cli_err("route group %s %s failed: %s",
+			   strcmp(want, "connected") ? "from" : "to",
+			   str(r, want), json_string_value(err));
+		rc = 1;
+	}
+	json_decref(e);
+	return rc;
+}
+
 /* Connects to the visor's stream socket, sends req and waits for the line
  * that starts the pipe (want: "connected" or "accepted"); then pipes, or
  * for a throughput test (test) waits for its answer. */
@@ -301,9 +331,11 @@ static int stream(json_t *req, const char *want, int test)
 		if (json_object_get(r, want)) {
 			fprintf(stderr, "hopwire: %s %s\n", want,
 				str(r, want));
-			json_decref(r);
 			rc = test ? test_result(fd) : pump(fd);
 			close(fd);
+			if (rc == 0 && !test)
+				rc = group_outcome(r, want);
+			json_decref(r);
 			return rc;
 		}
 		json_decref(r);

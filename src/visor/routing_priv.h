@@ -26,6 +26,17 @@ enum client_state { C_LINE, C_LISTEN, C_DIAL, C_PIPE, C_DONE };
 
 struct group;
 
+/* How the last route groups of stream-socket clients ended (GET
+ * /v1/groups/ended): written before the visor closes the client's
+ * connection, so a client that read end of file can ask (streams.c). */
+struct ended_group {
+	uint64_t id;    /* the "group" of the connected/accepted line */
+	uint64_t at_ms; /* uv_now when it ended */
+	int reason;     /* 0: closed with acknowledgement */
+	int source;     /* this visor dialed it */
+	char peer[HW_PK_HEXLEN + 8]; /* the far end, "PK:PORT" */
+};
+
 /* A connection to the stream socket (streams.c). */
 struct client {
 	uv_pipe_t pipe;
@@ -52,6 +63,17 @@ struct client {
 	uint64_t test_bytes;
 	uint64_t test_t0; /* uv_hrtime of the first byte (discard) or of
 			     ready (send); 0 before */
+	/* A piping client: its group's ID and far end (from ready on), and
+	 * whether it has sent everything (its group is closing). */
+	uint64_t gid;
+	int source;
+	int eof;
+	char peer[HW_PK_HEXLEN + 8];
+	/* A route end's descriptor (hw_streams_open_fd): its end of file
+	 * must not come before the route end's owner has said how the group
+	 * ended, so it is closed once drained, never shut down. */
+	int endfd;
+	int drain_close;
 };
 
 /* A route group at this visor (routing_ends.c). */
@@ -104,6 +126,9 @@ struct hw_routing {
 	uint32_t next_req;
 	uint16_t next_port;
 	unsigned nclients;
+	uint64_t next_gid;
+	struct ended_group ended[HW_ROUTING_ENDED_KEPT]; /* a ring */
+	unsigned ended_n, ended_next;
 	uint32_t keepalive_ms;
 	uint64_t setup_refused, setup_bad, unknown_group;
 	struct hw_routing_tap *tap; /* routing.tap_file */
