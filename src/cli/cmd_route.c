@@ -36,7 +36,8 @@ static void route_usage(FILE *f)
 		"       hopwire route bench PK PORT [--bytes SIZE] "
 		"[--via PK[,PK...]]\n\n"
 		"ls lists the routing rules on this visor (role, transport, "
-		"age, bytes) and\nits route groups. find asks discovery's route "
+		"age, bytes), its\nroute groups, and how the last groups of "
+		"listen and dial ended. find asks discovery's route "
 		"finder for the K best paths\n(default 3) to visor PK, "
 		"searching as deep as a route can be (16 hops)\nunless "
 		"--max-hops says less.\nlisten accepts the first route "
@@ -57,7 +58,7 @@ static void route_usage(FILE *f)
 
 static int route_ls(int argc, char **argv)
 {
-	json_t *rules, *groups, *e;
+	json_t *rules, *groups, *ended, *e;
 	size_t i;
 	int rc;
 
@@ -71,9 +72,15 @@ static int route_ls(int argc, char **argv)
 		json_decref(rules);
 		return rc;
 	}
+	if ((rc = hw_cli_call("GET", "/v1/groups/ended", NULL, 10000,
+			      &ended))) {
+		json_decref(rules);
+		json_decref(groups);
+		return rc;
+	}
 	if (hw_cli_opts.json) {
-		json_t *o = json_pack("{s:O, s:O}", "rules", rules, "groups",
-				      groups);
+		json_t *o = json_pack("{s:O, s:O, s:O}", "rules", rules,
+				      "groups", groups, "ended", ended);
 		hw_cli_print_json(o);
 		json_decref(o);
 	} else {
@@ -94,9 +101,21 @@ static int route_ls(int argc, char **argv)
 			       "%lld out\n", str(e, "src"), str(e, "dst"),
 			       str(e, "role"), str(e, "state"),
 			       num(e, "bytes_in"), num(e, "bytes_out"));
+		json_array_foreach(ended, i, e)
+			printf("ended group %lld %s %s, %.1f s ago: %s%s\n",
+			       num(e, "id"),
+			       strcmp(str(e, "role"), "initiator") ? "from"
+								   : "to",
+			       str(e, "peer"),
+			       (double)num(e, "ago_ms") / 1000.0,
+			       json_is_string(json_object_get(e, "error"))
+				       ? "failed: "
+				       : "closed",
+			       str(e, "error"));
 	}
 	json_decref(rules);
 	json_decref(groups);
+	json_decref(ended);
 	return 0;
 }
 

@@ -188,6 +188,10 @@ def test_dead_hop_is_reported_at_both_ends(tmp_path, control_plane, visors):
                  what="the dialing end to notice")
         wait_for(lambda: listener.p.poll() is not None, timeout=15,
                  what="the listening end to notice")
+        # A failure, not an end: both say so.
+        for end in (dialer, listener):
+            assert end.p.returncode == 1
+            assert b" failed: " in end.p.stderr.read()
     finally:
         if dialer:
             dialer.stop()
@@ -257,3 +261,79 @@ def test_stream_socket_refuses_garbage(tmp_path, control_plane, visors):
     assert json.loads(s.makefile("rb").readline())["listening"] == 5
     s.close()
     assert a.cli("info").returncode == 0
+
+
+def ended(pipe):
+    """Waits for a Pipe's process to end (its stdin left as it is) and
+    returns its stderr."""
+    pipe.p.wait(timeout=20)
+    return pipe.p.stderr.read()
+
+
+def test_route_dial_and_listen_say_how_the_group_ended(tmp_path,
+                                                       control_plane, visors):
+    """An orderly close (the dialer's stdin ends) leaves both ends with
+    exit 0; a group that fails (its transport removed under it) makes both
+    exit 1 saying why, and the visor's record of it says the same."""
+    disc = control_plane.discovery()
+    s = control_plane.setup(disc.url)
+    a, c = visors("a", discovery=disc.url), visors("c", discovery=disc.url)
+    for v in (a, c):
+        trust(v, s.pk)
+        v.start()
+    link(a, c)
+    wait_for(lambda: registered(disc.url, a, c), what="A-C in discovery")
+
+    listener = Pipe(c, "listen", "7")
+    dialer = None
+    try:
+        listener.wait_stderr("listening")
+        dialer = Pipe(a, "dial", c.pk, "7")
+        dialer.wait_stderr("connected")
+        listener.wait_stderr("accepted")
+        dialer.send(b"last words")
+        assert listener.read(10) == b"last words"
+        listener.send(b"reply")
+        assert dialer.read(5) == b"reply"
+        dialer.p.stdin.close()
+        err = ended(dialer)
+        assert dialer.p.returncode == 0, err
+        err = ended(listener)
+        assert listener.p.returncode == 0, err
+        assert b"failed" not in err
+    finally:
+        if dialer:
+            dialer.stop()
+        listener.stop()
+    rec = a.json("route", "ls")["ended"]
+    assert rec and rec[0]["error"] is None and rec[0]["role"] == "initiator"
+    assert rec[0]["peer"] == f"{c.pk}:7"
+
+    listener = Pipe(c, "listen", "8")
+    dialer = None
+    try:
+        listener.wait_stderr("listening")
+        dialer = Pipe(a, "dial", c.pk, "8")
+        dialer.wait_stderr("connected")
+        listener.wait_stderr("accepted")
+        dialer.send(b"ping")
+        assert listener.read(4) == b"ping"
+        tp = next(t for t in a.transports() if t["pk"] == c.pk)
+        r = a.cli("tp", "rm", tp["id"])
+        assert r.returncode == 0, r.stderr
+        err = ended(dialer)
+        assert dialer.p.returncode == 1, err
+        assert f"hopwire: route group to {c.pk}:8 failed: ".encode() in err
+        err = ended(listener)
+        assert listener.p.returncode == 1, err
+        assert b"hopwire: route group from " in err and b"failed: " in err
+    finally:
+        if dialer:
+            dialer.stop()
+        listener.stop()
+    rec = a.json("route", "ls")["ended"]
+    assert rec[0]["error"] and rec[0]["peer"] == f"{c.pk}:8", rec
+    assert rec[1]["error"] is None  # the first group, older
+    out = a.cli("route", "ls").stdout
+    assert f"to {c.pk}:8, " in out and ": failed: " in out, out
+
