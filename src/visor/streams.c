@@ -527,12 +527,12 @@ static json_t *ended_json(const struct hw_routing *rt,
 
 json_t *hw_routing_ended_json(const struct hw_routing *rt, uint64_t id)
 {
+	const unsigned n = HW_ROUTING_ENDED_KEPT;
 	json_t *a = id ? NULL : json_array();
 
 	for (unsigned i = 0; i < rt->ended_n; i++) {
 		const struct ended_group *e =
-			&rt->ended[(rt->ended_next + HW_ROUTING_ENDED_KEPT - 1 - i) %
-				   HW_ROUTING_ENDED_KEPT];
+			&rt->ended[(rt->ended_next + n - 1 - i) % n];
 		if (!id) {
 			if (a)
 				json_array_append_new(a, ended_json(rt, e));
