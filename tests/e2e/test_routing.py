@@ -1,6 +1,7 @@
 """Multi-hop routes: visors A - B - C in a line (transports A-B and B-C
 only), a setup node that builds route groups, and the CLI's route
 listen/dial piping bytes end to end."""
+import contextlib
 import json
 import os
 import select
@@ -74,6 +75,27 @@ class Pipe:
         self.p.wait()
 
 
+@contextlib.contextmanager
+def piped(dialing, listening, port):
+    """`route listen PORT` on listening and `route dial` to it from
+    dialing, both past the start of their group; stopped on the way
+    out."""
+    listener = Pipe(listening, "listen", str(port))
+    dialer = None
+    try:
+        # Dial once the port is bound: before, the setup node would
+        # rightly find nothing listening.
+        listener.wait_stderr("listening")
+        dialer = Pipe(dialing, "dial", listening.pk, str(port))
+        dialer.wait_stderr("connected")
+        listener.wait_stderr("accepted")
+        yield listener, dialer
+    finally:
+        if dialer:
+            dialer.stop()
+        listener.stop()
+
+
 def line_of_three(tmp_path, control_plane, visors):
     disc = control_plane.discovery()
     s = control_plane.setup(disc.url)
@@ -99,15 +121,7 @@ def test_route_group_over_two_hops(tmp_path, control_plane, visors):
     assert paths and paths[0]["hops"] == 2
     assert paths[0]["transports"][0]["to"] == b.pk
 
-    listener = Pipe(c, "listen", "7")
-    dialer = None
-    try:
-        # Dial once the port is bound: before, the setup node would
-        # rightly find nothing listening.
-        listener.wait_stderr("listening")
-        dialer = Pipe(a, "dial", c.pk, "7")
-        dialer.wait_stderr("connected")
-        listener.wait_stderr("accepted")
+    with piped(a, c, 7) as (listener, dialer):
         secret_a = b"a secret from A " * 64
         secret_c = b"the answer from C " * 64
         dialer.send(secret_a)
@@ -131,10 +145,6 @@ def test_route_group_over_two_hops(tmp_path, control_plane, visors):
         assert len(tap) > len(secret_a) + len(secret_c)
         assert b"a secret from A" not in tap
         assert b"the answer from C" not in tap
-    finally:
-        if dialer:
-            dialer.stop()
-        listener.stop()
 
 
 def test_route_bench_over_two_hops(tmp_path, control_plane, visors):
@@ -170,15 +180,7 @@ def test_route_bench_over_two_hops(tmp_path, control_plane, visors):
 
 def test_dead_hop_is_reported_at_both_ends(tmp_path, control_plane, visors):
     disc, s, a, b, c = line_of_three(tmp_path, control_plane, visors)
-    listener = Pipe(c, "listen", "9")
-    dialer = None
-    try:
-        # Dial once the port is bound: before, the setup node would
-        # rightly find nothing listening.
-        listener.wait_stderr("listening")
-        dialer = Pipe(a, "dial", c.pk, "9")
-        dialer.wait_stderr("connected")
-        listener.wait_stderr("accepted")
+    with piped(a, c, 9) as (listener, dialer):
         dialer.send(b"ping")
         assert listener.read(4) == b"ping"
         b.stop(signal.SIGKILL)
@@ -192,10 +194,6 @@ def test_dead_hop_is_reported_at_both_ends(tmp_path, control_plane, visors):
         for end in (dialer, listener):
             assert end.p.returncode == 1
             assert b" failed: " in end.p.stderr.read()
-    finally:
-        if dialer:
-            dialer.stop()
-        listener.stop()
 
 
 def test_untrusted_setup_node_installs_nothing(tmp_path, control_plane,
@@ -284,13 +282,7 @@ def test_route_dial_and_listen_say_how_the_group_ended(tmp_path,
     link(a, c)
     wait_for(lambda: registered(disc.url, a, c), what="A-C in discovery")
 
-    listener = Pipe(c, "listen", "7")
-    dialer = None
-    try:
-        listener.wait_stderr("listening")
-        dialer = Pipe(a, "dial", c.pk, "7")
-        dialer.wait_stderr("connected")
-        listener.wait_stderr("accepted")
+    with piped(a, c, 7) as (listener, dialer):
         dialer.send(b"last words")
         assert listener.read(10) == b"last words"
         listener.send(b"reply")
@@ -301,21 +293,11 @@ def test_route_dial_and_listen_say_how_the_group_ended(tmp_path,
         err = ended(listener)
         assert listener.p.returncode == 0, err
         assert b"failed" not in err
-    finally:
-        if dialer:
-            dialer.stop()
-        listener.stop()
     rec = a.json("route", "ls")["ended"]
     assert rec and rec[0]["error"] is None and rec[0]["role"] == "initiator"
     assert rec[0]["peer"] == f"{c.pk}:7"
 
-    listener = Pipe(c, "listen", "8")
-    dialer = None
-    try:
-        listener.wait_stderr("listening")
-        dialer = Pipe(a, "dial", c.pk, "8")
-        dialer.wait_stderr("connected")
-        listener.wait_stderr("accepted")
+    with piped(a, c, 8) as (listener, dialer):
         dialer.send(b"ping")
         assert listener.read(4) == b"ping"
         tp = next(t for t in a.transports() if t["pk"] == c.pk)
@@ -327,10 +309,6 @@ def test_route_dial_and_listen_say_how_the_group_ended(tmp_path,
         err = ended(listener)
         assert listener.p.returncode == 1, err
         assert b"hopwire: route group from " in err and b"failed: " in err
-    finally:
-        if dialer:
-            dialer.stop()
-        listener.stop()
     rec = a.json("route", "ls")["ended"]
     assert rec[0]["error"] and rec[0]["peer"] == f"{c.pk}:8", rec
     assert rec[1]["error"] is None  # the first group, older

@@ -741,11 +741,17 @@ static void test_incoming(void **state)
 	wait_napps(fx, 0);
 }
 
+/* App "x" on port 9 with loop-fd. */
+static struct client *loop_fd_app(struct fx *fx)
+{
+	return app_with(fx, "{\"app-name\": \"x\", \"port\": 9, "
+			"\"extensions\": [\"loop-fd\"]}");
+}
+
 static void test_loop_fd(void **state)
 {
 	struct fx *fx = *state;
-	struct client *a = app_with(fx, "{\"app-name\": \"x\", \"port\": 9, "
-				    "\"extensions\": [\"loop-fd\"]}");
+	struct client *a = loop_fd_app(fx);
 	struct hw_route_end e;
 	uint8_t id;
 
@@ -774,8 +780,7 @@ static int loop_fd_eof(void *arg)
 static void test_loop_fd_failure_order(void **state)
 {
 	struct fx *fx = *state;
-	struct client *a = app_with(fx, "{\"app-name\": \"x\", \"port\": 9, "
-				    "\"extensions\": [\"loop-fd\"]}");
+	struct client *a = loop_fd_app(fx);
 	struct hw_route_end e;
 	uint8_t id;
 	char b;
