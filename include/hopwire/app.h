@@ -9,7 +9,9 @@
  * extension, so every loop (a connection to an app on another visor) is a
  * plain file descriptor of its own: read, write, poll it, or hand it to
  * any event loop. Closing the descriptor closes the loop; the far end
- * closing shows as end of file.
+ * closing shows as end of file. A loop whose route failed for good is
+ * not an end of file: hw_app_read and hw_app_write return -ENETRESET
+ * and hw_app_loop_error() says why.
  *
  * Functions return 0 or a non-negative value on success and a negative
  * errno value on failure. When the visor refused a request, the failure is
@@ -113,11 +115,26 @@ HW_APP_API const char *hw_app_last_error(const struct hw_app *app);
 /* Convenience wrappers over read(2) and write(2) on a loop's descriptor:
  * retry on EINTR; hw_app_write writes all len bytes (blocking descriptors)
  * or as many as the descriptor takes (non-blocking). Return the byte count
- * (0 from hw_app_read: the far end closed) or a negative errno value. */
+ * (0 from hw_app_read: the loop ended in order, the far end closed it) or
+ * a negative errno value; -ENETRESET (which a UNIX socket never gives)
+ * means the loop's route failed for good or the visor went away before
+ * the loop ended: hw_app_loop_error(fd) has the reason. At a loop's end
+ * they take what the channel holds without waiting, to learn how it
+ * ended. */
 HW_APP_API ssize_t hw_app_read(int fd, void *buf, size_t len);
 HW_APP_API ssize_t hw_app_write(int fd, const void *buf, size_t len);
 
-/* Closes a loop: same as close(fd). Returns 0 or a negative errno. */
+/* Why the loop of descriptor fd failed ("route failed: Connection timed
+ * out"), or NULL when it has not failed (still open, ended in order, or
+ * not a loop the SDK handed out). Works after plain read(2) saw end of
+ * file too. The text is the calling thread's copy, valid until its next
+ * call; the reason is known until hw_app_loop_close(fd) or hw_app_close
+ * of the loop's app (a loop closed with close(2) is forgotten once its
+ * number is reused). Must not race with hw_app_close of that app. */
+HW_APP_API const char *hw_app_loop_error(int fd);
+
+/* Closes a loop: same as close(fd), and forgets the loop's reason.
+ * Returns 0 or a negative errno. */
 HW_APP_API int hw_app_loop_close(int fd);
 
 #ifdef __cplusplus

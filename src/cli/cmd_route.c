@@ -36,7 +36,8 @@ static void route_usage(FILE *f)
 		"       hopwire route bench PK PORT [--bytes SIZE] "
 		"[--via PK[,PK...]]\n\n"
 		"ls lists the routing rules on this visor (role, transport, "
-		"age, bytes) and\nits route groups. find asks discovery's route "
+		"age, bytes), its\nroute groups, and how the last groups of "
+		"listen and dial ended. find asks discovery's route "
 		"finder for the K best paths\n(default 3) to visor PK, "
 		"searching as deep as a route can be (16 hops)\nunless "
 		"--max-hops says less.\nlisten accepts the first route "
@@ -44,7 +45,10 @@ static void route_usage(FILE *f)
 		"opens a route group to PORT on visor PK (through the\nvisors "
 		"--via names, or a path the route finder picks) and pipes "
 		"stdin/stdout\nthrough it, like netcat. The visor needs a setup "
-		"node it trusts\n(routing.setup_nodes) and discovery.\n\n"
+		"node it trusts\n(routing.setup_nodes) and discovery. "
+		"End of stdin closes the group. Both exit\n0 when the group "
+		"ends in order, and 1 saying why when it fails (a dead\n"
+		"route, a transport removed).\n\n"
 		"bench measures a route group's throughput without a program "
 		"in the way:\nthis visor sends SIZE bytes (default 256M; "
 		"suffixes K, M, G) into a group\nto PORT on visor PK, whose "
@@ -54,7 +58,7 @@ static void route_usage(FILE *f)
 
 static int route_ls(int argc, char **argv)
 {
-	json_t *rules, *groups, *e;
+	json_t *rules, *groups, *ended, *e;
 	size_t i;
 	int rc;
 
@@ -68,9 +72,15 @@ static int route_ls(int argc, char **argv)
 		json_decref(rules);
 		return rc;
 	}
+	if ((rc = hw_cli_call("GET", "/v1/groups/ended", NULL, 10000,
+			      &ended))) {
+		json_decref(rules);
+		json_decref(groups);
+		return rc;
+	}
 	if (hw_cli_opts.json) {
-		json_t *o = json_pack("{s:O, s:O}", "rules", rules, "groups",
-				      groups);
+		json_t *o = json_pack("{s:O, s:O, s:O}", "rules", rules,
+				      "groups", groups, "ended", ended);
 		hw_cli_print_json(o);
 		json_decref(o);
 	} else {
@@ -91,9 +101,21 @@ static int route_ls(int argc, char **argv)
 			       "%lld out\n", str(e, "src"), str(e, "dst"),
 			       str(e, "role"), str(e, "state"),
 			       num(e, "bytes_in"), num(e, "bytes_out"));
+		json_array_foreach(ended, i, e)
+			printf("ended group %lld %s %s, %.1f s ago: %s%s\n",
+			       num(e, "id"),
+			       strcmp(str(e, "role"), "initiator") ? "from"
+								   : "to",
+			       str(e, "peer"),
+			       (double)num(e, "ago_ms") / 1000.0,
+			       json_is_string(json_object_get(e, "error"))
+				       ? "failed: "
+				       : "closed",
+			       str(e, "error"));
 	}
 	json_decref(rules);
 	json_decref(groups);
+	json_decref(ended);
 	return 0;
 }
 
@@ -252,6 +274,33 @@ static int test_result(int fd)
 	return rc;
 }
 
+/* After the pipe's end of file: how the group of the connected/accepted
+ * line r ended, from the visor's record of it (GET /v1/groups/ended,
+ * written before the visor closes the connection). Returns 0 after an
+ * orderly end, 1 after a failure (said on stderr). */
+static int group_outcome(json_t *r, const char *want)
+{
+	json_t *g = json_object_get(r, "group"), *e, *err;
+	char path[64];
+	int rc;
+
+	if (!json_is_integer(g))
+		return 0; /* a visor that keeps no record */
+	snprintf(path, sizeof(path), "/v1/groups/ended?id=%lld",
+		 (long long)json_integer_value(g));
+	if ((rc = hw_cli_call("GET", path, NULL, 10000, &e)))
+		return rc;
+	err = json_object_get(e, "error");
+	if (json_is_string(err)) {
+		hw_cli_err("route group %s %s failed: %s",
+			   strcmp(want, "connected") ? "from" : "to",
+			   str(r, want), json_string_value(err));
+		rc = 1;
+	}
+	json_decref(e);
+	return rc;
+}
+
 /* Connects to the visor's stream socket, sends req and waits for the line
  * that starts the pipe (want: "connected" or "accepted"); then pipes, or
  * for a throughput test (test) waits for its answer. */
@@ -301,9 +350,11 @@ static int stream(json_t *req, const char *want, int test)
 		if (json_object_get(r, want)) {
 			fprintf(stderr, "hopwire: %s %s\n", want,
 				str(r, want));
-			json_decref(r);
 			rc = test ? test_result(fd) : pump(fd);
 			close(fd);
+			if (rc == 0 && !test)
+				rc = group_outcome(r, want);
+			json_decref(r);
 			return rc;
 		}
 		json_decref(r);

@@ -655,12 +655,37 @@ out:
 int hw_app_parse_loop(const uint8_t *body, size_t len,
 		      struct hw_app_loop_addr *out, char *err, size_t errlen)
 {
-	json_t *root;
+	return hw_app_parse_close(body, len, out, NULL, NULL, 0, err, errlen);
+}
+
+int hw_app_parse_close(const uint8_t *body, size_t len,
+		       struct hw_app_loop_addr *out, int *failed, char *error,
+		       size_t cap, char *err, size_t errlen)
+{
+	json_t *root, *v;
 	int rc;
 
+	if (failed)
+		*failed = 0;
+	if (error && cap)
+		error[0] = '\0';
 	if (!(root = load_object("Close", body, len, err, errlen)))
 		return -EINVAL;
-	rc = get_loop(root, "Close", "", out, err, errlen);
+	if ((rc = get_loop(root, "Close", "", out, err, errlen)) || !failed)
+		goto out;
+	/* null: what a Go visor writes for an empty *string. */
+	v = json_object_get(root, "error");
+	if (v && !json_is_null(v)) {
+		if (!json_is_string(v)) {
+			rc = bad(err, errlen, "Close: error: must be a string");
+			goto out;
+		}
+		*failed = 1;
+		if (error && cap)
+			clean_text(json_string_value(v), json_string_length(v),
+				   error, cap);
+	}
+out:
 	json_decref(root);
 	return rc;
 }
@@ -735,6 +760,22 @@ json_t *hw_app_error_json(const char *msg)
 	 * frame stays valid JSON and bounded. */
 	clean_text(msg ? msg : "", msg ? strlen(msg) : 0, text, sizeof(text));
 	return json_pack("{s:s}", "error", text);
+}
+
+json_t *hw_app_close_json(const struct hw_app_loop_addr *a,
+			  const char *error)
+{
+	char text[HW_APP_ERROR_MAX];
+	json_t *o = hw_app_loop_json(a);
+
+	if (!o || !error)
+		return o;
+	clean_text(error, strlen(error), text, sizeof(text));
+	if (json_object_set_new(o, "error", json_string(text))) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
 }
 
 int hw_app_frame_send(uint8_t id, const struct hw_app_loop_addr *a,

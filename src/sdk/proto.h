@@ -117,9 +117,19 @@ int hw_app_parse_send(const uint8_t *body, size_t len,
 		      struct hw_app_loop_addr *addr, uint8_t *buf, size_t cap,
 		      size_t *plen, char *err, size_t errlen);
 
-/* Close body: {"port", "remote": {"pk", "port"}}. */
+/* Close body: {"port", "remote": {"pk", "port"}}. An "error" member is
+ * ignored (the visor's side: an app's Close carries no reason). */
 int hw_app_parse_loop(const uint8_t *body, size_t len,
 		      struct hw_app_loop_addr *out, char *err, size_t errlen);
+
+/* A visor's Close body: as hw_app_parse_loop, plus the optional "error"
+ * (a string: the loop failed; absent or null: an orderly end). The text
+ * goes to error (cap bytes, cleaned as hw_app_parse_error does), "" when
+ * there is none; *failed says whether there was one. A non-string
+ * "error" is refused. */
+int hw_app_parse_close(const uint8_t *body, size_t len,
+		       struct hw_app_loop_addr *out, int *failed, char *error,
+		       size_t cap, char *err, size_t errlen);
 
 /* ResponseFailure body {"error": TEXT}: the text (truncated to cap - 1),
  * or a description of what the body was instead. Never fails. */
@@ -132,6 +142,10 @@ json_t *hw_app_loop_json(const struct hw_app_loop_addr *a);
 json_t *hw_app_confirm_json(const struct hw_app_addr *local,
 			    const struct hw_app_addr *remote);
 json_t *hw_app_error_json(const char *msg);
+/* A Close body for loop a; with "error": error (cleaned and bounded as in
+ * hw_app_error_json) unless error is NULL (an orderly end). */
+json_t *hw_app_close_json(const struct hw_app_loop_addr *a,
+			  const char *error);
 
 /* A whole Send frame for payload (len <= HW_APP_SEND_CHUNK), built without
  * going through jansson for the payload, in a malloc'd buffer. Returns 0,

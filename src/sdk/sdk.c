@@ -6,7 +6,13 @@
  * reader: it polls and reads the channel with mu released, dispatches what
  * arrives, and wakes the others through app->cv. The receive buffer and
  * the descriptor FIFO belong to the reader of the moment. Lock order: wmu
- * before mu; mu is never held across I/O on the channel. */
+ * before mu before reg_mu (the loop registry's, taken last and never
+ * held across anything else); mu is never held across I/O on the
+ * channel.
+ *
+ * The loop registry: every loop descriptor the SDK took from the visor,
+ * process-wide (hw_app_read knows a descriptor only), with how its loop
+ * ended once the visor's Close said so. */
 #include "hopwire/app.h"
 
 #include <errno.h>
@@ -21,6 +27,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,8 +83,32 @@ struct hw_app {
 	uint8_t rbuf[SDK_RBUF];
 };
 
-/* Each thread sees the reason for its own last refused request. */
+/* How long hw_app_read waits for another thread that is reading the
+ * channel to take a loop's Close off it (it is there already: the visor
+ * sends it before the loop can read end of file). */
+#define SDK_CLOSE_WAIT_MS 1000
+
+/* Each thread sees the reason for its own last refused request, and the
+ * reason of the last failed loop it asked about. */
 static __thread char thread_error[HW_APP_ERROR_MAX];
+static __thread char thread_loop_error[HW_APP_ERROR_MAX];
+
+enum loop_end { LOOP_OPEN, LOOP_CLOSED, LOOP_FAILED };
+
+/* A loop descriptor the SDK took from the visor. */
+struct reg {
+	int fd;
+	dev_t dev; /* the socket's identity: a descriptor number closed */
+	ino_t ino; /* with close(2) and reused is not this loop */
+	struct hw_app *app;
+	struct hw_app_loop_addr addr;
+	enum loop_end end;
+	char error[HW_APP_ERROR_MAX];
+};
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct reg *regs;
+static size_t nregs, regcap;
 
 static void fmt(char *dst, size_t cap, const char *f, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -91,6 +122,143 @@ static void fmt(char *dst, size_t cap, const char *f, ...)
 	va_start(ap, f);
 	vsnprintf(dst, cap, f, ap);
 	va_end(ap);
+}
+
+/* --- the loop registry --- */
+
+static void reg_drop_locked(size_t i)
+{
+	regs[i] = regs[--nregs];
+	if (nregs == 0) {
+		free(regs);
+		regs = NULL;
+		regcap = 0;
+	}
+}
+
+static ssize_t reg_find_locked(int fd)
+{
+	for (size_t i = 0; i < nregs; i++)
+		if (regs[i].fd == fd)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* Records loop fd of app. Returns 0 or -ENOMEM. */
+static int reg_add(struct hw_app *app, int fd, const struct hw_app_addr *local,
+		   const struct hw_app_addr *remote)
+{
+	struct stat st;
+	struct reg *r;
+	ssize_t i;
+	int rc = 0;
+
+	if (fstat(fd, &st))
+		return -errno;
+	pthread_mutex_lock(&reg_mu);
+	/* The number was closed with close(2): that loop is gone. */
+	if ((i = reg_find_locked(fd)) >= 0)
+		reg_drop_locked((size_t)i);
+	if (nregs == regcap) {
+		size_t cap = regcap ? 2 * regcap : 16;
+		if (!(r = realloc(regs, cap * sizeof(*r)))) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		regs = r;
+		regcap = cap;
+	}
+	r = &regs[nregs++];
+	memset(r, 0, sizeof(*r));
+	r->fd = fd;
+	r->dev = st.st_dev;
+	r->ino = st.st_ino;
+	r->app = app;
+	r->addr.port = local->port;
+	r->addr.remote = *remote;
+out:
+	pthread_mutex_unlock(&reg_mu);
+	return rc;
+}
+
+static void reg_remove(int fd)
+{
+	ssize_t i;
+
+	pthread_mutex_lock(&reg_mu);
+	if ((i = reg_find_locked(fd)) >= 0)
+		reg_drop_locked((size_t)i);
+	pthread_mutex_unlock(&reg_mu);
+}
+
+static void reg_remove_app(struct hw_app *app)
+{
+	pthread_mutex_lock(&reg_mu);
+	for (size_t i = nregs; i-- > 0;)
+		if (regs[i].app == app)
+			reg_drop_locked(i);
+	pthread_mutex_unlock(&reg_mu);
+}
+
+/* The visor's Close for loop la of app: how it ended. */
+static void reg_closed(struct hw_app *app, const struct hw_app_loop_addr *la,
+		       int failed, const char *error)
+{
+	pthread_mutex_lock(&reg_mu);
+	for (size_t i = 0; i < nregs; i++) {
+		struct reg *r = &regs[i];
+		if (r->app != app || r->end != LOOP_OPEN ||
+		    r->addr.port != la->port ||
+		    r->addr.remote.port != la->remote.port ||
+		    memcmp(r->addr.remote.pk, la->remote.pk, HW_APP_PK_LEN))
+			continue;
+		r->end = failed ? LOOP_FAILED : LOOP_CLOSED;
+		fmt(r->error, sizeof(r->error), "%s", failed ? error : "");
+		break;
+	}
+	pthread_mutex_unlock(&reg_mu);
+}
+
+/* How fd's loop ended as far as the SDK knows; its app in *app (NULL:
+ * not a loop of the SDK's). With LOOP_FAILED the reason is copied into
+ * why. */
+static enum loop_end reg_state(int fd, struct hw_app **app, char *why,
+			       size_t cap)
+{
+	enum loop_end end = LOOP_OPEN;
+	struct stat st;
+	ssize_t i;
+	int known = fstat(fd, &st) == 0;
+
+	*app = NULL;
+	pthread_mutex_lock(&reg_mu);
+	if ((i = reg_find_locked(fd)) >= 0) {
+		struct reg *r = &regs[i];
+		if (!known || r->dev != st.st_dev || r->ino != st.st_ino) {
+			reg_drop_locked((size_t)i); /* stale: see reg_add */
+		} else {
+			*app = r->app;
+			end = r->end;
+			if (end == LOOP_FAILED)
+				fmt(why, cap, "%s", r->error);
+		}
+	}
+	pthread_mutex_unlock(&reg_mu);
+	return end;
+}
+
+/* The channel is gone before the visor said how fd's loop ended: that is
+ * a failure too. */
+static void reg_orphaned(int fd, const char *why)
+{
+	ssize_t i;
+
+	pthread_mutex_lock(&reg_mu);
+	if ((i = reg_find_locked(fd)) >= 0 && regs[i].end == LOOP_OPEN) {
+		regs[i].end = LOOP_FAILED;
+		fmt(regs[i].error, sizeof(regs[i].error), "%s", why);
+	}
+	pthread_mutex_unlock(&reg_mu);
 }
 
 /* --- time --- */
@@ -344,10 +512,16 @@ static int on_response(struct hw_app *app, const struct hw_app_frame *f,
 		if (p->state == PEND_ABANDONED) {
 			close(fd); /* the dialer gave up: the loop closes */
 		} else {
+			struct hw_app_addr remote = {
+				.port = p->loop.remote_port};
 			p->rc = 0;
 			p->loop.fd = fd;
 			hw_app_pk_hex(local.pk, p->loop.local_pk);
 			p->loop.local_port = local.port;
+			hw_app_pk_parse(p->loop.remote_pk, remote.pk);
+			/* Out of memory here costs only the reason of a
+			 * failure: the loop then reads end of file. */
+			(void)reg_add(app, fd, &local, &remote);
 		}
 	}
 	p->state = p->state == PEND_ABANDONED ? PEND_FREE : PEND_DONE;
@@ -390,6 +564,7 @@ static int on_confirm(struct hw_app *app, const struct hw_app_frame *f,
 	l->local_port = local.port;
 	hw_app_pk_hex(remote.pk, l->remote_pk);
 	l->remote_port = remote.port;
+	(void)reg_add(app, fd, &local, &remote); /* as in on_response */
 	if (app->acq_n++ == 0)
 		(void)!eventfd_write(app->wake, 1);
 	pthread_cond_broadcast(&app->cv);
@@ -416,11 +591,17 @@ static int dispatch(struct hw_app *app, const struct hw_app_frame *f,
 	switch (f->type) {
 	case HW_APP_CONFIRM_LOOP:
 		return on_confirm(app, f, why, wlen);
-	case HW_APP_CLOSE:
-		/* The loop's descriptor already reads end of file. */
-		if (hw_app_parse_loop(f->body, f->len, &la, why, wlen))
+	case HW_APP_CLOSE: {
+		/* The visor sends it before the loop's descriptor can read
+		 * end of file: hw_app_read finds the outcome recorded. */
+		int failed;
+
+		if (hw_app_parse_close(f->body, f->len, &la, &failed, text,
+				       sizeof(text), why, wlen))
 			return -EPROTO;
+		reg_closed(app, &la, failed, text);
 		return answer(app, f->id, NULL);
+	}
 	case HW_APP_SEND:
 		return answer(app, f->id,
 			      "loop data goes through its descriptor "
@@ -836,6 +1017,7 @@ HW_APP_API void hw_app_close(struct hw_app *app)
 
 	if (!app)
 		return;
+	reg_remove_app(app);
 	if (app->fd >= 0)
 		close(app->fd);
 	close(app->epfd);
@@ -981,6 +1163,57 @@ out:
 	return rc;
 }
 
+/* Takes what the channel of app holds without waiting, until fd's loop
+ * has its outcome: the visor's Close (in the channel before the loop can
+ * read end of file), or the channel's end. */
+static void drain(struct hw_app *app, int fd)
+{
+	struct timespec deadline;
+	struct hw_app *cur;
+	char why[1];
+	int rc;
+
+	deadline_in(&deadline, SDK_CLOSE_WAIT_MS);
+	pthread_mutex_lock(&app->mu);
+	while (reg_state(fd, &cur, why, sizeof(why)) == LOOP_OPEN && cur) {
+		if (app->broken) {
+			reg_orphaned(fd, app->why);
+			break;
+		}
+		if (!app->reading) {
+			app->reading = 1;
+			pthread_mutex_unlock(&app->mu);
+			rc = read_pass(app, 0);
+			pthread_mutex_lock(&app->mu);
+			app->reading = 0;
+			pthread_cond_broadcast(&app->cv);
+			if (rc == 0)
+				break; /* nothing more: no Close came */
+			continue;
+		}
+		/* Another thread reads: the Close is on its way to it. */
+		if (pthread_cond_timedwait(&app->cv, &app->mu, &deadline) ==
+		    ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&app->mu);
+}
+
+/* fd reached its end (rc: 0 or the error that said so): -ENETRESET when
+ * its loop failed, else rc. */
+static ssize_t loop_outcome(int fd, ssize_t rc)
+{
+	struct hw_app *app;
+	char why[HW_APP_ERROR_MAX];
+	enum loop_end end = reg_state(fd, &app, why, sizeof(why));
+
+	if (end == LOOP_OPEN && app) {
+		drain(app, fd);
+		end = reg_state(fd, &app, why, sizeof(why));
+	}
+	return end == LOOP_FAILED ? -ENETRESET : rc;
+}
+
 HW_APP_API ssize_t hw_app_read(int fd, void *buf, size_t len)
 {
 	ssize_t n;
@@ -988,7 +1221,32 @@ HW_APP_API ssize_t hw_app_read(int fd, void *buf, size_t len)
 	do
 		n = read(fd, buf, len);
 	while (n < 0 && errno == EINTR);
+	/* A UNIX socket says ECONNRESET when the visor's end went with
+	 * bytes of ours unread: an end like end of file. */
+	if (n == 0 || (n < 0 && errno == ECONNRESET))
+		return loop_outcome(fd, n < 0 ? -ECONNRESET : 0);
 	return n < 0 ? -errno : n;
+}
+
+HW_APP_API const char *hw_app_loop_error(int fd)
+{
+	struct hw_app *app;
+	enum loop_end end;
+	char c;
+
+	end = reg_state(fd, &app, thread_loop_error,
+			sizeof(thread_loop_error));
+	if (end == LOOP_OPEN && app) {
+		/* Only a loop at its end can have an outcome waiting. */
+		ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && (errno == ECONNRESET ||
+					 errno == EPIPE))) {
+			drain(app, fd);
+			end = reg_state(fd, &app, thread_loop_error,
+					sizeof(thread_loop_error));
+		}
+	}
+	return end == LOOP_FAILED ? thread_loop_error : NULL;
 }
 
 HW_APP_API ssize_t hw_app_write(int fd, const void *buf, size_t len)
@@ -1015,6 +1273,8 @@ HW_APP_API ssize_t hw_app_write(int fd, const void *buf, size_t len)
 		if (n < 0) {
 			if ((errno == EAGAIN || errno == EWOULDBLOCK) && off)
 				break;
+			if (errno == EPIPE || errno == ECONNRESET)
+				return loop_outcome(fd, -errno);
 			return -errno;
 		}
 		off += (size_t)n;
@@ -1024,6 +1284,7 @@ HW_APP_API ssize_t hw_app_write(int fd, const void *buf, size_t len)
 
 HW_APP_API int hw_app_loop_close(int fd)
 {
+	reg_remove(fd);
 	/* On Linux the descriptor is gone even when close says EINTR. */
 	if (close(fd) < 0 && errno != EINTR)
 		return -errno;

@@ -12,6 +12,7 @@
 #include "setup/service.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/parse.h"
 #include "util/version.h"
 #include "visor/visor_priv.h"
 
@@ -520,6 +521,32 @@ static void get_paths(struct hw_visor *v, struct hw_api_req *req)
 	}
 }
 
+/* ---- GET /v1/groups/ended ---- */
+
+static void get_ended(struct hw_visor *v, struct hw_api_req *req)
+{
+	const char *q = hw_api_query(req, "id");
+	unsigned long long id = 0;
+	json_t *o;
+
+	if (q && (hw_parse_uint(q, 1, UINT64_MAX, &id))) {
+		hw_api_reply_error(req, 400, "id: '%.32s' is not a group ID "
+				   "(a whole number from 1)", q);
+		return;
+	}
+	if (!(o = hw_routing_ended_json(v->routing, id))) {
+		if (id)
+			hw_api_reply_error(req, 404, "no ended group %llu "
+					   "(the visor keeps the last %d)", id,
+					   HW_ROUTING_ENDED_KEPT);
+		else
+			hw_api_reply_error(req, 500, "out of memory");
+		return;
+	}
+	hw_api_reply(req, 200, o);
+	json_decref(o);
+}
+
 /* ---- dispatch ---- */
 
 void hw_visor_api_handle(struct hw_api_req *req, const char *method,
@@ -554,6 +581,9 @@ void hw_visor_api_handle(struct hw_api_req *req, const char *method,
 			json_decref(a);
 			return;
 		}
+	} else if (!strcmp(path, "/v1/groups/ended")) {
+		if (get)
+			return get_ended(v, req);
 	} else if (!strcmp(path, "/v1/paths")) {
 		if (get)
 			return get_paths(v, req);

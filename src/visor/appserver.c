@@ -1,6 +1,7 @@
 #include "visor/appserver.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,11 @@ struct loop {
 	uint8_t *pend;      /* a Send the full group refused */
 	size_t pend_len;
 	uint8_t pend_id;
+	/* loop-fd: a duplicate of the visor's end of the socketpair. While
+	 * it is open the app cannot read end of file, so the Close frame
+	 * that says how the loop ended goes first: it is closed once that
+	 * frame is in the kernel (or when the loop ends without one). */
+	int hold;
 };
 
 /* A frame of ours waiting for a free message ID. */
@@ -55,6 +61,7 @@ struct qframe {
 	struct loop *loop;
 	size_t credit;
 	int fd; /* sent with it (loop-fd), or -1 */
+	int hold; /* closed once it is written (a loop's hold), or -1 */
 	size_t len;
 	uint8_t *buf;
 };
@@ -113,6 +120,7 @@ struct awrite {
 	size_t len;
 	uv_pipe_t fdh;
 	int has_fd;
+	int hold; /* closed in the write's callback, or -1 */
 	uint8_t *buf;
 };
 
@@ -144,6 +152,10 @@ static void on_app_write(uv_write_t *req, int status)
 	struct app *a = w->app;
 
 	a->queued -= w->len;
+	/* The frame is the kernel's (or the channel is gone): the loop's
+	 * descriptor may read end of file now. */
+	if (w->hold >= 0)
+		close(w->hold);
 	if (w->has_fd) {
 		/* Keeps a (and as) until the handle is closed. */
 		uv_close((uv_handle_t *)&w->fdh, on_fdh_closed);
@@ -155,8 +167,10 @@ static void on_app_write(uv_write_t *req, int status)
 }
 
 /* Writes buf (len bytes, taken over) to the app, with fd (taken over,
- * closed here once sent) when fd >= 0. */
-static void app_write(struct app *a, uint8_t *buf, size_t len, int fd)
+ * closed here once sent) when fd >= 0; hold (taken over, when >= 0) is
+ * closed once the frame has been written. */
+static void app_write(struct app *a, uint8_t *buf, size_t len, int fd,
+		      int hold)
 {
 	struct awrite *w = NULL;
 	uv_buf_t b;
@@ -164,6 +178,7 @@ static void app_write(struct app *a, uint8_t *buf, size_t len, int fd)
 
 	if (a->closing || !(w = calloc(1, sizeof(*w))))
 		goto fail;
+	w->hold = -1; /* set once the write is under way */
 	w->app = a;
 	w->as = a->as;
 	w->len = len;
@@ -179,6 +194,8 @@ static void app_write(struct app *a, uint8_t *buf, size_t len, int fd)
 			a->as->handles++;
 			uv_close((uv_handle_t *)&w->fdh, on_fdh_closed);
 			close(fd);
+			if (hold >= 0)
+				close(hold);
 			app_close(a, "cannot pass a descriptor");
 			return;
 		}
@@ -199,9 +216,12 @@ static void app_write(struct app *a, uint8_t *buf, size_t len, int fd)
 			free(w);
 			handle_unref(a->as);
 		}
+		if (hold >= 0)
+			close(hold);
 		app_close(a, uv_strerror(rc));
 		return;
 	}
+	w->hold = hold; /* its callback closes it */
 	a->queued += len;
 	if (a->queued > MAX_QUEUED)
 		app_close(a, "not reading its channel");
@@ -211,6 +231,8 @@ fail:
 	free(w);
 	if (fd >= 0)
 		close(fd);
+	if (hold >= 0)
+		close(hold);
 	if (!a->closing)
 		app_close(a, "out of memory");
 }
@@ -226,7 +248,7 @@ static void respond(struct app *a, uint8_t type, uint8_t id, json_t *body)
 		app_close(a, "cannot encode a response");
 		return;
 	}
-	app_write(a, buf, len, -1);
+	app_write(a, buf, len, -1, -1);
 }
 
 static void fail(struct app *a, uint8_t id, const char *fmt, ...)
@@ -268,12 +290,14 @@ static void request_now(struct app *a, struct qframe *q)
 	a->reqs[id].sent_ms = uv_now(a->as->loop);
 	a->nreqs++;
 	q->buf[3] = id;
-	app_write(a, q->buf, q->len, q->fd);
+	app_write(a, q->buf, q->len, q->fd, q->hold);
 	free(q);
 }
 
+/* fd rides with the frame; hold is closed once it is written (both taken
+ * over, -1: none). */
 static void request(struct app *a, struct loop *l, uint8_t *buf, size_t len,
-		    size_t credit, int fd)
+		    size_t credit, int fd, int hold)
 {
 	struct qframe *q = calloc(1, sizeof(*q));
 
@@ -282,6 +306,8 @@ static void request(struct app *a, struct loop *l, uint8_t *buf, size_t len,
 		free(buf);
 		if (fd >= 0)
 			close(fd);
+		if (hold >= 0)
+			close(hold);
 		if (!a->closing)
 			app_close(a, "out of memory");
 		return;
@@ -289,6 +315,7 @@ static void request(struct app *a, struct loop *l, uint8_t *buf, size_t len,
 	q->loop = l;
 	q->credit = credit;
 	q->fd = fd;
+	q->hold = hold;
 	q->buf = buf;
 	q->len = len;
 	if (a->nreqs < MAX_OUTSTANDING && !a->wq) {
@@ -303,7 +330,7 @@ static void request(struct app *a, struct loop *l, uint8_t *buf, size_t len,
 }
 
 static void request_json(struct app *a, struct loop *l, uint8_t type,
-			 json_t *body, int fd)
+			 json_t *body, int fd, int hold)
 {
 	uint8_t *buf;
 	size_t len;
@@ -311,10 +338,12 @@ static void request_json(struct app *a, struct loop *l, uint8_t type,
 	if (hw_app_frame_json(type, 0, body, &buf, &len)) {
 		if (fd >= 0)
 			close(fd);
+		if (hold >= 0)
+			close(hold);
 		app_close(a, "cannot encode a request");
 		return;
 	}
-	request(a, l, buf, len, 0, fd);
+	request(a, l, buf, len, 0, fd, hold);
 }
 
 static void drain_waiting(struct app *a)
@@ -365,6 +394,7 @@ static struct loop *loop_new(struct app *a, uint16_t lport,
 	l->lport = lport;
 	l->remote = *remote;
 	l->fdmode = !!(a->ext & HW_APP_EXT_LOOP_FD);
+	l->hold = -1;
 	l->next = a->loops;
 	a->loops = l;
 	a->nloops++;
@@ -394,6 +424,8 @@ static void loop_free(struct loop *l)
 		fail(a, l->pend_id, "loop closed");
 		a->blocked = 0;
 	}
+	if (l->hold >= 0)
+		close(l->hold);
 	free(l);
 }
 
@@ -410,25 +442,27 @@ static void loop_end(struct loop *l)
 	loop_free(l);
 }
 
-static json_t *loop_json(const struct loop *l)
-{
-	struct hw_app_loop_addr la = {.port = l->lport, .remote = l->remote};
-	return hw_app_loop_json(&la);
-}
-
-/* A socketpair for a loop-fd loop: our end goes to the route, *theirs to
- * the app. */
+/* A socketpair for a loop-fd loop: our end goes to the route (and its
+ * duplicate to l->hold), *theirs to the app. */
 static int loop_pipe(struct loop *l, int *theirs)
 {
-	int sv[2], rc;
+	int sv[2], hold, rc;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
-	if ((rc = l->app->as->ops->end_pipe(l->end, sv[0]))) {
+	if ((hold = fcntl(sv[0], F_DUPFD_CLOEXEC, 0)) < 0) {
+		rc = -errno;
 		close(sv[0]);
 		close(sv[1]);
 		return rc;
 	}
+	if ((rc = l->app->as->ops->end_pipe(l->end, sv[0]))) {
+		close(hold);
+		close(sv[0]);
+		close(sv[1]);
+		return rc;
+	}
+	l->hold = hold;
 	*theirs = sv[1];
 	return 0;
 }
@@ -467,13 +501,13 @@ void hw_appserver_end_ready(void *ud, struct hw_route_end *e)
 			return;
 		}
 		json_decref(o);
-		app_write(a, buf, len, fd);
+		app_write(a, buf, len, fd, -1);
 		return;
 	}
 	/* Incoming: the app confirms (or refuses) it. */
 	json_t *o = hw_app_confirm_json(&me, &l->remote);
 	l->announced = 1;
-	request_json(a, l, HW_APP_CONFIRM_LOOP, o, fd);
+	request_json(a, l, HW_APP_CONFIRM_LOOP, o, fd, -1);
 	json_decref(o);
 }
 
@@ -492,7 +526,7 @@ void hw_appserver_end_data(void *ud, const uint8_t *p, size_t len)
 			app_close(a, "out of memory");
 			return;
 		}
-		request(a, l, buf, blen, n, -1);
+		request(a, l, buf, blen, n, -1, -1);
 		p += n;
 		len -= n;
 	}
@@ -531,8 +565,19 @@ void hw_appserver_end_closed(void *ud, int reason, const char *msg)
 		fail(a, l->create_id, "cannot reach %s port %u: %s", pk,
 		     l->remote.port, msg);
 	} else if (l->announced) {
-		json_t *o = loop_json(l);
-		request_json(a, NULL, HW_APP_CLOSE, o, -1);
+		struct hw_app_loop_addr la = {.port = l->lport,
+					      .remote = l->remote};
+		char why[HW_APP_ERROR_MAX];
+		json_t *o;
+
+		/* Any end but an acknowledged close is a failure, and the
+		 * app learns why (docs/app-protocol.md, Close). */
+		if (reason)
+			snprintf(why, sizeof(why), "route failed: %s",
+				 msg && msg[0] ? msg : hw_strerror(reason));
+		o = hw_app_close_json(&la, reason ? why : NULL);
+		request_json(a, NULL, HW_APP_CLOSE, o, -1, l->hold);
+		l->hold = -1;
 		json_decref(o);
 	}
 	loop_free(l);
@@ -916,6 +961,8 @@ static void app_close(struct app *a, const char *why)
 		a->wq = q->next;
 		if (q->fd >= 0)
 			close(q->fd);
+		if (q->hold >= 0)
+			close(q->hold);
 		free(q->buf);
 		free(q);
 	}

@@ -160,4 +160,11 @@ void hw_routing_tp_room(struct hw_routing *rt, struct hw_tp *tp);
 json_t *hw_routing_rules_json(const struct hw_routing *rt);
 json_t *hw_routing_groups_json(const struct hw_routing *rt);
 
+/* How the last HW_ROUTING_ENDED_KEPT route groups of stream-socket
+ * clients ended (GET /v1/groups/ended, docs/api.md): with id 0 all of
+ * them, newest first, as a JSON array; otherwise the object of group id,
+ * or NULL when it is not (or no longer) known. New references. */
+#define HW_ROUTING_ENDED_KEPT 64
+json_t *hw_routing_ended_json(const struct hw_routing *rt, uint64_t id);
+
 #endif

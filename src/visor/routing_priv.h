@@ -26,6 +26,18 @@ enum client_state { C_LINE, C_LISTEN, C_DIAL, C_PIPE, C_DONE };
 
 struct group;
 
+/* How the last route groups of stream-socket clients ended (GET
+ * /v1/groups/ended): written before the visor closes the client's
+ * connection, so a client that read end of file can ask (streams.c). */
+struct ended_group {
+	uint64_t id;    /* the "group" of the connected/accepted line */
+	uint64_t at_ms; /* uv_now when it ended */
+	int reason;     /* 0: closed with acknowledgement */
+	char why[200];  /* what went wrong (hw_rgroup_why), "" on 0 */
+	int source;     /* this visor dialed it */
+	char peer[HW_PK_HEXLEN + 8]; /* the far end, "PK:PORT" */
+};
+
 /* A connection to the stream socket (streams.c). */
 struct client {
 	uv_pipe_t pipe;
@@ -52,6 +64,17 @@ struct client {
 	uint64_t test_bytes;
 	uint64_t test_t0; /* uv_hrtime of the first byte (discard) or of
 			     ready (send); 0 before */
+	/* A piping client: its group's ID and far end (from ready on), and
+	 * whether it has sent everything (its group is closing). */
+	uint64_t gid;
+	int source;
+	int eof;
+	char peer[HW_PK_HEXLEN + 8];
+	/* A route end's descriptor (hw_streams_open_fd): its end of file
+	 * must not come before the route end's owner has said how the group
+	 * ended, so it is closed once drained, never shut down. */
+	int endfd;
+	int drain_close;
 };
 
 /* A route group at this visor (routing_ends.c). */
@@ -111,6 +134,9 @@ struct hw_routing {
 	uint32_t next_req;
 	uint16_t next_port;
 	unsigned nclients;
+	uint64_t next_gid;
+	struct ended_group ended[HW_ROUTING_ENDED_KEPT]; /* a ring */
+	unsigned ended_n, ended_next;
 	uint32_t keepalive_ms;
 	uint32_t heal_ms; /* a broken group's time to heal; 0: none */
 	uint64_t setup_refused, setup_bad, unknown_group;
@@ -198,7 +224,7 @@ void hw_streams_ready(struct client *c, const struct hw_route_desc *d,
 void hw_streams_data(struct client *c, struct hw_rgroup *g, const uint8_t *p,
 		     size_t len);
 void hw_streams_writable(struct client *c, struct hw_rgroup *g);
-void hw_streams_closed(struct client *c, int reason);
+void hw_streams_closed(struct client *c, int reason, const char *why);
 /* A client for a route end's descriptor fd (hw_route_end_pipe). */
 int hw_streams_open_fd(struct hw_routing *rt, struct group *gr, int fd);
 

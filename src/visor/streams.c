@@ -49,7 +49,7 @@ static void test_send(struct client *c)
 }
 
 /* The answer line of a throughput test whose group ended. */
-static void test_report(struct client *c, int reason)
+static void test_report(struct client *c, int reason, const char *why)
 {
 	double s = c->test_t0 ? (double)(uv_hrtime() - c->test_t0) / 1e9 : 0;
 	char msg[200];
@@ -58,7 +58,7 @@ static void test_report(struct client *c, int reason)
 	if (reason || (c->send_total && c->test_bytes < c->send_total)) {
 		snprintf(msg, sizeof(msg), "route group ended after %llu "
 			 "bytes: %s", (unsigned long long)c->test_bytes,
-			 reason ? hw_strerror(reason) : "closed early");
+			 reason ? why : "closed early");
 		o = json_pack("{s:s}", "error", msg);
 	} else {
 		o = json_pack("{s:b, s:I, s:f, s:f}", "ok", 1,
@@ -90,6 +90,10 @@ static void on_client_write(uv_write_t *w, int status)
 	if (cw->data && status == 0 && c->grp)
 		hw_rgroup_consumed(c->grp->g, cw->n);
 	free(cw);
+	/* A route end's descriptor whose group ended: closed once it has
+	 * taken everything (or can take nothing more). */
+	if (c->drain_close && (c->queued == 0 || status < 0))
+		hw_streams_client_close(c);
 }
 
 static void client_write(struct client *c, const uint8_t *p, size_t len,
@@ -152,8 +156,15 @@ static void client_finish(struct client *c)
 		return;
 	c->state = C_DONE;
 	if (c->queued && !c->grp) {
-		c->shutdown_req.data = c;
 		uv_read_stop((uv_stream_t *)&c->pipe);
+		if (c->endfd) {
+			/* A shutdown would show the app end of file now; the
+			 * app server's hold on the socket keeps it from seeing
+			 * one until its Close frame has gone out. */
+			c->drain_close = 1;
+			return;
+		}
+		c->shutdown_req.data = c;
 		if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->pipe,
 				on_client_shutdown) == 0)
 			return;
@@ -299,6 +310,17 @@ static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	int rc;
 
 	if (n < 0) {
+		if (n == UV_EOF && c->state == C_PIPE && c->grp && !c->eof &&
+		    !c->discard && !c->send_total) {
+			/* The client has sent everything: the group closes,
+			 * and the client still gets the far end's last bytes
+			 * and, as end of file, the group's end (recorded
+			 * first: hw_streams_closed). */
+			c->eof = 1;
+			uv_read_stop(s);
+			hw_rgroup_close(c->grp->g);
+			return;
+		}
 		hw_streams_client_close(c);
 		return;
 	}
@@ -408,14 +430,16 @@ static void on_stream_connection(uv_stream_t *server, int status)
 void hw_streams_ready(struct client *c, const struct hw_route_desc *d,
 		      int source)
 {
-	char peer[96], pk[HW_PK_HEXLEN + 1];
+	char pk[HW_PK_HEXLEN + 1];
 
 	hw_pk_format(source ? d->dst_pk : d->src_pk, pk);
-	snprintf(peer, sizeof(peer), "%s:%u", pk,
+	snprintf(c->peer, sizeof(c->peer), "%s:%u", pk,
 		 source ? d->dst_port : d->src_port);
-	json_t *o = json_pack("{s:b, s:s}", "ok", 1, source ? "connected"
-							    : "accepted",
-			      peer);
+	c->source = source;
+	c->gid = ++c->rt->next_gid;
+	json_t *o = json_pack("{s:b, s:s, s:I}", "ok", 1,
+			      source ? "connected" : "accepted", c->peer,
+			      "group", (json_int_t)c->gid);
 	hw_streams_reply(c, o);
 	json_decref(o);
 	c->state = C_PIPE;
@@ -452,7 +476,7 @@ void hw_streams_writable(struct client *c, struct hw_rgroup *g)
 		test_send(c);
 		return;
 	}
-	if (!c->read_stopped)
+	if (!c->read_stopped || c->eof)
 		return;
 	if (c->pend) {
 		rc = hw_rgroup_write(g, c->pend, c->pend_len);
@@ -469,15 +493,68 @@ void hw_streams_writable(struct client *c, struct hw_rgroup *g)
 	hw_streams_read_start(c);
 }
 
-void hw_streams_closed(struct client *c, int reason)
+/* Remembers how c's group ended, before c's connection closes. */
+static void ended_add(struct hw_routing *rt, const struct client *c,
+		      int reason, const char *why)
 {
+	struct ended_group *e = &rt->ended[rt->ended_next];
+
+	snprintf(e->why, sizeof(e->why), "%s", reason ? why : "");
+	e->id = c->gid;
+	e->at_ms = uv_now(rt->loop);
+	e->reason = reason;
+	e->source = c->source;
+	memcpy(e->peer, c->peer, sizeof(e->peer));
+	rt->ended_next = (rt->ended_next + 1) % HW_ROUTING_ENDED_KEPT;
+	if (rt->ended_n < HW_ROUTING_ENDED_KEPT)
+		rt->ended_n++;
+}
+
+static json_t *ended_json(const struct hw_routing *rt,
+			  const struct ended_group *e)
+{
+	json_t *o = json_pack("{s:I, s:s, s:s, s:I}", "id", (json_int_t)e->id,
+			      "peer", e->peer, "role",
+			      e->source ? "initiator" : "responder", "ago_ms",
+			      (json_int_t)(uv_now(rt->loop) - e->at_ms));
+
+	if (o)
+		json_object_set_new(o, "error",
+				    e->reason ? json_string(e->why)
+					      : json_null());
+	return o;
+}
+
+json_t *hw_routing_ended_json(const struct hw_routing *rt, uint64_t id)
+{
+	const unsigned n = HW_ROUTING_ENDED_KEPT;
+	json_t *a = id ? NULL : json_array();
+
+	for (unsigned i = 0; i < rt->ended_n; i++) {
+		const struct ended_group *e =
+			&rt->ended[(rt->ended_next + n - 1 - i) % n];
+		if (!id) {
+			if (a)
+				json_array_append_new(a, ended_json(rt, e));
+		} else if (e->id == id) {
+			return ended_json(rt, e);
+		}
+	}
+	return a;
+}
+
+void hw_streams_closed(struct client *c, int reason, const char *why)
+{
+	if (!why || !why[0])
+		why = reason ? hw_strerror(reason) : "closed";
 	if (c->state != C_PIPE) {
-		json_t *o = json_pack("{s:s}", "error",
-				      reason ? hw_strerror(reason) : "closed");
+		json_t *o = json_pack("{s:s}", "error", why);
 		hw_streams_reply(c, o);
 		json_decref(o);
 	} else if (c->discard || c->send_total) {
-		test_report(c, reason);
+		test_report(c, reason, why);
+	} else if (!c->endfd) {
+		ended_add(c->rt, c, reason, why);
 	}
 	client_finish(c);
 }
@@ -505,6 +582,7 @@ int hw_streams_open_fd(struct hw_routing *rt, struct group *gr, int fd)
 	c->next = rt->clients;
 	rt->clients = c;
 	c->state = C_PIPE;
+	c->endfd = 1;
 	c->grp = gr;
 	gr->client = c;
 	hw_streams_read_start(c);

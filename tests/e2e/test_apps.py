@@ -233,3 +233,38 @@ def test_seed_app_talks_to_sdk_app_over_two_hops(tmp_path, control_plane,
         {"intermediary"}
     assert app.close_loop(lport, c.pk, 10) == (True, None)
     app.close()
+
+
+def test_failed_loop_is_an_error_with_its_reason(tmp_path, control_plane,
+                                                 visors):
+    """A seed-protocol app on A and hopwire-hello (our SDK, loop-fd) on C:
+    when the transport under their loop goes, both learn that the loop
+    failed and why, the seed app from the Close's "error", hello from
+    hw_app_read's -ENETRESET and hw_app_loop_error."""
+    disc = control_plane.discovery()
+    s = control_plane.setup(disc.url)
+    a, c = visors("a", discovery=disc.url), visors("c", discovery=disc.url)
+    with_apps(c, {"name": "hello", "binary": bin_path("hopwire-hello"),
+                  "args": ["server"], "port": 10})
+    for v in (a, c):
+        trust(v, s.pk)
+        v.start()
+    link(a, c)
+    wait_for(lambda: registered(disc.url, a, c), what="A-C in discovery")
+    wait_for(lambda: app_state(c, "hello")["connected"], what="hello up")
+    app = SeedApp(apps_sock(a), "py-client")
+    ok, local = app.dial(c.pk, 10)
+    assert ok, local
+    lport = local["port"]
+    assert app.write(lport, c.pk, 10, b"ping\n") == (True, None)
+    assert app.read(len(b"pong: ping\n")) == b"pong: ping\n"
+
+    tp = next(t for t in a.transports() if t["pk"] == c.pk)
+    assert a.cli("tp", "rm", tp["id"]).returncode == 0
+    closed = app.wait_event(CLOSE)
+    assert closed["port"] == lport and closed["remote"]["port"] == 10
+    assert closed["error"].startswith("route failed: "), closed
+    log = c.dir / "local" / "apps" / "hello.log"
+    wait_for(lambda: f"loop from {a.pk}:{lport} failed: route failed: "
+             in log.read_text(), what="hello to tell the failure")
+    app.close()

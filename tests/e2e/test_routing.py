@@ -1,6 +1,7 @@
 """Multi-hop routes: visors A - B - C in a line (transports A-B and B-C
 only), a setup node that builds route groups, and the CLI's route
 listen/dial piping bytes end to end."""
+import contextlib
 import json
 import os
 import select
@@ -74,6 +75,27 @@ class Pipe:
         self.p.wait()
 
 
+@contextlib.contextmanager
+def piped(dialing, listening, port):
+    """`route listen PORT` on listening and `route dial` to it from
+    dialing, both past the start of their group; stopped on the way
+    out."""
+    listener = Pipe(listening, "listen", str(port))
+    dialer = None
+    try:
+        # Dial once the port is bound: before, the setup node would
+        # rightly find nothing listening.
+        listener.wait_stderr("listening")
+        dialer = Pipe(dialing, "dial", listening.pk, str(port))
+        dialer.wait_stderr("connected")
+        listener.wait_stderr("accepted")
+        yield listener, dialer
+    finally:
+        if dialer:
+            dialer.stop()
+        listener.stop()
+
+
 def line_of_three(tmp_path, control_plane, visors):
     disc = control_plane.discovery()
     s = control_plane.setup(disc.url)
@@ -99,15 +121,7 @@ def test_route_group_over_two_hops(tmp_path, control_plane, visors):
     assert paths and paths[0]["hops"] == 2
     assert paths[0]["transports"][0]["to"] == b.pk
 
-    listener = Pipe(c, "listen", "7")
-    dialer = None
-    try:
-        # Dial once the port is bound: before, the setup node would
-        # rightly find nothing listening.
-        listener.wait_stderr("listening")
-        dialer = Pipe(a, "dial", c.pk, "7")
-        dialer.wait_stderr("connected")
-        listener.wait_stderr("accepted")
+    with piped(a, c, 7) as (listener, dialer):
         secret_a = b"a secret from A " * 64
         secret_c = b"the answer from C " * 64
         dialer.send(secret_a)
@@ -131,10 +145,6 @@ def test_route_group_over_two_hops(tmp_path, control_plane, visors):
         assert len(tap) > len(secret_a) + len(secret_c)
         assert b"a secret from A" not in tap
         assert b"the answer from C" not in tap
-    finally:
-        if dialer:
-            dialer.stop()
-        listener.stop()
 
 
 def test_route_bench_over_two_hops(tmp_path, control_plane, visors):
@@ -170,15 +180,7 @@ def test_route_bench_over_two_hops(tmp_path, control_plane, visors):
 
 def test_dead_hop_is_reported_at_both_ends(tmp_path, control_plane, visors):
     disc, s, a, b, c = line_of_three(tmp_path, control_plane, visors)
-    listener = Pipe(c, "listen", "9")
-    dialer = None
-    try:
-        # Dial once the port is bound: before, the setup node would
-        # rightly find nothing listening.
-        listener.wait_stderr("listening")
-        dialer = Pipe(a, "dial", c.pk, "9")
-        dialer.wait_stderr("connected")
-        listener.wait_stderr("accepted")
+    with piped(a, c, 9) as (listener, dialer):
         dialer.send(b"ping")
         assert listener.read(4) == b"ping"
         b.stop(signal.SIGKILL)
@@ -188,10 +190,10 @@ def test_dead_hop_is_reported_at_both_ends(tmp_path, control_plane, visors):
                  what="the dialing end to notice")
         wait_for(lambda: listener.p.poll() is not None, timeout=15,
                  what="the listening end to notice")
-    finally:
-        if dialer:
-            dialer.stop()
-        listener.stop()
+        # A failure, not an end: both say so.
+        for end in (dialer, listener):
+            assert end.p.returncode == 1
+            assert b" failed: " in end.p.stderr.read()
 
 
 def test_untrusted_setup_node_installs_nothing(tmp_path, control_plane,
@@ -257,3 +259,59 @@ def test_stream_socket_refuses_garbage(tmp_path, control_plane, visors):
     assert json.loads(s.makefile("rb").readline())["listening"] == 5
     s.close()
     assert a.cli("info").returncode == 0
+
+
+def ended(pipe):
+    """Waits for a Pipe's process to end (its stdin left as it is) and
+    returns its stderr."""
+    pipe.p.wait(timeout=20)
+    return pipe.p.stderr.read()
+
+
+def test_route_dial_and_listen_say_how_the_group_ended(tmp_path,
+                                                       control_plane, visors):
+    """An orderly close (the dialer's stdin ends) leaves both ends with
+    exit 0; a group that fails (its transport removed under it) makes both
+    exit 1 saying why, and the visor's record of it says the same."""
+    disc = control_plane.discovery()
+    s = control_plane.setup(disc.url)
+    a, c = visors("a", discovery=disc.url), visors("c", discovery=disc.url)
+    for v in (a, c):
+        trust(v, s.pk)
+        v.start()
+    link(a, c)
+    wait_for(lambda: registered(disc.url, a, c), what="A-C in discovery")
+
+    with piped(a, c, 7) as (listener, dialer):
+        dialer.send(b"last words")
+        assert listener.read(10) == b"last words"
+        listener.send(b"reply")
+        assert dialer.read(5) == b"reply"
+        dialer.p.stdin.close()
+        err = ended(dialer)
+        assert dialer.p.returncode == 0, err
+        err = ended(listener)
+        assert listener.p.returncode == 0, err
+        assert b"failed" not in err
+    rec = a.json("route", "ls")["ended"]
+    assert rec and rec[0]["error"] is None and rec[0]["role"] == "initiator"
+    assert rec[0]["peer"] == f"{c.pk}:7"
+
+    with piped(a, c, 8) as (listener, dialer):
+        dialer.send(b"ping")
+        assert listener.read(4) == b"ping"
+        tp = next(t for t in a.transports() if t["pk"] == c.pk)
+        r = a.cli("tp", "rm", tp["id"])
+        assert r.returncode == 0, r.stderr
+        err = ended(dialer)
+        assert dialer.p.returncode == 1, err
+        assert f"hopwire: route group to {c.pk}:8 failed: ".encode() in err
+        err = ended(listener)
+        assert listener.p.returncode == 1, err
+        assert b"hopwire: route group from " in err and b"failed: " in err
+    rec = a.json("route", "ls")["ended"]
+    assert rec[0]["error"] and rec[0]["peer"] == f"{c.pk}:8", rec
+    assert rec[1]["error"] is None  # the first group, older
+    out = a.cli("route", "ls").stdout
+    assert f"to {c.pk}:8, " in out and ": failed: " in out, out
+

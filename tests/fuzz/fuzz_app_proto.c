@@ -100,6 +100,30 @@ static void parse_all(const uint8_t *body, size_t len)
 		check_err(rc, err);
 	}
 
+	/* A visor's Close: the reason, when there is one, survives a round
+	 * trip (it is clean text already). */
+	err[0] = '\0';
+	{
+		char why[HW_APP_ERROR_MAX], why2[HW_APP_ERROR_MAX];
+		int failed, failed2;
+
+		rc = hw_app_parse_close(body, len, &la, &failed, why,
+					sizeof(why), err, sizeof(err));
+		if (rc == 0) {
+			f = reframe(hw_app_close_json(&la, failed ? why : NULL),
+				    &buf);
+			if (hw_app_parse_close(f->body, f->len, &lb, &failed2,
+					       why2, sizeof(why2), err,
+					       sizeof(err)) ||
+			    memcmp(&la, &lb, sizeof(la)) ||
+			    failed != failed2 || strcmp(why, why2))
+				abort();
+			free(buf);
+		} else {
+			check_err(rc, err);
+		}
+	}
+
 	err[0] = '\0';
 	rc = hw_app_parse_send(body, len, &la, payload, sizeof(payload), &plen,
 			       err, sizeof(err));

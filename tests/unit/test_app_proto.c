@@ -638,6 +638,91 @@ static void test_parse_loop(void **state)
 		   "Close: not JSON");
 }
 
+/* Close with and without "error": built, framed and parsed back; the
+ * app's side of the codec ignores the member, the visor's is strict. */
+static void test_close_codec(void **state)
+{
+	struct hw_app_loop_addr la = {.port = 49152, .remote = {.port = 10}};
+	struct hw_app_loop_addr back;
+	struct hw_app_frame f;
+	char err[HW_APP_ERROR_MAX], why[HW_APP_ERROR_MAX], small[8], *s;
+	uint8_t *out;
+	size_t len, used;
+	json_t *j;
+	int failed = -1;
+
+	hw_app_pk_parse(PK_B, la.remote.pk);
+	/* An orderly end: no "error" at all. */
+	j = hw_app_close_json(&la, NULL);
+	s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(s, "{\"port\":49152,\"remote\":{\"pk\":\"" PK_B
+			       "\",\"port\":10}}");
+	free(s);
+	assert_int_equal(hw_app_frame_json(HW_APP_CLOSE, 3, j, &out, &len), 0);
+	json_decref(j);
+	assert_int_equal(hw_app_frame_next(out, len, &f, &used), 1);
+	strcpy(why, "stale");
+	assert_int_equal(hw_app_parse_close(f.body, f.len, &back, &failed, why,
+					    sizeof(why), err, sizeof(err)),
+			 0);
+	assert_int_equal(failed, 0);
+	assert_string_equal(why, "");
+	assert_memory_equal(&la, &back, sizeof(la));
+	free(out);
+
+	/* A failure: the reason travels, cleaned of control characters. */
+	j = hw_app_close_json(&la, "route failed: gone\n\x1b[2J");
+	s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(s, "{\"error\":\"route failed: gone??[2J\","
+			       "\"port\":49152,\"remote\":{\"pk\":\"" PK_B
+			       "\",\"port\":10}}");
+	free(s);
+	assert_int_equal(hw_app_frame_json(HW_APP_CLOSE, 4, j, &out, &len), 0);
+	json_decref(j);
+	assert_int_equal(hw_app_frame_next(out, len, &f, &used), 1);
+	assert_int_equal(hw_app_parse_close(f.body, f.len, &back, &failed, why,
+					    sizeof(why), err, sizeof(err)),
+			 0);
+	assert_int_equal(failed, 1);
+	assert_string_equal(why, "route failed: gone??[2J");
+	assert_memory_equal(&la, &back, sizeof(la));
+	/* Truncated to the buffer; the visor's parser ignores the member. */
+	assert_int_equal(hw_app_parse_close(f.body, f.len, &back, &failed,
+					    small, sizeof(small), err,
+					    sizeof(err)),
+			 0);
+	assert_string_equal(small, "route f");
+	assert_int_equal(hw_app_parse_loop(f.body, f.len, &back, err,
+					   sizeof(err)),
+			 0);
+	free(out);
+
+	/* null is no reason; anything but a string is refused (by the
+	 * app's side only). */
+	assert_int_equal(hw_app_parse_close(B("{\"port\":1,\"remote\":{\"pk\":"
+					      "\"" PK_B "\",\"port\":2},"
+					      "\"error\":null}"),
+					    &back, &failed, why, sizeof(why),
+					    err, sizeof(err)),
+			 0);
+	assert_int_equal(failed, 0);
+	expect_err(hw_app_parse_close(B("{\"port\":1,\"remote\":{\"pk\":"
+					"\"" PK_B "\",\"port\":2},"
+					"\"error\":5}"),
+				      &back, &failed, why, sizeof(why), err,
+				      sizeof(err)),
+		   err, "Close: error: must be a string");
+	assert_int_equal(hw_app_parse_loop(B("{\"port\":1,\"remote\":{\"pk\":"
+					     "\"" PK_B "\",\"port\":2},"
+					     "\"error\":5}"),
+					   &back, err, sizeof(err)),
+			 0);
+	/* The address is checked first, as in every Close. */
+	expect_err(hw_app_parse_close(B("{\"error\":\"x\"}"), &back, &failed,
+				      why, sizeof(why), err, sizeof(err)),
+		   err, "Close: port: missing");
+}
+
 static void test_parse_error(void **state)
 {
 	char msg[HW_APP_ERROR_MAX];
@@ -763,6 +848,7 @@ int main(void)
 		cmocka_unit_test(test_parse_send),
 		cmocka_unit_test(test_send_roundtrip),
 		cmocka_unit_test(test_parse_loop),
+		cmocka_unit_test(test_close_codec),
 		cmocka_unit_test(test_parse_error),
 		cmocka_unit_test(test_builders),
 	};

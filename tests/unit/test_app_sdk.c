@@ -1111,6 +1111,93 @@ static void test_visor_requests(void **state)
 	assert_int_equal(count_fds(), before);
 }
 
+/* Three loops end three ways, each Close before the loop's end of file
+ * as the real visor sends it: a route failure (Close with "error"), an
+ * orderly end (Close without), and the channel's end before any Close. */
+static void script_loop_ends(struct fv *v)
+{
+	struct hw_app_loop_addr la = {.port = 49152};
+	int lfd[3] = {-1, -1, -1};
+
+	hw_app_pk_parse(PK_B, la.remote.pk);
+	VCHECK(v, fv_init(v, 0) == 0);
+	for (int i = 0; i < 3; i++)
+		VCHECK(v, (lfd[i] = fv_give_loop(v, NULL, NULL)) >= 0);
+	VCHECK(v, fv_wait_signal(v->go[0], 5000));
+	la.remote.port = 7;
+	VCHECK(v, fv_send(v, HW_APP_CLOSE, v->id++,
+			  hw_app_close_json(&la, "route failed: test"),
+			  -1) == 0);
+	close(lfd[0]);
+	la.remote.port = 8;
+	VCHECK(v, fv_send(v, HW_APP_CLOSE, v->id++,
+			  hw_app_close_json(&la, NULL), -1) == 0);
+	close(lfd[1]);
+	VCHECK(v, fv_wait_signal(v->go[0], 5000));
+	close(v->fd);
+	v->fd = -1;
+	close(lfd[2]);
+}
+
+static void *accept_briefly(void *arg)
+{
+	struct hw_app_loop loop;
+
+	return (void *)(intptr_t)hw_app_accept(arg, &loop, 500);
+}
+
+static void test_loop_ends(void **state)
+{
+	int before = count_fds();
+	struct fv *v = fv_start(script_loop_ends, 0);
+	struct hw_app *app = setup_ok("hello");
+	struct hw_app_loop loop[3];
+	pthread_t th;
+	void *res;
+	char b[8];
+
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(hw_app_dial(app, PK_B, (uint16_t)(7 + i),
+					     &loop[i], 2000),
+				 0);
+	for (int i = 0; i < 3; i++)
+		assert_null(hw_app_loop_error(loop[i].fd)); /* still open */
+	/* Another thread reads the channel meanwhile: the reads below wait
+	 * for it to take the Close. */
+	assert_int_equal(pthread_create(&th, NULL, accept_briefly, app), 0);
+	usleep(50 * 1000);
+	fv_signal(v->go[1]);
+
+	/* The failure: a distinct error, from read and write, with why. */
+	assert_int_equal(hw_app_read(loop[0].fd, b, sizeof(b)), -ENETRESET);
+	assert_string_equal(hw_app_loop_error(loop[0].fd),
+			    "route failed: test");
+	assert_int_equal(hw_app_write(loop[0].fd, "x", 1), -ENETRESET);
+	assert_int_equal(hw_app_read(loop[0].fd, b, sizeof(b)), -ENETRESET);
+	/* The orderly end reads 0; plain read(2) and then asking works. */
+	assert_int_equal(read(loop[1].fd, b, sizeof(b)), 0);
+	assert_null(hw_app_loop_error(loop[1].fd));
+	assert_int_equal(hw_app_read(loop[1].fd, b, sizeof(b)), 0);
+	assert_int_equal(pthread_join(th, &res), 0);
+	assert_int_equal((intptr_t)res, -EAGAIN);
+
+	/* The visor gone before saying: that is no orderly end either. */
+	fv_signal(v->go[1]);
+	assert_int_equal(hw_app_read(loop[2].fd, b, sizeof(b)), -ENETRESET);
+	assert_string_equal(hw_app_loop_error(loop[2].fd),
+			    "the visor closed the channel");
+
+	/* Closed loops are forgotten. */
+	assert_int_equal(hw_app_loop_close(loop[0].fd), 0);
+	assert_null(hw_app_loop_error(loop[0].fd));
+	hw_app_loop_close(loop[1].fd);
+	hw_app_close(app); /* forgets loop[2] */
+	assert_null(hw_app_loop_error(loop[2].fd));
+	hw_app_loop_close(loop[2].fd);
+	fv_finish(v);
+	assert_int_equal(count_fds(), before);
+}
+
 static void test_io_helpers(void **state)
 {
 	int sp[2], fl;
@@ -1156,6 +1243,7 @@ int main(void)
 		cmocka_unit_test(test_visor_closes),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_visor_requests),
+		cmocka_unit_test(test_loop_ends),
 		cmocka_unit_test(test_io_helpers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -56,6 +56,7 @@ struct client {
 	int fd;
 	int eof;
 	int nfds; /* descriptors received (closed at once) */
+	int loop_fd; /* but the last one is kept here (-1: none) */
 	uint8_t buf[HW_APP_FRAME_MAX];
 	size_t len;
 };
@@ -212,6 +213,7 @@ static struct client *client_new(struct fx *fx, int fd)
 	assert_non_null(c);
 	c->fx = fx;
 	c->fd = fd;
+	c->loop_fd = -1;
 	assert_int_equal(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK),
 			 0);
 	return c;
@@ -244,6 +246,8 @@ static void client_free(struct client *c)
 {
 	if (c->fd >= 0)
 		close(c->fd);
+	if (c->loop_fd >= 0)
+		close(c->loop_fd);
 	free(c);
 }
 
@@ -297,7 +301,9 @@ static void client_read(struct client *c)
 				int fd;
 				memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int),
 				       sizeof(int));
-				close(fd);
+				if (c->loop_fd >= 0)
+					close(c->loop_fd);
+				c->loop_fd = fd;
 				c->nfds++;
 			}
 		}
@@ -735,11 +741,17 @@ static void test_incoming(void **state)
 	wait_napps(fx, 0);
 }
 
+/* App "x" on port 9 with loop-fd. */
+static struct client *loop_fd_app(struct fx *fx)
+{
+	return app_with(fx, "{\"app-name\": \"x\", \"port\": 9, "
+			"\"extensions\": [\"loop-fd\"]}");
+}
+
 static void test_loop_fd(void **state)
 {
 	struct fx *fx = *state;
-	struct client *a = app_with(fx, "{\"app-name\": \"x\", \"port\": 9, "
-				    "\"extensions\": [\"loop-fd\"]}");
+	struct client *a = loop_fd_app(fx);
 	struct hw_route_end e;
 	uint8_t id;
 
@@ -752,6 +764,48 @@ static void test_loop_fd(void **state)
 	client_free(a);
 	wait_napps(fx, 0);
 	assert_true(e.closed);
+}
+
+static int loop_fd_eof(void *arg)
+{
+	struct client *c = arg;
+	char b;
+
+	return recv(c->loop_fd, &b, 1, MSG_DONTWAIT) == 0;
+}
+
+/* A loop whose route fails: the Close says why, and the app's descriptor
+ * reads end of file only once that Close is on the channel, even though
+ * routing let go of its end first. */
+static void test_loop_fd_failure_order(void **state)
+{
+	struct fx *fx = *state;
+	struct client *a = loop_fd_app(fx);
+	struct hw_route_end e;
+	uint8_t id;
+	char b;
+	void *l;
+	json_t *j;
+
+	l = incoming_up(fx, a, 77, &e, &id);
+	assert_true(a->loop_fd >= 0 && e.pipe_fd >= 0);
+	client_send(a, HW_APP_SUCCESS, id, NULL);
+	close(e.pipe_fd); /* routing closes its end as the group ends */
+	assert_int_equal(recv(a->loop_fd, &b, 1, MSG_DONTWAIT), -1);
+	assert_int_equal(errno, EAGAIN);
+	hw_appserver_end_closed(l, -ENOTCONN, "Transport endpoint is not "
+					      "connected");
+	j = client_expect(a, HW_APP_CLOSE, &id);
+	assert_string_equal(json_string_value(json_object_get(j, "error")),
+			    "route failed: Transport endpoint is not "
+			    "connected");
+	assert_int_equal(json_integer_value(json_object_get(j, "port")), 9);
+	json_decref(j);
+	assert_true(hw_test_run_until(&fx->loop, &fx->tick, loop_fd_eof, a,
+				      WAIT_MS));
+	client_send(a, HW_APP_SUCCESS, id, NULL);
+	client_free(a);
+	wait_napps(fx, 0);
 }
 
 static void test_hostile(void **state)
@@ -871,6 +925,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_incoming, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_loop_fd_failure_order,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loop_fd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disconnect_releases, setup,

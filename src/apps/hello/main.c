@@ -90,6 +90,22 @@ static int pong(struct conn *c, const char *line, size_t n)
 	return 0;
 }
 
+/* Why the loop of fd failed (after -ENETRESET). */
+static const char *loop_why(int fd)
+{
+	const char *why = hw_app_loop_error(fd);
+
+	return why ? why : strerror(ENETRESET);
+}
+
+/* A loop call failed with rc: says why, when the route failed. */
+static void conn_failed(struct conn *c, ssize_t rc)
+{
+	if (rc == -ENETRESET)
+		fprintf(stderr, "hopwire-hello: loop from %s failed: %s\n",
+			c->remote, loop_why(c->fd));
+}
+
 /* Reads what the loop has and queues the answers. Returns -1 when the
  * loop must close now. */
 static int conn_read(struct conn *c)
@@ -100,8 +116,10 @@ static int conn_read(struct conn *c)
 
 	if (n == -EAGAIN)
 		return 0;
-	if (n < 0)
+	if (n < 0) {
+		conn_failed(c, n);
 		return -1;
+	}
 	if (n == 0) {
 		c->eof = 1;
 		/* A last line without its newline is a line too. */
@@ -135,8 +153,10 @@ static int conn_write(struct conn *c)
 
 	if (n == -EAGAIN)
 		return 0;
-	if (n < 0)
+	if (n < 0) {
+		conn_failed(c, n);
 		return -1;
+	}
 	memmove(c->out, c->out + n, c->outlen - (size_t)n);
 	c->outlen -= (size_t)n;
 	return 0;
@@ -350,7 +370,12 @@ static int client(int argc, char **argv)
 			(unsigned)port, strerror(-rc));
 		goto out;
 	}
-	if ((rc = (int)hw_app_write(loop.fd, msg, mlen)) < 0) {
+	if ((rc = (int)hw_app_write(loop.fd, msg, mlen)) == -ENETRESET) {
+		fprintf(stderr, "hopwire-hello: the loop failed: %s\n",
+			loop_why(loop.fd));
+		goto out;
+	}
+	if (rc < 0) {
 		fprintf(stderr, "hopwire-hello: send: %s\n", strerror(-rc));
 		goto out;
 	}
@@ -373,6 +398,11 @@ static int client(int argc, char **argv)
 		if (rc <= 0)
 			continue;
 		n = hw_app_read(loop.fd, reply + rlen, sizeof(reply) - 1 - rlen);
+		if (n == -ENETRESET) {
+			fprintf(stderr, "hopwire-hello: the loop failed: %s\n",
+				loop_why(loop.fd));
+			goto out;
+		}
 		if (n < 0) {
 			fprintf(stderr, "hopwire-hello: receive: %s\n",
 				strerror((int)-n));
