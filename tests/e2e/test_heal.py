@@ -122,6 +122,7 @@ def test_route_heals_over_second_path(control_plane, visors):
         dialer.p.stdin.close()
         wait_for(lambda: listener.p.poll() is not None, timeout=15,
                  what="the listener to see the end")
+        assert listener.p.returncode == 0, listener.p.stderr.read()
     finally:
         if dialer:
             dialer.stop()
@@ -160,9 +161,12 @@ def test_no_second_path_fails_fast(control_plane, visors):
         t_listen = time.monotonic() - killed
         print(f"\nno second path: dialer ended after {t_dial * 1000:.0f} "
               f"ms, listener after {t_listen * 1000:.0f} ms")
-        for v in (a, c):
-            log = v.log.read_text()
-            assert "no other path" in log, log
+        # Both fail loudly: exit 1 and the reason.
+        for pipe in (dialer, listener):
+            err = pipe.p.stderr.read().decode()
+            assert pipe.p.returncode == 1, err
+            assert "failed: route failed and discovery knows no other " \
+                "path" in err, err
     finally:
         if dialer:
             dialer.stop()
