@@ -106,7 +106,9 @@ struct hw_rgroup {
 	uint8_t fail_tp[HW_TP_ID_LEN];
 	uint8_t token[HW_RGROUP_TOKEN_LEN];
 	uint8_t remote_x[HW_NOISE_DHLEN];
-	char why[200];
+	/* Why the group ended or would (heap; NULL: not said). Short-lived
+	 * and rare, so idle groups do not carry the bytes. */
+	char *why;
 };
 
 /* Per-thread scratch (one loop per thread): the packet being sealed, and
@@ -118,6 +120,8 @@ static _Thread_local uint8_t rx_buf[HW_PACKET_MAX_PAYLOAD];
 static void pump(struct hw_rgroup *g);
 static void on_tick(uv_timer_t *t);
 static void rtt_sample(struct hw_rgroup *g, uint64_t sent_ms);
+static void set_why(struct hw_rgroup *g, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 static uint64_t now_ms(const struct hw_rgroup *g)
 {
@@ -142,6 +146,7 @@ static void rg_free(struct hw_rgroup *g)
 		free(k);
 	}
 	free(g->pend);
+	free(g->why);
 	free(g);
 }
 
@@ -157,8 +162,8 @@ static void on_finish(uv_timer_t *t)
 {
 	struct hw_rgroup *g = t->data;
 
-	if (!g->why[0] && g->reason)
-		snprintf(g->why, sizeof(g->why), "%s", hw_strerror(g->reason));
+	if (!g->why && g->reason)
+		set_why(g, "%s", hw_strerror(g->reason));
 
 	g->p.ops->closed(g, g->reason, g->p.ud);
 	uv_close((uv_handle_t *)&g->tick, on_handle_closed);
@@ -193,15 +198,15 @@ static void bad_packet(struct hw_rgroup *g, const char *what)
 }
 
 static void set_why(struct hw_rgroup *g, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void set_why(struct hw_rgroup *g, const char *fmt, ...)
 {
+	char buf[256];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(g->why, sizeof(g->why), fmt, ap);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	free(g->why);
+	g->why = strdup(buf); /* NULL when out of memory: "" is said */
 }
 
 static void later(struct hw_rgroup *g);
@@ -899,7 +904,8 @@ static void resumed(struct hw_rgroup *g)
 	g->has_fail_tp = 0;
 	g->heals++;
 	g->deadline_ms = 0;
-	g->why[0] = 0;
+	free(g->why);
+	g->why = NULL;
 	g->last_rx_ms = g->last_tx_ms = now;
 	if (g->close_wanted)
 		g->deadline_ms = now + 2 * (uint64_t)g->p.keepalive_ms;
@@ -1191,7 +1197,7 @@ static void tick_broken(struct hw_rgroup *g, uint64_t now)
 {
 	if (now >= g->heal_deadline_ms) {
 		hw_log(HW_LOG_WARN, LOG, "route group %u/%u: %s",
-		       g->p.send_id, g->p.recv_id, g->why);
+		       g->p.send_id, g->p.recv_id, hw_rgroup_why(g));
 		finish(g, -ETIMEDOUT);
 		return;
 	}
@@ -1429,7 +1435,7 @@ void hw_rgroup_heal_failed(struct hw_rgroup *g, int final, int reason,
 
 const char *hw_rgroup_why(const struct hw_rgroup *g)
 {
-	return g->why;
+	return g->why ? g->why : "";
 }
 
 int hw_rgroup_initiator(const struct hw_rgroup *g)
