@@ -48,6 +48,16 @@ struct qchunk {
 	uint8_t data[];
 };
 
+/* What a group needs only while it probes or heals, so that an idle
+ * group does not carry it. */
+struct heal {
+	uint64_t broken_ms, deadline_ms, retry_ms;
+	uint64_t probe_deadline_ms, probe_cookie, probe_sent_ms;
+	uint64_t hs_sent_ms; /* our resumption message 1 went out */
+	uint8_t fail_tp[HW_TP_ID_LEN];
+	int has_fail_tp;
+};
+
 /* Stream bytes sent and not yet credited back: rbase is the offset of
  * rhead->data[0], the chunks run on to sent_max. */
 struct rchunk {
@@ -74,7 +84,7 @@ struct hw_rgroup {
 	/* The routes are broken: no keys, nothing sent until a resumption
 	 * handshake (resuming) finished on new routes; broken_due: ops.
 	 * broken is to be called from the loop. */
-	unsigned broken : 1, resuming : 1, broken_due : 1, has_fail_tp : 1;
+	unsigned broken : 1, resuming : 1, broken_due : 1;
 	struct hw_noise_hs *hs;
 	struct hw_cipher *tx, *rx;
 	/* Stream bytes accepted, not yet sealed. */
@@ -98,12 +108,9 @@ struct hw_rgroup {
 	uint64_t sent_max;
 	uint64_t rbase;
 	struct rchunk *rhead, *rtail;
-	uint64_t broken_ms, heal_deadline_ms, retry_ms;
-	uint64_t probe_deadline_ms, probe_cookie, probe_sent_ms;
-	uint64_t hs_sent_ms; /* our handshake message 1 went out */
+	struct heal *h; /* while probing or broken, else NULL */
 	uint32_t rtt_ms;     /* smallest round trip seen; 0: none yet */
 	unsigned heals;
-	uint8_t fail_tp[HW_TP_ID_LEN];
 	uint8_t token[HW_RGROUP_TOKEN_LEN];
 	uint8_t remote_x[HW_NOISE_DHLEN];
 	/* Why the group ended or would (heap; NULL: not said). Short-lived
@@ -147,6 +154,7 @@ static void rg_free(struct hw_rgroup *g)
 	}
 	free(g->pend);
 	free(g->why);
+	free(g->h);
 	free(g);
 }
 
@@ -220,8 +228,23 @@ static void drop_session(struct hw_rgroup *g)
 	g->hs = NULL;
 	g->tx = g->rx = NULL;
 	g->pend_len = 0;
-	g->probe_deadline_ms = 0;
+	if (g->h)
+		g->h->probe_deadline_ms = 0;
 	hw_router_unwait(&g->room);
+}
+
+/* The heal state, made on first use; NULL when out of memory. */
+static struct heal *heal_get(struct hw_rgroup *g)
+{
+	if (!g->h)
+		g->h = calloc(1, sizeof(*g->h));
+	return g->h;
+}
+
+static void heal_put(struct hw_rgroup *g)
+{
+	free(g->h);
+	g->h = NULL;
 }
 
 /* Whether a broken route may be healed rather than end the group: after
@@ -239,6 +262,10 @@ static void broke(struct hw_rgroup *g, int rc, const char *what)
 
 	if (g->state == ST_DEAD)
 		return;
+	if (may_heal(g) && !heal_get(g)) {
+		finish(g, -ENOMEM);
+		return;
+	}
 	if (!may_heal(g)) {
 		hw_log(HW_LOG_INFO, LOG, "route group %u/%u: route lost (%s)",
 		       g->p.send_id, g->p.recv_id, what);
@@ -251,8 +278,8 @@ static void broke(struct hw_rgroup *g, int rc, const char *what)
 		       " healing for up to %u ms", g->p.send_id, g->p.recv_id,
 		       what, g->p.heal_ms);
 		g->broken = 1;
-		g->broken_ms = now;
-		g->heal_deadline_ms = now + g->p.heal_ms;
+		g->h->broken_ms = now;
+		g->h->deadline_ms = now + g->p.heal_ms;
 		set_why(g, "route failed (%s) and no new route was found "
 			"within %u s", what, g->p.heal_ms / 1000);
 	}
@@ -660,8 +687,8 @@ static void on_later(uv_timer_t *t)
 	if (g->broken_due && g->broken && !g->resuming &&
 	    g->state != ST_DEAD) {
 		g->broken_due = 0;
-		g->retry_ms = 0;
-		g->p.ops->broken(g, g->has_fail_tp ? g->fail_tp : NULL,
+		g->h->retry_ms = 0;
+		g->p.ops->broken(g, g->h->has_fail_tp ? g->h->fail_tp : NULL,
 				 g->p.ud);
 		if (g->state == ST_DEAD)
 			return;
@@ -898,10 +925,10 @@ static void resumed(struct hw_rgroup *g)
 
 	hw_log(HW_LOG_INFO, LOG, "route group %u/%u: healed after %llu ms; "
 	       "sending again from byte %llu", g->p.send_id, g->p.recv_id,
-	       (unsigned long long)(now - g->broken_ms),
+	       (unsigned long long)(now - g->h->broken_ms),
 	       (unsigned long long)g->bytes_out);
 	g->broken = g->resuming = g->broken_due = 0;
-	g->has_fail_tp = 0;
+	heal_put(g);
 	g->heals++;
 	g->deadline_ms = 0;
 	free(g->why);
@@ -970,7 +997,7 @@ static void on_handshake(struct hw_rgroup *g, const struct hw_packet *pkt)
 			return;
 	}
 	if (g->p.initiator)
-		rtt_sample(g, g->hs_sent_ms);
+		rtt_sample(g, g->resuming ? g->h->hs_sent_ms : g->created_ms);
 	if (g->resuming)
 		resumed(g);
 	else
@@ -1060,13 +1087,13 @@ static void on_probe(struct hw_rgroup *g, const uint8_t *v)
 		/* Nothing may follow our CLOSE. */
 		if (!g->close_sealed)
 			send_probe(g, PROBE_ANSWER, cookie);
-	} else if (v[0] == PROBE_ANSWER && g->probe_deadline_ms &&
-		   cookie == g->probe_cookie) {
+	} else if (v[0] == PROBE_ANSWER && g->h && !g->broken &&
+		   g->h->probe_deadline_ms && cookie == g->h->probe_cookie) {
 		hw_log(HW_LOG_INFO, LOG, "route group %u/%u: the route "
 		       "answers: the route failure reported was not ours",
 		       g->p.send_id, g->p.recv_id);
-		rtt_sample(g, g->probe_sent_ms);
-		g->probe_deadline_ms = 0;
+		rtt_sample(g, g->h->probe_sent_ms);
+		heal_put(g);
 	}
 }
 
@@ -1165,24 +1192,28 @@ void hw_rgroup_route_failed(struct hw_rgroup *g, int certain,
 
 	if (g->state == ST_DEAD || (g->broken && !g->resuming))
 		return;
+	if (!heal_get(g)) {
+		finish(g, -ENOMEM);
+		return;
+	}
 	if (tp_id) {
-		memcpy(g->fail_tp, tp_id, HW_TP_ID_LEN);
-		g->has_fail_tp = 1;
+		memcpy(g->h->fail_tp, tp_id, HW_TP_ID_LEN);
+		g->h->has_fail_tp = 1;
 	}
 	if (certain || !g->tx || g->resuming) {
 		broke(g, -ENOTCONN, "a rule or transport of the route is gone");
 		return;
 	}
-	if (g->probe_deadline_ms)
+	if (g->h->probe_deadline_ms)
 		return; /* a probe is out already */
 	/* A hop's word is a hint: the peer's answer decides. */
-	randombytes_buf(&g->probe_cookie, sizeof(g->probe_cookie));
-	g->probe_sent_ms = now;
-	g->probe_deadline_ms = now + probe_timeout(g);
+	randombytes_buf(&g->h->probe_cookie, sizeof(g->h->probe_cookie));
+	g->h->probe_sent_ms = now;
+	g->h->probe_deadline_ms = now + probe_timeout(g);
 	hw_log(HW_LOG_INFO, LOG, "route group %u/%u: a hop reports the route "
 	       "failed; probing", g->p.send_id, g->p.recv_id);
 	/* A send that fails breaks the route by itself. */
-	send_probe(g, PROBE_ASK, g->probe_cookie);
+	send_probe(g, PROBE_ASK, g->h->probe_cookie);
 	/* The tick looks at the deadline: run it then. */
 	if (g->state != ST_DEAD && !g->broken)
 		uv_timer_start(&g->tick, on_tick, probe_timeout(g),
@@ -1195,7 +1226,7 @@ void hw_rgroup_route_failed(struct hw_rgroup *g, int certain,
  * resumption that got no answer. */
 static void tick_broken(struct hw_rgroup *g, uint64_t now)
 {
-	if (now >= g->heal_deadline_ms) {
+	if (now >= g->h->deadline_ms) {
 		hw_log(HW_LOG_WARN, LOG, "route group %u/%u: %s",
 		       g->p.send_id, g->p.recv_id, hw_rgroup_why(g));
 		finish(g, -ETIMEDOUT);
@@ -1206,8 +1237,8 @@ static void tick_broken(struct hw_rgroup *g, uint64_t now)
 		broke(g, -ETIMEDOUT, "the resumption handshake got no answer");
 		return;
 	}
-	if (!g->resuming && g->retry_ms && now >= g->retry_ms) {
-		g->retry_ms = 0;
+	if (!g->resuming && g->h->retry_ms && now >= g->h->retry_ms) {
+		g->h->retry_ms = 0;
 		g->broken_due = 1;
 		later(g);
 	}
@@ -1224,7 +1255,8 @@ static void on_tick(uv_timer_t *t)
 		tick_broken(g, now);
 		return;
 	}
-	if (g->probe_deadline_ms && now >= g->probe_deadline_ms) {
+	if (g->h && g->h->probe_deadline_ms &&
+	    now >= g->h->probe_deadline_ms) {
 		broke(g, -ETIMEDOUT, "a hop reported it and the probe got no "
 		      "answer");
 		return;
@@ -1343,7 +1375,6 @@ int hw_rgroup_new(struct hw_rgroup **out, const struct hw_rgroup_params *p)
 	uv_timer_start(&g->tick, on_tick, tick, tick);
 	*out = g;
 	/* A failure ends the group and reaches closed later. */
-	g->hs_sent_ms = g->created_ms;
 	if (p->initiator)
 		send_sealed(g, HW_PKT_HANDSHAKE, len);
 	return 0;
@@ -1392,6 +1423,8 @@ int hw_rgroup_resume(struct hw_rgroup *g, uint32_t send_id, uint32_t recv_id)
 			return -EINVAL;
 		broke(g, -ENOTCONN, "the peer built new routes");
 		g->broken_due = 0; /* nothing to find: they are here */
+		if (g->state == ST_DEAD)
+			return 0; /* out of memory: closed follows */
 	}
 	drop_session(g);
 	g->p.send_id = send_id;
@@ -1411,7 +1444,7 @@ int hw_rgroup_resume(struct hw_rgroup *g, uint32_t send_id, uint32_t recv_id)
 		finish(g, rc);
 		return 0;
 	}
-	g->hs_sent_ms = now_ms(g);
+	g->h->hs_sent_ms = now_ms(g);
 	send_sealed(g, HW_PKT_HANDSHAKE, len);
 	return 0;
 }
@@ -1430,7 +1463,7 @@ void hw_rgroup_heal_failed(struct hw_rgroup *g, int final, int reason,
 	}
 	hw_log(HW_LOG_INFO, LOG, "route group %u/%u: no new route yet: %s",
 	       g->p.send_id, g->p.recv_id, why);
-	g->retry_ms = now_ms(g) + HW_RGROUP_HEAL_RETRY_MS;
+	g->h->retry_ms = now_ms(g) + HW_RGROUP_HEAL_RETRY_MS;
 }
 
 const char *hw_rgroup_why(const struct hw_rgroup *g)

@@ -150,7 +150,7 @@ static void group_closed(struct hw_rgroup *g, int reason, void *ud)
 	}
 	if (c) {
 		c->grp = NULL;
-		hw_streams_closed(c, reason, why);
+		hw_streams_closed(c, g, reason, why);
 	}
 	if (gr->eops && gr->eops->closed)
 		gr->eops->closed(gr->eud, reason, reason ? why : "closed");

@@ -67,9 +67,7 @@ struct client {
 	/* A piping client: its group's ID and far end (from ready on), and
 	 * whether it has sent everything (its group is closing). */
 	uint64_t gid;
-	int source;
 	int eof;
-	char peer[HW_PK_HEXLEN + 8];
 	/* A route end's descriptor (hw_streams_open_fd): its end of file
 	 * must not come before the route end's owner has said how the group
 	 * ended, so it is closed once drained, never shut down. */
@@ -224,7 +222,8 @@ void hw_streams_ready(struct client *c, const struct hw_route_desc *d,
 void hw_streams_data(struct client *c, struct hw_rgroup *g, const uint8_t *p,
 		     size_t len);
 void hw_streams_writable(struct client *c, struct hw_rgroup *g);
-void hw_streams_closed(struct client *c, int reason, const char *why);
+void hw_streams_closed(struct client *c, const struct hw_rgroup *g,
+		       int reason, const char *why);
 /* A client for a route end's descriptor fd (hw_route_end_pipe). */
 int hw_streams_open_fd(struct hw_routing *rt, struct group *gr, int fd);
 

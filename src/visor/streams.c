@@ -427,19 +427,28 @@ static void on_stream_connection(uv_stream_t *server, int status)
 
 /* ---- a group's callbacks, for a group with a client ---- */
 
-void hw_streams_ready(struct client *c, const struct hw_route_desc *d,
-		      int source)
+/* The far end of a group, "PK:PORT". */
+static void peer_format(const struct hw_route_desc *d, int source,
+			char out[HW_PK_HEXLEN + 8])
 {
 	char pk[HW_PK_HEXLEN + 1];
 
 	hw_pk_format(source ? d->dst_pk : d->src_pk, pk);
-	snprintf(c->peer, sizeof(c->peer), "%s:%u", pk,
+	snprintf(out, HW_PK_HEXLEN + 8, "%s:%u", pk,
 		 source ? d->dst_port : d->src_port);
-	c->source = source;
+}
+
+void hw_streams_ready(struct client *c, const struct hw_route_desc *d,
+		      int source)
+{
+	char peer[HW_PK_HEXLEN + 8];
+	json_t *o;
+
+	peer_format(d, source, peer);
 	c->gid = ++c->rt->next_gid;
-	json_t *o = json_pack("{s:b, s:s, s:I}", "ok", 1,
-			      source ? "connected" : "accepted", c->peer,
-			      "group", (json_int_t)c->gid);
+	o = json_pack("{s:b, s:s, s:I}", "ok", 1,
+		      source ? "connected" : "accepted", peer, "group",
+		      (json_int_t)c->gid);
 	hw_streams_reply(c, o);
 	json_decref(o);
 	c->state = C_PIPE;
@@ -495,7 +504,7 @@ void hw_streams_writable(struct client *c, struct hw_rgroup *g)
 
 /* Remembers how c's group ended, before c's connection closes. */
 static void ended_add(struct hw_routing *rt, const struct client *c,
-		      int reason, const char *why)
+		      const struct hw_rgroup *g, int reason, const char *why)
 {
 	struct ended_group *e = &rt->ended[rt->ended_next];
 
@@ -503,8 +512,8 @@ static void ended_add(struct hw_routing *rt, const struct client *c,
 	e->id = c->gid;
 	e->at_ms = uv_now(rt->loop);
 	e->reason = reason;
-	e->source = c->source;
-	memcpy(e->peer, c->peer, sizeof(e->peer));
+	e->source = hw_rgroup_initiator(g);
+	peer_format(hw_rgroup_desc(g), e->source, e->peer);
 	rt->ended_next = (rt->ended_next + 1) % HW_ROUTING_ENDED_KEPT;
 	if (rt->ended_n < HW_ROUTING_ENDED_KEPT)
 		rt->ended_n++;
@@ -543,7 +552,8 @@ json_t *hw_routing_ended_json(const struct hw_routing *rt, uint64_t id)
 	return a;
 }
 
-void hw_streams_closed(struct client *c, int reason, const char *why)
+void hw_streams_closed(struct client *c, const struct hw_rgroup *g,
+		       int reason, const char *why)
 {
 	if (!why || !why[0])
 		why = reason ? hw_strerror(reason) : "closed";
@@ -554,7 +564,7 @@ void hw_streams_closed(struct client *c, int reason, const char *why)
 	} else if (c->discard || c->send_total) {
 		test_report(c, reason, why);
 	} else if (!c->endfd) {
-		ended_add(c->rt, c, reason, why);
+		ended_add(c->rt, c, g, reason, why);
 	}
 	client_finish(c);
 }
