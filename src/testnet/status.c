@@ -7,6 +7,21 @@
 #include "testnet/tn_priv.h"
 #include "util/err.h"
 
+/* What process p is: "running", "stopped" (by SIGSTOP), "killed" (by
+ * 'testnet kill', and gone), "gone". */
+static const char *run_state(const struct hw_tn *tn,
+			     const struct hw_tn_snap *s,
+			     const struct hw_tn_proc *p)
+{
+	struct hw_tn_pinfo pi;
+
+	if (hw_tn_leader_alive(tn, s, p))
+		return hw_tn_proc_stat(p->pid, &pi) == 0 &&
+		       (pi.state == 'T' || pi.state == 't') ? "stopped" :
+		       "running";
+	return p->killed[0] ? "killed" : "gone";
+}
+
 /* The entry of status for process k: the fields of the state file (from
  * state, the testnet as JSON), then what was seen. Sets *bad when it does
  * not run or answer. NULL when out of memory. */
@@ -18,6 +33,7 @@ static json_t *proc_status(struct hw_tn *tn, const struct hw_tn_snap *s,
 	json_t *answers = json_null(), *tps = NULL, *tps_up = NULL;
 	json_t *chat = json_null(), *o, *r = NULL;
 	char url[HW_TN_URL_MAX + 16], err[PATH_MAX + 256];
+	pid_t copy;
 
 	if (!strcmp(p->role, "discovery")) {
 		snprintf(url, sizeof(url), "%s/health", p->url);
@@ -48,6 +64,11 @@ static json_t *proc_status(struct hw_tn *tn, const struct hw_tn_snap *s,
 		return NULL;
 	}
 	json_object_set_new(o, "alive", json_boolean(alive));
+	json_object_set_new(o, "state", json_string(run_state(tn, s, p)));
+	/* Started by hand with its command (what its log shows): not
+	 * the testnet's, but down stops it and restart replaces it. */
+	if ((copy = hw_tn_copy_of(s, p)))
+		json_object_set_new(o, "copy_pid", json_integer(copy));
 	json_object_set_new(o, "answers", answers);
 	json_object_set_new(o, "transports", tps ? tps : json_null());
 	json_object_set_new(o, "transports_up", tps_up ? tps_up : json_null());
@@ -88,6 +109,7 @@ int hw_tn_status(const char *dir, const struct hw_tn_ops *ops, json_t **out)
 		return -ENOMEM;
 	}
 	tn->ops = ops;
+	tn->cmd = "status";
 	if ((rc = load(tn, dir)))
 		goto done;
 	if ((rc = hw_tn_snap_take(&s))) {
