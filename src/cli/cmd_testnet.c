@@ -540,7 +540,7 @@ static void restart_usage(FILE *f)
 		"testnet, NAME\nis not one of its processes (the names are "
 		"listed), or the process does not\ncome up (the last lines of "
 		"its log are shown; if it runs it stays recorded,\nand down "
-		"stops it).\n",
+		"stops it); 2 for bad arguments.\n",
 		HW_TN_GRACE_MS / 1000, HW_TN_RESTART_TIMEOUT_S,
 		HW_TN_REDIAL_MAX_MS / 1000);
 }
@@ -561,7 +561,7 @@ static void kill_usage(FILE *f)
 		"restart.\n\n"
 		"Exit status: 0 when the signal was sent; 1 when DIR holds no "
 		"testnet, NAME\nis not one of its processes, or it does not "
-		"run.\n",
+		"run; 2 for bad arguments.\n",
 		HW_TN_KILL_WAIT_MS / 1000);
 }
 

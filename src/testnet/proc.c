@@ -160,17 +160,18 @@ static const struct hw_tn_proc *copy_of_any(const struct hw_tn *tn,
 	return NULL;
 }
 
-pid_t hw_tn_copy_of(const struct hw_tn_snap *s, const struct hw_tn_proc *p)
+void hw_tn_copies(const struct hw_tn *tn, const struct hw_tn_snap *s,
+		  pid_t copy[HW_TN_MAX_PROCS])
 {
-	char cmd[HW_TN_ARGV_MAX + 1];
-	size_t len;
+	const struct hw_tn_proc *p;
 
-	for (size_t i = 0; p->argvlen && i < s->n; i++)
-		if (s->v[i].pid != p->pid && s->v[i].pid != getpid() &&
-		    (len = read_cmdline(s->v[i].pid, cmd, sizeof(cmd))) &&
-		    same_command(p, cmd, len))
-			return s->v[i].pid;
-	return 0;
+	memset(copy, 0, sizeof(pid_t) * HW_TN_MAX_PROCS);
+	for (size_t i = 0; i < s->n; i++) {
+		pid_t pid = s->v[i].pid;
+		if (pid != getpid() && (p = copy_of_any(tn, pid, NULL)) &&
+		    pid != p->pid && !copy[p - tn->p])
+			copy[p - tn->p] = pid;
+	}
 }
 
 int hw_tn_leader_alive(const struct hw_tn *tn, const struct hw_tn_snap *s,
@@ -339,6 +340,12 @@ static void tn_signal(const struct hw_tn *tn, const struct hw_tn_snap *s,
 			killpg(id, sig);
 		else
 			kill(id, sig);
+		/* A stopped process (SIGSTOP, 'testnet kill --signal STOP')
+		 * acts on SIGTERM only once it runs again. */
+		if (sig == SIGTERM && group)
+			killpg(id, SIGCONT);
+		else if (sig == SIGTERM)
+			kill(id, SIGCONT);
 	}
 }
 

@@ -26,14 +26,13 @@ static const char *run_state(const struct hw_tn *tn,
  * state, the testnet as JSON), then what was seen. Sets *bad when it does
  * not run or answer. NULL when out of memory. */
 static json_t *proc_status(struct hw_tn *tn, const struct hw_tn_snap *s,
-			   json_t *state, int k, int *bad)
+			   json_t *state, int k, pid_t copy, int *bad)
 {
 	struct hw_tn_proc *p = &tn->p[k];
 	int alive = hw_tn_leader_alive(tn, s, p);
 	json_t *answers = json_null(), *tps = NULL, *tps_up = NULL;
 	json_t *chat = json_null(), *o, *r = NULL;
 	char url[HW_TN_URL_MAX + 16], err[PATH_MAX + 256];
-	pid_t copy;
 
 	if (!strcmp(p->role, "discovery")) {
 		snprintf(url, sizeof(url), "%s/health", p->url);
@@ -67,7 +66,7 @@ static json_t *proc_status(struct hw_tn *tn, const struct hw_tn_snap *s,
 	json_object_set_new(o, "state", json_string(run_state(tn, s, p)));
 	/* Started by hand with its command (what its log shows): not
 	 * the testnet's, but down stops it and restart replaces it. */
-	if ((copy = hw_tn_copy_of(s, p)))
+	if (copy)
 		json_object_set_new(o, "copy_pid", json_integer(copy));
 	json_object_set_new(o, "answers", answers);
 	json_object_set_new(o, "transports", tps ? tps : json_null());
@@ -100,6 +99,7 @@ int hw_tn_status(const char *dir, const struct hw_tn_ops *ops, json_t **out)
 {
 	struct hw_tn_snap s = {0};
 	json_t *res = NULL, *list = NULL, *state = NULL, *o;
+	pid_t copies[HW_TN_MAX_PROCS];
 	struct hw_tn *tn = NULL;
 	int rc, bad = 0;
 
@@ -117,6 +117,7 @@ int hw_tn_status(const char *dir, const struct hw_tn_ops *ops, json_t **out)
 			  hw_strerror(rc));
 		goto done;
 	}
+	hw_tn_copies(tn, &s, copies);
 	rc = -ENOMEM;
 	state = hw_tn_to_json(tn);
 	res = json_pack("{s:s, s:s, s:I, s:i, s:b, s:[]}", "dir", tn->dir,
@@ -127,7 +128,7 @@ int hw_tn_status(const char *dir, const struct hw_tn_ops *ops, json_t **out)
 	if (!state || !list)
 		goto done;
 	for (int k = 0; k < tn->np; k++) {
-		if (!(o = proc_status(tn, &s, state, k, &bad)))
+		if (!(o = proc_status(tn, &s, state, k, copies[k], &bad)))
 			goto done;
 		json_array_append_new(list, o);
 	}

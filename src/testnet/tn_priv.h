@@ -84,10 +84,12 @@ int hw_tn_proc_stat(pid_t pid, struct hw_tn_pinfo *pi);
  * negative errno. */
 int hw_tn_snap_take(struct hw_tn_snap *s);
 void hw_tn_snap_free(struct hw_tn_snap *s);
-/* A process of s that runs the command recorded for p (the program of
- * the same name, every argument the same) but is not p: a copy started
- * by hand. Its pid, or 0. */
-pid_t hw_tn_copy_of(const struct hw_tn_snap *s, const struct hw_tn_proc *p);
+/* For each process tn->p[k], a process of s that runs the command
+ * recorded for it (the program of the same name, every argument the
+ * same) but is not it, a copy started by hand: its pid in copy[k], or
+ * 0. */
+void hw_tn_copies(const struct hw_tn *tn, const struct hw_tn_snap *s,
+		  pid_t copy[HW_TN_MAX_PROCS]);
 /* Our process p is alive: its pid runs and started when ours did. */
 int hw_tn_leader_alive(const struct hw_tn *tn, const struct hw_tn_snap *s,
 		       const struct hw_tn_proc *p);

@@ -403,6 +403,20 @@ def test_kill_and_restart(hopwire, tn_dir):
     assert not apps & set(working_in(tn_dir / "v2"))
     seen |= apps | {by_name(state_of(tn_dir))["v2"]["pid"]}
 
+    # A stopped process shows so, and a restart does not wait for
+    # SIGKILL to end it.
+    r = hopwire("testnet", "kill", "v1", "--signal", "STOP", "--dir",
+                tn_dir)
+    assert r.returncode == 0, r.stderr
+    assert "sent SIGSTOP to v1" in r.stdout and "it still runs" in r.stdout
+    assert status_of(hopwire, tn_dir)[1]["v1"]["state"] == "stopped"
+    r = hopwire("testnet", "restart", "v1", "--dir", tn_dir, "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["was_running"] and out["sigkill"] == 0, out
+    assert out["stop_ms"] < 5000, out
+    seen.add(out["pid"])
+
     r = hopwire("testnet", "restart", "discovery", "--dir", tn_dir)
     assert r.returncode == 0, r.stderr
     disc = by_name(state_of(tn_dir))["discovery"]
@@ -481,3 +495,21 @@ def test_kill_and_restart(hopwire, tn_dir):
     assert pgrep(tn_dir) == [] and working_in(tn_dir) == []
     assert not (tn_dir / "testnet.json").exists()
     assert not (tn_dir / "testnet.env").exists()
+
+
+def test_restart_refuses_a_bad_state(hopwire, tmp_path):
+    """restart runs the command testnet.json records: one that is not a
+    program's absolute path is refused before anything is signalled."""
+    d = tmp_path / "tn"
+    d.mkdir()
+    (d / "testnet.json").write_text(json.dumps({
+        "version": 1, "dir": str(d), "boot_id": "", "created": 0,
+        "state": "up", "visors": 1, "chat_built": False,
+        "processes": [{"name": "v1", "role": "visor", "pid": 2,
+                       "pgid": 2, "start_ticks": 0, "log": str(d / "l"),
+                       "argv": ["sh", "-c", "true"]}]}))
+    for sub in (["restart", "v1"], ["kill", "v1"], ["down"]):
+        r = hopwire("testnet", *sub, "--dir", d)
+        assert r.returncode == 1
+        assert "processes[0].argv[0]: must be a program's absolute path" \
+            in r.stderr, r.stderr
