@@ -417,14 +417,16 @@ def test_kill_and_restart(hopwire, tn_dir):
     assert out["stop_ms"] < 5000, out
     seen.add(out["pid"])
 
-    r = hopwire("testnet", "restart", "discovery", "--dir", tn_dir)
-    assert r.returncode == 0, r.stderr
-    disc = by_name(state_of(tn_dir))["discovery"]
-    assert disc["pid"] != procs["discovery"]["pid"]
-    assert not running(procs["discovery"]["pid"])
-    seen.add(disc["pid"])
+    for name in ("discovery", "relay", "setup"):
+        r = hopwire("testnet", "restart", name, "--dir", tn_dir)
+        assert r.returncode == 0, r.stderr
+        now = by_name(state_of(tn_dir))[name]
+        assert now["pid"] != procs[name]["pid"], name
+        assert not running(procs[name]["pid"]) and running(now["pid"])
+        seen.add(now["pid"])
     rc, st = status_of(hopwire, tn_dir)
     assert st["discovery"]["answers"] is True
+    assert st["setup"]["answers"] is True
     wait_line(hopwire, procs, ["v1", "v2", "v3"])
 
     # Names: the valid ones are listed; apps are the launcher's.
