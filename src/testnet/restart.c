@@ -68,26 +68,27 @@ static int ends_process(int sig)
 	       sig != SIGURG && sig != SIGWINCH;
 }
 
-/* The names of tn's processes, as status shows them, for a message. */
+/* The names of tn's processes, as status shows them, for a message; a
+ * long line of visors by its ends ("v1 to v64"). */
 static void list_names(const struct hw_tn *tn, char *out, size_t cap)
 {
 	size_t off = 0;
+	int nv = 0;
 
 	out[0] = '\0';
 	for (int k = 0; k < tn->np && off < cap; k++) {
 		const struct hw_tn_proc *p = &tn->p[k];
+		const char *sep = k ? ", " : "";
 		int n;
-		/* A long line of visors: its ends. */
-		if (!strcmp(p->role, "visor") && tn->nvisors > 4 &&
-		    k > 3 && k < tn->np - 1) {
-			if (k == 4)
-				n = snprintf(out + off, cap - off, " ...");
-			else
+
+		if (!strcmp(p->role, "visor") && tn->nvisors > 4) {
+			nv++;
+			if (nv == tn->nvisors)
+				sep = " to ";
+			else if (nv > 1)
 				continue;
-		} else {
-			n = snprintf(out + off, cap - off, "%s%s",
-				     k ? ", " : "", p->name);
 		}
+		n = snprintf(out + off, cap - off, "%s%s", sep, p->name);
 		off += n > 0 ? (size_t)n : 0;
 	}
 }
