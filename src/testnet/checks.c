@@ -1,9 +1,14 @@
 /* Asking the processes of a testnet whether its parts work, and waiting
- * for each part while up starts them. */
+ * for each part while up starts them (or one process restart starts). */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "testnet/tn_priv.h"
 
@@ -38,14 +43,14 @@ static void say_exit(const struct hw_tn *tn, const struct hw_tn_proc *p,
 		     int status)
 {
 	if (WIFEXITED(status))
-		hw_tn_err(tn, "testnet up: %s exited with status %d during "
-			  "start-up; read %s:", p->name, WEXITSTATUS(status),
-			   p->log);
+		hw_tn_err(tn, "testnet %s: %s exited with status %d during "
+			  "start-up; read %s:", tn->cmd, p->name,
+			  WEXITSTATUS(status), p->log);
 	else
-		hw_tn_err(tn, "testnet up: %s was killed by signal %d (%s) "
-			  "during start-up; read %s:", p->name,
-			   WTERMSIG(status), strsignal(WTERMSIG(status)),
-			   p->log);
+		hw_tn_err(tn, "testnet %s: %s was killed by signal %d (%s) "
+			  "during start-up; read %s:", tn->cmd, p->name,
+			  WTERMSIG(status), strsignal(WTERMSIG(status)),
+			  p->log);
 	hw_tn_log_tail(tn, p->log);
 }
 
@@ -59,7 +64,7 @@ int hw_tn_wait(struct hw_tn *tn, long long deadline, int timeout_s,
 
 	for (;;) {
 		if (tn->interrupted && *tn->interrupted) {
-			hw_tn_err(tn, "testnet up: interrupted");
+			hw_tn_err(tn, "testnet %s: interrupted", tn->cmd);
 			return -EINTR;
 		}
 		if ((dead = hw_tn_reap(tn, &status))) {
@@ -71,8 +76,8 @@ int hw_tn_wait(struct hw_tn *tn, long long deadline, int timeout_s,
 		if (check(tn, arg, why, sizeof(why), &blame))
 			return 0;
 		if (hw_tn_now_ms() >= deadline) {
-			hw_tn_err(tn, "testnet up: not up after %d s: %s",
-				  timeout_s, why);
+			hw_tn_err(tn, "testnet %s: not up after %d s: %s",
+				  tn->cmd, timeout_s, why);
 			if (blame) {
 				hw_tn_err(tn, "read %s; its last lines:",
 					   blame->log);
@@ -123,21 +128,29 @@ static int check_registered(const struct hw_tn *tn, struct hw_tn_proc *p,
 	return ok;
 }
 
-int hw_tn_check_relay_setup(struct hw_tn *tn, void *arg, char *why,
-			     size_t whylen, const struct hw_tn_proc **blame)
+/* The relay is registered in discovery. */
+static int relay_registered(struct hw_tn *tn, struct hw_tn_proc *relay,
+			    char *why, size_t whylen,
+			    const struct hw_tn_proc **blame)
 {
-	struct hw_tn_proc *relay = hw_tn_role(tn, "relay");
 	char url[HW_TN_URL_MAX + 96];
 
 	snprintf(url, sizeof(url), "%s/v1/relays/%s",
 		 hw_tn_role(tn, "discovery")->url, relay->pk);
-	if (hw_tn_http_get(tn, url) != 200) {
-		snprintf(why, whylen, "the relay is not registered in "
-			 "discovery (%s)", url);
-		*blame = relay;
-		return 0;
-	}
-	return check_registered(tn, hw_tn_role(tn, "setup"), why, whylen,
+	if (hw_tn_http_get(tn, url) == 200)
+		return 1;
+	snprintf(why, whylen, "the relay is not registered in discovery (%s)",
+		 url);
+	*blame = relay;
+	return 0;
+}
+
+int hw_tn_check_relay_setup(struct hw_tn *tn, void *arg, char *why,
+			     size_t whylen, const struct hw_tn_proc **blame)
+{
+	return relay_registered(tn, hw_tn_role(tn, "relay"), why, whylen,
+				blame) &&
+	       check_registered(tn, hw_tn_role(tn, "setup"), why, whylen,
 				blame);
 }
 
@@ -216,21 +229,89 @@ int hw_tn_check_line_registered(struct hw_tn *tn, void *arg, char *why,
 	return 1;
 }
 
-int hw_tn_check_chat(struct hw_tn *tn, void *arg, char *why, size_t whylen,
-		      const struct hw_tn_proc **blame)
+/* The chat app of visor v answers HTTP. */
+static int chat_answers(struct hw_tn *tn, struct hw_tn_proc *v, char *why,
+			size_t whylen, const struct hw_tn_proc **blame)
 {
 	char url[HW_TN_URL_MAX + 16];
 
-	for (int k = 0; k < tn->nvisors; k++) {
-		struct hw_tn_proc *v = &tn->p[3 + k];
-		snprintf(url, sizeof(url), "%s/info", v->chat);
-		if (hw_tn_http_get(tn, url) != 200) {
-			snprintf(why, whylen, "the chat app of %s does not "
-				 "answer at %s (its own log: %s/%s/apps/"
-				 "chat.log)", v->name, url, tn->dir, v->name);
-			*blame = v;
+	snprintf(url, sizeof(url), "%s/info", v->chat);
+	if (hw_tn_http_get(tn, url) == 200)
+		return 1;
+	snprintf(why, whylen, "the chat app of %s does not answer at %s (its "
+		 "own log: %s/%s/apps/" HW_TN_CHAT_APP ".log)", v->name, url,
+		 tn->dir, v->name);
+	*blame = v;
+	return 0;
+}
+
+int hw_tn_check_chat(struct hw_tn *tn, void *arg, char *why, size_t whylen,
+		      const struct hw_tn_proc **blame)
+{
+	for (int k = 0; k < tn->nvisors; k++)
+		if (!chat_answers(tn, &tn->p[3 + k], why, whylen, blame))
 			return 0;
-		}
-	}
 	return 1;
+}
+
+/* p takes TCP connections at p->addr (127.0.0.1:PORT): its listening
+ * socket is there. */
+static int takes_connections(const struct hw_tn_proc *p, char *why,
+			     size_t whylen)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	const char *colon = strrchr(p->addr, ':');
+	char host[HW_TN_ADDR_MAX];
+	int fd, ok;
+
+	snprintf(host, sizeof(host), "%.*s",
+		 colon ? (int)(colon - p->addr) : 0, p->addr);
+	if (!colon || inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+		snprintf(why, whylen, "%s: '%s' is not IPv4:PORT", p->name,
+			 p->addr);
+		return 0;
+	}
+	sa.sin_port = htons((uint16_t)atoi(colon + 1));
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		snprintf(why, whylen, "socket: %s", strerror(errno));
+		return 0;
+	}
+	/* On loopback a connect is answered at once. */
+	ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	if (!ok)
+		snprintf(why, whylen, "%s does not take connections at %s: %s",
+			 p->name, p->addr, strerror(errno));
+	close(fd);
+	return ok;
+}
+
+int hw_tn_check_proc(struct hw_tn *tn, void *arg, char *why, size_t whylen,
+		     const struct hw_tn_proc **blame)
+{
+	struct hw_tn_proc *p = arg;
+
+	*blame = p;
+	if (!strcmp(p->role, "discovery"))
+		return hw_tn_check_discovery(tn, NULL, why, whylen, blame);
+	if (!strcmp(p->role, "relay"))
+		return takes_connections(p, why, whylen) &&
+		       relay_registered(tn, p, why, whylen, blame);
+	if (!check_registered(tn, p, why, whylen, blame))
+		return 0;
+	return strcmp(p->role, "visor") || !tn->chat_built ||
+	       chat_answers(tn, p, why, whylen, blame);
+}
+
+const char *hw_tn_check_proc_what(const struct hw_tn *tn,
+				  const struct hw_tn_proc *p)
+{
+	if (!strcmp(p->role, "discovery"))
+		return "it answers /health";
+	if (!strcmp(p->role, "relay"))
+		return "it takes connections and is registered in discovery";
+	if (strcmp(p->role, "visor") || !tn->chat_built)
+		return "its control API answers and it is registered in "
+		       "discovery";
+	return "its control API answers, it is registered in discovery and "
+	       "its chat app answers";
 }

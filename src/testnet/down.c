@@ -8,39 +8,6 @@
 #include "testnet/tn_priv.h"
 #include "util/err.h"
 
-/* Finds, locks and reads the testnet of dir; tells why it cannot.
- * Returns the lock's descriptor or a negative code. */
-static int open_locked(struct hw_tn *tn, const char *dir)
-{
-	char err[1024];
-	int rc = hw_tn_set_dir(tn, dir), lockfd;
-
-	if (rc == -ENOENT || rc == -ENOTDIR ||
-	    (!rc && access(tn->state_path, F_OK) < 0 && errno == ENOENT)) {
-		hw_tn_err(tn, "no testnet in %s", dir);
-		return -ENOENT;
-	}
-	if (rc) {
-		hw_tn_err(tn, "testnet down: --dir %s: %s", dir,
-			  hw_strerror(rc));
-		return rc;
-	}
-	if ((lockfd = hw_tn_lock(tn)) < 0) {
-		hw_tn_lock_failed(tn, "down", lockfd);
-		return lockfd;
-	}
-	if ((rc = hw_tn_load(tn, err, sizeof(err)))) {
-		if (rc == -ENOENT)
-			hw_tn_err(tn, "no testnet in %s", dir);
-		else
-			hw_tn_err(tn, "testnet down: %s: %s", tn->state_path,
-				  rc == -EINVAL ? err : hw_strerror(rc));
-		close(lockfd);
-		return rc;
-	}
-	return lockfd;
-}
-
 int hw_tn_down(const char *dir, const struct hw_tn_ops *ops,
 	       struct hw_tn_stopped *st)
 {
@@ -53,7 +20,8 @@ int hw_tn_down(const char *dir, const struct hw_tn_ops *ops,
 		return -ENOMEM;
 	}
 	tn->ops = ops;
-	if ((rc = lockfd = open_locked(tn, dir)) < 0)
+	tn->cmd = "down";
+	if ((rc = lockfd = hw_tn_open_locked(tn, dir)) < 0)
 		goto out;
 	if ((rc = hw_tn_stop(tn, st))) {
 		hw_tn_err(tn, "testnet down: cannot read /proc: %s",
@@ -75,6 +43,7 @@ int hw_tn_down(const char *dir, const struct hw_tn_ops *ops,
 			  tn->state_path, strerror(-rc));
 		goto out;
 	}
+	hw_tn_forget_env(tn);
 	rc = 0;
 out:
 	if (lockfd >= 0)

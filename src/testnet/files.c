@@ -140,8 +140,15 @@ void hw_tn_remove_made(const char *path, const char *first)
 
 int hw_tn_write_atomic(const char *path, const char *text, mode_t mode)
 {
+	return hw_tn_write_atomic_n(path, text, strlen(text), mode);
+}
+
+int hw_tn_write_atomic_n(const char *path, const void *data, size_t len,
+			 mode_t mode)
+{
+	const char *text = data;
 	char tmp[PATH_MAX + 8], dir[PATH_MAX];
-	size_t len = strlen(text), off = 0;
+	size_t off = 0;
 	char *slash;
 	int fd, rc = 0;
 

@@ -90,11 +90,11 @@ static json_t *visor_config(const struct hw_tn *tn, int k, const char *key,
 			      json_string(setup_pk));
 	apps = json_pack("[{s:s, s:s, s:[s, s], s:i, s:b},"
 			 " {s:s, s:s, s:[s], s:i, s:b}]",
-			 "name", "chat", "binary", HW_TN_CHAT_BIN, "args",
-			 "--http", chat_listen, "port", HW_TN_CHAT_PORT,
-			 "autostart", 1, "name", "hello", "binary",
-			 "hopwire-hello", "args", "server", "port",
-			 HW_TN_HELLO_PORT, "autostart", 1);
+			 "name", HW_TN_CHAT_APP, "binary", HW_TN_CHAT_BIN,
+			 "args", "--http", chat_listen, "port",
+			 HW_TN_CHAT_PORT, "autostart", 1, "name",
+			 HW_TN_HELLO_APP, "binary", "hopwire-hello", "args",
+			 "server", "port", HW_TN_HELLO_PORT, "autostart", 1);
 	if (!apps || json_object_set_new(root, "apps", apps)) {
 		json_decref(root);
 		return NULL;

@@ -1,6 +1,8 @@
 /* The processes of a testnet as /proc shows them, and stopping them: a
- * testnet is its process groups, what they started (the visors' apps run
- * in sessions of their own), and apps left behind by a visor that died. */
+ * testnet is its process groups, copies of its processes started by hand
+ * with the commands their logs show, what they started (the visors' apps
+ * run in sessions of their own), and apps left behind by a visor that
+ * died. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -98,6 +100,80 @@ static const struct hw_tn_pinfo *snap_find(const struct hw_tn_snap *s,
 	return NULL;
 }
 
+/* The program's name of a command line: what follows its last '/'. */
+static const char *prog_name(const char *arg0)
+{
+	const char *slash = strrchr(arg0, '/');
+	return slash ? slash + 1 : arg0;
+}
+
+/* cmd (len bytes, as /proc/PID/cmdline holds it) is the command recorded
+ * for p: the same program's name (the path may differ: a copy started
+ * from PATH), the same arguments. */
+static int same_command(const struct hw_tn_proc *p, const char *cmd,
+			size_t len)
+{
+	size_t a0 = strnlen(cmd, len) + 1, r0 = strlen(p->argv) + 1;
+
+	return p->argvlen && a0 <= len && len - a0 == p->argvlen - r0 &&
+	       !strcmp(prog_name(cmd), prog_name(p->argv)) &&
+	       !memcmp(cmd + a0, p->argv + r0, len - a0);
+}
+
+/* Reads /proc/PID/cmdline into buf (cap bytes, NUL-ended): its length,
+ * 0 when there is none (a kernel thread, a process gone) or it does not
+ * fit. */
+static size_t read_cmdline(pid_t pid, char *buf, size_t cap)
+{
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = read(fd, buf, cap - 1);
+	close(fd);
+	if (n <= 0 || (size_t)n == cap - 1)
+		return 0;
+	buf[n] = '\0';
+	return (size_t)n;
+}
+
+/* A process of the testnet's command, started by hand: the one of tn's
+ * processes (of role, unless NULL) whose command pid runs, or NULL. */
+static const struct hw_tn_proc *copy_of_any(const struct hw_tn *tn,
+					    pid_t pid, const char *role)
+{
+	char cmd[HW_TN_ARGV_MAX + 1];
+	size_t len = 0;
+	int any = 0;
+
+	for (int k = 0; k < tn->np; k++)
+		any |= tn->p[k].argvlen > 0;
+	if (!any || !(len = read_cmdline(pid, cmd, sizeof(cmd))))
+		return NULL;
+	for (int k = 0; k < tn->np; k++)
+		if ((!role || !strcmp(tn->p[k].role, role)) &&
+		    same_command(&tn->p[k], cmd, len))
+			return &tn->p[k];
+	return NULL;
+}
+
+void hw_tn_copies(const struct hw_tn *tn, const struct hw_tn_snap *s,
+		  pid_t copy[HW_TN_MAX_PROCS])
+{
+	const struct hw_tn_proc *p;
+
+	memset(copy, 0, sizeof(pid_t) * HW_TN_MAX_PROCS);
+	for (size_t i = 0; i < s->n; i++) {
+		pid_t pid = s->v[i].pid;
+		if (pid != getpid() && (p = copy_of_any(tn, pid, NULL)) &&
+		    pid != p->pid && !copy[p - tn->p])
+			copy[p - tn->p] = pid;
+	}
+}
+
 int hw_tn_leader_alive(const struct hw_tn *tn, const struct hw_tn_snap *s,
 			const struct hw_tn_proc *p)
 {
@@ -161,6 +237,8 @@ size_t hw_tn_mark(const struct hw_tn *tn, struct hw_tn_snap *s,
 		}
 		if (!s->mark[i] && orphan_app(tn, pi->pid))
 			s->mark[i] = 2;
+		if (!s->mark[i] && copy_of_any(tn, pi->pid, role))
+			s->mark[i] = 4;
 	}
 	while (more) {
 		more = 0;
@@ -262,6 +340,12 @@ static void tn_signal(const struct hw_tn *tn, const struct hw_tn_snap *s,
 			killpg(id, sig);
 		else
 			kill(id, sig);
+		/* A stopped process (SIGSTOP, 'testnet kill --signal STOP')
+		 * acts on SIGTERM only once it runs again. */
+		if (sig == SIGTERM && group)
+			killpg(id, SIGCONT);
+		else if (sig == SIGTERM)
+			kill(id, SIGCONT);
 	}
 }
 

@@ -1,5 +1,6 @@
 /* Starting the programs of a testnet: finding them (beside the running
- * executable, then in PATH) and starting each as a daemon. */
+ * executable, then in PATH), starting each as a daemon, and starting one
+ * again as it was started (restart). */
 #define _GNU_SOURCE /* pipe2, close_range */
 #include <errno.h>
 #include <fcntl.h>
@@ -59,10 +60,11 @@ static int fd_above2(int fd)
 	return nfd;
 }
 
-/* In the child of spawn: becomes the daemon and execs bin; when that
- * fails, the errno goes to the parent through errfd. */
-static void exec_daemon(int nullfd, int logfd, int errfd, const char *bin,
-			char *const argv[])
+/* In the child of spawn: becomes the daemon, in cwd unless NULL, and
+ * execs argv with envp; when that fails, the errno goes to the parent
+ * through errfd. */
+static void exec_daemon(int nullfd, int logfd, int errfd, char *const argv[],
+			char *const envp[], const char *cwd)
 {
 	sigset_t none;
 	int e;
@@ -73,7 +75,7 @@ static void exec_daemon(int nullfd, int logfd, int errfd, const char *bin,
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	if (setsid() < 0 || dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 ||
-	    dup2(logfd, 2) < 0) {
+	    dup2(logfd, 2) < 0 || (cwd && chdir(cwd) < 0)) {
 		e = errno;
 	} else {
 		/* Nothing else of ours (sockets, the lock) goes on living in
@@ -81,7 +83,7 @@ static void exec_daemon(int nullfd, int logfd, int errfd, const char *bin,
 		if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
 			for (int fd = 3; fd < 1024; fd++)
 				fcntl(fd, F_SETFD, FD_CLOEXEC);
-		execv(bin, argv);
+		execve(argv[0], argv, envp);
 		e = errno;
 	}
 	if (write(errfd, &e, sizeof(e)) < 0)
@@ -89,10 +91,12 @@ static void exec_daemon(int nullfd, int logfd, int errfd, const char *bin,
 	_exit(127);
 }
 
-/* Starts bin as a daemon for p: its own session and process group, stdin
- * /dev/null, stdout and stderr appended to p->log. Returns when the exec
- * has happened (or failed: a negative errno). */
-static int spawn(struct hw_tn_proc *p, const char *bin, char *const argv[])
+/* Starts argv as a daemon for p: its own session and process group,
+ * stdin /dev/null, stdout and stderr appended to p->log, the log told
+ * what (verb: "starting", "restarting"). Returns when the exec has
+ * happened (or failed: a negative errno). */
+static int spawn(struct hw_tn_proc *p, const char *verb, char *const argv[],
+		 char *const envp[], const char *cwd)
 {
 	int logfd = -1, nullfd = -1, pfd[2] = {-1, -1}, e = 0, rc;
 	struct hw_tn_pinfo pi;
@@ -113,7 +117,7 @@ static int spawn(struct hw_tn_proc *p, const char *bin, char *const argv[])
 		goto out;
 	}
 	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&now));
-	dprintf(logfd, "---- %s hopwire testnet: starting %s:", when, p->name);
+	dprintf(logfd, "---- %s hopwire testnet: %s %s:", when, verb, p->name);
 	for (int i = 0; argv[i]; i++)
 		dprintf(logfd, " %s", argv[i]);
 	dprintf(logfd, "\n");
@@ -123,7 +127,7 @@ static int spawn(struct hw_tn_proc *p, const char *bin, char *const argv[])
 		goto out;
 	}
 	if (pid == 0)
-		exec_daemon(nullfd, logfd, pfd[1], bin, argv);
+		exec_daemon(nullfd, logfd, pfd[1], argv, envp, cwd);
 	close(pfd[1]);
 	pfd[1] = -1;
 	do
@@ -139,6 +143,9 @@ static int spawn(struct hw_tn_proc *p, const char *bin, char *const argv[])
 	/* The exec is done, so the process (maybe a zombie by now) is
 	 * there to read. */
 	p->start = hw_tn_proc_stat(pid, &pi) ? 0 : pi.start;
+	p->started = (long long)now;
+	p->killed[0] = '\0';
+	p->killed_at = 0;
 	rc = 0;
 out:
 	if (logfd >= 0)
@@ -152,13 +159,56 @@ out:
 	return rc;
 }
 
-int hw_tn_spawn(struct hw_tn *tn, struct hw_tn_proc *p, const char *bin,
-		char *const argv[])
+/* Records argv in p: its arguments one after the other with their
+ * NULs. */
+static int record_argv(struct hw_tn_proc *p, char *const argv[])
 {
-	int rc = spawn(p, bin, argv);
+	size_t off = 0;
+	int i;
 
+	for (i = 0; argv[i]; i++) {
+		size_t len = strlen(argv[i]) + 1;
+		if (i == HW_TN_ARGC_MAX || len > sizeof(p->argv) - off)
+			return -E2BIG;
+		memcpy(p->argv + off, argv[i], len);
+		off += len;
+	}
+	p->argvlen = off;
+	return 0;
+}
+
+int hw_tn_spawn(struct hw_tn *tn, struct hw_tn_proc *p, char *const argv[])
+{
+	extern char **environ;
+	int rc = record_argv(p, argv);
+
+	if (!rc)
+		rc = spawn(p, "starting", argv, environ, NULL);
 	if (rc)
-		hw_tn_err(tn, "testnet up: cannot start %s (%s, log %s): %s",
-			  p->name, bin, p->log, hw_strerror(rc));
+		hw_tn_err(tn, "testnet %s: cannot start %s (%s, log %s): %s",
+			  tn->cmd, p->name, argv[0], p->log, hw_strerror(rc));
+	return rc;
+}
+
+int hw_tn_respawn(struct hw_tn *tn, struct hw_tn_proc *p,
+		  char *const envp[])
+{
+	char *argv[HW_TN_ARGC_MAX + 1];
+	size_t off = 0;
+	int n = 0, rc;
+
+	/* The state file was checked when read: argvlen bytes, each
+	 * argument ended by its NUL, at most HW_TN_ARGC_MAX of them. */
+	while (off < p->argvlen && n < HW_TN_ARGC_MAX) {
+		argv[n++] = p->argv + off;
+		off += strlen(p->argv + off) + 1;
+	}
+	argv[n] = NULL;
+	rc = n ? spawn(p, "restarting", argv, envp, tn->cwd[0] ? tn->cwd :
+		       NULL) : -EINVAL;
+	if (rc)
+		hw_tn_err(tn, "testnet %s: cannot start %s again (%s in %s, "
+			  "log %s): %s", tn->cmd, p->name, n ? argv[0] : "?",
+			  tn->cwd[0] ? tn->cwd : ".", p->log, hw_strerror(rc));
 	return rc;
 }

@@ -1,7 +1,9 @@
 /* The state of a testnet: DIR/testnet.json, written at every step of up
- * so that a testnet whose up died half-way can still be stopped, and read
- * back (checked field by field: down signals the process groups it names)
- * by status and down; DIR/.testnet.lock while up or down works on DIR. */
+ * (and by restart and kill) so that a testnet whose up died half-way can
+ * still be stopped, and read back (checked field by field: down signals
+ * the process groups it names, restart runs the commands it records) by
+ * status, restart, kill and down; DIR/testnet.env, the environment up
+ * ran with; DIR/.testnet.lock while a command changes DIR. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -15,6 +17,21 @@
 #include "testnet/tn_priv.h"
 #include "util/err.h"
 
+/* The recorded command of p as a list of strings; NULL when out of
+ * memory (or an argument is not UTF-8). */
+static json_t *argv_json(const struct hw_tn_proc *p)
+{
+	json_t *a = json_array();
+
+	for (size_t off = 0; a && off < p->argvlen;
+	     off += strlen(p->argv + off) + 1)
+		if (json_array_append_new(a, json_string(p->argv + off))) {
+			json_decref(a);
+			a = NULL;
+		}
+	return a;
+}
+
 json_t *hw_tn_to_json(const struct hw_tn *tn)
 {
 	json_t *root, *list;
@@ -27,16 +44,31 @@ json_t *hw_tn_to_json(const struct hw_tn *tn)
 	if (!root)
 		return NULL;
 	list = json_object_get(root, "processes");
+	if (tn->cwd[0] &&
+	    json_object_set_new(root, "cwd", json_string(tn->cwd))) {
+		json_decref(root);
+		return NULL;
+	}
 	for (int k = 0; k < tn->np; k++) {
 		const struct hw_tn_proc *p = &tn->p[k];
-		json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:I, s:s}", "name",
-				      p->name, "role", p->role, "pid",
-				      (int)p->pid, "pgid", (int)p->pid,
-				      "start_ticks", (json_int_t)p->start,
-				      "log", p->log);
-		if (!o) {
+		json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:I, s:s, s:I, "
+				      "s:i}", "name", p->name, "role",
+				      p->role, "pid", (int)p->pid, "pgid",
+				      (int)p->pid, "start_ticks",
+				      (json_int_t)p->start, "log", p->log,
+				      "started", (json_int_t)p->started,
+				      "restarts", p->restarts);
+		if (!o || (p->argvlen && json_object_set_new(o, "argv",
+							     argv_json(p)))) {
+			json_decref(o);
 			json_decref(root);
 			return NULL;
+		}
+		if (p->killed[0]) {
+			json_object_set_new(o, "killed",
+					    json_string(p->killed));
+			json_object_set_new(o, "killed_at",
+					    json_integer(p->killed_at));
 		}
 		if (p->pk[0])
 			json_object_set_new(o, "pk", json_string(p->pk));
@@ -105,14 +137,66 @@ static int state_str(json_t *o, const char *key, char *out, size_t cap,
 	return 0;
 }
 
+/* o[key], when there, into *out: an integer of 0 or more. */
+static int state_count(json_t *o, const char *key, long long *out, size_t i,
+		       char *err, size_t errlen)
+{
+	json_t *v = json_object_get(o, key);
+
+	*out = 0;
+	if (!v)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return bad_state(err, errlen, "processes[%zu].%s: must be a "
+				 "number of 0 or more", i, key);
+	*out = json_integer_value(v);
+	return 0;
+}
+
+/* o["argv"], when there, into p: 1 to HW_TN_ARGC_MAX strings, the first
+ * a program's absolute path, restart runs it. */
+static int state_argv(struct hw_tn_proc *p, json_t *o, size_t i, char *err,
+		      size_t errlen)
+{
+	json_t *a = json_object_get(o, "argv"), *v;
+	size_t k;
+
+	p->argvlen = 0;
+	if (!a)
+		return 0;
+	if (!json_is_array(a) || !json_array_size(a) ||
+	    json_array_size(a) > HW_TN_ARGC_MAX)
+		return bad_state(err, errlen, "processes[%zu].argv: must be a "
+				 "list of 1 to %d strings", i, HW_TN_ARGC_MAX);
+	json_array_foreach(a, k, v) {
+		size_t len = json_string_length(v);
+		if (!json_is_string(v) ||
+		    strlen(json_string_value(v)) != len ||
+		    len + 1 > sizeof(p->argv) - p->argvlen ||
+		    (k == 0 && json_string_value(v)[0] != '/'))
+			return bad_state(err, errlen,
+					 "processes[%zu].argv[%zu]: must be "
+					 "%s without NUL bytes, all of them "
+					 "at most %zu bytes", i, k,
+					 k ? "a string" :
+					 "a program's absolute path",
+					 sizeof(p->argv));
+		memcpy(p->argv + p->argvlen, json_string_value(v), len + 1);
+		p->argvlen += len + 1;
+	}
+	return 0;
+}
+
 /* Process i of the state file, o, into p: every field checked, since
- * down signals the process groups it names. */
+ * down signals the process groups it names and restart runs its
+ * command. */
 static int proc_from_json(struct hw_tn_proc *p, json_t *o, size_t i,
 			  char *err, size_t errlen)
 {
 	static const char *const roles[] = {"discovery", "relay", "setup",
 					    "visor", NULL};
 	json_int_t pid, pgid;
+	long long restarts;
 	int known = 0, rc;
 	json_t *v;
 
@@ -137,8 +221,19 @@ static int proc_from_json(struct hw_tn_proc *p, json_t *o, size_t i,
 	    (rc = state_str(o, "chat_url", p->chat, sizeof(p->chat), 0, i,
 			    err, errlen)) ||
 	    (rc = state_str(o, "config", p->config, sizeof(p->config), 0, i,
-			    err, errlen)))
+			    err, errlen)) ||
+	    (rc = state_str(o, "killed", p->killed, sizeof(p->killed), 0, i,
+			    err, errlen)) ||
+	    (rc = state_count(o, "killed_at", &p->killed_at, i, err,
+			      errlen)) ||
+	    (rc = state_count(o, "started", &p->started, i, err, errlen)) ||
+	    (rc = state_count(o, "restarts", &restarts, i, err, errlen)) ||
+	    (rc = state_argv(p, o, i, err, errlen)))
 		return rc;
+	if (restarts > INT_MAX)
+		return bad_state(err, errlen, "processes[%zu].restarts: too "
+				 "large", i);
+	p->restarts = (int)restarts;
 	for (int r = 0; roles[r]; r++)
 		known |= !strcmp(p->role, roles[r]);
 	if (!known)
@@ -186,6 +281,13 @@ static int tn_from_json(struct hw_tn *tn, json_t *root, char *err,
 	tn->created = json_integer_value(json_object_get(root, "created"));
 	snprintf(tn->phase, sizeof(tn->phase), "%s",
 		 hw_tn_jstr(root, "state"));
+	o = json_object_get(root, "cwd");
+	tn->cwd[0] = '\0';
+	if (o && (!json_is_string(o) || json_string_value(o)[0] != '/' ||
+		  json_string_length(o) >= sizeof(tn->cwd)))
+		return bad_state(err, errlen, "cwd: must be an absolute path");
+	if (o)
+		snprintf(tn->cwd, sizeof(tn->cwd), "%s", json_string_value(o));
 	tn->chat_built = json_is_true(json_object_get(root, "chat_built"));
 	tn->np = 0;
 	tn->nvisors = 0;
@@ -244,14 +346,132 @@ int hw_tn_lock(const struct hw_tn *tn)
 	return fd;
 }
 
-void hw_tn_lock_failed(const struct hw_tn *tn, const char *cmd, int rc)
+void hw_tn_lock_failed(const struct hw_tn *tn, int rc)
 {
 	if (rc == -EAGAIN)
 		hw_tn_err(tn, "testnet %s: another 'hopwire testnet' command "
-			  "is working on %s right now", cmd, tn->dir);
+			  "is working on %s right now", tn->cmd, tn->dir);
 	else
-		hw_tn_err(tn, "testnet %s: %s/%s: %s", cmd, tn->dir,
+		hw_tn_err(tn, "testnet %s: %s/%s: %s", tn->cmd, tn->dir,
 			  HW_TN_LOCK_FILE, hw_strerror(rc));
+}
+
+int hw_tn_open_locked(struct hw_tn *tn, const char *dir)
+{
+	char err[1024];
+	int rc = hw_tn_set_dir(tn, dir), lockfd;
+
+	if (rc == -ENOENT || rc == -ENOTDIR ||
+	    (!rc && access(tn->state_path, F_OK) < 0 && errno == ENOENT)) {
+		hw_tn_err(tn, "no testnet in %s", dir);
+		return -ENOENT;
+	}
+	if (rc) {
+		hw_tn_err(tn, "testnet %s: --dir %s: %s", tn->cmd, dir,
+			  hw_strerror(rc));
+		return rc;
+	}
+	if ((lockfd = hw_tn_lock(tn)) < 0) {
+		hw_tn_lock_failed(tn, lockfd);
+		return lockfd;
+	}
+	if ((rc = hw_tn_load(tn, err, sizeof(err)))) {
+		if (rc == -ENOENT)
+			hw_tn_err(tn, "no testnet in %s", dir);
+		else
+			hw_tn_err(tn, "testnet %s: %s: %s", tn->cmd,
+				  tn->state_path,
+				  rc == -EINVAL ? err : hw_strerror(rc));
+		close(lockfd);
+		return rc;
+	}
+	return lockfd;
+}
+
+static int env_path(const struct hw_tn *tn, char out[PATH_MAX])
+{
+	return hw_tn_fmt(out, PATH_MAX, "%s/%s", tn->dir, HW_TN_ENV_FILE);
+}
+
+int hw_tn_save_env(const struct hw_tn *tn)
+{
+	extern char **environ;
+	char path[PATH_MAX], *buf;
+	size_t len = 0, off = 0;
+	int rc;
+
+	if ((rc = env_path(tn, path)))
+		return rc;
+	for (char **e = environ; *e; e++)
+		len += strlen(*e) + 1;
+	if (len > HW_TN_ENV_MAX)
+		return -E2BIG;
+	if (!(buf = malloc(len + 1)))
+		return -ENOMEM;
+	for (char **e = environ; *e; e++) {
+		size_t n = strlen(*e) + 1;
+		memcpy(buf + off, *e, n);
+		off += n;
+	}
+	rc = hw_tn_write_atomic_n(path, buf, len, 0600);
+	free(buf);
+	return rc;
+}
+
+int hw_tn_load_env(const struct hw_tn *tn, char ***envp)
+{
+	char path[PATH_MAX], *data, **list;
+	size_t n = 0, k = 0;
+	struct stat st;
+	ssize_t got;
+	int fd, rc;
+
+	*envp = NULL;
+	if ((rc = env_path(tn, path)))
+		return rc;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		rc = -errno;
+	else if (!S_ISREG(st.st_mode))
+		rc = -EINVAL;
+	else if (st.st_size > HW_TN_ENV_MAX)
+		rc = -EFBIG;
+	if (rc) {
+		close(fd);
+		return rc;
+	}
+	/* The list's pointers (at most one per byte, and its NULL) first,
+	 * then the strings, in one allocation. */
+	list = malloc(((size_t)st.st_size + 1) * sizeof(char *) +
+		      (size_t)st.st_size + 1);
+	if (!list) {
+		close(fd);
+		return -ENOMEM;
+	}
+	data = (char *)(list + st.st_size + 1);
+	got = read(fd, data, (size_t)st.st_size);
+	close(fd);
+	if (got != (ssize_t)st.st_size) {
+		free(list);
+		return got < 0 ? -errno : -EIO;
+	}
+	data[got] = '\0';
+	while ((ssize_t)n < got) {
+		list[k++] = data + n;
+		n += strlen(data + n) + 1;
+	}
+	list[k] = NULL;
+	*envp = list;
+	return 0;
+}
+
+void hw_tn_forget_env(const struct hw_tn *tn)
+{
+	char path[PATH_MAX];
+
+	if (!env_path(tn, path))
+		unlink(path);
 }
 
 struct hw_tn_proc *hw_tn_role(struct hw_tn *tn, const char *role)

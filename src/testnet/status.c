@@ -7,11 +7,26 @@
 #include "testnet/tn_priv.h"
 #include "util/err.h"
 
+/* What process p is: "running", "stopped" (by SIGSTOP), "killed" (by
+ * 'testnet kill', and gone), "gone". */
+static const char *run_state(const struct hw_tn *tn,
+			     const struct hw_tn_snap *s,
+			     const struct hw_tn_proc *p)
+{
+	struct hw_tn_pinfo pi;
+
+	if (hw_tn_leader_alive(tn, s, p))
+		return hw_tn_proc_stat(p->pid, &pi) == 0 &&
+		       (pi.state == 'T' || pi.state == 't') ? "stopped" :
+		       "running";
+	return p->killed[0] ? "killed" : "gone";
+}
+
 /* The entry of status for process k: the fields of the state file (from
  * state, the testnet as JSON), then what was seen. Sets *bad when it does
  * not run or answer. NULL when out of memory. */
 static json_t *proc_status(struct hw_tn *tn, const struct hw_tn_snap *s,
-			   json_t *state, int k, int *bad)
+			   json_t *state, int k, pid_t copy, int *bad)
 {
 	struct hw_tn_proc *p = &tn->p[k];
 	int alive = hw_tn_leader_alive(tn, s, p);
@@ -48,6 +63,11 @@ static json_t *proc_status(struct hw_tn *tn, const struct hw_tn_snap *s,
 		return NULL;
 	}
 	json_object_set_new(o, "alive", json_boolean(alive));
+	json_object_set_new(o, "state", json_string(run_state(tn, s, p)));
+	/* Started by hand with its command (what its log shows): not
+	 * the testnet's, but down stops it and restart replaces it. */
+	if (copy)
+		json_object_set_new(o, "copy_pid", json_integer(copy));
 	json_object_set_new(o, "answers", answers);
 	json_object_set_new(o, "transports", tps ? tps : json_null());
 	json_object_set_new(o, "transports_up", tps_up ? tps_up : json_null());
@@ -79,6 +99,7 @@ int hw_tn_status(const char *dir, const struct hw_tn_ops *ops, json_t **out)
 {
 	struct hw_tn_snap s = {0};
 	json_t *res = NULL, *list = NULL, *state = NULL, *o;
+	pid_t copies[HW_TN_MAX_PROCS];
 	struct hw_tn *tn = NULL;
 	int rc, bad = 0;
 
@@ -88,6 +109,7 @@ int hw_tn_status(const char *dir, const struct hw_tn_ops *ops, json_t **out)
 		return -ENOMEM;
 	}
 	tn->ops = ops;
+	tn->cmd = "status";
 	if ((rc = load(tn, dir)))
 		goto done;
 	if ((rc = hw_tn_snap_take(&s))) {
@@ -95,6 +117,7 @@ int hw_tn_status(const char *dir, const struct hw_tn_ops *ops, json_t **out)
 			  hw_strerror(rc));
 		goto done;
 	}
+	hw_tn_copies(tn, &s, copies);
 	rc = -ENOMEM;
 	state = hw_tn_to_json(tn);
 	res = json_pack("{s:s, s:s, s:I, s:i, s:b, s:[]}", "dir", tn->dir,
@@ -105,7 +128,7 @@ int hw_tn_status(const char *dir, const struct hw_tn_ops *ops, json_t **out)
 	if (!state || !list)
 		goto done;
 	for (int k = 0; k < tn->np; k++) {
-		if (!(o = proc_status(tn, &s, state, k, &bad)))
+		if (!(o = proc_status(tn, &s, state, k, copies[k], &bad)))
 			goto done;
 		json_array_append_new(list, o);
 	}

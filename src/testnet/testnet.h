@@ -29,10 +29,19 @@
 #define HW_TN_MAX_TIMEOUT_S 3600
 /* down: SIGTERM, this long for everything to end, then SIGKILL. */
 #define HW_TN_GRACE_MS 10000
+/* After SIGKILL (down), or the signal of kill: this long for it to end. */
+#define HW_TN_KILL_WAIT_MS 3000
 /* How many hops a route has at most (discovery's HW_RF_MAX_HOPS, checked
  * in plan.c; `route find` searches that deep unless told): on a longer
  * line v1 reaches no further than v(1 + that). */
 #define HW_TN_ROUTE_MAX_HOPS 16
+/* A persistent transport is re-dialed at most this far apart, so a
+ * testnet heals quickly when one of its visors is restarted. */
+#define HW_TN_REDIAL_MAX_MS 5000
+/* The apps every visor of a testnet runs (plan.c), which its launcher
+ * starts and restarts. */
+#define HW_TN_CHAT_APP "chat"
+#define HW_TN_HELLO_APP "hello"
 #define HW_TN_CHAT_BIN "hopwire-chat"
 #define HW_TN_CHAT_PORT 1
 #define HW_TN_HELLO_PORT 10
@@ -41,6 +50,12 @@
 #define HW_TN_ADDR_MAX 64
 #define HW_TN_URL_MAX 96
 #define HW_TN_PK_HEXLEN 64
+/* The command of a process as testnet.json records it: at most this many
+ * arguments, this many bytes with their NULs. */
+#define HW_TN_ARGC_MAX 16
+#define HW_TN_ARGV_MAX (2 * PATH_MAX)
+/* restart: how long it waits by default for the process to answer. */
+#define HW_TN_RESTART_TIMEOUT_S 30
 
 struct hw_tn_proc {
 	char name[HW_TN_NAME_MAX];
@@ -56,6 +71,18 @@ struct hw_tn_proc {
 	char chat[HW_TN_URL_MAX];  /* visors: the chat app's HTTP URL */
 	char log[PATH_MAX];
 	char config[PATH_MAX];     /* visors */
+	/* The command it was started with, its arguments one after the
+	 * other with their NULs (argvlen bytes; 0: not recorded, a testnet
+	 * of an older hopwire): what restart runs again, and how a copy
+	 * started by hand is recognised. */
+	char argv[HW_TN_ARGV_MAX];
+	size_t argvlen;
+	long long started;         /* unix seconds of its last start */
+	int restarts;              /* times restart started it again */
+	/* The signal 'testnet kill' sent it ("SIGKILL"; "" when none since
+	 * its last start), and when (unix seconds). */
+	char killed[HW_TN_NAME_MAX];
+	long long killed_at;
 	int reaped;                /* up: exited and waited for */
 };
 
@@ -85,6 +112,9 @@ struct hw_tn_ops {
 struct hw_tn {
 	char dir[PATH_MAX];
 	char state_path[PATH_MAX];
+	/* The working folder up ran in, which its processes (and those
+	 * restart starts) work in. */
+	char cwd[PATH_MAX];
 	char boot_id[64];
 	int same_boot; /* the state was written since this machine booted */
 	long long created;
@@ -94,8 +124,11 @@ struct hw_tn {
 	struct hw_tn_proc p[HW_TN_MAX_PROCS];
 	int np;
 	const struct hw_tn_ops *ops;
-	/* up: set (by a signal handler) to stop starting. */
+	/* up, restart: set (by a signal handler) to stop starting. */
 	const volatile sig_atomic_t *interrupted;
+	/* The command at work ("up", "restart"): the start of its
+	 * messages. */
+	const char *cmd;
 };
 
 struct hw_tn_up_opts {
@@ -146,5 +179,67 @@ struct hw_tn_stopped {
  * (-ENOENT: no testnet in dir). */
 int hw_tn_down(const char *dir, const struct hw_tn_ops *ops,
 	       struct hw_tn_stopped *st);
+
+/* What hw_tn_restart did. */
+struct hw_tn_restarted {
+	char name[HW_TN_NAME_MAX];
+	pid_t old_pid;      /* the pid it had */
+	int was_running;    /* old_pid ran when the restart began */
+	char killed[HW_TN_NAME_MAX]; /* it had been killed with this */
+	struct hw_tn_stopped stop; /* stopping it (and its apps) */
+	pid_t pid;          /* the new process */
+	int restarts;       /* times it has been restarted now */
+	long long stop_ms, start_ms, total_ms; /* stopping; up to answering */
+	char ready[128];    /* what was checked ("its control API answers,
+			     * ...") */
+	char log[PATH_MAX];
+};
+
+struct hw_tn_restart_opts {
+	const char *dir;
+	const char *name;    /* as status shows it: discovery, relay, v2 */
+	int timeout_s;       /* for it to answer */
+	const volatile sig_atomic_t *interrupted;
+	const struct hw_tn_ops *ops;
+};
+
+/* Restarts process o->name of the testnet running in o->dir, under the
+ * testnet's lock: stops it (SIGTERM to its process group, SIGKILL after
+ * HW_TN_GRACE_MS; a visor's apps and a copy of it started by hand with
+ * its command go too), starts it again with the command, environment,
+ * working folder and log up used, records the new pid in testnet.json,
+ * and waits until it answers as up checks that kind of process. The
+ * visors' apps are the visors' launchers' to restart: an app name is
+ * refused. Returns 0 with what it did in *r, or a negative code after
+ * telling why (-ENOENT: no testnet in dir; -ESRCH: no such process;
+ * -ETIMEDOUT, -ECHILD: it did not come up, with the tail of its log). */
+int hw_tn_restart(const struct hw_tn_restart_opts *o,
+		  struct hw_tn_restarted *r);
+
+/* What hw_tn_kill did. */
+struct hw_tn_killed {
+	char name[HW_TN_NAME_MAX];
+	char signal[HW_TN_NAME_MAX]; /* "SIGKILL" */
+	pid_t pid;
+	int ended;          /* the process is gone */
+	int waited_ms;      /* how long it was waited for */
+	char dir[PATH_MAX];
+};
+
+/* Sends sig to process name of the testnet in dir (the process alone,
+ * not its group: its apps stay, as after a crash) and records in
+ * testnet.json that it was killed, so status shows it so and restart
+ * brings it back. Waits up to HW_TN_KILL_WAIT_MS for it to end when sig
+ * ends a process. Returns 0 with what it did in *k, or a negative code
+ * after telling why (-ENOENT: no testnet in dir; -ESRCH: no such process,
+ * or it does not run). */
+int hw_tn_kill(const char *dir, const char *name, int sig,
+	       const struct hw_tn_ops *ops, struct hw_tn_killed *k);
+
+/* The signal named s ("KILL", "SIGKILL", "kill", "9"): its number, or 0
+ * when s names none. */
+int hw_tn_signal_parse(const char *s);
+/* "SIGKILL" for 9; "SIG42" for one without a name here. */
+void hw_tn_signal_name(int sig, char out[HW_TN_NAME_MAX]);
 
 #endif

@@ -13,10 +13,13 @@
 
 #include "testnet/testnet.h"
 
-#define HW_TN_KILL_WAIT_MS 3000
 #define HW_TN_POLL_MS 100
 #define HW_TN_STATE_FILE "testnet.json"
 #define HW_TN_LOCK_FILE ".testnet.lock"
+/* The environment up ran with, NUL-separated as /proc/PID/environ:
+ * restart starts a process again with it. */
+#define HW_TN_ENV_FILE "testnet.env"
+#define HW_TN_ENV_MAX (1024 * 1024)
 #define HW_TN_STATE_MAX (1024 * 1024)
 #define HW_TN_HTTP_MAX (1024 * 1024)
 #define HW_TN_API_TIMEOUT_MS 2000
@@ -25,9 +28,6 @@
 #define HW_TN_LONGEST_SOCKET "/setup/streams.sock"
 #define HW_TN_SUN_PATH_MAX \
 	(sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
-/* A persistent transport is re-dialed at most this far apart, so a
- * testnet heals quickly when one of its visors is restarted. */
-#define HW_TN_REDIAL_MAX_MS 5000
 /* The launcher gives every app this variable (visor/launcher.h): how the
  * apps of a visor that is gone are still told apart. */
 #define HW_TN_APP_ENV "HOPWIRE_APP_FD="
@@ -59,6 +59,9 @@ void hw_tn_remove_made(const char *path, const char *first);
 /* Writes text to path through a temporary file and a rename, so a reader
  * sees the old file or the new one, never a part. 0 or a negative errno. */
 int hw_tn_write_atomic(const char *path, const char *text, mode_t mode);
+/* The same for len bytes of data. */
+int hw_tn_write_atomic_n(const char *path, const void *data, size_t len,
+			 mode_t mode);
 
 /* ---- proc.c: processes as /proc shows them, and stopping them ---- */
 
@@ -81,12 +84,19 @@ int hw_tn_proc_stat(pid_t pid, struct hw_tn_pinfo *pi);
  * negative errno. */
 int hw_tn_snap_take(struct hw_tn_snap *s);
 void hw_tn_snap_free(struct hw_tn_snap *s);
+/* For each process tn->p[k], a process of s that runs the command
+ * recorded for it (the program of the same name, every argument the
+ * same) but is not it, a copy started by hand: its pid in copy[k], or
+ * 0. */
+void hw_tn_copies(const struct hw_tn *tn, const struct hw_tn_snap *s,
+		  pid_t copy[HW_TN_MAX_PROCS]);
 /* Our process p is alive: its pid runs and started when ours did. */
 int hw_tn_leader_alive(const struct hw_tn *tn, const struct hw_tn_snap *s,
 		       const struct hw_tn_proc *p);
-/* Marks in s the processes of the testnet (its process groups, what they
- * started, apps left behind by a visor that died); with role, only the
- * groups of that role's processes. Returns how many. */
+/* Marks in s the processes of the testnet (its process groups, copies of
+ * its processes started by hand with their commands, what they started,
+ * apps left behind by a visor that died); with role, only the groups
+ * and copies of that role's processes. Returns how many. */
 size_t hw_tn_mark(const struct hw_tn *tn, struct hw_tn_snap *s,
 		  const char *role);
 /* up: waits for one of our children that ended; returns it or NULL. */
@@ -102,6 +112,18 @@ int hw_tn_save(const struct hw_tn *tn);
 /* Reads DIR/testnet.json. Returns 0, -ENOENT when there is none, or
  * another negative code with the reason in err. */
 int hw_tn_load(struct hw_tn *tn, char *err, size_t errlen);
+/* Finds dir's testnet, locks it and reads it, for tn->cmd; tells why it
+ * cannot ("no testnet in DIR"). Returns the lock's descriptor or a
+ * negative code (-ENOENT: no testnet there). */
+int hw_tn_open_locked(struct hw_tn *tn, const char *dir);
+/* Writes DIR/testnet.env: this process's environment. */
+int hw_tn_save_env(const struct hw_tn *tn);
+/* Reads DIR/testnet.env into a NULL-terminated list in *envp, one
+ * allocation (caller frees *envp). 0, -ENOENT, or another negative
+ * code. */
+int hw_tn_load_env(const struct hw_tn *tn, char ***envp);
+/* Removes DIR/testnet.env (the testnet is gone). */
+void hw_tn_forget_env(const struct hw_tn *tn);
 /* Sets tn->dir to the absolute form of dir (which must exist) and the
  * state path. Returns 0 or a negative errno. */
 int hw_tn_set_dir(struct hw_tn *tn, const char *dir);
@@ -109,9 +131,8 @@ int hw_tn_set_dir(struct hw_tn *tn, const char *dir);
  * descriptor (close-on-exec), -EAGAIN when another command holds it, or a
  * negative errno. */
 int hw_tn_lock(const struct hw_tn *tn);
-/* Tells, as up and down do, why hw_tn_lock failed with rc; cmd is "up" or
- * "down". */
-void hw_tn_lock_failed(const struct hw_tn *tn, const char *cmd, int rc);
+/* Tells why hw_tn_lock failed with rc, for tn->cmd. */
+void hw_tn_lock_failed(const struct hw_tn *tn, int rc);
 struct hw_tn_proc *hw_tn_role(struct hw_tn *tn, const char *role);
 
 /* ---- spawn.c: programs and daemons ---- */
@@ -120,11 +141,15 @@ struct hw_tn_proc *hw_tn_role(struct hw_tn *tn, const char *role);
 int hw_tn_self_dir(char out[PATH_MAX]);
 /* Finds program name in the folder self, then in PATH. */
 int hw_tn_find_bin(const char *self, const char *name, char out[PATH_MAX]);
-/* Starts bin as a daemon for p (its own session and process group, stdin
- * /dev/null, stdout and stderr appended to p->log); tells why it could
- * not. Returns 0 or a negative errno. */
-int hw_tn_spawn(struct hw_tn *tn, struct hw_tn_proc *p, const char *bin,
-		char *const argv[]);
+/* Starts argv (argv[0] the program's path) as a daemon for p (its own
+ * session and process group, stdin /dev/null, stdout and stderr appended
+ * to p->log), records the command in p; tells why it could not. Returns
+ * 0 or a negative errno. */
+int hw_tn_spawn(struct hw_tn *tn, struct hw_tn_proc *p, char *const argv[]);
+/* Starts p again the same way with the command recorded in p, the
+ * environment envp and the working folder tn->cwd. */
+int hw_tn_respawn(struct hw_tn *tn, struct hw_tn_proc *p,
+		  char *const envp[]);
 
 /* ---- plan.c: the layout of a testnet ---- */
 
@@ -168,6 +193,15 @@ int hw_tn_check_line_registered(struct hw_tn *tn, void *arg, char *why,
 				const struct hw_tn_proc **blame);
 int hw_tn_check_chat(struct hw_tn *tn, void *arg, char *why, size_t whylen,
 		     const struct hw_tn_proc **blame);
+/* The check up makes of one process p (arg), for restart: discovery's
+ * /health; the relay takes TCP connections and is in discovery; the setup
+ * node's or a visor's control API answers and it is registered in
+ * discovery; a visor's chat app answers. */
+int hw_tn_check_proc(struct hw_tn *tn, void *arg, char *why, size_t whylen,
+		     const struct hw_tn_proc **blame);
+/* What hw_tn_check_proc checks for p, in words. */
+const char *hw_tn_check_proc_what(const struct hw_tn *tn,
+				  const struct hw_tn_proc *p);
 /* Polls check until it passes, the deadline passes, a process we started
  * ends, or tn->interrupted is set; tells why it gave up. Returns 0 when it
  * passed. */

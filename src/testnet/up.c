@@ -39,7 +39,7 @@ static int start_discovery(struct up *u)
 		return rc;
 	char *argv[] = {u->bins[BIN_DISCOVERY], "--listen", disc->addr,
 			"--store", store, NULL};
-	if ((rc = hw_tn_spawn(tn, disc, argv[0], argv)))
+	if ((rc = hw_tn_spawn(tn, disc, argv)))
 		return rc;
 	/* Recorded from the first process on: a testnet whose up dies
 	 * half-way can still be stopped with down. */
@@ -64,7 +64,7 @@ static int start_relay_setup(struct up *u)
 		char *argv[] = {u->bins[BIN_RELAY], "--key", key, "--listen",
 				relay->addr, "--discovery", disc->url,
 				"--state-dir", dir, NULL};
-		if ((rc = hw_tn_spawn(tn, relay, argv[0], argv)))
+		if ((rc = hw_tn_spawn(tn, relay, argv)))
 			return rc;
 	}
 	if ((rc = hw_tn_fmt(key, sizeof(key), "%s/setup/setup.key",
@@ -75,7 +75,7 @@ static int start_relay_setup(struct up *u)
 		char *argv[] = {u->bins[BIN_SETUP], "--key", key,
 				"--discovery", disc->url, "--tcp-listen",
 				setup->addr, "--dir", dir, NULL};
-		if ((rc = hw_tn_spawn(tn, setup, argv[0], argv)))
+		if ((rc = hw_tn_spawn(tn, setup, argv)))
 			return rc;
 	}
 	/* Visors pick their relays from discovery when they start. */
@@ -99,7 +99,7 @@ static int start_visors(struct up *u)
 		struct hw_tn_proc *v = &tn->p[3 + k];
 		char *argv[] = {u->bins[BIN_VISOR], "--config", v->config,
 				NULL};
-		if ((rc = hw_tn_spawn(tn, v, argv[0], argv)))
+		if ((rc = hw_tn_spawn(tn, v, argv)))
 			return rc;
 	}
 	if ((rc = hw_tn_save(tn)) ||
@@ -123,6 +123,11 @@ static int up_run(struct up *u)
 	if (u->tn->interrupted && *u->tn->interrupted) {
 		hw_tn_err(u->tn, "testnet up: interrupted");
 		return -EINTR;
+	}
+	if ((rc = hw_tn_save_env(u->tn))) {
+		hw_tn_err(u->tn, "testnet up: cannot write %s/" HW_TN_ENV_FILE
+			  ": %s", u->tn->dir, hw_strerror(rc));
+		return rc;
 	}
 	if ((rc = start_discovery(u)) || (rc = start_relay_setup(u)) ||
 	    (rc = start_visors(u)))
@@ -195,7 +200,7 @@ static int make_dir(struct hw_tn *tn, const char *dir)
 		return -ENAMETOOLONG;
 	}
 	if ((lockfd = hw_tn_lock(tn)) < 0)
-		hw_tn_lock_failed(tn, "up", lockfd);
+		hw_tn_lock_failed(tn, lockfd);
 	return lockfd;
 }
 
@@ -250,14 +255,18 @@ static void undo(struct hw_tn *tn)
 
 	for (int k = 0; k < tn->np; k++)
 		any |= tn->p[k].pid > 1;
-	if (!any)
+	if (!any) {
+		hw_tn_forget_env(tn);
 		return;
+	}
 	hw_tn_err(tn, "stopping what testnet up started");
-	if (hw_tn_stop(tn, &st) == 0 && st.left)
+	if (hw_tn_stop(tn, &st) == 0 && st.left) {
 		hw_tn_err(tn, "%zu processes did not stop; see %s", st.left,
 			  tn->state_path);
-	else
+	} else {
 		unlink(tn->state_path);
+		hw_tn_forget_env(tn);
+	}
 }
 
 int hw_tn_up(const struct hw_tn_up_opts *o, struct hw_tn **out)
@@ -273,6 +282,7 @@ int hw_tn_up(const struct hw_tn_up_opts *o, struct hw_tn **out)
 	}
 	u.tn->ops = o->ops;
 	u.tn->interrupted = o->interrupted;
+	u.tn->cmd = "up";
 	if ((rc = find_programs(&u)) ||
 	    (rc = lockfd = make_dir(u.tn, o->dir)) < 0 ||
 	    (rc = check_old(u.tn)))
@@ -281,6 +291,13 @@ int hw_tn_up(const struct hw_tn_up_opts *o, struct hw_tn **out)
 	    (rc = hw_tn_mkdir_p(path))) {
 		hw_tn_err(u.tn, "testnet up: cannot create %s: %s", path,
 			  hw_strerror(rc));
+		goto out;
+	}
+	/* What restart needs to start a process again as up did. */
+	if (!getcwd(u.tn->cwd, sizeof(u.tn->cwd))) {
+		rc = -errno;
+		hw_tn_err(u.tn, "testnet up: cannot tell the working folder: "
+			  "%s", hw_strerror(rc));
 		goto out;
 	}
 	hw_tn_boot_id(u.tn->boot_id);

@@ -1,7 +1,7 @@
-"""hopwire testnet up|status|down: a whole network on loopback started by
-the CLI (discovery, a relay, a setup node, visors in a line), checked
-through the CLI and the control API, and stopped without leaving a
-process behind."""
+"""hopwire testnet up|status|restart|kill|down: a whole network on loopback
+started by the CLI (discovery, a relay, a setup node, visors in a line),
+checked through the CLI and the control API, its processes killed and
+restarted one at a time, and stopped without leaving a process behind."""
 import json
 import os
 import re
@@ -9,6 +9,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -96,14 +97,19 @@ def up_pks(hopwire, v):
 def test_help(hopwire):
     r = hopwire("testnet", "--help")
     assert r.returncode == 0, r.stderr
-    for word in ("up", "status", "down", "testnet.json", "--visors"):
+    for word in ("up", "status", "restart", "kill", "down", "testnet.json",
+                 "--visors"):
         assert word in r.stdout
-    for sub in ("up", "status", "down"):
+    for sub in ("up", "status", "restart", "kill", "down"):
         r = hopwire("testnet", sub, "--help")
         assert r.returncode == 0, r.stderr
         assert r.stdout.startswith(f"usage: hopwire testnet {sub}")
     r = hopwire("testnet", "up", "--help")
     assert "2 to 64" in r.stdout and "--timeout" in r.stdout
+    r = hopwire("testnet", "restart", "--help")
+    assert "launcher" in r.stdout and "SIGKILL" in r.stdout
+    r = hopwire("testnet", "kill", "--help")
+    assert "--signal" in r.stdout and "default KILL" in r.stdout
     assert "testnet" in hopwire("--help").stdout
 
 
@@ -121,10 +127,17 @@ def test_bad_input(hopwire, tmp_path):
     r = hopwire("testnet", "up", "--dir", tmp_path / ("x" * 120))
     assert r.returncode == 1 and "path too long" in r.stderr, r.stderr
     assert not (tmp_path / ("x" * 120)).exists()
-    for sub in ("status", "down"):
-        r = hopwire("testnet", sub, "--dir", tmp_path)
+    for sub in (["status"], ["down"], ["restart", "v1"], ["kill", "v1"]):
+        r = hopwire("testnet", *sub, "--dir", tmp_path)
         assert r.returncode == 1
         assert f"no testnet in {tmp_path}" in r.stderr, r.stderr
+    for sub in ("restart", "kill"):
+        r = hopwire("testnet", sub, "--dir", tmp_path)
+        assert r.returncode == 2 and "which process?" in r.stderr
+        r = hopwire("testnet", sub, "v1", "v2", "--dir", tmp_path)
+        assert r.returncode == 2 and "'v2'" in r.stderr
+    r = hopwire("testnet", "kill", "v1", "--signal", "FOO")
+    assert r.returncode == 2 and "'FOO' is not a signal" in r.stderr
 
 
 def test_up_status_down(hopwire, tn_dir):
@@ -310,3 +323,195 @@ def test_up_names_what_failed_and_cleans_up(tmp_path, hopwire):
                        timeout=30)
     assert r.returncode == 1
     assert "hopwire-relay not found" in r.stderr, r.stderr
+
+
+def status_of(hopwire, d):
+    r = hopwire("testnet", "status", "--dir", d, "--json")
+    return r.returncode, by_name(json.loads(r.stdout))
+
+
+def wait_line(hopwire, procs, names, deadline_s=15):
+    """Waits until the line of visors names is whole again: each visor's
+    transports to its neighbours are up (the visors redial on their
+    own)."""
+    want = {n: {procs[m]["pk"] for m in names[max(i - 1, 0):i + 2]
+                if m != n} for i, n in enumerate(names)}
+    deadline = time.monotonic() + deadline_s
+    while True:
+        got = {n: up_pks(hopwire, procs[n]) for n in names}
+        if got == want:
+            return
+        assert time.monotonic() < deadline, (got, want)
+        time.sleep(0.2)
+
+
+def test_kill_and_restart(hopwire, tn_dir):
+    """kill marks a process killed, restart brings it back under the
+    testnet (new pid, the same command), the line heals, and down stops
+    everything any restart started."""
+    r = hopwire("testnet", "up", "--dir", tn_dir, "--visors", 3,
+                timeout=120)
+    assert r.returncode == 0, r.stderr
+    procs = by_name(state_of(tn_dir))
+    seen = {p["pid"] for p in procs.values()}
+    v2 = procs["v2"]
+
+    r = hopwire("testnet", "kill", "v2", "--dir", tn_dir)
+    assert r.returncode == 0, r.stderr
+    assert f"sent SIGKILL to v2 (pid {v2['pid']}): it is gone" in r.stdout
+    assert not running(v2["pid"])
+    rc, st = status_of(hopwire, tn_dir)
+    assert rc == 1
+    assert st["v2"]["alive"] is False and st["v2"]["state"] == "killed"
+    assert st["v2"]["killed"] == "SIGKILL"
+    assert st["v1"]["state"] == "running"
+    r = hopwire("testnet", "status", "--dir", tn_dir)
+    assert re.search(r"^v2 .* killed ", r.stdout, re.M), r.stdout
+    assert "restart v2" in r.stdout
+    r = hopwire("testnet", "kill", "v2", "--dir", tn_dir)
+    assert r.returncode == 1 and "v2 is not running" in r.stderr
+
+    r = hopwire("testnet", "restart", "v2", "--dir", tn_dir, "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["old_pid"] == v2["pid"] and out["was_running"] is False
+    assert out["killed"] == "SIGKILL" and out["restarts"] == 1
+    new = by_name(state_of(tn_dir))["v2"]
+    assert new["pid"] == out["pid"] != v2["pid"] and running(new["pid"])
+    assert os.getsid(new["pid"]) == new["pid"] == new["pgid"]
+    assert new["argv"] == v2["argv"] and new["log"] == v2["log"]
+    assert "killed" not in new and new["restarts"] == 1
+    assert "restarting v2" in open(new["log"]).read()
+    seen.add(new["pid"])
+    rc, st = status_of(hopwire, tn_dir)
+    assert st["v2"]["alive"] and st["v2"]["state"] == "running"
+    assert st["v2"]["answers"] and st["v2"]["chat_answers"]
+    r = hopwire("--visor", v2["control_socket"], "info", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["pk"] == v2["pk"]
+    wait_line(hopwire, procs, ["v1", "v2", "v3"])
+    assert status_of(hopwire, tn_dir)[0] == 0
+
+    # A running process: stopped (its apps too) and started again.
+    apps = set(working_in(tn_dir / "v2"))
+    assert apps
+    r = hopwire("testnet", "restart", "v2", "--dir", tn_dir)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^restarted v2 in [0-9.]+ s: pid "
+                     rf"{new['pid']} -> \d+$", r.stdout, re.M), r.stdout
+    assert not running(new["pid"])
+    assert not apps & set(working_in(tn_dir / "v2"))
+    seen |= apps | {by_name(state_of(tn_dir))["v2"]["pid"]}
+
+    # A stopped process shows so, and a restart does not wait for
+    # SIGKILL to end it.
+    r = hopwire("testnet", "kill", "v1", "--signal", "STOP", "--dir",
+                tn_dir)
+    assert r.returncode == 0, r.stderr
+    assert "sent SIGSTOP to v1" in r.stdout and "it still runs" in r.stdout
+    assert status_of(hopwire, tn_dir)[1]["v1"]["state"] == "stopped"
+    r = hopwire("testnet", "restart", "v1", "--dir", tn_dir, "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["was_running"] and out["sigkill"] == 0, out
+    assert out["stop_ms"] < 5000, out
+    seen.add(out["pid"])
+
+    for name in ("discovery", "relay", "setup"):
+        r = hopwire("testnet", "restart", name, "--dir", tn_dir)
+        assert r.returncode == 0, r.stderr
+        now = by_name(state_of(tn_dir))[name]
+        assert now["pid"] != procs[name]["pid"], name
+        assert not running(procs[name]["pid"]) and running(now["pid"])
+        seen.add(now["pid"])
+    rc, st = status_of(hopwire, tn_dir)
+    assert st["discovery"]["answers"] is True
+    assert st["setup"]["answers"] is True
+    wait_line(hopwire, procs, ["v1", "v2", "v3"])
+
+    # Names: the valid ones are listed; apps are the launcher's.
+    r = hopwire("testnet", "restart", "v9", "--dir", tn_dir)
+    assert r.returncode == 1
+    assert ("its processes are: discovery, relay, setup, v1, v2, v3"
+            in r.stderr), r.stderr
+    for app in ("chat", "v1/hello"):
+        r = hopwire("testnet", "restart", app, "--dir", tn_dir)
+        assert r.returncode == 1 and "is an app" in r.stderr, r.stderr
+        assert "launcher" in r.stderr
+
+    # A restart that does not come up: non-zero, with its log's tail.
+    cfg = tn_dir / "v3" / "hopwire.json"
+    good = cfg.read_text()
+    cfg.write_text("{")
+    r = hopwire("testnet", "restart", "v3", "--dir", tn_dir)
+    assert r.returncode == 1
+    assert "v3 exited with status" in r.stderr, r.stderr
+    assert "hopwire-visor: config" in r.stderr, r.stderr
+    cfg.write_text(good)
+    seen |= set(working_in(tn_dir / "v3"))
+
+    # v3 started by hand with the command its log shows (what the issue's
+    # users did): status names the copy, restart replaces it, down stops
+    # it.
+    line = [ln for ln in open(procs["v3"]["log"])
+            if "starting v3: " in ln][-1]
+    cmd = line.split("starting v3: ", 1)[1].split()
+
+    def by_hand():
+        if status_of(hopwire, tn_dir)[1]["v3"]["alive"]:
+            r = hopwire("testnet", "kill", "v3", "--dir", tn_dir)
+            assert r.returncode == 0, r.stderr
+        hand = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        deadline = time.monotonic() + 10
+        while status_of(hopwire, tn_dir)[1]["v3"].get("copy_pid") != \
+                hand.pid:
+            assert hand.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        return hand
+
+    hand = by_hand()
+    try:
+        r = hopwire("testnet", "status", "--dir", tn_dir)
+        assert f"v3 also runs as pid {hand.pid}" in r.stdout, r.stdout
+        r = hopwire("testnet", "restart", "v3", "--dir", tn_dir)
+        assert r.returncode == 0, r.stderr
+        hand.wait(timeout=15)
+        seen.add(by_name(state_of(tn_dir))["v3"]["pid"])
+        wait_line(hopwire, procs, ["v1", "v2", "v3"])
+
+        seen |= {p["pid"] for p in state_of(tn_dir)["processes"]}
+        seen |= set(working_in(tn_dir))
+        hand = by_hand()
+        seen |= set(working_in(tn_dir))
+        r = hopwire("testnet", "down", "--dir", tn_dir, timeout=60)
+        assert r.returncode == 0, r.stderr
+        hand.wait(timeout=15)
+    finally:
+        if hand.poll() is None:
+            hand.kill()
+            hand.wait()
+    left = [p for p in seen if running(p)]
+    assert left == [], left
+    assert pgrep(tn_dir) == [] and working_in(tn_dir) == []
+    assert not (tn_dir / "testnet.json").exists()
+    assert not (tn_dir / "testnet.env").exists()
+
+
+def test_restart_refuses_a_bad_state(hopwire, tmp_path):
+    """restart runs the command testnet.json records: one that is not a
+    program's absolute path is refused before anything is signalled."""
+    d = tmp_path / "tn"
+    d.mkdir()
+    (d / "testnet.json").write_text(json.dumps({
+        "version": 1, "dir": str(d), "boot_id": "", "created": 0,
+        "state": "up", "visors": 1, "chat_built": False,
+        "processes": [{"name": "v1", "role": "visor", "pid": 2,
+                       "pgid": 2, "start_ticks": 0, "log": str(d / "l"),
+                       "argv": ["sh", "-c", "true"]}]}))
+    for sub in (["restart", "v1"], ["kill", "v1"], ["down"]):
+        r = hopwire("testnet", *sub, "--dir", d)
+        assert r.returncode == 1
+        assert "processes[0].argv[0]: must be a program's absolute path" \
+            in r.stderr, r.stderr
