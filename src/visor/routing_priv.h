@@ -48,7 +48,6 @@ struct client {
 		       read */
 	size_t linelen;
 	struct group *grp;
-	uv_shutdown_t shutdown_req;
 	uint16_t port;      /* listen */
 	size_t queued;      /* bytes written to it, not yet taken */
 	uint8_t *pend;      /* read from it, refused by a full group */

@@ -145,7 +145,10 @@ static void client_send(struct client *c, const uint8_t *p, size_t len)
 
 static void on_client_shutdown(uv_shutdown_t *req, int status)
 {
-	hw_streams_client_close(req->data);
+	struct client *c = req->data;
+
+	free(req);
+	hw_streams_client_close(c);
 }
 
 /* The group is gone: close c once what was written to it has been taken,
@@ -164,10 +167,16 @@ static void client_finish(struct client *c)
 			c->drain_close = 1;
 			return;
 		}
-		c->shutdown_req.data = c;
-		if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->pipe,
-				on_client_shutdown) == 0)
-			return;
+		/* Made here, not kept in every client: once per client. */
+		uv_shutdown_t *req = malloc(sizeof(*req));
+
+		if (req) {
+			req->data = c;
+			if (uv_shutdown(req, (uv_stream_t *)&c->pipe,
+					on_client_shutdown) == 0)
+				return;
+			free(req);
+		}
 	}
 	hw_streams_client_close(c);
 }
