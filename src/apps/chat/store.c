@@ -180,7 +180,9 @@ int hw_chat_store_open(struct hw_chat_store **out, const char *path,
 			    (const char *)sqlite3_column_text(s, 0));
 	sqlite3_finalize(s);
 	s = NULL;
-	if ((rc = exec_sql(st->db, "PRAGMA synchronous = NORMAL", path, err,
+	/* FULL: a message is acknowledged once stored, so its commit must
+	 * survive a power cut too, not only the app being killed. */
+	if ((rc = exec_sql(st->db, "PRAGMA synchronous = FULL", path, err,
 			   errlen)) ||
 	    (rc = migrate(st->db, path, err, errlen)))
 		goto out;
