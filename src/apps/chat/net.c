@@ -82,6 +82,8 @@
 #define NET_OUT_MAX (2 * HW_CHAT_LINE_MAX)
 /* Room one ack needs: {"ack":"ID"}\n */
 #define NET_ACK_ROOM (HW_CHAT_ID_MAX + 16)
+/* Output kept free of messages for acks. */
+#define NET_ACK_RESERVE (64 * NET_ACK_ROOM)
 /* Peers kicked by HTTP threads between two turns; beyond, the outbox is
  * rescanned from the history. */
 #define NET_KICKS_MAX 64
@@ -311,6 +313,13 @@ static struct chat_loop *loop_add(struct hw_chat_net *net,
 	return l;
 }
 
+/* The wait after a failed attempt doubles, up to NET_BACKOFF_MAX_MS. */
+static void backoff_grow(struct chat_peer *p)
+{
+	p->backoff = p->backoff * 2 > NET_BACKOFF_MAX_MS ? NET_BACKOFF_MAX_MS
+							 : p->backoff * 2;
+}
+
 /* Puts the messages a closing loop carried back in the queue for the
  * next loop. */
 static void peer_lost_loop(struct chat_peer *p, int64_t now)
@@ -322,9 +331,8 @@ static void peer_lost_loop(struct chat_peer *p, int64_t now)
 	p->sent_upto = 0;
 	p->more = true;
 	p->next_try = now + p->backoff;
-	if (unacked && p->backoff < NET_BACKOFF_MAX_MS)
-		p->backoff = p->backoff * 2 > NET_BACKOFF_MAX_MS
-				     ? NET_BACKOFF_MAX_MS : p->backoff * 2;
+	if (unacked)
+		backoff_grow(p);
 }
 
 /* Takes l out of service (once): its descriptor is closed now, its
@@ -568,9 +576,7 @@ static void peer_dial_result(struct hw_chat_net *net, struct chat_peer *p,
 	hw_chat_log("peer %s: cannot deliver: %s%s; next try in %lld s",
 		    p->pk, strstr(err, p->pk) ? "" : "cannot reach it: ", err,
 		    (long long)(p->backoff / 1000));
-	if (p->backoff < NET_BACKOFF_MAX_MS)
-		p->backoff = p->backoff * 2 > NET_BACKOFF_MAX_MS
-				     ? NET_BACKOFF_MAX_MS : p->backoff * 2;
+	backoff_grow(p);
 }
 
 struct fill_ctx {
@@ -603,7 +609,8 @@ static int fill_one(void *arg, int64_t id, const char *msg_id,
 		return 0;
 	}
 	len = strlen(line);
-	if (len + 1 > NET_OUT_MAX - l->olen) {
+	/* Room stays for the acks of what the peer sends on this loop. */
+	if (len + 1 + NET_ACK_RESERVE > NET_OUT_MAX - l->olen) {
 		free(line);
 		c->full = true;
 		return 1;
