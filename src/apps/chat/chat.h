@@ -116,8 +116,9 @@ int hw_chat_store_add_out(struct hw_chat_store *st, const char *peer,
 			  char *err, size_t errlen);
 
 /* Calls fn for the first limit pending messages to peer whose row id is
- * above after, in id order; fn returning non-zero stops. Returns the
- * number of calls, or -EIO. */
+ * above after, in id order; fn returning non-zero stops. msg_id and text
+ * are NULL in a row edited by hand to have none. Returns the number of
+ * calls, or -EIO. */
 int hw_chat_store_pending(struct hw_chat_store *st, const char *peer,
 			  int64_t after, int limit,
 			  int (*fn)(void *arg, int64_t id, const char *msg_id,

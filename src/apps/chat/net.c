@@ -597,14 +597,14 @@ static int fill_one(void *arg, int64_t id, const char *msg_id,
 	char *line;
 	size_t len;
 
-	if (strlen(msg_id) > HW_CHAT_ID_MAX)
-		return 0; /* edited by hand; never acknowledged */
-	o = json_pack("{s:s, s:s}", "message", text, "id", msg_id);
+	o = msg_id && text && *text && hw_chat_id_ok(msg_id, strlen(msg_id))
+		    ? json_pack("{s:s, s:s}", "message", text, "id", msg_id)
+		    : NULL;
 	line = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	if (!line) {
-		/* Not UTF-8 (a file edited by hand) or out of memory: the
-		 * message waits for its expiry. */
+		/* A row edited by hand (no id, not UTF-8) or out of memory:
+		 * skipped; the message waits for its expiry. */
 		p->sent_upto = id;
 		return 0;
 	}

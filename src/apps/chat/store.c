@@ -385,9 +385,7 @@ int hw_chat_store_pending(struct hw_chat_store *st, const char *peer,
 		const char *mid = (const char *)sqlite3_column_text(s, 1);
 		const char *text = (const char *)sqlite3_column_text(s, 2);
 
-		/* Rows we queued have both; skip one edited by hand. */
-		if (!mid || !text || !*text)
-			continue;
+		/* Rows we queued have both; fn skips one edited by hand. */
 		n++;
 		if (fn(arg, sqlite3_column_int64(s, 0), mid, text))
 			break;
