@@ -684,29 +684,45 @@ def test_chat_waits_for_a_stopped_app(control_plane, visors):
 
 
 def test_chat_survives_kill_9_while_sending(control_plane, visors):
-    """A message every 100 ms while the receiving app is killed with
-    SIGKILL (the visor restarts it), then the sender's too: every message
-    accepted is delivered exactly once and in order."""
+    """A message every 100 ms while the receiving app is frozen (SIGSTOP:
+    messages written to the loop, not acknowledged) and then killed with
+    SIGKILL (the visor restarts it); then the sender's app is killed with
+    messages unacknowledged: every message accepted is delivered exactly
+    once and in order."""
     a, b, c = chat_line(control_plane, visors)
     send(a, c, "warm up")
     sent = []
 
-    def sender():
-        for i in range(40):
-            sent.append((queue(a, c, f"n{i}"), f"n{i}"))
+    def sender(prefix, n):
+        for i in range(n):
+            sent.append((queue(a, c, f"{prefix}{i}"), f"{prefix}{i}"))
             time.sleep(0.1)
-    t = threading.Thread(target=sender)
+
+    # The receiver dies with messages in flight.
+    t = threading.Thread(target=sender, args=("n", 40))
     t.start()
     try:
         time.sleep(1.0)
-        os.kill(app_pid(c), signal.SIGKILL)
+        pid = app_pid(c)
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(1.0)
+        os.kill(pid, signal.SIGKILL)
     finally:
         t.join()
-    # The sender dies too, with messages still pending or in flight.
-    os.kill(app_pid(a), signal.SIGKILL)
-    wait_for(lambda: chat_up(a) and chat_up(c), timeout=20,
-             what="both apps restarted by their visors")
-    for ident, text in sent:
+    for ident, _ in sent:
+        wait_state(a, ident, "delivered", timeout=60)
+
+    # The sender dies with messages in flight: its next run sends them.
+    pid = app_pid(c)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        sender("m", 10)
+        os.kill(app_pid(a), signal.SIGKILL)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: chat_up(a), timeout=20,
+             what="A's app restarted by its visor")
+    for ident, _ in sent:
         wait_state(a, ident, "delivered", timeout=60)
     texts = [m["text"] for m in messages(c, peer=a.pk)]
     assert texts == ["warm up"] + [t for _, t in sent], texts
