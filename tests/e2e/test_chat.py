@@ -2,14 +2,18 @@
 B-C only) with a setup node, each visor launching hopwire-chat from its
 config; messages go A -> C and back over two-hop routes, through the JSON
 API, the event stream, and the web page driven in headless Chromium
-(WebDriver over chromedriver, standard library only)."""
+(WebDriver over chromedriver, standard library only). Delivery: messages
+stay pending while the peer's app is down or restarting and end delivered
+exactly once and in order, or failed once expired; acks and ids on the
+wire are checked with raw loops (`hopwire route dial`)."""
 import http.client
 import json
 import os
-import shutil
-import socket
+import select
+import signal
 import sqlite3
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,13 +28,14 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 
 # --- visors with the chat app ---------------------------------------------
 
-def with_chat(v, setup_pks=()):
-    """Adds the chat app (and trusted setup nodes) to v's config before it
-    starts; v.chat is the app's HTTP base URL."""
+def with_chat(v, setup_pks=(), args=()):
+    """Adds the chat app (with args, and trusted setup nodes) to v's config
+    before it starts; v.chat is the app's HTTP base URL."""
     port = free_port()
     cfg = json.loads(v.config.read_text())
     cfg["apps"] = [{"name": "chat", "binary": "hopwire-chat",
-                    "args": ["--http", f"127.0.0.1:{port}"], "port": 1}]
+                    "args": ["--http", f"127.0.0.1:{port}", *args],
+                    "port": 1}]
     if setup_pks:
         cfg["routing"] = {"setup_nodes": list(setup_pks)}
     v.config.write_text(json.dumps(cfg, indent=2))
@@ -68,10 +73,10 @@ def registered(url, a, b):
     return any(b.pk in t["edges"] for t in tps)
 
 
-def chat_line(control_plane, visors):
+def chat_line(control_plane, visors, args=()):
     disc = control_plane.discovery()
     s = control_plane.setup(disc.url)
-    a, b, c = (with_chat(visors(n, discovery=disc.url), [s.pk])
+    a, b, c = (with_chat(visors(n, discovery=disc.url), [s.pk], args)
                for n in "abc")
     for v in (a, b, c):
         v.start()
@@ -105,24 +110,38 @@ def request(method, url, body=None, raw=None, headers=None, timeout=30):
         return status, text
 
 
-def send(v, to, text, timeout=20):
-    """POSTs a message, retrying while the route cannot be built yet (502):
-    returns the message id."""
-    last = None
-
-    def attempt():
-        nonlocal last
-        last = request("POST", f"{v.chat}/message",
-                       {"recipient": to.pk, "message": text})
-        return last[0] != 502 and last
-    try:
-        status, body = wait_for(attempt, timeout=timeout,
-                                what="the message to go out")
-    except AssertionError:
-        raise AssertionError(f"send failed: {last}; log: {chat_log(v)}")
+def queue(v, to, text):
+    """POSTs a message: returns its id (it is pending)."""
+    status, body = request("POST", f"{v.chat}/message",
+                           {"recipient": to if isinstance(to, str)
+                            else to.pk, "message": text})
     assert status == 200, (status, body, chat_log(v))
     assert isinstance(body["id"], int) and body["id"] > 0
+    assert body["state"] == "pending", body
     return body["id"]
+
+
+def state(v, ident):
+    got = [m for m in messages(v, after=ident - 1, limit=1)
+           if m["id"] == ident]
+    assert got and got[0]["direction"] == "out", got
+    return got[0]["state"]
+
+
+def wait_state(v, ident, want, timeout=40):
+    try:
+        wait_for(lambda: state(v, ident) == want, timeout=timeout,
+                 what=f"message {ident} to be {want}")
+    except AssertionError:
+        raise AssertionError(f"message {ident} is {state(v, ident)}, not "
+                             f"{want}; log: {chat_log(v)}")
+
+
+def send(v, to, text, timeout=40):
+    """Queues a message and waits until it is delivered: returns its id."""
+    ident = queue(v, to, text)
+    wait_state(v, ident, "delivered", timeout)
+    return ident
 
 
 def messages(v, **query):
@@ -160,6 +179,60 @@ class Events:
 
     def close(self):
         self.conn.close()
+
+
+class RawLoop:
+    """A loop from v's visor to peer's chat app made by `hopwire route
+    dial`: lines as another chat app (or a hostile one) would write them,
+    and the lines peer's app writes back."""
+
+    def __init__(self, v, peer):
+        self.proc = subprocess.Popen(
+            [bin_path("hopwire"), "--visor", v.socket, "route", "dial",
+             peer.pk, "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, bufsize=0)
+        self.buf = b""
+
+    def write(self, data):
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def line(self, timeout=20):
+        """The next line from the peer, parsed."""
+        deadline = time.time() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.time()
+            assert left > 0, f"no line from the peer; got {self.buf!r}"
+            if select.select([self.proc.stdout], [], [], left)[0]:
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                assert chunk, (f"loop closed; got {self.buf!r}: "
+                               f"{self.proc.stderr.read()!r}")
+                self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def nothing_more(self, seconds=1.0):
+        """Asserts that the peer writes nothing for a while."""
+        r = select.select([self.proc.stdout], [], [], seconds)[0]
+        assert not r and not self.buf, self.buf + (
+            os.read(self.proc.stdout.fileno(), 65536) if r else b"")
+
+    def wait_closed(self, timeout=20):
+        """Waits for the peer to close the loop (the CLI then ends)."""
+        self.proc.wait(timeout=timeout)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            f.close()
+
+
+def app_pid(v):
+    apps = [x for x in v.json("app", "ls") if x["name"] == "chat"]
+    assert apps and apps[0]["state"] == "running", apps
+    return apps[0]["pid"]
 
 
 # --- the tests -------------------------------------------------------------
@@ -208,13 +281,24 @@ def test_chat_across_two_hops(control_plane, visors):
     assert [(p["pk"], p["count"]) for p in peers] == [(a.pk, 7)]
     assert http_get(f"{b.chat}/peers") == []
 
-    # The history is SQLite in the app's folder, schema version 1.
+    # Each outgoing message says it was delivered.
+    assert {m["state"] for m in messages(a, peer=c.pk)
+            if m["direction"] == "out"} == {"delivered"}
+    assert all("state" not in m for m in messages(c, peer=a.pk)
+               if m["direction"] == "in")
+
+    # The history is SQLite in the app's folder, schema version 2.
     db = sqlite3.connect(c.chat_dir / "chat.db")
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("SELECT COUNT(*) FROM messages WHERE peer = ?",
                           (a.pk,)).fetchone()[0] == 7
+        # Each message arrived with the sender's id: 32 random hex.
+        ids = [r[0] for r in db.execute(
+            "SELECT msg_id FROM messages WHERE direction = 'in'")]
+        assert len(ids) == 6 and len(set(ids)) == 6
+        assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids), ids
     finally:
         db.close()
 
@@ -285,11 +369,33 @@ def test_chat_refuses_bad_requests(control_plane, visors):
                            headers={"Host": "evil.example"})
     assert status == 403, (status, body)
 
-    # A key nobody has: 502 with the visor's reason, nothing stored.
-    status, body = post({"recipient": other, "message": "anyone there?"})
-    assert status == 502, (status, body)
-    assert other in body["error"] and len(body["error"]) > len(other) + 20
-    assert messages(a) == []
+    # A key nobody has: accepted, pending; the log has the visor's reason.
+    first = queue(a, other, "anyone there?")
+    wait_for(lambda: f"peer {other}: cannot deliver" in chat_log(a),
+             what="the failed dial in the log")
+    assert state(a, first) == "pending"
+    assert [m["text"] for m in messages(a)] == ["anyone there?"]
+
+    # At most 1000 pending to one peer: the next is refused, saying why;
+    # another peer still gets messages.
+    conn = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]),
+                                      timeout=10)
+    try:
+        for i in range(999):
+            conn.request("POST", "/message", json.dumps(
+                {"recipient": other, "message": f"m{i}"}),
+                {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            assert r.status == 200, (i, r.status, r.read())
+            r.read()
+    finally:
+        conn.close()
+    status, body = post({"recipient": other, "message": "one too many"})
+    assert status == 429, (status, body)
+    assert "1000 messages" in body["error"] and other in body["error"]
+    queue(a, "cd" * 32, "someone else")
+    counts = {p["pk"]: p["count"] for p in http_get(f"{url}/peers")}
+    assert counts == {other: 1000, "cd" * 32: 1}, counts
 
     # Still serving, and the page is there with its stable ids.
     assert http_get(f"{url}/info")["pk"] == a.pk
@@ -307,9 +413,17 @@ def test_chat_closes_loops_that_break_the_protocol(control_plane, visors):
     sends one good line, then garbage: the good one is stored, the loop
     is closed, nothing else is stored, and the app goes on."""
     a, b, c = chat_line(control_plane, visors)
-    for bad in (b'{"message": "good"}\n{"message": ' + b"x" * 40000,
-                b'{"message": "good"}\nthis is not json\n{"message": "no"}\n',
-                b'{"message": "good"}\n{"message": ""}\n{"message": "no"}\n'):
+    bad_lines = [b'{"message": ""}', b'{"ack": 5}', b'{"ack": ""}',
+                 b'{"ack": null}', b'{"ack": "has space"}',
+                 b'{"ack": "' + b"x" * 65 + b'"}', b'{"ack": "\\u00e9"}',
+                 b'{"message": "no", "id": 7}',
+                 b'{"message": "no", "id": "bad id"}', b'{"other": 1}',
+                 b'["message", "no"]']
+    for bad in [b'{"message": "good"}\n{"message": ' + b"x" * 40000,
+                b'{"message": "good"}\nthis is not json\n{"message": "no"}\n'
+                ] + [b'{"message": "good"}\n' + line +
+                     b'\n{"message": "no", "id": "n1"}\n'
+                     for line in bad_lines]:
         before = len(messages(c, peer=a.pk))
         p = subprocess.Popen([bin_path("hopwire"), "--visor", a.socket,
                               "route", "dial", c.pk, "1"],
@@ -327,6 +441,34 @@ def test_chat_closes_loops_that_break_the_protocol(control_plane, visors):
         got = messages(c, peer=a.pk)[before:]
         assert [m["text"] for m in got] == ["good"], got
     assert "closing loop" in chat_log(c)
+
+    # A duplicate line (same id) is stored once and acknowledged twice,
+    # also when the retry comes on another loop.
+    before = len(messages(c, peer=a.pk))
+    raw = RawLoop(a, c)
+    try:
+        raw.write(b'{"message": "dup", "id": "0123abcd"}\n' * 2)
+        assert raw.line() == {"ack": "0123abcd"}
+        assert raw.line() == {"ack": "0123abcd"}
+        # Acks for unknown ids are ignored; a message without an id (an
+        # older sender) is stored but not acknowledged; the loop goes on.
+        raw.write(b'{"ack": "ffffffff"}\n{"ack": "0123abcd"}\n'
+                  b'{"message": "no id"}\n'
+                  b'{"message": "after", "id": "k-2_x"}\n')
+        assert raw.line() == {"ack": "k-2_x"}
+        raw.nothing_more()
+    finally:
+        raw.close()
+    raw = RawLoop(a, c)
+    try:
+        raw.write(b'{"message": "dup", "id": "0123abcd", "later": [1]}\n')
+        assert raw.line() == {"ack": "0123abcd"}
+    finally:
+        raw.close()
+    got = [m["text"] for m in messages(c, peer=a.pk)[before:]]
+    assert got == ["dup", "no id", "after"], got
+    assert "ignoring an ack for ffffffff" in chat_log(c)
+
     send(a, c, "still talking")
     wait_for(lambda: has_message(c, a, "in", "still talking"),
              what="a normal message after the bad peers")
@@ -436,6 +578,8 @@ class WebDriver:
 MESSAGES_JS = """
 return Array.from(document.querySelectorAll('#messages .message')).map(
   e => ({direction: e.dataset.direction, peer: e.dataset.peer,
+         state: e.dataset.state || null,
+         shown: (e.querySelector('.state') || {}).textContent || '',
          text: e.querySelector('.text').textContent}));
 """
 
@@ -471,28 +615,23 @@ def test_chat_page_in_chromium(control_plane, visors, tmp_path):
         text = "Hello from A's browser <b>not bold</b> \u00e9"
         wd.type("#peer-input", c.pk)
         wd.type("#message-input", text)
-        # The first send may meet a route that is still being built: the
-        # page says so and keeps the text; send again until it goes.
-        deadline = time.time() + 30
-        while True:
-            wd.click("#send-button")
-            wait_for(lambda: wd.js("return document.getElementById("
-                                   "'send-button').disabled") is False,
-                     timeout=20, what="the send to finish")
-            if any(m["text"] == text and m["direction"] == "out"
-                   for m in page_messages(wd)):
-                break
-            status = wd.js("return document.getElementById('status')"
-                           ".textContent")
-            assert time.time() < deadline, f"not sent: {status}"
-            time.sleep(1)
+        wd.click("#send-button")
+        # Shown at once as pending (or delivered already), then delivered.
+        wait_for(lambda: any(m["text"] == text and m["direction"] == "out"
+                             and m["state"] in ("pending", "delivered")
+                             for m in page_messages(wd)),
+                 timeout=20, what="the message on A's page")
         assert wd.js("return document.getElementById('message-input')"
                      ".value") == ""
+        wait_for(lambda: any(m["text"] == text and m["state"] == "delivered"
+                             and "delivered" in m["shown"]
+                             for m in page_messages(wd)),
+                 timeout=40, what="the message delivered on A's page")
 
         wd.switch(tab_c)
         got = wait_for(lambda: [m for m in page_messages(wd)
                                 if m["text"] == text],
-                       timeout=15, what="the message on C's page")
+                       timeout=20, what="the message on C's page")
         assert got[0]["direction"] == "in" and got[0]["peer"] == a.pk
         # Shown as text, not markup; A now in C's peer list.
         assert wd.js("return document.querySelectorAll('#messages b')"
@@ -515,3 +654,129 @@ def test_chat_page_in_chromium(control_plane, visors, tmp_path):
                  timeout=30, what="C's answer on A's page")
     finally:
         wd.close()
+
+
+def test_chat_waits_for_a_stopped_app(control_plane, visors):
+    """Messages to a peer whose app is stopped stay pending (also across a
+    restart of the sender's app) and are delivered, once each and in
+    order, when it is back."""
+    a, b, c = chat_line(control_plane, visors)
+    send(a, c, "warm up")
+    assert c.cli("app", "stop", "chat").returncode == 0
+    first = queue(a, c, "while you were away")
+    second = queue(a, c, "and another")
+    wait_for(lambda: f"peer {c.pk}: cannot deliver" in chat_log(a),
+             timeout=20, what="a failed attempt at A")
+    assert state(a, first) == state(a, second) == "pending"
+
+    # The sender's app restarts: the pending messages are in its history.
+    assert a.cli("app", "stop", "chat").returncode == 0
+    assert a.cli("app", "start", "chat").returncode == 0
+    wait_chat(a)
+    assert state(a, first) == "pending"
+
+    assert c.cli("app", "start", "chat").returncode == 0
+    wait_chat(c)
+    wait_state(a, first, "delivered")
+    wait_state(a, second, "delivered")
+    texts = [m["text"] for m in messages(c, peer=a.pk)]
+    assert texts == ["warm up", "while you were away", "and another"]
+
+
+def test_chat_survives_kill_9_while_sending(control_plane, visors):
+    """A message every 100 ms while the receiving app is frozen (SIGSTOP:
+    messages written to the loop, not acknowledged) and then killed with
+    SIGKILL (the visor restarts it); then the sender's app is killed with
+    messages unacknowledged: every message accepted is delivered exactly
+    once and in order."""
+    a, b, c = chat_line(control_plane, visors)
+    send(a, c, "warm up")
+    sent = []
+
+    def sender(prefix, n):
+        for i in range(n):
+            sent.append((queue(a, c, f"{prefix}{i}"), f"{prefix}{i}"))
+            time.sleep(0.1)
+
+    # The receiver dies with messages in flight.
+    t = threading.Thread(target=sender, args=("n", 40))
+    t.start()
+    try:
+        time.sleep(1.0)
+        pid = app_pid(c)
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(1.0)
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        t.join()
+    for ident, _ in sent:
+        wait_state(a, ident, "delivered", timeout=60)
+
+    # The sender dies with messages in flight: its next run sends them.
+    pid = app_pid(c)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        sender("m", 10)
+        os.kill(app_pid(a), signal.SIGKILL)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: chat_up(a), timeout=20,
+             what="A's app restarted by its visor")
+    for ident, _ in sent:
+        wait_state(a, ident, "delivered", timeout=60)
+    texts = [m["text"] for m in messages(c, peer=a.pk)]
+    assert texts == ["warm up"] + [t for _, t in sent], texts
+    assert [m["text"] for m in messages(a, peer=c.pk)] == texts
+
+
+V1_SCHEMA = """
+CREATE TABLE messages (
+  id INTEGER PRIMARY KEY,
+  peer TEXT NOT NULL,
+  direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+  text TEXT NOT NULL,
+  time_ms INTEGER NOT NULL);
+CREATE INDEX messages_peer ON messages (peer, id);
+PRAGMA user_version = 1;
+"""
+
+
+def test_chat_migrates_history_and_expires(control_plane, visors):
+    """A history of the previous version (schema 1) keeps its messages;
+    a message to a visor nobody can reach fails once --expire passes."""
+    disc = control_plane.discovery()
+    a = with_chat(visors("a", discovery=disc.url), args=("--expire", "2s"))
+    peer = "ef" * 32
+    a.chat_dir.mkdir(parents=True, mode=0o700)
+    os.chmod(a.chat_dir.parent, 0o700)
+    db = sqlite3.connect(a.chat_dir / "chat.db")
+    db.executescript(V1_SCHEMA)
+    db.execute("INSERT INTO messages (peer, direction, text, time_ms) "
+               "VALUES (?, 'in', 'old hello', 1000), "
+               "(?, 'out', 'old reply', 2000)", (peer, peer))
+    db.commit()
+    db.close()
+    a.start()
+    wait_chat(a)
+    old = messages(a)
+    assert [(m["direction"], m["text"], m.get("state")) for m in old] == [
+        ("in", "old hello", None), ("out", "old reply", "delivered")], old
+    db = sqlite3.connect(a.chat_dir / "chat.db")
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    finally:
+        db.close()
+
+    ident = queue(a, "ab" * 32, "nobody will get this")
+    assert state(a, ident) == "pending"
+    wait_state(a, ident, "failed", timeout=15)
+    assert "expired" in chat_log(a)
+    # A newer history than this version knows is refused, not misread.
+    assert a.cli("app", "stop", "chat").returncode == 0
+    db = sqlite3.connect(a.chat_dir / "chat.db")
+    db.execute("PRAGMA user_version = 3")
+    db.commit()
+    db.close()
+    assert a.cli("app", "start", "chat").returncode == 0
+    wait_for(lambda: "newer than this hopwire-chat" in chat_log(a),
+             what="the refusal of a newer history")

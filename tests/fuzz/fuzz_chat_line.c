@@ -9,15 +9,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	struct hw_chat_line cl;
 	char why[512];
-	const char *text;
 	json_t *root;
 
-	if (hw_chat_line_parse((const char *)data, size, &root, &text, why,
-			       sizeof(why)) == 0 &&
-	    text) {
-		size_t n = strlen(text);
-		if (n == 0 || n > HW_CHAT_TEXT_MAX)
+	if (hw_chat_line_parse((const char *)data, size, &root, &cl, why,
+			       sizeof(why)) == 0) {
+		size_t n = cl.text ? strlen(cl.text) : 0;
+
+		if (cl.kind == HW_CHAT_LINE_MESSAGE &&
+		    (n == 0 || n > HW_CHAT_TEXT_MAX))
+			__builtin_trap();
+		if (cl.id && !hw_chat_id_ok(cl.id, strlen(cl.id)))
+			__builtin_trap();
+		if (cl.kind == HW_CHAT_LINE_ACK && !cl.id)
 			__builtin_trap();
 	}
 	json_decref(root);

@@ -5,14 +5,14 @@
  *   GET  /info      {"pk": LOCAL_HEX, "port": N}
  *   GET  /peers     [{pk, last_time_ms, count}], most recent first
  *   GET  /messages  [?peer=PK][&after=ID][&limit=N] -> [{id, peer,
- *                   direction, text, time_ms}], oldest first
- *   POST /message   {"recipient": PK, "message": TEXT} -> {"id": N}
+ *                   direction, text, time_ms[, state]}], oldest first
+ *   POST /message   {"recipient": PK, "message": TEXT} -> {"id": N,
+ *                   "state": "pending"} (net.c delivers it)
  *   GET  /events    text/event-stream of new messages
  *
- * A thread per connection because two requests block: POST /message while
- * it dials (up to 10 s), and /events, whose content callback waits for
- * new messages (hw_chat_store_wait) and sends a keepalive comment every
- * 15 s. Connections are bounded (64), event streams too (32; more get
+ * A thread per connection because /events blocks: its content callback
+ * waits for new messages (hw_chat_store_wait) and sends a keepalive
+ * comment every 15 s. Connections are bounded (64), event streams too (32; more get
  * 503), and so are bodies (16 KiB; 413 beyond).
  *
  * The server listens on loopback by default, where any web page the user
@@ -429,19 +429,16 @@ static enum MHD_Result post_message(struct hw_chat_http *h,
 				  HW_CHAT_TEXT_MAX);
 		goto out;
 	}
-	rc = hw_chat_net_send(h->net, pk, text, &id, err, sizeof(err));
+	rc = hw_chat_net_queue(h->net, pk, text, &id, err, sizeof(err));
 	if (rc == 0) {
 		ret = reply_json(conn, MHD_HTTP_OK,
-				 json_pack("{s:I}", "id", (json_int_t)id));
+				 json_pack("{s:I, s:s}", "id", (json_int_t)id,
+					   "state", "pending"));
 		goto out;
 	}
 	switch (rc) {
-	case -EHOSTUNREACH:
-		status = MHD_HTTP_BAD_GATEWAY;
-		break;
-	case -ESHUTDOWN:
-	case -EMFILE:
-		status = MHD_HTTP_SERVICE_UNAVAILABLE;
+	case -EDQUOT:
+		status = MHD_HTTP_TOO_MANY_REQUESTS;
 		break;
 	case -EINVAL:
 		status = MHD_HTTP_BAD_REQUEST;

@@ -1,6 +1,6 @@
 /* hopwire-chat: person-to-person messages between visors (docs/chat.md).
  *
- *   hopwire-chat [--http HOST:PORT] [--db FILE]
+ *   hopwire-chat [--http HOST:PORT] [--db FILE] [--expire DURATION]
  *
  * Started by the visor (port 1 from its config) or by hand with
  * HOPWIRE_APP_SOCKET. Keeps the history in SQLite and serves a web page
@@ -22,6 +22,9 @@
 
 #define DEFAULT_HTTP "127.0.0.1:8001"
 #define DEFAULT_DB "chat.db"
+#define DEFAULT_EXPIRE "24h"
+#define EXPIRE_MIN_MS 1000LL
+#define EXPIRE_MAX_MS (365LL * 24 * 3600 * 1000)
 #define ERR_MAX 768
 
 static int signal_pipe[2] = {-1, -1};
@@ -107,10 +110,44 @@ static int setup_signals(void)
 	return 0;
 }
 
+/* Parses a duration: a number and a unit, ms, s, m, h or d ("90s",
+ * "24h"), 1 s .. 365 d. */
+static int parse_duration(const char *s, int64_t *ms)
+{
+	static const struct {
+		const char *unit;
+		int64_t ms;
+	} units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
+		     {"d", 86400000}};
+	int64_t v = 0;
+	size_t i;
+
+	for (i = 0; s[i] >= '0' && s[i] <= '9'; i++) {
+		if (v > EXPIRE_MAX_MS)
+			return -EINVAL;
+		v = v * 10 + (s[i] - '0');
+	}
+	if (i == 0)
+		return -EINVAL;
+	for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++) {
+		if (strcmp(s + i, units[u].unit))
+			continue;
+		if (v > EXPIRE_MAX_MS / units[u].ms)
+			return -ERANGE;
+		v *= units[u].ms;
+		if (v < EXPIRE_MIN_MS || v > EXPIRE_MAX_MS)
+			return -ERANGE;
+		*ms = v;
+		return 0;
+	}
+	return -EINVAL;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: hopwire-chat [--http HOST:PORT] [--db FILE]\n"
+		"usage: hopwire-chat [--http HOST:PORT] [--db FILE] "
+		"[--expire DURATION]\n"
 		"\n"
 		"Chat with other visors' chat apps (port %d), with a web page "
 		"and a JSON API.\n"
@@ -119,6 +156,10 @@ static void usage(FILE *f)
 		DEFAULT_HTTP ")\n"
 		"  --db FILE         the history, SQLite (default " DEFAULT_DB
 		" in the working directory)\n"
+		"  --expire DURATION a message not delivered by then fails "
+		"(default " DEFAULT_EXPIRE ";\n"
+		"                    a number and ms, s, m, h or d: 90s, 15m, "
+		"7d; 1s..365d)\n"
 		"  --help            show this and exit\n"
 		"\n"
 		"Normally started by the visor (its config's \"apps\"); by "
@@ -132,6 +173,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{"http", required_argument, NULL, 'H'},
 		{"db", required_argument, NULL, 'd'},
+		{"expire", required_argument, NULL, 'e'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -143,6 +185,7 @@ int main(int argc, char **argv)
 	struct hw_chat_net *net = NULL;
 	struct hw_chat_http *http = NULL;
 	char err[ERR_MAX] = "";
+	int64_t expire_ms = 0;
 	int c, rc, status = 1;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -152,6 +195,15 @@ int main(int argc, char **argv)
 			break;
 		case 'd':
 			db_path = optarg;
+			break;
+		case 'e':
+			if (parse_duration(optarg, &expire_ms)) {
+				fprintf(stderr, "hopwire-chat: --expire '%s': a "
+					"duration of 1s..365d expected, a "
+					"number and ms, s, m, h or d (90s, "
+					"24h)\n", optarg);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);
@@ -167,6 +219,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (!expire_ms && parse_duration(DEFAULT_EXPIRE, &expire_ms))
+		return 2;
 	if (!*db_path) {
 		fprintf(stderr, "hopwire-chat: --db: must not be empty\n");
 		return 2;
@@ -183,7 +237,7 @@ int main(int argc, char **argv)
 		hw_chat_log("cannot open the history: %s", err);
 		goto out;
 	}
-	if ((rc = hw_chat_net_new(&net, app, st))) {
+	if ((rc = hw_chat_net_new(&net, app, st, expire_ms))) {
 		hw_chat_log("%s", strerror(-rc));
 		goto out;
 	}
@@ -193,9 +247,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	hw_chat_log("%s on port %u; page and API at http://%s/ (port %u); "
-		    "history in %s",
+		    "history in %s; undelivered messages fail after %lld s",
 		    hw_app_local_pk(app), hw_app_port(app), http_addr,
-		    hw_chat_http_port(http), db_path);
+		    hw_chat_http_port(http), db_path,
+		    (long long)(expire_ms / 1000));
 
 	rc = hw_chat_net_run(net, signal_pipe[0]);
 	if (rc == HW_CHAT_RUN_STOPPED) {
@@ -208,8 +263,8 @@ int main(int argc, char **argv)
 		hw_chat_log("lost the visor's app channel: %s", strerror(-rc));
 	}
 out:
-	/* Senders give up first, so that stopping HTTP (which joins their
-	 * threads) is quick; then loops, the channel and the history. */
+	/* No new dials; HTTP (joining its threads), then loops and the
+	 * dials in progress, the channel and the history. */
 	if (net)
 		hw_chat_net_stop(net);
 	hw_chat_http_stop(http);

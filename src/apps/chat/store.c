@@ -1,11 +1,17 @@
-/* The chat history: one SQLite file in WAL mode.
+/* The chat history and outbox: one SQLite file in WAL mode.
  *
- * Schema version 1 (PRAGMA user_version = 1):
+ * Schema version 2 (PRAGMA user_version = 2; docs/chat.md):
  *   messages(id INTEGER PRIMARY KEY, peer TEXT (hex pk), direction 'in' |
- *            'out', text TEXT, time_ms INTEGER (ms since the epoch))
+ *            'out', text TEXT, time_ms INTEGER (ms since the epoch),
+ *            msg_id TEXT (the protocol id; NULL: none), state 'pending' |
+ *            'delivered' | 'failed' (out only), expire_ms INTEGER (out))
  *   index messages_peer(peer, id)
- * A file at version 0 with no table is initialised; a newer version is
- * refused rather than misread. A later version adds a step to migrate().
+ *   unique index messages_msg_id(peer, direction, msg_id) where msg_id
+ *   index messages_pending(peer, id) where state = 'pending'
+ * A file at version 0 with no table is initialised, one at version 1
+ * migrated (its outgoing messages were written to a loop, which version
+ * 1 counted as sent: they become delivered); a newer version is refused
+ * rather than misread.
  *
  * One connection, serialised by st->mu: the writers are the main thread
  * (incoming messages) and HTTP threads (outgoing ones); the readers are
@@ -24,13 +30,14 @@
 
 #include "chat.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_BUSY_MS 5000
 #define STORE_PEERS_MAX 1000
 
 struct hw_chat_store {
 	sqlite3 *db;
 	sqlite3_stmt *insert;
+	sqlite3_stmt *find;
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* signalled when last_id grows or on cancel */
 	int64_t last_id;
@@ -46,6 +53,18 @@ static const char schema_v1[] =
 	" time_ms INTEGER NOT NULL);"
 	"CREATE INDEX messages_peer ON messages (peer, id);"
 	"PRAGMA user_version = 1;";
+
+static const char schema_v2[] =
+	"ALTER TABLE messages ADD COLUMN msg_id TEXT;"
+	"ALTER TABLE messages ADD COLUMN state TEXT CHECK (state IN "
+	" ('pending', 'delivered', 'failed'));"
+	"ALTER TABLE messages ADD COLUMN expire_ms INTEGER;"
+	"UPDATE messages SET state = 'delivered' WHERE direction = 'out';"
+	"CREATE UNIQUE INDEX messages_msg_id ON messages "
+	" (peer, direction, msg_id) WHERE msg_id IS NOT NULL;"
+	"CREATE INDEX messages_pending ON messages (peer, id) "
+	" WHERE state = 'pending';"
+	"PRAGMA user_version = 2;";
 
 static int exec_sql(sqlite3 *db, const char *sql, const char *path,
 		    char *err, size_t errlen)
@@ -98,6 +117,8 @@ static int migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
 		goto out;
 	}
 	if (version < 1 && (rc = exec_sql(db, schema_v1, path, err, errlen)))
+		goto out;
+	if (version < 2 && (rc = exec_sql(db, schema_v2, path, err, errlen)))
 		goto out;
 	rc = exec_sql(db, "COMMIT", path, err, errlen);
 out:
@@ -159,14 +180,21 @@ int hw_chat_store_open(struct hw_chat_store **out, const char *path,
 			    (const char *)sqlite3_column_text(s, 0));
 	sqlite3_finalize(s);
 	s = NULL;
-	if ((rc = exec_sql(st->db, "PRAGMA synchronous = NORMAL", path, err,
+	/* FULL: a message is acknowledged once stored, so its commit must
+	 * survive a power cut too, not only the app being killed. */
+	if ((rc = exec_sql(st->db, "PRAGMA synchronous = FULL", path, err,
 			   errlen)) ||
 	    (rc = migrate(st->db, path, err, errlen)))
 		goto out;
 	if (sqlite3_prepare_v2(st->db,
-			       "INSERT INTO messages (peer, direction, text, "
-			       "time_ms) VALUES (?1, ?2, ?3, ?4)",
+			       "INSERT OR IGNORE INTO messages (peer, "
+			       "direction, text, time_ms, msg_id, state, "
+			       "expire_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 			       -1, &st->insert, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(st->db,
+			       "SELECT id FROM messages WHERE peer = ?1 AND "
+			       "direction = 'in' AND msg_id = ?2",
+			       -1, &st->find, NULL) != SQLITE_OK ||
 	    query_int(st->db, "SELECT COALESCE(MAX(id), 0) FROM messages",
 		      &st->last_id)) {
 		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->db));
@@ -183,6 +211,7 @@ out:
 	sqlite3_finalize(s);
 	if (st) {
 		sqlite3_finalize(st->insert);
+		sqlite3_finalize(st->find);
 		sqlite3_close(st->db);
 		if (cv_init)
 			pthread_cond_destroy(&st->cv);
@@ -198,6 +227,7 @@ void hw_chat_store_close(struct hw_chat_store *st)
 	if (!st)
 		return;
 	sqlite3_finalize(st->insert);
+	sqlite3_finalize(st->find);
 	/* The last connection to close checkpoints the WAL into the file. */
 	if (sqlite3_close(st->db) != SQLITE_OK)
 		hw_chat_log("history: close: %s", sqlite3_errmsg(st->db));
@@ -206,22 +236,33 @@ void hw_chat_store_close(struct hw_chat_store *st)
 	free(st);
 }
 
-int hw_chat_store_add(struct hw_chat_store *st, const char *peer,
-		      const char *direction, const char *text,
-		      int64_t time_ms, int64_t *id, char *err, size_t errlen)
+/* Inserts a row (st->mu held); *id 0 when OR IGNORE skipped it (a
+ * duplicate msg_id). */
+static int insert_locked(struct hw_chat_store *st, const char *peer,
+			 const char *direction, const char *text,
+			 int64_t time_ms, const char *msg_id,
+			 const char *state, int64_t expire_ms, int64_t *id,
+			 char *err, size_t errlen)
 {
 	sqlite3_stmt *s = st->insert;
 	int rc = 0;
 
-	pthread_mutex_lock(&st->mu);
 	sqlite3_reset(s);
 	sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, direction, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 3, text, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 4, time_ms);
+	if (msg_id)
+		sqlite3_bind_text(s, 5, msg_id, -1, SQLITE_STATIC);
+	if (state) {
+		sqlite3_bind_text(s, 6, state, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 7, expire_ms);
+	}
 	if (sqlite3_step(s) != SQLITE_DONE) {
 		snprintf(err, errlen, "history: %s", sqlite3_errmsg(st->db));
 		rc = -EIO;
+	} else if (sqlite3_changes(st->db) == 0) {
+		*id = 0;
 	} else {
 		*id = sqlite3_last_insert_rowid(st->db);
 		if (*id > st->last_id)
@@ -230,8 +271,197 @@ int hw_chat_store_add(struct hw_chat_store *st, const char *peer,
 	}
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
+	return rc;
+}
+
+int hw_chat_store_add_in(struct hw_chat_store *st, const char *peer,
+			 const char *msg_id, const char *text,
+			 int64_t time_ms, int64_t *id, int *dup, char *err,
+			 size_t errlen)
+{
+	sqlite3_stmt *s = st->find;
+	int rc;
+
+	*dup = 0;
+	pthread_mutex_lock(&st->mu);
+	rc = insert_locked(st, peer, "in", text, time_ms, msg_id, NULL, 0, id,
+			   err, errlen);
+	if (rc == 0 && *id == 0) {
+		*dup = 1;
+		sqlite3_reset(s);
+		sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, msg_id, -1, SQLITE_STATIC);
+		if (sqlite3_step(s) == SQLITE_ROW) {
+			*id = sqlite3_column_int64(s, 0);
+		} else {
+			snprintf(err, errlen, "history: %s",
+				 sqlite3_errmsg(st->db));
+			rc = -EIO;
+		}
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+	}
 	pthread_mutex_unlock(&st->mu);
 	return rc;
+}
+
+/* The first column of sql (one int64 parameter or a text one) as an
+ * int64; st->mu held. */
+static int count_locked(struct hw_chat_store *st, const char *sql,
+			const char *peer, int64_t *n)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = -EIO;
+
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+		goto out;
+	if (peer)
+		sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) != SQLITE_ROW)
+		goto out;
+	*n = sqlite3_column_int64(s, 0);
+	rc = 0;
+out:
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int hw_chat_store_add_out(struct hw_chat_store *st, const char *peer,
+			  const char *msg_id, const char *text,
+			  int64_t time_ms, int64_t expire_ms, int64_t *id,
+			  char *err, size_t errlen)
+{
+	int64_t to_peer = 0, all = 0;
+	int rc;
+
+	pthread_mutex_lock(&st->mu);
+	if (count_locked(st, "SELECT COUNT(*) FROM messages WHERE peer = ?1 "
+			 "AND state = 'pending'", peer, &to_peer) ||
+	    count_locked(st, "SELECT COUNT(*) FROM messages WHERE state = "
+			 "'pending'", NULL, &all)) {
+		snprintf(err, errlen, "history: %s", sqlite3_errmsg(st->db));
+		rc = -EIO;
+	} else if (to_peer >= HW_CHAT_PENDING_PEER_MAX) {
+		snprintf(err, errlen, "%d messages to %s are pending already: "
+			 "send more once they are delivered or failed",
+			 HW_CHAT_PENDING_PEER_MAX, peer);
+		rc = -EDQUOT;
+	} else if (all >= HW_CHAT_PENDING_MAX) {
+		snprintf(err, errlen, "%d messages are pending already: send "
+			 "more once they are delivered or failed",
+			 HW_CHAT_PENDING_MAX);
+		rc = -EDQUOT;
+	} else {
+		rc = insert_locked(st, peer, "out", text, time_ms, msg_id,
+				   "pending", expire_ms, id, err, errlen);
+		if (rc == 0 && *id == 0) {
+			snprintf(err, errlen, "message id %s is taken", msg_id);
+			rc = -EIO;
+		}
+	}
+	pthread_mutex_unlock(&st->mu);
+	return rc;
+}
+
+int hw_chat_store_pending(struct hw_chat_store *st, const char *peer,
+			  int64_t after, int limit,
+			  int (*fn)(void *arg, int64_t id, const char *msg_id,
+				    const char *text),
+			  void *arg)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = -EIO, n = 0, step;
+
+	pthread_mutex_lock(&st->mu);
+	if (sqlite3_prepare_v2(st->db, "SELECT id, msg_id, text FROM messages "
+			       "WHERE peer = ?1 AND state = 'pending' AND "
+			       "id > ?2 ORDER BY id LIMIT ?3", -1, &s,
+			       NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, after);
+	sqlite3_bind_int(s, 3, limit);
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *mid = (const char *)sqlite3_column_text(s, 1);
+		const char *text = (const char *)sqlite3_column_text(s, 2);
+
+		/* Rows we queued have both; fn skips one edited by hand. */
+		n++;
+		if (fn(arg, sqlite3_column_int64(s, 0), mid, text))
+			break;
+	}
+	if (step != SQLITE_ROW && step != SQLITE_DONE)
+		goto out;
+	rc = n;
+out:
+	if (rc < 0)
+		hw_chat_log("history: pending: %s", sqlite3_errmsg(st->db));
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->mu);
+	return rc;
+}
+
+int hw_chat_store_pending_peers(struct hw_chat_store *st,
+				void (*fn)(void *arg, const char *peer),
+				void *arg)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = -EIO, n = 0, step;
+
+	pthread_mutex_lock(&st->mu);
+	if (sqlite3_prepare_v2(st->db, "SELECT DISTINCT peer FROM messages "
+			       "WHERE state = 'pending' LIMIT ?1", -1, &s,
+			       NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_int(s, 1, HW_CHAT_PENDING_MAX);
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *peer = (const char *)sqlite3_column_text(s, 0);
+
+		if (peer && hw_chat_pk_ok(peer, NULL)) {
+			n++;
+			fn(arg, peer);
+		}
+	}
+	if (step == SQLITE_DONE)
+		rc = n;
+out:
+	if (rc < 0)
+		hw_chat_log("history: pending: %s", sqlite3_errmsg(st->db));
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->mu);
+	return rc;
+}
+
+/* Runs an UPDATE with one int64 parameter; the number of rows changed or
+ * -EIO. */
+static int update(struct hw_chat_store *st, const char *sql, int64_t v)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = -EIO;
+
+	pthread_mutex_lock(&st->mu);
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(s, 1, v);
+		if (sqlite3_step(s) == SQLITE_DONE)
+			rc = sqlite3_changes(st->db);
+	}
+	if (rc < 0)
+		hw_chat_log("history: update: %s", sqlite3_errmsg(st->db));
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->mu);
+	return rc;
+}
+
+int hw_chat_store_delivered(struct hw_chat_store *st, int64_t id)
+{
+	return update(st, "UPDATE messages SET state = 'delivered' WHERE "
+		      "id = ?1 AND state IN ('pending', 'failed')", id);
+}
+
+int hw_chat_store_expire(struct hw_chat_store *st, int64_t now_ms)
+{
+	return update(st, "UPDATE messages SET state = 'failed' WHERE "
+		      "state = 'pending' AND expire_ms <= ?1", now_ms);
 }
 
 /* A text column as a JSON string. Rows written by us are UTF-8; a file
@@ -251,12 +481,20 @@ static json_t *text_value(sqlite3_stmt *s, int col)
 
 static json_t *row_message(sqlite3_stmt *s)
 {
-	return json_pack("{s:I, s:o, s:o, s:o, s:I}",
-			 "id", (json_int_t)sqlite3_column_int64(s, 0),
-			 "peer", text_value(s, 1),
-			 "direction", text_value(s, 2),
-			 "text", text_value(s, 3),
-			 "time_ms", (json_int_t)sqlite3_column_int64(s, 4));
+	json_t *m = json_pack("{s:I, s:o, s:o, s:o, s:I}",
+			      "id", (json_int_t)sqlite3_column_int64(s, 0),
+			      "peer", text_value(s, 1),
+			      "direction", text_value(s, 2),
+			      "text", text_value(s, 3),
+			      "time_ms",
+			      (json_int_t)sqlite3_column_int64(s, 4));
+
+	if (m && sqlite3_column_type(s, 5) != SQLITE_NULL &&
+	    json_object_set_new(m, "state", text_value(s, 5))) {
+		json_decref(m);
+		m = NULL;
+	}
+	return m;
 }
 
 static json_t *row_peer(sqlite3_stmt *s)
@@ -301,12 +539,12 @@ json_t *hw_chat_store_messages(struct hw_chat_store *st, const char *peer,
 {
 	/* ?1 peer or NULL, ?2 after, ?3 limit. */
 	static const char after_sql[] =
-		"SELECT id, peer, direction, text, time_ms FROM messages "
-		"WHERE id > ?2 AND (?1 IS NULL OR peer = ?1) "
+		"SELECT id, peer, direction, text, time_ms, state "
+		"FROM messages WHERE id > ?2 AND (?1 IS NULL OR peer = ?1) "
 		"ORDER BY id LIMIT ?3";
 	static const char last_sql[] =
-		"SELECT * FROM (SELECT id, peer, direction, text, time_ms "
-		"FROM messages WHERE (?1 IS NULL OR peer = ?1) "
+		"SELECT * FROM (SELECT id, peer, direction, text, time_ms, "
+		"state FROM messages WHERE (?1 IS NULL OR peer = ?1) "
 		"ORDER BY id DESC LIMIT ?3) ORDER BY id";
 	sqlite3_stmt *s = NULL;
 
