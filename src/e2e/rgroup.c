@@ -112,7 +112,6 @@ struct hw_rgroup {
 	uint32_t rtt_ms;     /* smallest round trip seen; 0: none yet */
 	unsigned heals;
 	uint8_t token[HW_RGROUP_TOKEN_LEN];
-	uint8_t remote_x[HW_NOISE_DHLEN];
 	/* Why the group ended or would (heap; NULL: not said). Short-lived
 	 * and rare, so idle groups do not carry the bytes. */
 	char *why;
@@ -1305,14 +1304,22 @@ static void desc_encode(const struct hw_route_desc *d,
 static int hs_start(struct hw_rgroup *g)
 {
 	uint8_t prologue[sizeof(HW_RGROUP_PROLOGUE) - 1 + HW_RGROUP_DESC_LEN];
+	uint8_t remote_x[HW_NOISE_DHLEN];
+	int rc;
 
+	/* The peer's key comes from the descriptor each time: idle groups
+	 * do not keep it. */
+	if ((rc = hw_pk_to_x25519(g->p.initiator ? g->p.desc.dst_pk
+						 : g->p.desc.src_pk,
+				  remote_x)))
+		return rc;
 	memcpy(prologue, HW_RGROUP_PROLOGUE, sizeof(HW_RGROUP_PROLOGUE) - 1);
 	desc_encode(&g->p.desc, prologue + sizeof(HW_RGROUP_PROLOGUE) - 1);
 	return hw_noise_hs_new(&g->hs, HW_NOISE_KK,
 			       g->p.initiator ? HW_NOISE_INITIATOR
 					      : HW_NOISE_RESPONDER,
 			       prologue, sizeof(prologue), g->p.x_priv,
-			       g->remote_x);
+			       remote_x);
 }
 
 static int params_ok(const struct hw_rgroup_params *p)
@@ -1328,7 +1335,7 @@ static int params_ok(const struct hw_rgroup_params *p)
 int hw_rgroup_new(struct hw_rgroup **out, const struct hw_rgroup_params *p)
 {
 	uint8_t xpub_mine[32], xpub_id[32], payload[HS_MAX];
-	const uint8_t *self, *peer;
+	const uint8_t *self;
 	struct hw_rgroup *g = NULL;
 	size_t len, plen;
 	uint64_t tick;
@@ -1338,7 +1345,6 @@ int hw_rgroup_new(struct hw_rgroup **out, const struct hw_rgroup_params *p)
 	if (!params_ok(p))
 		return -EINVAL;
 	self = p->initiator ? p->desc.src_pk : p->desc.dst_pk;
-	peer = p->initiator ? p->desc.dst_pk : p->desc.src_pk;
 	/* Our end must be us, and x_priv our key: a mix-up would only
 	 * show as a handshake that never completes. */
 	if (memcmp(self, p->id->pk, HW_PK_LEN) ||
@@ -1350,8 +1356,6 @@ int hw_rgroup_new(struct hw_rgroup **out, const struct hw_rgroup_params *p)
 		return -ENOMEM;
 	g->p = *p;
 	g->p.id = NULL; /* read here only */
-	if ((rc = hw_pk_to_x25519(peer, g->remote_x)))
-		goto out;
 	if (p->initiator)
 		randombytes_buf(g->token, sizeof(g->token));
 	if ((rc = hs_start(g)))
