@@ -59,6 +59,7 @@ struct hw_tp {
 	uv_timer_t redial;
 	unsigned attempts;
 	int lookup_pending; /* a lookup (params.lookup) is out */
+	char lookup_for[300]; /* the saved address when it was asked */
 	char last_error[400];
 	uint64_t up_since_ms, last_rx_ms, last_tx_ms;
 	uint64_t tx_bytes, rx_bytes, tx_packets, rx_packets;
@@ -326,6 +327,7 @@ static void ask_lookup(struct hw_tp *tp, int reason)
 		return;
 	/* Set first: the owner may answer before lookup returns. */
 	tp->lookup_pending = 1;
+	snprintf(tp->lookup_for, sizeof(tp->lookup_for), "%s", tp->addr);
 	if ((rc = m->p.lookup(tp->pk, tp->type, m->p.ud))) {
 		tp->lookup_pending = 0;
 		hw_log(HW_LOG_DEBUG, LOG, "transport %s: no lookup: %s",
@@ -1412,6 +1414,14 @@ void hw_tp_manager_addr_found(struct hw_tp_manager *m,
 	tp->lookup_pending = 0;
 	if (tp->live || !tp->persistent)
 		return;
+	/* Someone gave the transport another address since (tp add): the
+	 * answer is about the one before, and theirs wins. */
+	if (strcmp(tp->addr, tp->lookup_for)) {
+		hw_log(HW_LOG_DEBUG, LOG, "transport %s: ignoring %s's answer "
+		       "about %s, the address before", tp->id_hex, source,
+		       tp->lookup_for);
+		return;
+	}
 	if (status) {
 		snprintf(why, sizeof(why), "%s",
 			 msg ? msg : hw_strerror(status));

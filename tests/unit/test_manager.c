@@ -311,6 +311,28 @@ static void test_late_answer_ignored(void **state)
 	assert_int_equal(fx->lookups, 1);
 }
 
+/* An address given by hand while the question is out wins over the
+ * answer, which is about the address before. */
+static void test_given_address_wins(void **state)
+{
+	struct fx *fx = *state;
+	char other[64], err[256];
+	json_t *j;
+
+	add_and_wait_lookup(fx);
+	snprintf(other, sizeof(other), "127.0.0.1:%d", hw_test_free_port());
+	assert_int_equal(hw_tp_manager_add(fx->ma, fx->b.pk, "tcp", other, 1,
+					   NULL, NULL, err, sizeof(err)),
+			 0);
+	hw_tp_manager_addr_found(fx->ma, fx->b.pk, "tcp", "discovery", 0,
+				 fx->b_listen, NULL);
+	hw_test_run_for(&fx->loop, &fx->tick, 100);
+	j = a_json(fx);
+	assert_string_equal(hw_test_jstr(j, "addr"), other);
+	json_decref(j);
+	assert_false(a_up(fx));
+}
+
 /* A lookup that cannot be asked holds nothing up: the next failed dial
  * tries again. */
 static void test_lookup_refused_asks_again(void **state)
@@ -366,6 +388,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_late_answer_ignored, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_given_address_wins,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_lookup_refused_asks_again, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_persistent_no_lookup,
