@@ -58,6 +58,8 @@ struct hw_tp {
 	struct hw_tp_link *dialing; /* a dial in progress */
 	uv_timer_t redial;
 	unsigned attempts;
+	int lookup_pending; /* a lookup (params.lookup) is out */
+	char lookup_for[300]; /* the saved address when it was asked */
 	char last_error[400];
 	uint64_t up_since_ms, last_rx_ms, last_tx_ms;
 	uint64_t tx_bytes, rx_bytes, tx_packets, rx_packets;
@@ -275,12 +277,22 @@ static void tp_destroy(struct hw_tp *tp)
 }
 
 static int tp_dial(struct hw_tp *tp);
+static void dial_failed(struct hw_tp *tp, int reason);
 
 static void on_redial(uv_timer_t *t)
 {
 	struct hw_tp *tp = t->data;
-	if (!tp->live && !tp->dialing)
-		tp_dial(tp);
+	int rc;
+
+	if (tp->live || tp->dialing)
+		return;
+	/* A dial that cannot even start is a failed step too: without
+	 * this the transport would never be dialed again. */
+	if ((rc = tp_dial(tp))) {
+		hw_log(HW_LOG_WARN, LOG, "transport %s: %s", tp->id_hex,
+		       tp->last_error);
+		dial_failed(tp, rc);
+	}
 }
 
 static void schedule_redial(struct hw_tp *tp)
@@ -300,6 +312,35 @@ static void schedule_redial(struct hw_tp *tp)
 	uv_timer_start(&tp->redial, on_redial, delay, 0);
 	hw_log(HW_LOG_DEBUG, LOG, "transport %s: re-dial in %llu ms",
 	       tp->id_hex, (unsigned long long)delay);
+}
+
+/* Asks the owner where the peer of tp is now: once per failed dial, one
+ * question at a time. Not for failures of our own making. */
+static void ask_lookup(struct hw_tp *tp, int reason)
+{
+	struct hw_tp_manager *m = tp->m;
+	int rc;
+
+	if (!m->p.lookup || m->closing || tp->lookup_pending ||
+	    !tp->persistent || tp->removed || reason == -ENOMEM ||
+	    reason == -ECANCELED)
+		return;
+	/* Set first: the owner may answer before lookup returns. */
+	tp->lookup_pending = 1;
+	snprintf(tp->lookup_for, sizeof(tp->lookup_for), "%s", tp->addr);
+	if ((rc = m->p.lookup(tp->pk, tp->type, m->p.ud))) {
+		tp->lookup_pending = 0;
+		hw_log(HW_LOG_DEBUG, LOG, "transport %s: no lookup: %s",
+		       tp->id_hex, hw_strerror(rc));
+	}
+}
+
+/* A persistent transport's dial failed: back off, and ask where the
+ * peer is now (its answer may cut the backoff short). */
+static void dial_failed(struct hw_tp *tp, int reason)
+{
+	schedule_redial(tp);
+	ask_lookup(tp, reason);
 }
 
 static int tp_dial(struct hw_tp *tp)
@@ -759,6 +800,7 @@ static void link_gone(struct hw_tp_link *l, int reason, const char *msg)
 {
 	struct hw_tp_manager *m = l->m;
 	struct hw_tp *tp = l->tp;
+	int dialed = 0;
 
 	link_unlist(m, l);
 	if (l->inbound_pending) {
@@ -773,6 +815,7 @@ static void link_gone(struct hw_tp_link *l, int reason, const char *msg)
 
 	if (tp->dialing == l) {
 		tp->dialing = NULL;
+		dialed = 1;
 		m->st.handshakes_failed++;
 		snprintf(tp->last_error, sizeof(tp->last_error), "dial %s: %s",
 			 tp->addr, msg ? msg : reason_text(reason));
@@ -799,7 +842,13 @@ static void link_gone(struct hw_tp_link *l, int reason, const char *msg)
 		return;
 	}
 	if (tp->persistent && !tp->removed) {
-		schedule_redial(tp);
+		/* Only a failed dial asks where the peer went: a live
+		 * connection that breaks is redialed at the same address
+		 * first. */
+		if (dialed)
+			dial_failed(tp, reason ? reason : -ECONNABORTED);
+		else
+			schedule_redial(tp);
 	} else if (!tp->live && !tp->dialing) {
 		int was_persistent_removal = tp->removed;
 		tp_destroy(tp);
@@ -1245,6 +1294,174 @@ void hw_tp_manager_redial_now(struct hw_tp_manager *m,
 		tp->attempts = 0;
 		if (tp_dial(tp))
 			schedule_redial(tp);
+	}
+}
+
+/* ---- where a peer went (params.lookup) ---- */
+
+static int is_wildcard_host(const char *host)
+{
+	return !host[0] || !strcmp(host, "0.0.0.0") || !strcmp(host, "::");
+}
+
+static int is_loopback_host(const char *host)
+{
+	return !strcmp(host, "localhost") || !strncmp(host, "127.", 4) ||
+	       !strcmp(host, "::1");
+}
+
+/* Whether host:port is our own listener: the address it is bound to, or
+ * a loopback address at its port when it is bound to a wildcard. */
+static int is_own_addr(const struct hw_tp_manager *m, const char *host,
+		       uint16_t port)
+{
+	const char *listen = hw_tp_manager_listen_addr(m);
+	char lhost[HW_HOST_MAX];
+	uint16_t lport;
+
+	if (!listen[0] || hw_addr_split(listen, lhost, &lport) ||
+	    lport != port)
+		return 0;
+	return !strcmp(host, lhost) ||
+	       (is_wildcard_host(lhost) && is_loopback_host(host));
+}
+
+/* Why addr cannot be where the peer of tp is now (0: it can). The answer
+ * comes from a peer-signed entry or a cache: hostile input. */
+static int addr_unfit(struct hw_tp_manager *m, const struct hw_tp *tp,
+		      const char *addr, char *why, size_t whylen)
+{
+	char host[HW_HOST_MAX];
+	const char *hostport = addr, *at;
+	uint8_t relay_pk[HW_PK_LEN];
+	uint16_t port;
+	size_t n;
+
+	if (!addr || !(n = strlen(addr))) {
+		snprintf(why, whylen, "an empty address");
+		return -EINVAL;
+	}
+	if (n >= sizeof(tp->addr)) {
+		snprintf(why, whylen, "an address of %zu bytes", n);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)addr[i] <= ' ' ||
+		    (unsigned char)addr[i] >= 0x7f) {
+			snprintf(why, whylen, "an address with a byte 0x%02x",
+				 (unsigned char)addr[i]);
+			return -EINVAL;
+		}
+	if (tp->ops->check_addr(m, tp->pk, addr, why, whylen))
+		return -EINVAL;
+	/* RELAY_PK@HOST:PORT: the relay must not be us either. */
+	if ((at = strchr(addr, '@'))) {
+		hostport = at + 1;
+		if (!hw_pk_parse(addr, (size_t)(at - addr), relay_pk) &&
+		    !memcmp(relay_pk, m->p.id->pk, HW_PK_LEN)) {
+			snprintf(why, whylen, "'%s' names this visor as the "
+				 "relay", addr);
+			return -EINVAL;
+		}
+	}
+	if (hw_addr_split(hostport, host, &port)) {
+		snprintf(why, whylen, "'%s' is not %s", addr,
+			 tp->ops->addr_form);
+		return -EINVAL;
+	}
+	if (is_wildcard_host(host)) {
+		snprintf(why, whylen, "'%s' is a wildcard address", addr);
+		return -EINVAL;
+	}
+	if (is_own_addr(m, host, port)) {
+		snprintf(why, whylen, "'%s' is this visor's own address",
+			 addr);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Adds what the lookup said to the dial error it followed. */
+static void note_lookup(struct hw_tp *tp, const char *source,
+			const char *what)
+{
+	size_t n = strlen(tp->last_error);
+
+	if (n + 3 < sizeof(tp->last_error))
+		snprintf(tp->last_error + n, sizeof(tp->last_error) - n,
+			 "%s%s: %s", n ? "; " : "", source, what);
+}
+
+void hw_tp_manager_addr_found(struct hw_tp_manager *m,
+			      const uint8_t pk[HW_PK_LEN], const char *type,
+			      const char *source, int status,
+			      const char *addr, const char *msg)
+{
+	struct hw_tp *tp = NULL;
+	char pkh[HW_PK_HEXLEN + 1], why[400];
+	int rc;
+
+	if (m->closing)
+		return;
+	for (struct hw_tp *t = m->tps; t && !tp; t = t->next)
+		if (!memcmp(t->pk, pk, HW_PK_LEN) && !strcmp(t->type, type) &&
+		    !t->removed)
+			tp = t;
+	pk_hex(pk, pkh);
+	/* Removed meanwhile, or never asked: a late answer is harmless. */
+	if (!tp || !tp->lookup_pending) {
+		hw_log(HW_LOG_DEBUG, LOG, "ignoring %s's answer for %s %s: "
+		       "nothing asked", source, type, pkh);
+		return;
+	}
+	tp->lookup_pending = 0;
+	if (tp->live || !tp->persistent)
+		return;
+	/* Someone gave the transport another address since (tp add): the
+	 * answer is about the one before, and theirs wins. */
+	if (strcmp(tp->addr, tp->lookup_for)) {
+		hw_log(HW_LOG_DEBUG, LOG, "transport %s: ignoring %s's answer "
+		       "about %s, the address before", tp->id_hex, source,
+		       tp->lookup_for);
+		return;
+	}
+	if (status) {
+		snprintf(why, sizeof(why), "%s",
+			 msg ? msg : hw_strerror(status));
+		hw_log(HW_LOG_INFO, LOG, "transport %s: %s has no address "
+		       "for %s: %s", tp->id_hex, source, pkh, why);
+		note_lookup(tp, source, why);
+		return;
+	}
+	if (addr_unfit(m, tp, addr, why, sizeof(why))) {
+		hw_log(HW_LOG_WARN, LOG, "transport %s: ignoring %s's address "
+		       "for %s: %s", tp->id_hex, source, pkh, why);
+		note_lookup(tp, source, why);
+		return;
+	}
+	if (!strcmp(addr, tp->addr)) {
+		hw_log(HW_LOG_DEBUG, LOG, "transport %s: %s has the same "
+		       "address %s", tp->id_hex, source, addr);
+		note_lookup(tp, source, "the same address");
+		return;
+	}
+	hw_log(HW_LOG_INFO, LOG, "transport %s: %s moved from %s to %s (%s)",
+	       tp->id_hex, pkh, tp->addr, addr, source);
+	snprintf(tp->addr, sizeof(tp->addr), "%s", addr);
+	save_state(m);
+	if (tp->dialing) {
+		/* Still trying the old address: let that dial go. */
+		struct hw_tp_link *l = tp->dialing;
+		tp->dialing = NULL;
+		l->tp = NULL;
+		link_close(l, 0, 0);
+	}
+	uv_timer_stop(&tp->redial);
+	tp->attempts = 0;
+	if ((rc = tp_dial(tp))) {
+		hw_log(HW_LOG_WARN, LOG, "transport %s: %s", tp->id_hex,
+		       tp->last_error);
+		dial_failed(tp, rc);
 	}
 }
 

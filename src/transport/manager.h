@@ -65,6 +65,15 @@ struct hw_tp_manager_params {
 	 * mark, a new connection took over, or the transport went down
 	 * (the send then says -ENOTCONN). May be NULL. */
 	void (*on_room)(struct hw_tp *tp, void *ud);
+	/* Asks where pk is reachable now for a transport of type: a
+	 * persistent transport's dial at its saved address failed. The
+	 * answer comes later through hw_tp_manager_addr_found (or never);
+	 * at most one question per transport is out at a time, and at
+	 * most one is asked per failed dial. Returns 0 when the question
+	 * is out, or a negative code (nothing to answer then). NULL: no
+	 * lookups, the saved address is redialed with backoff. */
+	int (*lookup)(const uint8_t pk[HW_PK_LEN], const char *type,
+		      void *ud);
 	void *ud;
 };
 
@@ -98,6 +107,19 @@ typedef void (*hw_tp_add_cb)(struct hw_tp_manager *m, struct hw_tp *tp,
 int hw_tp_manager_add(struct hw_tp_manager *m, const uint8_t pk[HW_PK_LEN],
 		      const char *type, const char *addr, int persistent,
 		      hw_tp_add_cb cb, void *ud, char *err, size_t errlen);
+
+/* The answer to a lookup for the transport to pk of type: status 0 and
+ * addr where the peer is now, or a negative status and msg (may be NULL)
+ * saying why there is none; source names where the answer comes from
+ * ("discovery"), for the logs. An address that differs from the saved one
+ * replaces it (state file too) and is dialed at once; the same address,
+ * an error, or an address that cannot be right (malformed, a wildcard,
+ * this visor's own) leaves the backoff going. An answer nobody is
+ * waiting for (the transport was removed or is up) is ignored. */
+void hw_tp_manager_addr_found(struct hw_tp_manager *m,
+			      const uint8_t pk[HW_PK_LEN], const char *type,
+			      const char *source, int status,
+			      const char *addr, const char *msg);
 
 /* Removes transport id: tells the peer (CLOSE), closes, forgets it and its
  * persistence. Returns 0 or -ENOENT. */

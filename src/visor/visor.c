@@ -348,6 +348,47 @@ static int start_presence(struct hw_visor *v, const struct hw_config *cfg,
 	return rc;
 }
 
+/* A persistent transport's dial failed: the manager asks where the peer
+ * is now, and presence reads its entry in discovery. The answer goes back
+ * by pk and type, so one for a transport removed meanwhile is harmless. */
+struct tp_lookup {
+	struct hw_visor *v;
+	uint8_t pk[HW_PK_LEN];
+	char type[16];
+};
+
+static void tp_lookup_done(int status, const char *type, const char *addr,
+			   const char *msg, void *ud)
+{
+	struct tp_lookup *q = ud;
+
+	if (!q->v->closing && q->v->tpm)
+		hw_tp_manager_addr_found(q->v->tpm, q->pk, q->type,
+					 "discovery", status, addr, msg);
+	free(q);
+}
+
+static int tp_lookup(const uint8_t pk[HW_PK_LEN], const char *type,
+		     void *ud)
+{
+	struct hw_visor *v = ud;
+	struct tp_lookup *q;
+	int rc;
+
+	/* Presence goes first when the visor stops. */
+	if (v->closing || !v->presence)
+		return -ECANCELED;
+	if (!(q = calloc(1, sizeof(*q))))
+		return -ENOMEM;
+	q->v = v;
+	memcpy(q->pk, pk, HW_PK_LEN);
+	snprintf(q->type, sizeof(q->type), "%s", type);
+	if ((rc = hw_presence_resolve(v->presence, pk, type, tp_lookup_done,
+				      q)))
+		free(q);
+	return rc;
+}
+
 /* The transport manager and the relay client it carries relay transports
  * through. */
 static int start_transports(struct hw_visor *v, const struct hw_config *cfg,
@@ -389,6 +430,9 @@ static int start_transports(struct hw_visor *v, const struct hw_config *cfg,
 	tp.on_event = on_tp_event;
 	tp.on_room = on_tp_room;
 	tp.on_packet = on_packet;
+	/* Without discovery there is nobody to ask. */
+	if (hw_presence_has_discovery(v->presence))
+		tp.lookup = tp_lookup;
 	tp.ud = v;
 	if ((rc = hw_tp_manager_new(&v->tpm, &tp, msg, sizeof(msg)))) {
 		snprintf(err, errlen, "transport.tcp_listen: %s", msg);
