@@ -99,10 +99,12 @@ struct hw_rgroup_ops {
 	/* The group ended; called once, and g is freed after this returns.
 	 * reason: 0 closed by either end with acknowledgement (every byte
 	 * written before the close was handed to the route);
-	 * -ETIMEDOUT nothing heard for keepalive_ms (route dead), handshake
-	 * or close not finished within 2 keepalive periods;
+	 * -ETIMEDOUT no new route within heal_ms (or, with heal_ms 0,
+	 * nothing heard for keepalive_ms), handshake or close not finished
+	 * within 2 keepalive periods;
 	 * -EPROTO the peer (or a hop) sent a bad packet (logged);
-	 * -ENOENT / -ENOTCONN the route's rule or transport is gone;
+	 * -ENOENT / -ENOTCONN the route's rule or transport is gone (heal_ms
+	 * 0, or during the first handshake);
 	 * HW_ENONCE the nonce space is spent; -ENOMEM;
 	 * -ENETUNREACH the routes failed and no other path exists;
 	 * -ECONNRESET the peer started a new group in this one's place;
