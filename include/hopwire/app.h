@@ -137,6 +137,54 @@ HW_APP_API const char *hw_app_loop_error(int fd);
  * Returns 0 or a negative errno. */
 HW_APP_API int hw_app_loop_close(int fd);
 
+/* Streams over one loop (docs/app-sdk.md "Streams over one loop", framing
+ * in docs/app-protocol.md): a mux carries many independent byte streams
+ * over one loop, each with its own flow control, so a stream whose reader
+ * stalls stops only itself. Each stream is a descriptor of its own (a
+ * UNIX stream socket, blocking, close-on-exec): read, write, poll, close
+ * it like a loop; shutdown(fd, SHUT_WR) ends what you send (the far end
+ * reads end of file) and still lets you read. A stream the far end reset
+ * reads end of file (ECONNRESET when you left bytes unread).
+ *
+ * When the mux ends (the loop failed or ended, the far end broke the
+ * framing, or hw_app_mux_free), every stream descriptor reads end of file
+ * after what was delivered, hw_app_mux_open and hw_app_mux_accept return
+ * -EPIPE and hw_app_mux_error says why. */
+struct hw_app_mux;
+
+/* Takes over loop_fd (the mux closes it) and starts the mux's thread.
+ * The two ends of a loop pass different initiator values (the dialer 1,
+ * the acceptor 0). Returns 0 with *out set, -EINVAL, -ENOMEM or another
+ * negative errno; on failure loop_fd stays the caller's. */
+HW_APP_API int hw_app_mux_new(struct hw_app_mux **out, int loop_fd,
+			      int initiator);
+
+/* Opens a stream and sets *fd (the caller's to close). No round trip: write
+ * at once, the far end learns of the stream from its first frame. Returns
+ * 0, -EMFILE when 4096 streams are open, -EPIPE when the mux ended. */
+HW_APP_API int hw_app_mux_open(struct hw_app_mux *mux, int *fd);
+
+/* Waits up to timeout_ms (-1: no limit, 0: do not wait) for a stream the
+ * far end opened and sets *fd. Returns 0, -EAGAIN when none came in time,
+ * -EPIPE when the mux ended. Up to 128 streams wait for accept; more are
+ * refused (the far end's stream is reset). */
+HW_APP_API int hw_app_mux_accept(struct hw_app_mux *mux, int *fd,
+				 int timeout_ms);
+
+/* A descriptor readable while hw_app_mux_accept has a stream (or the mux
+ * ended): poll it (POLLIN), then accept with timeout 0. Do not read it. */
+HW_APP_API int hw_app_mux_fd(const struct hw_app_mux *mux);
+
+/* Why the mux ended ("the loop failed: route failed: ...", "the peer
+ * broke the stream framing: DATA on stream 3 beyond credit", "the far end
+ * closed the loop"), or NULL while it runs. Valid until hw_app_mux_free. */
+HW_APP_API const char *hw_app_mux_error(struct hw_app_mux *mux);
+
+/* Ends every stream (their descriptors read end of file), closes the loop,
+ * stops the thread and frees mux. Stream descriptors already handed out
+ * stay the caller's to close. Accepts NULL. */
+HW_APP_API void hw_app_mux_free(struct hw_app_mux *mux);
+
 #ifdef __cplusplus
 }
 #endif
