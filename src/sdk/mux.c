@@ -26,7 +26,10 @@
 #include "hopwire/app.h"
 #include "sdk/muxframe.h"
 
-#define MUX_OUT_MAX (256 * 1024)
+/* Room for data up to MUX_DATA_FILL, control up to MUX_READ_ROOM, then
+ * what one read of the loop can ask for (a RESET per 7-byte OPEN) and an
+ * OPEN per stream: the output buffer never overflows. */
+#define MUX_OUT_MAX (384 * 1024)
 #define MUX_DATA_FILL (128 * 1024) /* data stops here: room for control */
 #define MUX_READ_ROOM (192 * 1024) /* the loop is read below this */
 #define MUX_IN_MAX (64 * 1024)
@@ -41,7 +44,7 @@ struct stream {
 	uint32_t owed;     /* delivered, not credited back yet */
 	uint8_t *ring;     /* HW_MUX_WINDOW bytes when allocated */
 	size_t rhead, rlen;
-	unsigned open_sent : 1, fin_sent : 1, local_eof : 1, remote_fin : 1,
+	unsigned fin_sent : 1, local_eof : 1, remote_fin : 1,
 		shut : 1, app_gone : 1;
 	struct stream *next; /* new-stream list / accept queue */
 };
@@ -333,11 +336,12 @@ static int on_frame(struct hw_app_mux *m, const struct hw_mux_frame *f,
 				m->nstreams--;
 				pthread_mutex_unlock(&m->mu);
 			}
-			out_u32(m, HW_MUX_RESET, f->stream, HW_MUX_R_REFUSED);
+			if (m->out_len + HW_MUX_HDR + 4 <= MUX_OUT_MAX)
+				out_u32(m, HW_MUX_RESET, f->stream,
+					HW_MUX_R_REFUSED);
 			return 0;
 		}
 		s->credit = m->peer_window;
-		s->open_sent = 1; /* nothing to announce: the peer opened it */
 		tab_add(m, s);
 		queue_accept(m, app_fd);
 		return 0;
@@ -413,7 +417,7 @@ static int loop_in(struct hw_app_mux *m)
 	n = hw_app_read(m->loop, m->in + m->in_len, MUX_IN_MAX - m->in_len);
 	if (n == -EAGAIN)
 		return 0;
-	if (n == 0) {
+	if (n == 0 || n == -ECONNRESET) {
 		mux_fail(m, "the far end closed the loop");
 		return -1;
 	}
@@ -449,6 +453,10 @@ static int loop_out(struct hw_app_mux *m)
 	n = hw_app_write(m->loop, m->out, m->out_len);
 	if (n == -EAGAIN)
 		return 0;
+	if (n == -EPIPE || n == -ECONNRESET) {
+		mux_fail(m, "the far end closed the loop");
+		return -1;
+	}
 	if (n < 0) {
 		const char *why = hw_app_loop_error(m->loop);
 		mux_fail(m, "the loop failed: %s", why ? why : strerror(-n));
@@ -495,10 +503,6 @@ static int stream_ctl(struct hw_app_mux *m, struct stream *s)
 {
 	if (m->out_len + 3 * (HW_MUX_HDR + 4) > MUX_READ_ROOM)
 		return 0;
-	if (!s->open_sent) {
-		out_hdr(m, HW_MUX_OPEN, s->id);
-		s->open_sent = 1;
-	}
 	if (s->owed && (s->owed >= HW_MUX_WINDOW / 4 || !s->rlen)) {
 		out_u32(m, HW_MUX_CREDIT, s->id, s->owed);
 		s->allow += s->owed;
@@ -541,6 +545,8 @@ static void take_fresh(struct hw_app_mux *m)
 			s->next = NULL;
 			s->credit = m->hello_in ? m->peer_window : 0;
 			tab_add(m, s);
+			/* OPEN now, in order: IDs only grow on the wire. */
+			out_hdr(m, HW_MUX_OPEN, s->id);
 		}
 	}
 }

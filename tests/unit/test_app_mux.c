@@ -296,7 +296,7 @@ static void raw_case(const uint8_t *frames, size_t len, const char *want)
 	struct hw_app_mux *m;
 	uint8_t hello[HW_MUX_HDR + 5] = {0, 0, 0, 0, 0, 0, 5, 1, 0, 4, 0, 0};
 	uint8_t sink[65536];
-	int sv[2], fd, s, base;
+	int sv[2], fd, s, base, rc, held = -1;
 	char buf[16];
 
 	base = count_fds();
@@ -315,15 +315,22 @@ static void raw_case(const uint8_t *frames, size_t len, const char *want)
 			break; /* the mux closed the loop already */
 		off += (size_t)n;
 	}
-	assert_int_equal(hw_app_mux_accept(m, &fd, 5000) == -EPIPE ||
-				 (close(fd), hw_app_mux_accept(m, &fd, 5000)) ==
-					 -EPIPE,
-			 1);
+	/* A stream the peer opened may come first; then the end. */
+	rc = hw_app_mux_accept(m, &held, 5000);
+	if (rc == 0) /* held, never read: its data fills the window */
+		rc = hw_app_mux_accept(m, &fd, 5000);
+	if (rc != -EPIPE)
+		print_error("case '%s': accept %d\n", want, rc);
+	assert_int_equal(rc, -EPIPE);
 	assert_non_null(hw_app_mux_error(m));
+	if (!strstr(hw_app_mux_error(m), want))
+		print_error("mux error: %s\n", hw_app_mux_error(m));
 	assert_non_null(strstr(hw_app_mux_error(m), want));
 	assert_int_equal(hw_app_mux_open(m, &fd), -EPIPE);
 	assert_true(hw_app_read(s, buf, sizeof(buf)) <= 0);
 	close(s);
+	if (held >= 0)
+		close(held);
 	hw_app_mux_free(m);
 	close(sv[1]);
 	wait_fds(base);
@@ -331,14 +338,14 @@ static void raw_case(const uint8_t *frames, size_t len, const char *want)
 
 static void test_malformed(void **state)
 {
-	static uint8_t beyond[20 * (HW_MUX_HDR + HW_MUX_DATA_MAX) + 7];
+	/* 1 MiB: more than the window and the stream's socket take. */
+	static uint8_t beyond[64 * (HW_MUX_HDR + HW_MUX_DATA_MAX) + 7];
 	size_t off;
 	const uint8_t unknown_type[] = {9, 0, 0, 0, 1, 0, 0};
 	const uint8_t bad_len[] = {4, 0, 0, 0, 1, 0, 1, 0};
 	const uint8_t unknown_stream[] = {2, 0, 0, 0, 9, 0, 1, 'x'};
 	const uint8_t own_parity[] = {1, 0, 0, 0, 3, 0, 0};
 	const uint8_t hello_twice[] = {0, 0, 0, 0, 0, 0, 5, 1, 0, 4, 0, 0};
-	const uint8_t version[] = {0, 0, 0, 0, 0, 0, 5, 2, 0, 4, 0, 0};
 
 	(void)state;
 	raw_case(unknown_type, sizeof(unknown_type), "unknown frame type 9");
@@ -346,11 +353,10 @@ static void test_malformed(void **state)
 	raw_case(unknown_stream, sizeof(unknown_stream), "unknown stream 9");
 	raw_case(own_parity, sizeof(own_parity), "OPEN of stream 3");
 	raw_case(hello_twice, sizeof(hello_twice), "a second HELLO");
-	(void)version;
 	/* A stream the peer opens, then more DATA than its window. */
 	hw_mux_frame_hdr(beyond, HW_MUX_OPEN, 2, 0);
 	off = HW_MUX_HDR;
-	for (int i = 0; i < 20; i++) {
+	for (int i = 0; i < 64; i++) {
 		hw_mux_frame_hdr(beyond + off, HW_MUX_DATA, 2,
 				 HW_MUX_DATA_MAX);
 		off += HW_MUX_HDR + HW_MUX_DATA_MAX;
