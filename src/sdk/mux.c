@@ -349,8 +349,13 @@ static int on_frame(struct hw_app_mux *m, const struct hw_mux_frame *f,
 	if (!s) {
 		/* A stream that ended here (frames in flight are normal) or
 		 * one that never was (the peer is broken). */
+		uint32_t next;
+
+		pthread_mutex_lock(&m->mu); /* the app's thread moves it */
+		next = m->next_id;
+		pthread_mutex_unlock(&m->mu);
 		if ((peers && f->stream <= m->peer_last) ||
-		    (!peers && f->stream < m->next_id))
+		    (!peers && f->stream < next))
 			return 0;
 		snprintf(err, errlen, "frame type %u on unknown stream %u",
 			 f->type, f->stream);
