@@ -39,8 +39,9 @@ static const char usage[] =
 	"speaks\n"
 	"SOCKS5 and resolves names.\n"
 	"\n"
-	"  --listen ADDR:PORT  where to listen (default 127.0.0.1:1080). Only "
-	"a\n"
+	"  --listen ADDR:PORT  where to listen (default 127.0.0.1:1080; "
+	"PORT 0: a free\n"
+	"                      port, logged). Only a\n"
 	"                      loopback address: username/password "
 	"authentication\n"
 	"                      for wider binding is not supported yet.\n"
@@ -70,16 +71,6 @@ static void on_term(int sig)
 {
 	(void)sig;
 	stop = 1;
-}
-
-static int pk_ok(const char *s)
-{
-	if (strlen(s) != HW_APP_PK_HEX)
-		return 0;
-	for (const char *p = s; *p; p++)
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-			return 0;
-	return 1;
 }
 
 /* With no exit: takes the greeting and request, answers 0x01. */
@@ -243,7 +234,7 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--name")) {
 			cfg.name = v;
 		} else if (!strcmp(a, "--exit")) {
-			if (!pk_ok(v)) {
+			if (!hw_socks_pk_ok(v)) {
 				fprintf(stderr, "hopwire-socks-client: --exit "
 						"'%s' is not 64 lowercase hex "
 						"characters\n", v);
@@ -281,8 +272,26 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hopwire-socks-client: %s\n", err);
 		return 1;
 	}
-	fprintf(stderr, "hopwire-socks-client: listening on %s, %s\n",
-		listen_spec, nexits ? "exits given" : "no exit configured");
+	{
+		/* PORT 0 gets a free port: say which. */
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		char host[64] = "?";
+		unsigned port = 0;
+
+		if (getsockname(lfd, (struct sockaddr *)&ss, &sl) == 0) {
+			void *ad = ss.ss_family == AF_INET
+				? (void *)&((struct sockaddr_in *)&ss)->sin_addr
+				: (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+			inet_ntop(ss.ss_family, ad, host, sizeof(host));
+			port = ntohs(ss.ss_family == AF_INET
+				? ((struct sockaddr_in *)&ss)->sin_port
+				: ((struct sockaddr_in6 *)&ss)->sin6_port);
+		}
+		fprintf(stderr, "hopwire-socks-client: listening on %s port "
+				"%u, %s\n", host, port,
+			nexits ? "exits given" : "no exit configured");
+	}
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 256 * 1024);

@@ -73,16 +73,6 @@ static void on_term(int sig)
 	stop = 1;
 }
 
-static int pk_ok(const char *s)
-{
-	if (strlen(s) != HW_APP_PK_HEX)
-		return 0;
-	for (const char *p = s; *p; p++)
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-			return 0;
-	return 1;
-}
-
 static int allowed_pk(const char *pk)
 {
 	if (allow_any)
@@ -321,7 +311,7 @@ static int parse_args(int argc, char **argv)
 			i++;
 			if (!strcmp(v, "any")) {
 				allow_any = 1;
-			} else if (!pk_ok(v)) {
+			} else if (!hw_socks_pk_ok(v)) {
 				fprintf(stderr, "hopwire-socks: --allow '%s' is "
 						"not 64 lowercase hex "
 						"characters or 'any'\n", v);

@@ -161,3 +161,13 @@ int hw_socks_splice(int a, int b, const uint8_t *to_b, size_t to_b_len)
 	free(ba);
 	return rc;
 }
+
+int hw_socks_pk_ok(const char *s)
+{
+	if (strlen(s) != HW_APP_PK_HEX)
+		return 0;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return 0;
+	return 1;
+}

@@ -31,4 +31,7 @@ int hw_socks_write_all(int fd, const void *buf, size_t len);
  * orderly end of both directions, else a negative errno. */
 int hw_socks_splice(int a, int b, const uint8_t *to_b, size_t to_b_len);
 
+/* 1 when s is a public key as 64 lowercase hex characters, else 0. */
+int hw_socks_pk_ok(const char *s);
+
 #endif
