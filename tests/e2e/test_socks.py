@@ -27,6 +27,10 @@ def start_app(v, name, *args):
     return p
 
 
+def log(v, name):
+    return (v.dir / f"{name}.log").read_text()
+
+
 def stop_app(p):
     p.terminate()
     assert p.wait(timeout=10) == 0
@@ -76,13 +80,18 @@ def proxy(tmp_path, control_plane, visors):
                             stderr=subprocess.DEVNULL)
 
     def start(*exit_args, exits=True):
+        start.client = lambda *args: procs.append(
+            start_app(a, "hopwire-socks-client", *args))
         procs.append(start_app(c, "hopwire-socks", *exit_args))
         port = free_port()
         procs.append(start_app(a, "hopwire-socks-client", "--listen",
                                f"127.0.0.1:{port}",
                                *(["--exit", c.pk] if exits else [])))
-        wait_for(lambda: listening(port) and listening(http_port),
-                 what="the SOCKS client and the HTTP server")
+        # Both apps past Init (a SIGTERM before their handlers would
+        # kill them), the HTTP server up.
+        wait_for(lambda: listening(port) and listening(http_port) and
+                 "exit on port 3" in log(c, "hopwire-socks"),
+                 what="the SOCKS exit, client and HTTP server")
         return a, c, port, http_port, hashlib.sha256(blob).hexdigest()
     yield start
     for p in procs:
@@ -143,6 +152,16 @@ def test_socks_idle_client_and_refused_visor(proxy):
     a, c, port, http_port, digest = proxy(exits=False)
     assert socks_reply(port, b"\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x50") \
         == 0x01
-    assert "no exit configured" in (a.dir / "hopwire-socks-client.log") \
-        .read_text()
-    assert "refusing every visor" in (c.dir / "hopwire-socks.log").read_text()
+    assert "no exit configured" in log(a, "hopwire-socks-client")
+    assert "refusing every visor" in log(c, "hopwire-socks")
+    # A client pointed at that exit: its loop is closed with a reason.
+    port2 = free_port()
+    proxy.client("--listen", f"127.0.0.1:{port2}", "--exit", c.pk,
+                 "--name", "socks-client2")
+    wait_for(lambda: listening(port2), what="the second client")
+    s = socket.create_connection(("127.0.0.1", port2), timeout=15)
+    s.sendall(b"\x05\x01\x00")
+    assert s.recv(16) == b""
+    s.close()
+    wait_for(lambda: f"refused loop from {a.pk}: not in --allow" in
+             log(c, "hopwire-socks"), what="the exit's refusal")
