@@ -34,7 +34,7 @@ static int ensure_key(const struct hw_tn *tn, const char *path,
  * is picked, so none comes twice. */
 static int free_ports(uint16_t *ports, int n)
 {
-	int fds[HW_TN_MAX_PROCS * 2], rc = 0, i;
+	int fds[HW_TN_MAX_PROCS * 3], rc = 0, i;
 
 	for (i = 0; i < n; i++) {
 		struct sockaddr_in sa = {.sin_family = AF_INET,
@@ -88,13 +88,24 @@ static json_t *visor_config(const struct hw_tn *tn, int k, const char *key,
 							      "routing"),
 					      "setup_nodes"),
 			      json_string(setup_pk));
+	/* The SOCKS exit takes anyone and reaches loopback (the testnet is
+	 * local); the client has no exit, a TCP port of its own and port 4
+	 * (the config needs one; nobody dials it): tests point their own
+	 * client somewhere. */
 	apps = json_pack("[{s:s, s:s, s:[s, s], s:i, s:b},"
-			 " {s:s, s:s, s:[s], s:i, s:b}]",
+			 " {s:s, s:s, s:[s], s:i, s:b},"
+			 " {s:s, s:s, s:[s, s, s], s:i, s:b},"
+			 " {s:s, s:s, s:[s, s], s:i, s:b}]",
 			 "name", HW_TN_CHAT_APP, "binary", HW_TN_CHAT_BIN,
 			 "args", "--http", chat_listen, "port",
 			 HW_TN_CHAT_PORT, "autostart", 1, "name",
 			 HW_TN_HELLO_APP, "binary", "hopwire-hello", "args",
-			 "server", "port", HW_TN_HELLO_PORT, "autostart", 1);
+			 "server", "port", HW_TN_HELLO_PORT, "autostart", 1,
+			 "name", "socks", "binary", "hopwire-socks", "args",
+			 "--allow", "any", "--allow-loopback", "port", 3,
+			 "autostart", 1, "name", "socks-client", "binary",
+			 "hopwire-socks-client", "args", "--listen",
+			 p->socks, "port", 4, "autostart", 1);
 	if (!apps || json_object_set_new(root, "apps", apps)) {
 		json_decref(root);
 		return NULL;
@@ -175,11 +186,11 @@ static int plan_files(struct hw_tn *tn, int k)
 int hw_tn_plan(struct hw_tn *tn)
 {
 	static const char *const svc[] = {"discovery", "relay", "setup"};
-	uint16_t ports[HW_TN_MAX_PROCS * 2];
+	uint16_t ports[HW_TN_MAX_PROCS * 3];
 	int rc;
 
 	tn->np = 3 + tn->nvisors;
-	if ((rc = free_ports(ports, 3 + 2 * tn->nvisors))) {
+	if ((rc = free_ports(ports, 3 + 3 * tn->nvisors))) {
 		hw_tn_err(tn, "testnet up: cannot find free ports on "
 			  "127.0.0.1: %s", hw_strerror(rc));
 		return rc;
@@ -196,6 +207,8 @@ int hw_tn_plan(struct hw_tn *tn)
 			snprintf(p->chat, sizeof(p->chat),
 				 "http://127.0.0.1:%u",
 				 (unsigned)ports[3 + tn->nvisors + k - 3]);
+			snprintf(p->socks, sizeof(p->socks), "127.0.0.1:%u",
+				 (unsigned)ports[3 + 2 * tn->nvisors + k - 3]);
 		}
 		snprintf(p->addr, sizeof(p->addr), "127.0.0.1:%u",
 			 (unsigned)ports[k]);

@@ -69,6 +69,7 @@ struct hw_tn_proc {
 	char addr[HW_TN_ADDR_MAX]; /* TCP listen address */
 	char url[HW_TN_URL_MAX];   /* discovery: its URL */
 	char chat[HW_TN_URL_MAX];  /* visors: the chat app's HTTP URL */
+	char socks[HW_TN_ADDR_MAX]; /* visors: the idle SOCKS client's */
 	char log[PATH_MAX];
 	char config[PATH_MAX];     /* visors */
 	/* The command it was started with, its arguments one after the

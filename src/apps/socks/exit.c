@@ -1,0 +1,423 @@
+/* hopwire-socks: the exit of Hopwire's SOCKS5 proxy (docs/socks.md).
+ * Takes loops on port 3 from allowed visors, speaks SOCKS5 (server side,
+ * no authentication: the visor authenticated the peer) on each, resolves
+ * and connects at the exit under the exit policy, then relays. One thread
+ * per loop. Uses the SDK (include/hopwire/app.h) and libc only. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "hopwire/app.h"
+#include "policy.h"
+#include "relay.h"
+#include "socks5.h"
+
+#define SOCKS_PORT 3
+#define SOCKS_CONNECT_MS 10000
+#define SOCKS_CONNS_MAX 1024
+#define SOCKS_ALLOW_MAX 256
+
+static const char usage[] =
+	"usage: hopwire-socks [--allow PK|any]... [--allow-dest CIDR[:PORTS]]...\n"
+	"                     [--allow-loopback] [--max-conns N]\n"
+	"\n"
+	"The exit of Hopwire's SOCKS5 proxy: takes loops on port 3, speaks "
+	"SOCKS5\n"
+	"on each (CONNECT; names resolved here) and relays to the "
+	"destination.\n"
+	"\n"
+	"  --allow PK          take loops from the visor with public key PK "
+	"(64 hex\n"
+	"                      characters); repeatable. --allow any: from "
+	"every visor.\n"
+	"                      With neither, every loop is refused.\n"
+	"  --allow-dest SPEC   allow destinations CIDR[:PORTS] (10.0.0.0/8,\n"
+	"                      192.0.2.1:443, 0.0.0.0/0:80-443, "
+	"[2001:db8::/32]:22);\n"
+	"                      repeatable. Once given, only these are allowed.\n"
+	"                      Default: every address except loopback, "
+	"link-local,\n"
+	"                      private, CGNAT, multicast and reserved ranges.\n"
+	"  --allow-loopback    allow this host's loopback (127/8, ::1) too\n"
+	"  --max-conns N       at most N connections at once (default 1024)\n"
+	"\n"
+	"Started by hand, the app reaches the visor through HOPWIRE_APP_SOCKET "
+	"(the\n"
+	"visor's LOCAL_DIR/apps.sock). Exit 0 on SIGTERM or when the visor "
+	"goes.\n";
+
+static struct hw_policy policy;
+static char allowed[SOCKS_ALLOW_MAX][HW_APP_PK_HEX + 1];
+static int nallowed, allow_any, max_conns = SOCKS_CONNS_MAX;
+static atomic_int nconns;
+static volatile sig_atomic_t stop;
+
+struct conn {
+	struct hw_app_loop loop;
+};
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static int allowed_pk(const char *pk)
+{
+	if (allow_any)
+		return 1;
+	for (int i = 0; i < nallowed; i++)
+		if (!strcmp(allowed[i], pk))
+			return 1;
+	return 0;
+}
+
+/* The reply code for a failed connect. */
+static uint8_t connect_code(int err)
+{
+	switch (err) {
+	case ECONNREFUSED:
+		return HW_S5_REFUSED;
+	case ENETUNREACH:
+		return HW_S5_NET_UNREACH;
+	case EHOSTUNREACH:
+		return HW_S5_HOST_UNREACH;
+	case ETIMEDOUT:
+		return HW_S5_TTL_EXPIRED;
+	default:
+		return HW_S5_FAILURE;
+	}
+}
+
+/* Connects to sa within deadline: the descriptor, or -errno. */
+static int connect_to(const struct sockaddr *sa, socklen_t len,
+		      long long deadline)
+{
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
+					       SOCK_CLOEXEC, 0);
+	int err = 0;
+	socklen_t el = sizeof(err);
+
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, sa, len) == 0)
+		return fd;
+	if (errno != EINPROGRESS) {
+		err = errno;
+		goto fail;
+	}
+	for (;;) {
+		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+		long long left = deadline - hw_socks_now_ms();
+		int rc;
+
+		if (left <= 0) {
+			err = ETIMEDOUT;
+			goto fail;
+		}
+		rc = poll(&pfd, 1, (int)left);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc == 0) {
+			err = ETIMEDOUT;
+			goto fail;
+		}
+		break;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+		err = errno;
+	if (!err)
+		return fd;
+fail:
+	close(fd);
+	return -err;
+}
+
+/* Resolves and connects for request r. Returns the descriptor, or -1
+ * with *code the reply code and why a sentence for the log. */
+static int open_target(const struct hw_s5_request *r, uint8_t *code,
+		       char *why, size_t whylen)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_NUMERICSERV}, *res = NULL;
+	char host[256], port[8];
+	long long deadline = hw_socks_now_ms() + SOCKS_CONNECT_MS;
+	int fd = -1, any_allowed = 0, last = EHOSTUNREACH, rc;
+
+	if (r->atyp == HW_S5_ATYP_DOMAIN) {
+		snprintf(host, sizeof(host), "%s", r->host);
+	} else {
+		inet_ntop(r->atyp == HW_S5_ATYP_IPV4 ? AF_INET : AF_INET6,
+			  r->addr, host, sizeof(host));
+		hints.ai_flags |= AI_NUMERICHOST;
+	}
+	snprintf(port, sizeof(port), "%u", r->port);
+	if ((rc = getaddrinfo(host, port, &hints, &res))) {
+		*code = HW_S5_HOST_UNREACH;
+		snprintf(why, whylen, "%s: %s", host, gai_strerror(rc));
+		return -1;
+	}
+	for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+		if (!hw_policy_allows(&policy, ai->ai_addr))
+			continue;
+		any_allowed = 1;
+		fd = connect_to(ai->ai_addr, ai->ai_addrlen, deadline);
+		if (fd < 0)
+			last = -fd;
+	}
+	freeaddrinfo(res);
+	if (fd >= 0)
+		return fd;
+	if (!any_allowed) {
+		*code = HW_S5_NOT_ALLOWED;
+		snprintf(why, whylen, "%s:%s: not allowed by the exit policy",
+			 host, port);
+	} else {
+		*code = connect_code(last);
+		snprintf(why, whylen, "%s:%s: %s", host, port, strerror(last));
+	}
+	return -1;
+}
+
+/* One loop, from greeting to the end of the relay. */
+static void serve(struct conn *c)
+{
+	uint8_t buf[512], out[HW_S5_REPLY_MAX];
+	struct hw_s5_greeting g;
+	struct hw_s5_request r;
+	struct sockaddr_storage bound;
+	socklen_t bl = sizeof(bound);
+	long long deadline = hw_socks_now_ms() + HW_SOCKS_NEGOTIATE_MS;
+	size_t len = 0, used;
+	char why[512];
+	uint8_t code;
+	const char *who = c->loop.remote_pk;
+	int fd = c->loop.fd, target = -1, rc;
+	ssize_t n;
+
+	while ((rc = hw_s5_parse_greeting(buf, len, &g, &used)) == -EAGAIN)
+		if ((n = hw_socks_read_more(fd, buf, &len, sizeof(buf),
+					    deadline)) <= 0)
+			goto cut;
+	if (rc) {
+		fprintf(stderr, "hopwire-socks: %.16s: not a SOCKS5 greeting, "
+				"closing\n", who);
+		return;
+	}
+	if (!hw_s5_greeting_has(&g, HW_S5_METHOD_NONE)) {
+		uint8_t no[2] = {HW_S5_VERSION, HW_S5_METHOD_REFUSED};
+		hw_socks_write_all(fd, no, 2);
+		fprintf(stderr, "hopwire-socks: %.16s: offers no method 0x00, "
+				"closing\n", who);
+		return;
+	}
+	memmove(buf, buf + used, len - used);
+	len -= used;
+	{
+		uint8_t ok[2] = {HW_S5_VERSION, HW_S5_METHOD_NONE};
+		if (hw_socks_write_all(fd, ok, 2))
+			return;
+	}
+	while ((rc = hw_s5_parse_request(buf, len, &r, &used)) == -EAGAIN)
+		if ((n = hw_socks_read_more(fd, buf, &len, sizeof(buf),
+					    deadline)) <= 0)
+			goto cut;
+	if (rc == -EAFNOSUPPORT) {
+		hw_socks_write_all(fd, out, hw_s5_build_reply(
+				   out, HW_S5_ATYP_UNSUPPORTED, NULL));
+		fprintf(stderr, "hopwire-socks: %.16s: address type 0x%02x "
+				"not supported\n", who, buf[3]);
+		return;
+	}
+	if (rc) {
+		fprintf(stderr, "hopwire-socks: %.16s: malformed SOCKS5 "
+				"request, closing\n", who);
+		return;
+	}
+	if (r.cmd != HW_S5_CMD_CONNECT) {
+		hw_socks_write_all(fd, out, hw_s5_build_reply(
+				   out, HW_S5_CMD_UNSUPPORTED, NULL));
+		fprintf(stderr, "hopwire-socks: %.16s: command 0x%02x not "
+				"supported (CONNECT only)\n", who, r.cmd);
+		return;
+	}
+	if ((target = open_target(&r, &code, why, sizeof(why))) < 0) {
+		hw_socks_write_all(fd, out, hw_s5_build_reply(out, code, NULL));
+		fprintf(stderr, "hopwire-socks: %.16s: %s (reply 0x%02x)\n",
+			who, why, code);
+		return;
+	}
+	if (getsockname(target, (struct sockaddr *)&bound, &bl) < 0)
+		bound.ss_family = AF_UNSPEC;
+	if (hw_socks_write_all(fd, out, hw_s5_build_reply(
+				       out, HW_S5_OK,
+				       (struct sockaddr *)&bound)) == 0) {
+		rc = hw_socks_splice(fd, target, buf + used, len - used);
+		if (rc == -ENETRESET)
+			fprintf(stderr, "hopwire-socks: %.16s: loop failed: "
+					"%s\n", who,
+				hw_app_loop_error(fd) ? hw_app_loop_error(fd)
+						      : "reset");
+	}
+	close(target);
+	return;
+cut:
+	fprintf(stderr, "hopwire-socks: %.16s: %s during negotiation, "
+			"closing\n", who,
+		n == -ETIMEDOUT ? "no complete request within 10 s"
+		: n == 0	? "end of loop"
+				: strerror((int)-n));
+}
+
+static void *conn_thread(void *arg)
+{
+	struct conn *c = arg;
+
+	serve(c);
+	hw_app_loop_close(c->loop.fd);
+	free(c);
+	atomic_fetch_sub(&nconns, 1);
+	return NULL;
+}
+
+static int parse_args(int argc, char **argv)
+{
+	char err[256];
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			fputs(usage, stdout);
+			exit(0);
+		} else if (!strcmp(a, "--allow-loopback")) {
+			policy.allow_loopback = 1;
+		} else if (!v) {
+			fprintf(stderr, "hopwire-socks: %s needs a value (see "
+					"--help)\n", a);
+			return -1;
+		} else if (!strcmp(a, "--allow")) {
+			i++;
+			if (!strcmp(v, "any")) {
+				allow_any = 1;
+			} else if (!hw_socks_pk_ok(v)) {
+				fprintf(stderr, "hopwire-socks: --allow '%s' is "
+						"not 64 lowercase hex "
+						"characters or 'any'\n", v);
+				return -1;
+			} else if (nallowed == SOCKS_ALLOW_MAX) {
+				fprintf(stderr, "hopwire-socks: more than %d "
+						"--allow keys\n",
+					SOCKS_ALLOW_MAX);
+				return -1;
+			} else {
+				snprintf(allowed[nallowed++],
+					 sizeof(allowed[0]), "%s", v);
+			}
+		} else if (!strcmp(a, "--allow-dest")) {
+			i++;
+			if (hw_policy_add(&policy, v, err, sizeof(err))) {
+				fprintf(stderr, "hopwire-socks: --allow-dest: "
+						"%s\n", err);
+				return -1;
+			}
+		} else if (!strcmp(a, "--max-conns")) {
+			char *end;
+			long m = strtol(v, &end, 10);
+			i++;
+			if (end == v || *end || m < 1 || m > 65536) {
+				fprintf(stderr, "hopwire-socks: --max-conns "
+						"'%s' is not 1..65536\n", v);
+				return -1;
+			}
+			max_conns = (int)m;
+		} else {
+			fprintf(stderr, "hopwire-socks: unknown argument '%s' "
+					"(see --help)\n", a);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct hw_app_config cfg = {.name = "socks", .version = "0.1.0",
+				    .port = SOCKS_PORT};
+	struct sigaction sa = {.sa_handler = on_term};
+	struct hw_app *app;
+	pthread_attr_t attr;
+	char err[256];
+	int rc;
+
+	if (parse_args(argc, argv))
+		return 1;
+	signal(SIGPIPE, SIG_IGN);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	if (hw_app_setup(&app, &cfg, err, sizeof(err))) {
+		fprintf(stderr, "hopwire-socks: %s\n", err);
+		return 1;
+	}
+	fprintf(stderr, "hopwire-socks: exit on port %u of %s\n",
+		hw_app_port(app), hw_app_local_pk(app));
+	if (!allow_any && !nallowed)
+		fprintf(stderr, "hopwire-socks: no --allow given: refusing "
+				"every visor\n");
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	while (!stop) {
+		struct conn *c;
+		pthread_t t;
+
+		if (!(c = calloc(1, sizeof(*c)))) {
+			sleep(1);
+			continue;
+		}
+		rc = hw_app_accept(app, &c->loop, 1000);
+		if (rc == -EAGAIN || rc == -EINTR) {
+			free(c);
+			continue;
+		}
+		if (rc) {
+			free(c);
+			fprintf(stderr, "hopwire-socks: the visor closed the "
+					"channel\n");
+			break;
+		}
+		if (!allowed_pk(c->loop.remote_pk)) {
+			fprintf(stderr, "hopwire-socks: refused loop from %s: "
+					"not in --allow\n", c->loop.remote_pk);
+		} else if (atomic_load(&nconns) >= max_conns) {
+			fprintf(stderr, "hopwire-socks: refused loop from "
+					"%.16s: %d connections open already\n",
+				c->loop.remote_pk, max_conns);
+		} else {
+			atomic_fetch_add(&nconns, 1);
+			if (pthread_create(&t, &attr, conn_thread, c) == 0)
+				continue;
+			atomic_fetch_sub(&nconns, 1);
+			fprintf(stderr, "hopwire-socks: cannot start a thread: "
+					"closing the loop from %.16s\n",
+				c->loop.remote_pk);
+		}
+		hw_app_loop_close(c->loop.fd);
+		free(c);
+	}
+	pthread_attr_destroy(&attr);
+	/* Threads still relaying end with the process; the visor closes
+	 * their loops. */
+	return 0;
+}
