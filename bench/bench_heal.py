@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 
-from bench_visor import BIN, Visor, free_port, port_open, run, wait
+from bench_visor import BIN, Visor, control_plane, run, wait
 from bench_routes import expect, open_stream, stream_socket
 
 
@@ -107,7 +107,7 @@ def failure_figures(root, url, spk):
         informed, port = [], 2000
         for i in range(20):
             port += 1
-            (ds, df), (ls, lf), _ = dial_via(s, d, port, [p, x, q])
+            (ds, df), (ls, lf) = dial_via(s, d, port, [p, x, q])
             killed = time.time()
             x.proc.send_signal(signal.SIGKILL)
             x.proc.wait()
@@ -200,14 +200,12 @@ def failure_figures(root, url, spk):
 def dial_via(src, dst, port, via):
     ls, lf = open_stream(stream_socket(dst), {"op": "listen", "port": port})
     expect(lf, "listening")
-    t0 = time.perf_counter()
     ds, df = open_stream(stream_socket(src), {
         "op": "dial", "pk": dst.pk, "port": port,
         "via": [v.pk for v in via]})
     expect(df, "connected")
-    ms = (time.perf_counter() - t0) * 1000
     expect(lf, "accepted")
-    return (ds, df), (ls, lf), ms
+    return (ds, df), (ls, lf)
 
 
 def rss_kib(pid):
@@ -269,20 +267,7 @@ def main():
     root = pathlib.Path(tempfile.mkdtemp(prefix="hw-bench-heal-"))
     procs = []
     try:
-        dport, sport = free_port(), free_port()
-        url = f"http://127.0.0.1:{dport}"
-        procs.append(subprocess.Popen(
-            [BIN / "hopwire-discovery", "--listen", f"127.0.0.1:{dport}",
-             "--store", "sqlite::memory:"], stderr=subprocess.DEVNULL))
-        wait(lambda: port_open(dport), "discovery")
-        key = root / "setup.key"
-        run(BIN / "hopwire", "keygen", "--out", key)
-        spk = run(BIN / "hopwire", "pk", "--key", key).strip()
-        procs.append(subprocess.Popen(
-            [BIN / "hopwire-setup", "--key", key, "--discovery", url,
-             "--tcp-listen", f"127.0.0.1:{sport}", "--dir", root / "setup"],
-            stderr=subprocess.DEVNULL))
-        wait(lambda: port_open(sport), "setup node")
+        url, spk = control_plane(root, procs)
         print("== failures: route-failure packets and healing route groups")
         failure_figures(root, url, spk)
         for pr in procs:

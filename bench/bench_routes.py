@@ -30,8 +30,7 @@ import sys
 import tempfile
 import time
 
-from bench_visor import BIN, Visor, best_of, free_port, port_open, run, \
-    wait
+from bench_visor import BIN, Visor, best_of, control_plane, run, wait
 
 
 def stream_socket(v):
@@ -97,20 +96,7 @@ def main():
     root = pathlib.Path(tempfile.mkdtemp(prefix="hw-bench-routes-"))
     procs, visors = [], []
     try:
-        dport, sport = free_port(), free_port()
-        url = f"http://127.0.0.1:{dport}"
-        procs.append(subprocess.Popen(
-            [BIN / "hopwire-discovery", "--listen", f"127.0.0.1:{dport}",
-             "--store", "sqlite::memory:"], stderr=subprocess.DEVNULL))
-        wait(lambda: port_open(dport), "discovery")
-        key = root / "setup.key"
-        run(BIN / "hopwire", "keygen", "--out", key)
-        spk = run(BIN / "hopwire", "pk", "--key", key).strip()
-        procs.append(subprocess.Popen(
-            [BIN / "hopwire-setup", "--key", key, "--discovery", url,
-             "--tcp-listen", f"127.0.0.1:{sport}", "--dir", root / "setup"],
-            stderr=subprocess.DEVNULL))
-        wait(lambda: port_open(sport), "setup node")
+        url, spk = control_plane(root, procs)
         for n in "abcd":
             visors.append(Visor(root, n, discovery=url, listen=True,
                                 setup_nodes=[spk]))

@@ -97,6 +97,26 @@ def port_open(port):
         return False
 
 
+def control_plane(root, procs):
+    """Starts discovery (SQLite in memory) and a setup node, appending
+    both to procs; returns discovery's URL and the setup node's key."""
+    dport, sport = free_port(), free_port()
+    url = f"http://127.0.0.1:{dport}"
+    procs.append(subprocess.Popen(
+        [BIN / "hopwire-discovery", "--listen", f"127.0.0.1:{dport}",
+         "--store", "sqlite::memory:"], stderr=subprocess.DEVNULL))
+    wait(lambda: port_open(dport), "discovery")
+    key = root / "setup.key"
+    run(BIN / "hopwire", "keygen", "--out", key)
+    spk = run(BIN / "hopwire", "pk", "--key", key).strip()
+    procs.append(subprocess.Popen(
+        [BIN / "hopwire-setup", "--key", key, "--discovery", url,
+         "--tcp-listen", f"127.0.0.1:{sport}", "--dir", root / "setup"],
+        stderr=subprocess.DEVNULL))
+    wait(lambda: port_open(sport), "setup node")
+    return url, spk
+
+
 def listed(url, pk):
     """Whether discovery lists pk with a relay it can be reached at."""
     import urllib.request

@@ -11,7 +11,7 @@ import threading
 import time
 
 from conftest import wait_for
-from test_routing import Pipe, link, registered, trust
+from test_routing import Pipe, line_of_three, link, registered, trust
 
 TOTAL = 100 << 20
 
@@ -132,16 +132,7 @@ def test_route_heals_over_second_path(control_plane, visors):
 def test_no_second_path_fails_fast(control_plane, visors):
     """a - b - c only: killing b leaves no path, and both ends give up at
     once instead of waiting the heal timeout out."""
-    disc = control_plane.discovery()
-    s = control_plane.setup(disc.url)
-    a, b, c = (visors(n, discovery=disc.url) for n in "abc")
-    for v in (a, b, c):
-        trust(v, s.pk)
-        v.start()
-    link(a, b)
-    link(b, c)
-    wait_for(lambda: registered(disc.url, a, b) and
-             registered(disc.url, b, c), what="transports in discovery")
+    disc, s, a, b, c = line_of_three(None, control_plane, visors)
     listener = Pipe(c, "listen", "9")
     dialer = None
     try:

@@ -70,8 +70,10 @@ static int parse_addr(const uint8_t *p, size_t n, struct hw_s5_request *r,
 	return 0;
 }
 
-int hw_s5_parse_request(const uint8_t *p, size_t n, struct hw_s5_request *r,
-			size_t *used)
+/* VER | CMD or REP | RSV 0 | address: the shape requests and replies
+ * share. *code is the second byte. */
+static int parse_shape(const uint8_t *p, size_t n, uint8_t *code,
+		       struct hw_s5_request *r, size_t *used)
 {
 	size_t a;
 	int rc;
@@ -83,31 +85,30 @@ int hw_s5_parse_request(const uint8_t *p, size_t n, struct hw_s5_request *r,
 	if (n < 4)
 		return -EAGAIN;
 	memset(r, 0, sizeof(*r));
-	r->cmd = p[1];
 	if ((rc = parse_addr(p + 3, n - 3, r, &a)))
 		return rc;
+	*code = p[1];
 	*used = 3 + a;
 	return 0;
+}
+
+int hw_s5_parse_request(const uint8_t *p, size_t n, struct hw_s5_request *r,
+			size_t *used)
+{
+	uint8_t cmd;
+	int rc = parse_shape(p, n, &cmd, r, used);
+
+	if (rc == 0)
+		r->cmd = cmd;
+	return rc;
 }
 
 int hw_s5_parse_reply(const uint8_t *p, size_t n, uint8_t *rep,
 		      size_t *used)
 {
 	struct hw_s5_request r;
-	size_t a;
-	int rc;
 
-	if (n >= 1 && p[0] != HW_S5_VERSION)
-		return -EPROTO;
-	if (n >= 3 && p[2] != 0)
-		return -EPROTO;
-	if (n < 4)
-		return -EAGAIN;
-	if ((rc = parse_addr(p + 3, n - 3, &r, &a)))
-		return rc;
-	*rep = p[1];
-	*used = 3 + a;
-	return 0;
+	return parse_shape(p, n, rep, &r, used);
 }
 
 /* A length-prefixed string of 1..255 bytes at p[0..n) into out. */
