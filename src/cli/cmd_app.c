@@ -2,6 +2,7 @@
  * /v1/apps, POST /v1/apps/NAME/start|stop|autostart). */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 
@@ -21,7 +22,9 @@ static void app_usage(FILE *f)
 		"ls lists the apps of the visor's config (\"apps\") and apps "
 		"started by hand on\nits app socket: name, port, state, pid, "
 		"automatic restarts, autostart.\nstart and stop run and stop a "
-		"configured app (a stopped app is not restarted);\nautostart "
+		"configured app (a stopped app is not restarted); stop returns "
+		"once the\nprocess has exited (SIGTERM, then SIGKILL after "
+		"3 s); autostart "
 		"sets whether the visor starts the app when it starts, and "
 		"writes\nthat to the config file. An app's output is in "
 		"LOCAL_DIR/apps/NAME.log.\n");
@@ -72,6 +75,35 @@ static int app_ls(void)
 	return 0;
 }
 
+/* Waits until NAME has left "stopping" (the launcher sends SIGKILL after
+ * its grace, so this ends) and returns its latest entry, still "stopping"
+ * after 15 s or when the visor stopped answering (*rc set). */
+static json_t *wait_stopped(const char *name, json_t *o, int *rc)
+{
+	const struct timespec tick = {0, 50 * 1000 * 1000};
+
+	for (int i = 0; i < 300 && !strcmp(str(o, "state"), "stopping");
+	     i++) {
+		json_t *apps, *e, *found = NULL;
+		size_t k;
+
+		nanosleep(&tick, NULL);
+		if ((*rc = hw_cli_call("GET", "/v1/apps", NULL, 10000,
+				       &apps)))
+			break;
+		json_array_foreach(apps, k, e)
+			if (!strcmp(str(e, "name"), name))
+				found = e;
+		if (found) {
+			json_incref(found);
+			json_decref(o);
+			o = found;
+		}
+		json_decref(apps);
+	}
+	return o;
+}
+
 static int app_action(const char *name, const char *action, json_t *body)
 {
 	char path[256];
@@ -85,6 +117,14 @@ static int app_action(const char *name, const char *action, json_t *body)
 	snprintf(path, sizeof(path), "/v1/apps/%s/%s", name, action);
 	if ((rc = hw_cli_call("POST", path, body, 15000, &o)))
 		return rc;
+	if (!strcmp(action, "stop"))
+		o = wait_stopped(name, o, &rc);
+	if (rc || !strcmp(str(o, "state"), "stopping")) {
+		if (!rc)
+			hw_cli_err("app '%s' has not exited after 15 s", name);
+		json_decref(o);
+		return rc ? rc : 1;
+	}
 	if (hw_cli_opts.json)
 		hw_cli_print_json(o);
 	else if (!strcmp(action, "autostart"))
