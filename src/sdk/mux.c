@@ -233,22 +233,34 @@ static void stream_end(struct hw_app_mux *m, struct stream *s,
 
 /* ---- input ---- */
 
-/* Moves what the ring holds into the stream's socket; 0, or -1 when the
- * stream ended (the app is gone). */
+/* Sends what s->sock takes of p[0..n) now: the count (0: nothing now),
+ * or -1 when the stream ended (the app or the relayed socket is gone). */
+static ssize_t sock_send(struct hw_app_mux *m, struct stream *s,
+			 const uint8_t *p, size_t n)
+{
+	ssize_t w;
+
+	do
+		w = send(s->sock, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (w < 0 && errno == EINTR);
+	if (w < 0 && errno == EAGAIN)
+		return 0;
+	if (w < 0) {
+		stream_end(m, s, HW_MUX_R_CLOSED);
+		return -1;
+	}
+	return w;
+}
+
+/* Moves what the stream holds (from before a relay, then its ring) into
+ * its socket; 0, or -1 when the stream ended. */
 static int ring_flush(struct hw_app_mux *m, struct stream *s)
 {
-	while (s->pre_len) {
-		ssize_t w = send(s->sock, s->pre + s->pre_off, s->pre_len,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+	ssize_t w;
 
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && errno == EAGAIN)
-			return 0;
-		if (w < 0) {
-			stream_end(m, s, HW_MUX_R_CLOSED);
-			return -1;
-		}
+	while (s->pre_len) {
+		if ((w = sock_send(m, s, s->pre + s->pre_off, s->pre_len)) <= 0)
+			return (int)w;
 		s->pre_off += (size_t)w;
 		s->pre_len -= (size_t)w;
 	}
@@ -258,20 +270,11 @@ static int ring_flush(struct hw_app_mux *m, struct stream *s)
 	}
 	while (s->rlen) {
 		size_t n = HW_MUX_WINDOW - s->rhead;
-		ssize_t w;
 
 		if (n > s->rlen)
 			n = s->rlen;
-		w = send(s->sock, s->ring + s->rhead, n,
-			 MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && errno == EAGAIN)
-			return 0;
-		if (w < 0) {
-			stream_end(m, s, HW_MUX_R_CLOSED);
-			return -1;
-		}
+		if ((w = sock_send(m, s, s->ring + s->rhead, n)) <= 0)
+			return (int)w;
 		s->rhead = (s->rhead + (size_t)w) % HW_MUX_WINDOW;
 		s->rlen -= (size_t)w;
 		s->owed += (uint32_t)w;
