@@ -114,7 +114,7 @@ static void put_app(struct hw_visor *v, struct hw_api_req *req,
 	}
 	other = hw_launcher_app_by_port(v->launcher, a.port);
 	if (other && strcmp(other->name, name)) {
-		hw_api_reply_error(req, 409, "port %u is app '%s''s port",
+		hw_api_reply_error(req, 409, "port %u is taken by app '%s'",
 				   a.port, other->name);
 		goto out;
 	}
@@ -169,7 +169,7 @@ static void get_status(struct hw_visor *v, struct hw_api_req *req,
 	ssize_t n = 0;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/apps/%s/status.json",
+	snprintf(path, sizeof(path), "%s/apps/%s/" HW_LAUNCHER_STATUS_FILE,
 		 v->cfg.local_dir, name);
 	/* Not through a link, and never waiting on a FIFO. */
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);

@@ -412,6 +412,11 @@ static int spawn(struct app *a, int restart, char *err, size_t errlen)
 	if ((rc = make_dir(a, dir, err, errlen)) ||
 	    (rc = make_dir(a, a->cwd, err, errlen)))
 		goto fail;
+	/* What a previous process reported is not this one's status
+	 * (GET /v1/apps/NAME/status). */
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/" HW_LAUNCHER_STATUS_FILE,
+			     a->cwd) < sizeof(dir))
+		unlink(dir);
 	if ((rc = logfd = open_log(a, err, errlen)) < 0)
 		goto fail;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -805,7 +810,7 @@ int hw_launcher_put(struct hw_launcher *l, const struct hw_config_app *c,
 	err[0] = '\0';
 	for (size_t i = 0; i < l->napps; i++)
 		if (l->apps[i] != a && l->apps[i]->cfg.port == c->port) {
-			snprintf(err, errlen, "port %u is app '%s''s port",
+			snprintf(err, errlen, "port %u is taken by app '%s'",
 				 c->port, l->apps[i]->cfg.name);
 			return -EADDRINUSE;
 		}

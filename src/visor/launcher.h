@@ -25,6 +25,10 @@
 
 #include "visor/config.h"
 
+/* What an app may write in its working folder to report its state
+ * (docs/apps.md); removed before each start of the app. */
+#define HW_LAUNCHER_STATUS_FILE "status.json"
+
 /* A log file larger than this is rotated before the next start. */
 #define HW_LAUNCHER_LOG_MAX (10 * 1024 * 1024)
 
