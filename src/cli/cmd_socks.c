@@ -17,6 +17,7 @@
 #include "cli/cli.h"
 #include "crypto/identity.h"
 #include "util/addr.h"
+#include "util/err.h"
 
 #define CLIENT_BIN "hopwire-socks-client"
 #define EXIT_BIN "hopwire-socks"
@@ -120,10 +121,19 @@ static json_t *app_entry(const char *name, int *rc)
 	return found;
 }
 
-static int pk_ok(const char *s)
+/* Why s is not a visor's public key, or NULL when it is one. */
+static const char *pk_bad(const char *s)
 {
 	uint8_t pk[HW_PK_LEN];
-	return hw_pk_parse(s, strlen(s), pk) == 0;
+	int rc = hw_pk_parse(s, strlen(s), pk);
+
+	if (rc == 0)
+		return NULL;
+	if (rc == HW_EHEXLEN)
+		return "not 64 hex characters";
+	if (rc == HW_EHEXCHAR)
+		return "not hex";
+	return "64 hex characters, but no valid Ed25519 key";
 }
 
 static int is_loopback(const char *host)
@@ -373,9 +383,9 @@ static int socks_use(int argc, char **argv)
 			hw_cli_err("socks use: unknown option '%s' (see "
 				   "'hopwire socks --help')", a);
 			return 2;
-		} else if (!pk_ok(a)) {
+		} else if (pk_bad(a)) {
 			hw_cli_err("socks use: '%s' is not a visor's public "
-				   "key (64 hex characters)", a);
+				   "key: %s", a, pk_bad(a));
 			return 2;
 		} else {
 			int dup = 0;
@@ -542,10 +552,10 @@ static int socks_exit(int argc, char **argv)
 			any = 1;
 			continue;
 		}
-		if (!pk_ok(v)) {
+		if (pk_bad(v)) {
 			hw_cli_err("socks exit: --allow '%s' is neither a "
-				   "visor's public key (64 hex characters) "
-				   "nor 'any'", v);
+				   "visor's public key (%s) nor 'any'", v,
+				   pk_bad(v));
 			return 2;
 		}
 		if (nallow == (int)(sizeof(allow) / sizeof(allow[0]))) {
