@@ -155,7 +155,7 @@ static int takes_value(const char *a)
 {
 	static const char *const opts[] = {
 		"--exit", "--listen", "--auth", "--name", "--max-conns",
-		"--allow", "--allow-dest", NULL};
+		"--allow", "--allow-dest", "--status", NULL};
 	for (int i = 0; opts[i]; i++)
 		if (!strcmp(a, opts[i]))
 			return 1;

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from conftest import free_port, wait_for
-from test_routing import line_of_three
+from test_routing import line_of_three, link, registered
 
 
 class UnixHTTP(http.client.HTTPConnection):
@@ -116,24 +116,38 @@ def test_socks_use_persists_status_and_refusal(tmp_path, control_plane,
     fetch_ok(port, http_port, digest)
 
     # status: the exit, the route to it hop by hop, counts and bytes.
-    st = a.json("socks", "status")
-    client = st["client"]
+    # The client writes its status at most once a second.
+    def client_status():
+        return a.json("socks", "status")["client"]
+
+    wait_for(lambda: (client_status()["status"] or {}).get(
+        "bytes_down", 0) >= 4 << 20, what="the client's status")
+    client = client_status()
     assert client["app"]["state"] == "running"
     assert client["status"]["exit"] == c.pk
+    assert client["status"]["state"] == "up"
     assert client["status"]["conns_total"] >= 1
-    assert client["status"]["bytes_down"] >= 4 << 20
     before = client["status"]["bytes_down"]
     fetch_ok(port, http_port, digest)
-    wait_for(lambda: a.json("socks", "status")["client"]["status"]
-             ["bytes_down"] >= before + (4 << 20),
-             what="bytes_down to grow by the second fetch")
+    wait_for(lambda: client_status()["status"]["bytes_down"] >=
+             before + (4 << 20), what="bytes_down to grow by the second "
+             "fetch")
+    assert client_status()["status"]["conns_total"] >= 2
+    assert client_status()["status"]["bytes_up"] > 0
     text = a.cli("socks", "status").stdout
     assert f"exit in use {c.pk}" in text, text
     assert "conns:" in text and "bytes:" in text, text
-    route = a.json("socks", "status")["client"]["route"]
-    if route:  # the client holds its group to the exit open
-        assert [h["to"] for h in route["hops"]] == [b.pk, c.pk]
-        assert f"-> {c.pk} (the exit)" in a.cli("socks", "status").stdout
+    # The client holds one loop to the exit: its group, over b.
+    route = client_status()["route"]
+    assert route["dst"] == f"{c.pk}:3" and route["role"] == "initiator"
+    assert [h["from"] for h in route["hops"]] == [a.pk, b.pk]
+    assert [h["to"] for h in route["hops"]] == [b.pk, c.pk]
+    text = a.cli("socks", "status").stdout
+    assert "route:     2 hops, open" in text, text
+    assert f"-> {b.pk}\n" in text and f"-> {c.pk} (the exit)" in text, text
+    # The exit's side: a's loop.
+    eloops = c.json("socks", "status")["exit"]["loops"]
+    assert [lp["remote"].split(":")[0] for lp in eloops] == [a.pk]
     # c runs the exit: who it allows.
     text = c.cli("socks", "status").stdout
     assert "client: none configured" in text, text
@@ -142,6 +156,10 @@ def test_socks_use_persists_status_and_refusal(tmp_path, control_plane,
     # After a restart of a's visor the client comes back on its own.
     a.stop()
     a.start()
+    # Transports added by hand are not the config's: a's link to b again
+    # (the socks client is not set up again).
+    link(a, b)
+    wait_for(lambda: registered(disc.url, a, b), what="a-b in discovery")
     wait_for(lambda: listening(port), timeout=20,
              what="the client after the visor's restart")
     wait_for(lambda: curl(port, f"http://127.0.0.1:{http_port}/blob")
