@@ -144,8 +144,10 @@ static void put_app(struct hw_visor *v, struct hw_api_req *req,
 	json_decref(conn);
 	if ((rc = hw_config_put_app(v->cfg.path, name, body, err,
 				    sizeof(err)))) {
-		hw_api_reply_error(req, 500, "config %s not changed: %s",
-				   v->cfg.path, err);
+		/* -EINVAL: the file as it is would not take the entry. */
+		hw_api_reply_error(req, rc == -EINVAL ? 409 : 500,
+				   "config %s not changed: %s", v->cfg.path,
+				   err);
 		goto out;
 	}
 	if ((rc = hw_launcher_put(v->launcher, &a, err, sizeof(err)))) {
