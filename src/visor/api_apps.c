@@ -6,22 +6,18 @@
  *                                    kept in the config
  *   POST /v1/apps/NAME/start|stop
  *   POST /v1/apps/NAME/autostart     {"on": bool}, kept in the config
- *   GET  /v1/apps/NAME/status        the app's status.json
+ *   GET  /v1/apps/NAME/status        the app's status.json, and
+ *   GET|PUT /v1/apps/NAME/settings   its settings.json (api_app_files.c)
  *   GET  /v1/apps/NAME/loops         its open loops */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "util/err.h"
 #include "visor/visor_priv.h"
 
 #define APPS_PREFIX "/v1/apps/"
-/* The largest status.json an app may write. */
-#define STATUS_MAX (64 * 1024)
 
 /* Launcher entries, with what the app server knows of each (connected,
  * loops), then the apps connected by hand that the config does not name. */
@@ -160,84 +156,6 @@ out:
 	hw_config_app_clear(&a);
 }
 
-static void get_status(struct hw_visor *v, struct hw_api_req *req,
-		       const char *name)
-{
-	char path[PATH_MAX + 64];
-	json_error_t jerr;
-	json_t *o = NULL;
-	struct stat st;
-	char *text = NULL;
-	ssize_t n = 0;
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/apps/%s/" HW_LAUNCHER_STATUS_FILE,
-		 v->cfg.local_dir, name);
-	/* Not through a link, and never waiting on a FIFO. */
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT || errno == ENOTDIR)
-			hw_api_reply_error(req, 404, "app '%s' has written no "
-					   "status (no %s)", name, path);
-		else
-			hw_api_reply_error(req, 502, "app '%s': cannot read "
-					   "%s: %s", name, path,
-					   strerror(errno));
-		return;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		hw_api_reply_error(req, 502, "app '%s': %s is not a file",
-				   name, path);
-		goto out;
-	}
-	if (st.st_size > STATUS_MAX) {
-		hw_api_reply_error(req, 502, "app '%s': %s is %lld bytes, "
-				   "over the %d a status may have", name,
-				   path, (long long)st.st_size, STATUS_MAX);
-		goto out;
-	}
-	/* One byte more, in case it grew since the fstat. */
-	if (!(text = malloc(STATUS_MAX + 1))) {
-		hw_api_reply_error(req, 500, "out of memory");
-		goto out;
-	}
-	for (size_t got = 0;; got += (size_t)n) {
-		n = read(fd, text + got, STATUS_MAX + 1 - got);
-		if (n < 0 && errno == EINTR) {
-			n = 0;
-			continue;
-		}
-		if (n <= 0) {
-			n = n < 0 ? -1 : (ssize_t)got;
-			break;
-		}
-	}
-	if (n < 0) {
-		hw_api_reply_error(req, 502, "app '%s': cannot read %s: %s",
-				   name, path, strerror(errno));
-		goto out;
-	}
-	if (n > STATUS_MAX) {
-		hw_api_reply_error(req, 502, "app '%s': %s is over the %d "
-				   "bytes a status may have", name, path,
-				   STATUS_MAX);
-		goto out;
-	}
-	o = json_loadb(text, (size_t)n, JSON_REJECT_DUPLICATES, &jerr);
-	if (!o)
-		hw_api_reply_error(req, 502, "app '%s': %s is not JSON: line "
-				   "%d: %s", name, path, jerr.line, jerr.text);
-	else if (!json_is_object(o))
-		hw_api_reply_error(req, 502, "app '%s': %s is not a JSON "
-				   "object", name, path);
-	else
-		hw_api_reply(req, 200, o);
-out:
-	json_decref(o);
-	free(text);
-	close(fd);
-}
-
 void hw_visor_api_apps(struct hw_visor *v, struct hw_api_req *req,
 		       const char *method, const char *path, json_t *body)
 {
@@ -321,7 +239,11 @@ void hw_visor_api_apps(struct hw_visor *v, struct hw_api_req *req,
 			hw_api_reply_error(req, 405, "%s is not allowed on %s",
 					   method, path);
 		else
-			get_status(v, req, name);
+			hw_visor_api_app_status(v, req, name);
+		return;
+	}
+	if (!strcmp(slash, "/settings")) {
+		hw_visor_api_app_settings(v, req, method, name, body);
 		return;
 	}
 	if (strcmp(method, "POST")) {

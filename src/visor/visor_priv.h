@@ -45,6 +45,14 @@ void hw_visor_api_handle(struct hw_api_req *req, const char *method,
 void hw_visor_api_apps(struct hw_visor *v, struct hw_api_req *req,
 		       const char *method, const char *path, json_t *body);
 
+/* GET /v1/apps/NAME/status, GET|PUT /v1/apps/NAME/settings for a
+ * configured app name (api_app_files.c). */
+void hw_visor_api_app_status(struct hw_visor *v, struct hw_api_req *req,
+			     const char *name);
+void hw_visor_api_app_settings(struct hw_visor *v, struct hw_api_req *req,
+			       const char *method, const char *name,
+			       json_t *body);
+
 /* Jobs of the API keep the visor alive until they finish. */
 void hw_visor_ref(struct hw_visor *v);
 void hw_visor_unref(struct hw_visor *v);
