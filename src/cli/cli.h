@@ -54,6 +54,7 @@ int hw_cli_ping(int argc, char **argv);
 int hw_cli_route(int argc, char **argv);
 int hw_cli_app(int argc, char **argv);
 int hw_cli_socks(int argc, char **argv);
+int hw_cli_forward(int argc, char **argv);
 int hw_cli_testnet(int argc, char **argv);
 
 #endif

@@ -28,6 +28,8 @@ static const struct hw_cli_command commands[] = {
 			    "(app --help)"},
 	{"socks", hw_cli_socks, "point this visor's SOCKS5 proxy at an exit, "
 				"run an exit (socks --help)"},
+	{"forward", hw_cli_forward, "forward TCP ports between visors, like "
+				    "ssh -L (forward --help)"},
 	{"testnet", hw_cli_testnet, "start, check and stop a test network on "
 				    "loopback (testnet --help)"},
 };
