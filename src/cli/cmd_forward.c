@@ -610,8 +610,8 @@ static int cmd_ls(int argc, char **argv)
 		printf("  note: %s\n", note);
 	if (st && json_is_string(json_object_get(st, "settings_error")))
 		printf("  settings error: %s\n", str(st, "settings_error"));
-	printf("services exposed here: %s\n",
-	       json_array_size(services) ? "" : "none");
+	printf("services exposed here:%s\n",
+	       json_array_size(services) ? "" : " none");
 	json_array_foreach(services, i, e) {
 		json_t *a;
 		size_t k;
@@ -625,7 +625,7 @@ static int cmd_ls(int argc, char **argv)
 			printf("; %lld open", num(e, "conns"));
 		printf("\n");
 	}
-	printf("mappings: %s\n", json_array_size(maps) ? "" : "none");
+	printf("mappings:%s\n", json_array_size(maps) ? "" : " none");
 	json_array_foreach(maps, i, e) {
 		printf("  %s -> service %s of %s: %s", str(e, "listen"),
 		       str(e, "service"), str(e, "pk"),
@@ -638,7 +638,7 @@ static int cmd_ls(int argc, char **argv)
 			printf("; %lld open", num(e, "conns"));
 		printf("\n");
 	}
-	printf("connections: %s\n", json_array_size(conns) ? "" : "none open");
+	printf("connections:%s\n", json_array_size(conns) ? "" : " none open");
 	json_array_foreach(conns, i, e) {
 		human_bytes(num(e, "bytes_up"), b1, sizeof(b1));
 		human_bytes(num(e, "bytes_down"), b2, sizeof(b2));

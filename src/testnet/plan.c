@@ -1,6 +1,6 @@
 /* The layout of a testnet: which processes, their names, ports, keys and
  * folders under DIR, and the visors' configs (a line v1 - v2 - ... - vN,
- * each dialing the next, with the chat and hello apps). */
+ * each dialing the next, with the chat, hello, SOCKS and forward apps). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -91,11 +91,14 @@ static json_t *visor_config(const struct hw_tn *tn, int k, const char *key,
 	/* The SOCKS exit takes anyone and reaches loopback (the testnet is
 	 * local); the client has no exit, a TCP port of its own and port 4
 	 * (the config needs one; nobody dials it): tests point their own
-	 * client somewhere. */
+	 * client somewhere. The forward app starts with no settings.
+	 * Should its binary be missing, the launcher marks it failed and
+	 * the rest runs on. */
 	apps = json_pack("[{s:s, s:s, s:[s, s], s:i, s:b},"
 			 " {s:s, s:s, s:[s], s:i, s:b},"
 			 " {s:s, s:s, s:[s, s, s], s:i, s:b},"
-			 " {s:s, s:s, s:[s, s], s:i, s:b}]",
+			 " {s:s, s:s, s:[s, s], s:i, s:b},"
+			 " {s:s, s:s, s:[], s:i, s:b}]",
 			 "name", HW_TN_CHAT_APP, "binary", HW_TN_CHAT_BIN,
 			 "args", "--http", chat_listen, "port",
 			 HW_TN_CHAT_PORT, "autostart", 1, "name",
@@ -105,7 +108,9 @@ static json_t *visor_config(const struct hw_tn *tn, int k, const char *key,
 			 "--allow", "any", "--allow-loopback", "port", 3,
 			 "autostart", 1, "name", "socks-client", "binary",
 			 "hopwire-socks-client", "args", "--listen",
-			 p->socks, "port", 4, "autostart", 1);
+			 p->socks, "port", 4, "autostart", 1, "name",
+			 HW_TN_FORWARD_APP, "binary", HW_TN_FORWARD_BIN,
+			 "args", "port", HW_TN_FORWARD_PORT, "autostart", 1);
 	if (!apps || json_object_set_new(root, "apps", apps)) {
 		json_decref(root);
 		return NULL;

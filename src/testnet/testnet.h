@@ -45,6 +45,11 @@
 #define HW_TN_CHAT_BIN "hopwire-chat"
 #define HW_TN_CHAT_PORT 1
 #define HW_TN_HELLO_PORT 10
+/* TCP port forwarding (docs/forward.md), with no settings: nothing
+ * exposed, nothing mapped until a test or an operator says so. */
+#define HW_TN_FORWARD_APP "forward"
+#define HW_TN_FORWARD_BIN "hopwire-forward"
+#define HW_TN_FORWARD_PORT 47
 
 #define HW_TN_NAME_MAX 16
 #define HW_TN_ADDR_MAX 64
