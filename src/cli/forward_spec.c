@@ -329,8 +329,10 @@ int hw_fwd_expose(json_t *doc, const char *name, const char *target,
 		if (json_array_append_new(keys, key))
 			goto nomem;
 	}
-	if (!(exp = list(doc, "expose", 1)))
+	if (!(exp = list(doc, "expose", 1))) {
+		json_decref(keys);
 		return bad(err, errlen, -EINVAL, "\"expose\" is not an array");
+	}
 	entry = json_pack("{s:s, s:s, s:o}", "name", name, "target", target,
 			  "allow", keys);
 	keys = NULL;
