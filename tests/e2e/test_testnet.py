@@ -184,6 +184,22 @@ def test_up_status_down(hopwire, tn_dir):
     assert all(status[n]["chat_answers"] for n in ("v1", "v2", "v3"))
     # The visors' apps: in sessions of their own, stopped by down.
     assert len(working_in(tn_dir)) >= 6  # chat and hello on each
+    # Each visor has the forward app on port 47, with nothing exposed or
+    # mapped; it runs when its binary is built.
+    for v in (v1, v2, v3):
+        r = hopwire("--visor", v["control_socket"], "app", "ls", "--json")
+        assert r.returncode == 0, r.stderr
+        fwd = [e for e in json.loads(r.stdout) if e["name"] == "forward"]
+        assert len(fwd) == 1, r.stdout
+        assert (fwd[0]["binary"], fwd[0]["port"], fwd[0]["args"],
+                fwd[0]["autostart"]) == ("hopwire-forward", 47, [], True)
+        if (BIN_DIR / "hopwire-forward").exists():
+            assert fwd[0]["state"] == "running", fwd[0]
+        r = hopwire("--visor", v["control_socket"], "forward", "ls",
+                    "--json")
+        assert r.returncode == 0, r.stderr
+        ls = json.loads(r.stdout)
+        assert (ls["revision"], ls["expose"], ls["map"]) == (0, [], [])
     r = hopwire("testnet", "status", "--dir", tn_dir)
     assert r.returncode == 0 and "v3" in r.stdout
 
