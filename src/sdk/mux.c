@@ -54,6 +54,9 @@ struct stream {
 	 * sent before sock is read (post). */
 	uint8_t *pre, *post;
 	size_t pre_off, pre_len, post_off, post_len;
+	hw_app_mux_done_fn done; /* told when a relayed stream ends */
+	void *done_ud;
+	unsigned long long sent, received; /* DATA payload bytes */
 	unsigned fin_sent : 1, local_eof : 1, remote_fin : 1,
 		shut : 1, app_gone : 1, relayed : 1;
 	struct stream *next; /* new-stream list / accept queue */
@@ -63,6 +66,8 @@ struct stream {
 struct relay_req {
 	ino_t ino;
 	int fd, sock;
+	hw_app_mux_done_fn on_done;
+	void *done_ud;
 	int rc, done;
 	struct relay_req *next;
 };
@@ -169,6 +174,8 @@ static void stream_free(struct stream *s)
 		return;
 	if (s->sock >= 0)
 		close(s->sock);
+	if (s->done)
+		s->done(s->done_ud, s->sent, s->received);
 	free(s->ring);
 	free(s->pre);
 	free(s->post);
@@ -467,6 +474,7 @@ static int on_frame(struct hw_app_mux *m, const struct hw_mux_frame *f,
 		}
 		s->allow -= f->len;
 		m->received += f->len;
+		s->received += f->len;
 		on_data(m, s, f->payload, f->len);
 		break;
 	case HW_MUX_CREDIT:
@@ -597,6 +605,7 @@ static void post_out(struct hw_app_mux *m, struct stream *s, size_t budget)
 		s->post_len -= len;
 		s->credit -= (int64_t)len;
 		m->sent += len;
+		s->sent += len;
 		budget -= len;
 	}
 	if (!s->post_len) {
@@ -644,6 +653,7 @@ static void stream_in(struct hw_app_mux *m, struct stream *s)
 	if (n > 0) {
 		s->credit -= n;
 		m->sent += (unsigned long long)n;
+		s->sent += (unsigned long long)n;
 		for (size_t i = 0; n > 0; i++) {
 			size_t len = (size_t)n < HW_MUX_DATA_MAX
 					     ? (size_t)n : HW_MUX_DATA_MAX;
@@ -751,6 +761,8 @@ static int relay_switch(struct hw_app_mux *m, struct stream *s,
 	close(s->sock);
 	s->sock = r->sock;
 	s->relayed = 1;
+	s->done = r->on_done;
+	s->done_ud = r->done_ud;
 	s->pre = pre;
 	s->pre_off = 0;
 	s->pre_len = pre_len;
@@ -1091,9 +1103,11 @@ HW_APP_API const char *hw_app_mux_error(struct hw_app_mux *m)
 	return why;
 }
 
-HW_APP_API int hw_app_mux_relay(struct hw_app_mux *m, int fd, int sock)
+HW_APP_API int hw_app_mux_relay(struct hw_app_mux *m, int fd, int sock,
+				hw_app_mux_done_fn done, void *ud)
 {
-	struct relay_req r = {.fd = fd, .sock = sock};
+	struct relay_req r = {.fd = fd, .sock = sock, .on_done = done,
+			      .done_ud = ud};
 	struct stat st;
 	uint64_t one = 1;
 

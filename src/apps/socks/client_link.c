@@ -288,7 +288,7 @@ int hw_exitlink_open(struct hw_exitlink *x, int timeout_ms, int *fd,
 
 int hw_exitlink_relay(struct hw_exitlink_ref *ref, int fd, int sock)
 {
-	return hw_app_mux_relay(ref->mux, fd, sock);
+	return hw_app_mux_relay(ref->mux, fd, sock, NULL, NULL);
 }
 
 void hw_exitlink_status(struct hw_exitlink *x, struct hw_exitlink_status *st)
