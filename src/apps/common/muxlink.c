@@ -329,9 +329,9 @@ int hw_muxlink_open(struct hw_muxlink *x, int timeout_ms, int *fd,
 }
 
 int hw_muxlink_relay(struct hw_muxlink_ref *ref, int fd, int sock,
-		     hw_app_mux_done_fn done, void *ud)
+		     struct hw_app_mux_watch *watch)
 {
-	return hw_app_mux_relay(ref->mux, fd, sock, done, ud);
+	return hw_app_mux_relay(ref->mux, fd, sock, watch);
 }
 
 void hw_muxlink_status(struct hw_muxlink *x, struct hw_muxlink_status *st)

@@ -63,9 +63,9 @@ void hw_muxlink_put(struct hw_muxlink_ref *ref);
 
 /* hw_app_mux_relay on the link of ref: its mux moves the bytes of stream
  * fd to and from sock from then on (fd taken in every case, sock on
- * success; done as there). */
+ * success; watch as there). */
 int hw_muxlink_relay(struct hw_muxlink_ref *ref, int fd, int sock,
-		     hw_app_mux_done_fn done, void *ud);
+		     struct hw_app_mux_watch *watch);
 
 void hw_muxlink_status(struct hw_muxlink *x, struct hw_muxlink_status *st);
 

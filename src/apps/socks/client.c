@@ -289,7 +289,7 @@ static int serve(int fd)
 		reply(fd, HW_S5_FAILURE);
 		close(s);
 		rc = -EPIPE;
-	} else if ((rc = hw_muxlink_relay(ref, s, fd, NULL, NULL))) {
+	} else if ((rc = hw_muxlink_relay(ref, s, fd, NULL))) {
 		log_conn("cannot hand the connection to the link: %s",
 			 strerror(-rc));
 	}
