@@ -6,6 +6,7 @@
  * reports what it made of them in its status (GET
  * /v1/apps/forward/status). `stdio` runs the app's binary to carry one
  * connection on stdin/stdout. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,14 +168,54 @@ static int apply(json_t *doc, const struct edit *ed, int *same)
 	return rc == 0 ? 0 : rc == -EINVAL ? 2 : 1;
 }
 
-/* After a PUT of revision rev: waits until the app's status shows it
+/* The app's settings_error now (a new string, or NULL). */
+static char *current_error(void)
+{
+	json_t *st = NULL;
+	char *e = NULL;
+	long status;
+
+	if (hw_cli_request("GET", "/v1/apps/" APP_NAME "/status", NULL, 10000,
+			   &status, &st) == 0 &&
+	    status == 200 &&
+	    json_is_string(json_object_get(st, "settings_error")))
+		e = strdup(str(st, "settings_error"));
+	json_decref(st);
+	return e;
+}
+
+/* Whether the app's status st says it refused revision rev: it reports
+ * the revision it applied, so a refusal is a settings_error with an
+ * older revision written after our PUT (at put_ms), and not merely the
+ * error of an older revision still shown (pre_err) while the app has
+ * had time to read ours. */
+static const char *refusal(json_t *st, long long rev, long long put_ms,
+			   const char *pre_err)
+{
+	json_t *se = json_object_get(st, "settings_error");
+
+	if (!json_is_string(se))
+		return NULL;
+	if (num(st, "revision") == rev)
+		return json_string_value(se);
+	if (num(st, "updated_ms") < put_ms)
+		return NULL;
+	if (pre_err && !strcmp(pre_err, json_string_value(se)) &&
+	    now_ms() - put_ms < 1500)
+		return NULL;
+	return json_string_value(se);
+}
+
+/* After a PUT of revision rev (at put_ms; pre_err: the app's
+ * settings_error before it): waits until the app's status shows it
  * applied. Returns 0, or 1 having said why not. An app that does not run
  * applies the settings when it starts: said, and 0. */
-static int wait_applied(long long rev)
+static int wait_applied(long long rev, long long put_ms, const char *pre_err)
 {
 	const struct timespec tick = {0, 100 * 1000 * 1000};
 	long long deadline = now_ms() + APPLY_WAIT_MS, seen = -1;
 	json_t *st = NULL, *e = NULL;
+	const char *why;
 	long status;
 	int rc;
 
@@ -185,15 +226,14 @@ static int wait_applied(long long rev)
 		if (status == 200 && json_is_integer(json_object_get(st,
 								     "revision")))
 			seen = num(st, "revision");
+		if (status == 200 && (why = refusal(st, rev, put_ms, pre_err))) {
+			hw_cli_err("forward: the app did not apply revision "
+				   "%lld, it keeps revision %lld: %s", rev,
+				   seen, why);
+			json_decref(st);
+			return 1;
+		}
 		if (status == 200 && seen >= rev) {
-			json_t *se = json_object_get(st, "settings_error");
-			if (seen == rev && json_is_string(se)) {
-				hw_cli_err("forward: the app did not apply "
-					   "revision %lld: %s", rev,
-					   json_string_value(se));
-				json_decref(st);
-				return 1;
-			}
 			json_decref(st);
 			printf("forward: revision %lld applied\n", rev);
 			return 0;
@@ -265,6 +305,8 @@ static int change(const struct edit *ed)
 {
 	char err[768];
 	json_t *e, *doc = NULL, *resp = NULL, *probe;
+	long long put_ms = 0;
+	char *pre_err = NULL;
 	long status = 0;
 	int rc, same;
 
@@ -313,6 +355,9 @@ static int change(const struct edit *ed)
 			rc = 1;
 			goto out;
 		}
+		free(pre_err);
+		pre_err = current_error();
+		put_ms = now_ms();
 		if ((rc = hw_cli_request("PUT", "/v1/apps/" APP_NAME
 					 "/settings", doc, 15000, &status,
 					 &resp)))
@@ -332,8 +377,9 @@ static int change(const struct edit *ed)
 		doc = resp = NULL;
 	}
 	say_done(ed);
-	rc = wait_applied(num(resp, "revision"));
+	rc = wait_applied(num(resp, "revision"), put_ms, pre_err);
 out:
+	free(pre_err);
 	json_decref(doc);
 	json_decref(resp);
 	return rc;
@@ -708,6 +754,8 @@ static int cmd_stdio(int argc, char **argv)
 			   "%s", argv[1], hw_fwd_pk_bad(pk));
 		return 2;
 	}
+	for (char *c = pk; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
 	if (!hw_fwd_name_ok(argv[2])) {
 		hw_cli_err("forward stdio: '%s' is not a service name: 1 to "
 			   "%d of a-z 0-9 . _ -", argv[2], HW_FWD_NAME_MAX);

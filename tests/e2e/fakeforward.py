@@ -4,7 +4,8 @@ folder, reloaded when it changes) and writes a status.json in the app's
 format (docs/forward.md "Using it"), so that `hopwire forward` can be
 tested on what it reads and waits for without the real app.
 
-A service named "bad" makes it report a settings_error; one named "slow"
+A service named "bad" makes it refuse the settings as the app does (the
+revision in force stays, with a settings_error); one named "slow"
 makes it stop writing its status (an app that does not apply a change);
 a mapping on port 1 is "listen-failed". Its one open connection is made
 up, with fixed identifiers and byte counts."""
@@ -25,15 +26,13 @@ def load():
         return {"revision": 0}
 
 
-def status_of(s):
+def status_of(s, error):
     exp = s.get("expose", [])
     maps = s.get("map", [])
-    bad = [e["name"] for e in exp if e["name"] == "bad"]
     return {
         "version": 1,
         "revision": s["revision"],
-        "settings_error": f"service {bad[0]}: refused by the fake app"
-        if bad else None,
+        "settings_error": error,
         "expose": [{"name": e["name"], "target": e["target"],
                     "allow": e["allow"], "conns": 1} for e in exp],
         "map": [{"listen": m["listen"], "pk": m["pk"],
@@ -53,10 +52,17 @@ def status_of(s):
 
 
 print("fakeforward: up", flush=True)
+applied = {"revision": 0}
 while True:
     s = load()
-    if not any(e.get("name") == "slow" for e in s.get("expose", [])):
+    names = [e.get("name") for e in s.get("expose", [])]
+    error = None
+    if "bad" in names:
+        error = "service bad: refused by the fake app"
+    else:
+        applied = s
+    if "slow" not in names:
         with open("status.json.tmp", "w") as f:
-            json.dump(status_of(s), f)
+            json.dump(status_of(applied, error), f)
         os.rename("status.json.tmp", "status.json")
     time.sleep(0.1)

@@ -5,8 +5,9 @@
 Most tests need no forwarding: they check the settings document the CLI
 writes, what it refuses, and how it reads the app's status, with
 fakeforward.py standing in for the app where a running one is needed.
-The tests marked `needs_app` run the real hopwire-forward (src/apps/
-forward/) and carry bytes through it."""
+test_edit_validate_and_persist and test_with_the_app_mapping_ls_and_stdio
+run the real hopwire-forward (src/apps/forward/); the last carries bytes
+through it."""
 import json
 import os
 import shutil
@@ -19,13 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN_DIR, bin_path, free_port, wait_for
+from conftest import bin_path, free_port, wait_for
 from test_socks_cli import api
 
 HERE = Path(__file__).resolve().parent
-needs_app = pytest.mark.skipif(
-    not (BIN_DIR / "hopwire-forward").exists(),
-    reason="needs hopwire-forward (the app, src/apps/forward/) built")
 
 
 def settings_file(v):
@@ -187,26 +185,29 @@ def test_edit_validate_and_persist(visors, pks):
     assert config_app(v, "forward") is None
     assert not settings_file(v).exists()
 
-    # The first change configures the app (its binary may be missing
-    # here: the settings are kept all the same).
+    # The first change configures the app, which starts and applies it.
+    bin_path("hopwire-forward")
     r = v.cli("forward", "expose", "ssh", "127.0.0.1:22", "--allow",
               p1.upper(), "--allow", p2, "--allow", p1)
     assert r.returncode == 0, r.stderr
     assert "added the app 'forward'" in r.stdout
+    assert "revision 1 applied" in r.stdout
     assert config_app(v, "forward") == {
         "name": "forward", "binary": "hopwire-forward", "args": [],
         "port": 47, "autostart": True}
     assert settings(v) == {"revision": 1, "expose": [
         {"name": "ssh", "target": "127.0.0.1:22", "allow": [p1, p2]}]}
 
+    # Free loopback ports: the app listens on them.
+    m1, m2, m3, m4 = (free_port() for _ in range(4))
     steps = [
         ("expose", "web", "localhost:8080", "--allow", "any"),
         ("expose", "v6", "[::1]:22", "--allow", p3),
         # Replaces ssh in place.
         ("expose", "ssh", "127.0.0.1:2222", "--allow", p3),
-        ("add", "2200", p1, "ssh"),
-        ("add", "0.0.0.0:8080", p2, "web"),
-        ("add", "[0::1]:2201", p2, "v6"),
+        ("add", str(m1), p1, "ssh"),
+        ("add", f"127.0.0.2:{m2}", p2, "web"),
+        ("add", f"[0::1]:{m3}", p2, "v6"),
     ]
     for args in steps:
         r = v.cli("forward", *args)
@@ -218,56 +219,61 @@ def test_edit_validate_and_persist(visors, pks):
         {"name": "web", "target": "localhost:8080", "allow": ["any"]},
         {"name": "v6", "target": "[::1]:22", "allow": [p3]}]
     assert doc["map"] == [
-        {"listen": "127.0.0.1:2200", "pk": p1, "service": "ssh"},
-        {"listen": "0.0.0.0:8080", "pk": p2, "service": "web"},
-        {"listen": "[::1]:2201", "pk": p2, "service": "v6"}]
+        {"listen": f"127.0.0.1:{m1}", "pk": p1, "service": "ssh"},
+        {"listen": f"127.0.0.2:{m2}", "pk": p2, "service": "web"},
+        {"listen": f"[::1]:{m3}", "pk": p2, "service": "v6"}]
 
     # The same mapping again: nothing to do; another one on that
     # address: refused, nothing changed.
-    r = v.cli("forward", "add", "127.0.0.1:2200", p1.upper(), "ssh")
+    r = v.cli("forward", "add", f"127.0.0.1:{m1}", p1.upper(), "ssh")
     assert r.returncode == 0 and "already" in r.stdout, r.stderr
-    r = v.cli("forward", "add", "2200", p2, "ssh")
+    r = v.cli("forward", "add", str(m1), p2, "ssh")
     assert r.returncode == 1 and "mapped already" in r.stderr
     r = v.cli("forward", "unexpose", "nope")
     assert r.returncode == 1 and "no service named 'nope'" in r.stderr
-    r = v.cli("forward", "rm", "2300")
-    assert r.returncode == 1 and "nothing is mapped on 127.0.0.1:2300" \
+    r = v.cli("forward", "rm", str(m4))
+    assert r.returncode == 1 and f"nothing is mapped on 127.0.0.1:{m4}" \
         in r.stderr
     assert settings(v) == doc
 
-    # ls: everything from the settings, and that the app does not run.
+    # ls: everything from the settings, and what the app made of them.
     r = v.cli("forward", "ls")
     assert r.returncode == 0, r.stderr
     for text in ("127.0.0.1:2222", "localhost:8080", "any visor",
-                 "0.0.0.0:8080 -> service web of " + p2, "[::1]:2201"):
+                 f"127.0.0.2:{m2} -> service web of " + p2, f"[::1]:{m3}"):
         assert text in r.stdout, (text, r.stdout)
     j = v.json("forward", "ls")
     assert j["revision"] == doc["revision"]
     assert [s["name"] for s in j["expose"]] == ["ssh", "web", "v6"]
     assert [m["listen"] for m in j["map"]] == [m["listen"]
                                                for m in doc["map"]]
-    if not (BIN_DIR / "hopwire-forward").exists():
-        assert "not running" in r.stdout and "not running" in j["note"]
-        assert j["applied_revision"] is None
+    assert j["applied_revision"] == doc["revision"] and j["note"] is None
+    assert j["app"]["state"] == "running"
+    assert {m["listen"]: m["state"] for m in j["map"]}[f"127.0.0.2:{m2}"] \
+        in ("up", "dialing", "down")
 
     # Removed by the one written form of the address.
-    r = v.cli("forward", "rm", "[::1]:2201")
+    r = v.cli("forward", "rm", f"[::1]:{m3}")
     assert r.returncode == 0, r.stderr
-    r = v.cli("forward", "rm", "127.0.0.1:2200")
+    r = v.cli("forward", "rm", f"127.0.0.1:{m1}")
     assert r.returncode == 0, r.stderr
     r = v.cli("forward", "unexpose", "v6")
     assert r.returncode == 0, r.stderr
     doc = settings(v)
-    assert [m["listen"] for m in doc["map"]] == ["0.0.0.0:8080"]
+    assert [m["listen"] for m in doc["map"]] == [f"127.0.0.2:{m2}"]
     assert [s["name"] for s in doc["expose"]] == ["ssh", "web"]
 
     # A restart of the visor keeps them, and starting the app does not
-    # remove them (the launcher removes status.json only).
+    # remove them (the launcher removes status.json only): the app comes
+    # back on them.
     v.stop()
     v.start()
     assert settings(v) == doc
-    r = v.cli("app", "start", "forward")
-    time.sleep(0.5)
+
+    def applied():
+        st, s = api(v, "GET", "/v1/apps/forward/status")
+        return st == 200 and s["revision"] == doc["revision"]
+    wait_for(applied, what="the app on its settings after a restart")
     assert settings(v) == doc
 
 
@@ -306,8 +312,8 @@ def test_wait_for_the_app_and_its_status(visors, pks):
     # the app said what is wrong with them).
     r = v.cli("forward", "expose", "bad", "127.0.0.1:9", "--allow", "any")
     assert r.returncode == 1
-    assert ("did not apply revision 3: service bad: refused by the fake "
-            "app") in r.stderr
+    assert ("did not apply revision 3, it keeps revision 2: service bad: "
+            "refused by the fake app") in r.stderr
     r = v.cli("forward", "ls")
     assert "settings error: service bad: refused" in r.stdout
     assert v.cli("forward", "unexpose", "bad").returncode == 0
@@ -379,7 +385,7 @@ def test_stdio_runs_the_app_beside_hopwire(visors, pks, tmp_path):
                        timeout=30, env={**os.environ, "HOPWIRE_APP_FD": "3"})
     assert r.returncode == 0, r.stderr
     info = v.json("info")
-    assert r.stdout == (f"{stand_in}|--stdio|{pks[0].upper()}|ssh|"
+    assert r.stdout == (f"{stand_in}|--stdio|{pks[0]}|ssh|"
                         f"{info['apps_socket']}|unset|through\n")
     assert r.stderr == ""
 
@@ -409,7 +415,6 @@ def echo_server():
     return srv.getsockname()[1], srv.close
 
 
-@needs_app
 def test_with_the_app_mapping_ls_and_stdio(tmp_path, control_plane, visors):
     """With the real app: a mapping on a to a service of c (two hops),
     bytes through it, the open connection's four identifiers in ls on
