@@ -688,11 +688,11 @@ static int cmd_ls(int argc, char **argv)
 	json_array_foreach(conns, i, e) {
 		human_bytes(num(e, "bytes_up"), b1, sizeof(b1));
 		human_bytes(num(e, "bytes_down"), b2, sizeof(b2));
-		printf("  %-6s client %s port %lld -> server %s service %s "
-		       "port %lld\n         %s up, %s down, for %.1f s\n",
+		printf("  %s side: client %s port %lld -> server %s port "
+		       "%lld (service %s)\n    %s up, %s down, for %.1f s\n",
 		       str(e, "side"), str(e, "client_pk"),
 		       num(e, "client_port"), str(e, "server_pk"),
-		       str(e, "service"), num(e, "service_port"), b1, b2,
+		       num(e, "service_port"), str(e, "service"), b1, b2,
 		       num(e, "since_ms") > 0
 			       ? (double)(now_ms() - num(e, "since_ms")) / 1000
 			       : 0.0);

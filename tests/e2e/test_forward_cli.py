@@ -296,8 +296,8 @@ def test_wait_for_the_app_and_its_status(visors, pks):
     assert "settings revision 2, applied 2" in out
     assert "listen-failed (Permission denied)" in out
     assert "ssh          -> 127.0.0.1:22, for " + p1 + "; 1 open" in out
-    assert (f"client {'aa' * 32} port 50123 -> server {'bb' * 32} "
-            f"service ssh port 22") in out
+    assert (f"server side: client {'aa' * 32} port 50123 -> server "
+            f"{'bb' * 32} port 22 (service ssh)") in out
     assert "1.5 KiB up, 3.0 MiB down" in out
     j = v.json("forward", "ls")
     assert j["applied_revision"] == 2 and j["settings_error"] is None
