@@ -662,11 +662,12 @@ static int cmd_ls(int argc, char **argv)
 		json_t *a;
 		size_t k;
 		printf("  %-12s -> %s, for ", str(e, "name"), str(e, "target"));
-		json_array_foreach(json_object_get(e, "allow"), k, a)
+		json_array_foreach(json_object_get(e, "allow"), k, a) {
+			const char *who = json_string_value(a);
 			printf("%s%s", k ? ", " : "",
-			       strcmp(json_string_value(a), "any")
-				       ? json_string_value(a)
-				       : "any visor");
+			       !who ? "?" : strcmp(who, "any") ? who
+							   : "any visor");
+		}
 		if (json_is_integer(json_object_get(e, "conns")))
 			printf("; %lld open", num(e, "conns"));
 		printf("\n");
