@@ -42,6 +42,18 @@ int hw_cli_request(const char *method, const char *path, json_t *body,
 /* The largest SIZE a command takes for --bytes (1 TiB; hw_parse_bytes). */
 #define HW_CLI_SIZE_MAX (1ull << 40)
 
+/* The entry of app name in GET /v1/apps (a new reference), or NULL when
+ * there is none or the visor could not be asked: *rc is then the exit
+ * code, said already (cmd_app.c). */
+json_t *hw_cli_app_entry(const char *name, int *rc);
+
+/* Why s is not a visor's public key (a short phrase), or NULL when it is
+ * one (cli_util.c). */
+const char *hw_cli_pk_bad(const char *s);
+
+/* n bytes for people: "512 B", "1.5 KiB", "3.0 MiB" (cli_util.c). */
+void hw_cli_human_bytes(long long n, char *out, size_t len);
+
 /* Prints j as indented JSON on stdout. */
 void hw_cli_print_json(json_t *j);
 

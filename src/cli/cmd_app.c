@@ -12,6 +12,20 @@ static const char *str(json_t *o, const char *k)
 	return s ? s : "";
 }
 
+json_t *hw_cli_app_entry(const char *name, int *rc)
+{
+	json_t *apps, *e, *found = NULL;
+	size_t i;
+
+	if ((*rc = hw_cli_call("GET", "/v1/apps", NULL, 10000, &apps)))
+		return NULL;
+	json_array_foreach(apps, i, e)
+		if (!strcmp(str(e, "name"), name))
+			found = json_incref(e);
+	json_decref(apps);
+	return found;
+}
+
 static void app_usage(FILE *f)
 {
 	fprintf(f,

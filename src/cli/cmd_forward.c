@@ -102,22 +102,6 @@ static void forward_usage(FILE *f)
 		APP_PORT, HW_FWD_NAME_MAX, APPLY_WAIT_MS / 1000);
 }
 
-/* The app's entry of GET /v1/apps (a new reference) or NULL. *rc: 0, or
- * the exit code when the visor could not be asked. */
-static json_t *app_entry(int *rc)
-{
-	json_t *apps, *e, *found = NULL;
-	size_t i;
-
-	if ((*rc = hw_cli_call("GET", "/v1/apps", NULL, 10000, &apps)))
-		return NULL;
-	json_array_foreach(apps, i, e)
-		if (!strcmp(str(e, "name"), APP_NAME))
-			found = json_incref(e);
-	json_decref(apps);
-	return found;
-}
-
 static int create_app(void)
 {
 	json_t *body, *o = NULL;
@@ -240,7 +224,7 @@ static int wait_applied(long long rev, long long put_ms, const char *pre_err)
 		}
 		json_decref(st);
 		st = NULL;
-		if (!(e = app_entry(&rc)))
+		if (!(e = hw_cli_app_entry(APP_NAME, &rc)))
 			return rc ? rc : 1;
 		const char *state = str(e, "state");
 		if (strcmp(state, "running") && strcmp(state, "connected") &&
@@ -324,7 +308,7 @@ static int change(const struct edit *ed)
 	if (rc)
 		return rc;
 
-	if (!(e = app_entry(&rc))) {
+	if (!(e = hw_cli_app_entry(APP_NAME, &rc))) {
 		if (rc)
 			return rc;
 		if (ed->op == OP_UNEXPOSE || ed->op == OP_RM) {
@@ -439,6 +423,27 @@ static int cmd_expose(int argc, char **argv)
 	return change(&ed);
 }
 
+/* 0 when s is a service name; else says so (cmd: the command) and
+ * returns 2. */
+static int check_name(const char *cmd, const char *s)
+{
+	if (hw_fwd_name_ok(s))
+		return 0;
+	hw_cli_err("forward %s: '%s' is not a service name: 1 to %d of a-z "
+		   "0-9 . _ -", cmd, s, HW_FWD_NAME_MAX);
+	return 2;
+}
+
+/* 0 when s is a visor's key; else says so and returns 2. */
+static int check_pk(const char *cmd, const char *arg, const char *s)
+{
+	if (!hw_cli_pk_bad(s))
+		return 0;
+	hw_cli_err("forward %s: '%s' is not a visor's public key: %s", cmd,
+		   arg, hw_cli_pk_bad(s));
+	return 2;
+}
+
 static int cmd_unexpose(int argc, char **argv)
 {
 	struct edit ed = {.op = OP_UNEXPOSE};
@@ -448,11 +453,8 @@ static int cmd_unexpose(int argc, char **argv)
 			   "only it");
 		return 2;
 	}
-	if (!hw_fwd_name_ok(argv[1])) {
-		hw_cli_err("forward unexpose: '%s' is not a service name: 1 "
-			   "to %d of a-z 0-9 . _ -", argv[1], HW_FWD_NAME_MAX);
+	if (check_name("unexpose", argv[1]))
 		return 2;
-	}
 	ed.name = argv[1];
 	return change(&ed);
 }
@@ -471,16 +473,8 @@ static int cmd_add(int argc, char **argv)
 		hw_cli_err("forward add: %s", err);
 		return 2;
 	}
-	if (hw_fwd_pk_bad(argv[2])) {
-		hw_cli_err("forward add: '%s' is not a visor's public key: %s",
-			   argv[2], hw_fwd_pk_bad(argv[2]));
+	if (check_pk("add", argv[2], argv[2]) || check_name("add", argv[3]))
 		return 2;
-	}
-	if (!hw_fwd_name_ok(argv[3])) {
-		hw_cli_err("forward add: '%s' is not a service name: 1 to %d "
-			   "of a-z 0-9 . _ -", argv[3], HW_FWD_NAME_MAX);
-		return 2;
-	}
 	ed.pk = argv[2];
 	ed.name = argv[3];
 	return change(&ed);
@@ -501,22 +495,6 @@ static int cmd_rm(int argc, char **argv)
 		return 2;
 	}
 	return change(&ed);
-}
-
-static void human_bytes(long long n, char *out, size_t len)
-{
-	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	double v = (double)n;
-	int u = 0;
-
-	while (v >= 1024 && u < 4) {
-		v /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(out, len, "%lld B", n);
-	else
-		snprintf(out, len, "%.1f %s", v, units[u]);
 }
 
 /* The entry of list (the status's "expose" or "map") whose member key is
@@ -549,7 +527,7 @@ static int cmd_ls(int argc, char **argv)
 		hw_cli_err("forward ls: unexpected '%s'", argv[1]);
 		return 2;
 	}
-	if (!(app = app_entry(&rc))) {
+	if (!(app = hw_cli_app_entry(APP_NAME, &rc))) {
 		if (rc)
 			return rc;
 		if (hw_cli_opts.json) {
@@ -687,8 +665,8 @@ static int cmd_ls(int argc, char **argv)
 	}
 	printf("connections:%s\n", json_array_size(conns) ? "" : " none open");
 	json_array_foreach(conns, i, e) {
-		human_bytes(num(e, "bytes_up"), b1, sizeof(b1));
-		human_bytes(num(e, "bytes_down"), b2, sizeof(b2));
+		hw_cli_human_bytes(num(e, "bytes_up"), b1, sizeof(b1));
+		hw_cli_human_bytes(num(e, "bytes_down"), b2, sizeof(b2));
 		printf("  %s side: client %s port %lld -> server %s port "
 		       "%lld (service %s)\n    %s up, %s down, for %.1f s\n",
 		       str(e, "side"), str(e, "client_pk"),
@@ -750,18 +728,12 @@ static int cmd_stdio(int argc, char **argv)
 	n = strlen(pk);
 	if (n > 3 && !strcasecmp(pk + n - 3, ".hw"))
 		pk[n - 3] = '\0';
-	if (hw_fwd_pk_bad(pk)) {
-		hw_cli_err("forward stdio: '%s' is not a visor's public key: "
-			   "%s", argv[1], hw_fwd_pk_bad(pk));
+	if (check_pk("stdio", argv[1], pk))
 		return 2;
-	}
 	for (char *c = pk; *c; c++)
 		*c = (char)tolower((unsigned char)*c);
-	if (!hw_fwd_name_ok(argv[2])) {
-		hw_cli_err("forward stdio: '%s' is not a service name: 1 to "
-			   "%d of a-z 0-9 . _ -", argv[2], HW_FWD_NAME_MAX);
+	if (check_name("stdio", argv[2]))
 		return 2;
-	}
 	if ((rc = hw_cli_call("GET", "/v1/info", NULL, 10000, &info)))
 		return rc;
 	if (!json_is_string(json_object_get(info, "apps_socket"))) {

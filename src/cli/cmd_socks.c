@@ -106,36 +106,6 @@ static json_t *find_app(const char *bin, int *rc)
 	return found;
 }
 
-/* The app's current entry by name (new reference) or NULL. */
-static json_t *app_entry(const char *name, int *rc)
-{
-	json_t *apps, *e, *found = NULL;
-	size_t i;
-
-	if ((*rc = hw_cli_call("GET", "/v1/apps", NULL, 10000, &apps)))
-		return NULL;
-	json_array_foreach(apps, i, e)
-		if (!strcmp(str(e, "name"), name))
-			found = json_incref(e);
-	json_decref(apps);
-	return found;
-}
-
-/* Why s is not a visor's public key, or NULL when it is one. */
-static const char *pk_bad(const char *s)
-{
-	uint8_t pk[HW_PK_LEN];
-	int rc = hw_pk_parse(s, strlen(s), pk);
-
-	if (rc == 0)
-		return NULL;
-	if (rc == HW_EHEXLEN)
-		return "not 64 hex characters";
-	if (rc == HW_EHEXCHAR)
-		return "not hex";
-	return "64 hex characters, but no valid Ed25519 key";
-}
-
 static int is_loopback(const char *host)
 {
 	struct in_addr a4;
@@ -267,7 +237,7 @@ static int settle(const char *name, int want_running)
 
 	for (;;) {
 		json_decref(e);
-		if (!(e = app_entry(name, &rc)))
+		if (!(e = hw_cli_app_entry(name, &rc)))
 			return rc ? rc : 1;
 		const char *st = str(e, "state");
 		if (!strcmp(st, "running") && num(e, "uptime_ms") >= 1000)
@@ -383,9 +353,9 @@ static int socks_use(int argc, char **argv)
 			hw_cli_err("socks use: unknown option '%s' (see "
 				   "'hopwire socks --help')", a);
 			return 2;
-		} else if (pk_bad(a)) {
+		} else if (hw_cli_pk_bad(a)) {
 			hw_cli_err("socks use: '%s' is not a visor's public "
-				   "key: %s", a, pk_bad(a));
+				   "key: %s", a, hw_cli_pk_bad(a));
 			return 2;
 		} else {
 			int dup = 0;
@@ -552,10 +522,10 @@ static int socks_exit(int argc, char **argv)
 			any = 1;
 			continue;
 		}
-		if (pk_bad(v)) {
+		if (hw_cli_pk_bad(v)) {
 			hw_cli_err("socks exit: --allow '%s' is neither a "
 				   "visor's public key (%s) nor 'any'", v,
-				   pk_bad(v));
+				   hw_cli_pk_bad(v));
 			return 2;
 		}
 		if (nallow == (int)(sizeof(allow) / sizeof(allow[0]))) {
@@ -635,22 +605,6 @@ static json_t *get_opt(const char *path, long *status, json_t **errdoc)
 		return NULL;
 	}
 	return r ? r : json_object();
-}
-
-static void human_bytes(long long n, char *out, size_t len)
-{
-	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	double v = (double)n;
-	int u = 0;
-
-	while (v >= 1024 && u < 4) {
-		v /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(out, len, "%lld B", n);
-	else
-		snprintf(out, len, "%.1f %s", v, units[u]);
 }
 
 /* The group of the client's loop to the exit (src MYPK:LPORT, dst
@@ -811,9 +765,10 @@ static int socks_status(void)
 			printf("\n");
 			if (json_is_string(json_object_get(st, "error")))
 				printf("  last error: %s\n", str(st, "error"));
-			human_bytes(num(st, "bytes_up"), buf, sizeof(buf));
-			human_bytes(num(st, "bytes_down"), buf2,
-				    sizeof(buf2));
+			hw_cli_human_bytes(num(st, "bytes_up"), buf,
+					   sizeof(buf));
+			hw_cli_human_bytes(num(st, "bytes_down"), buf2,
+					   sizeof(buf2));
 			printf("  conns:     %lld open, %lld in all\n",
 			       num(st, "conns_open"), num(st, "conns_total"));
 			printf("  bytes:     %lld up (%s), %lld down (%s)\n",

@@ -20,18 +20,6 @@ static long long num(json_t *o, const char *k)
 	return (long long)json_integer_value(json_object_get(o, k));
 }
 
-static void human_bytes(long long n, char *out, size_t len)
-{
-	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	double v = (double)n;
-	int u = 0;
-	while (v >= 1024 && u < 4) {
-		v /= 1024;
-		u++;
-	}
-	snprintf(out, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
-}
-
 static void human_ms(long long ms, char *out, size_t len)
 {
 	long long s = ms / 1000;
@@ -145,8 +133,8 @@ static int tp_ls(int argc, char **argv)
 	json_array_foreach(r, i, e) {
 		char tx[16], rx[16], up[16] = "-", rtt[16] = "-";
 		json_t *rt = json_object_get(e, "rtt_ms");
-		human_bytes(num(e, "tx_bytes"), tx, sizeof(tx));
-		human_bytes(num(e, "rx_bytes"), rx, sizeof(rx));
+		hw_cli_human_bytes(num(e, "tx_bytes"), tx, sizeof(tx));
+		hw_cli_human_bytes(num(e, "rx_bytes"), rx, sizeof(rx));
 		if (json_object_get(e, "up_ms"))
 			human_ms(num(e, "up_ms"), up, sizeof(up));
 		if (json_is_number(rt))

@@ -1,6 +1,7 @@
 /* Checks and edits of the forward app's settings document (forward_spec.h):
  * everything `hopwire forward` refuses before anything is sent. */
 #include "cli/forward_spec.h"
+#include "cli/cli.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -39,20 +40,6 @@ int hw_fwd_name_ok(const char *s)
 		      *s == '.' || *s == '_' || *s == '-'))
 			return 0;
 	return 1;
-}
-
-const char *hw_fwd_pk_bad(const char *s)
-{
-	uint8_t pk[HW_PK_LEN];
-	int rc = hw_pk_parse(s, strlen(s), pk);
-
-	if (rc == 0)
-		return NULL;
-	if (rc == HW_EHEXLEN)
-		return "not 64 hex characters";
-	if (rc == HW_EHEXCHAR)
-		return "not hex";
-	return "64 hex characters, but no valid Ed25519 key";
 }
 
 /* A DNS name: dot-separated labels of letters, digits and '-', none
@@ -189,7 +176,7 @@ static int check_service(json_t *e, size_t i, char *err, size_t errlen)
 		const char *s = json_string_value(a);
 		if (s && !strcmp(s, "any") && json_array_size(allow) == 1)
 			continue;
-		if (!s || hw_fwd_pk_bad(s))
+		if (!s || hw_cli_pk_bad(s))
 			return bad(err, errlen, -EINVAL, "service %s: allow[%zu] "
 				   "is not a visor's public key%s", name, k,
 				   s && !strcmp(s, "any")
@@ -211,7 +198,7 @@ static int check_map(json_t *e, size_t i, char *out, char *err,
 	if (!listen || hw_fwd_listen_parse(listen, out, why, sizeof(why)))
 		return bad(err, errlen, -EINVAL, "map[%zu]: listen %s", i,
 			   listen ? why : "missing");
-	if (!pk || hw_fwd_pk_bad(pk))
+	if (!pk || hw_cli_pk_bad(pk))
 		return bad(err, errlen, -EINVAL, "map %s: pk '%s' is not a "
 			   "visor's public key", listen, pk ? pk : "(none)");
 	if (!svc || !hw_fwd_name_ok(svc))
@@ -301,10 +288,10 @@ int hw_fwd_expose(json_t *doc, const char *name, const char *target,
 			any = 1;
 			continue;
 		}
-		if (hw_fwd_pk_bad(allow[i]))
+		if (hw_cli_pk_bad(allow[i]))
 			return bad(err, errlen, -EINVAL, "--allow '%s' is "
 				   "neither a visor's public key (%s) nor "
-				   "'any'", allow[i], hw_fwd_pk_bad(allow[i]));
+				   "'any'", allow[i], hw_cli_pk_bad(allow[i]));
 	}
 	if (any && n > 1) {
 		for (i = 0; i < n && !strcmp(allow[i], "any"); i++)

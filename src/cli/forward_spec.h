@@ -24,9 +24,6 @@
 /* Whether s is a service name. */
 int hw_fwd_name_ok(const char *s);
 
-/* Why s is not a visor's public key, or NULL when it is one. */
-const char *hw_fwd_pk_bad(const char *s);
-
 /* Checks a service's target, HOST:PORT (a host name, an IPv4 address or
  * [IPv6]:PORT). Returns 0 or -EINVAL. */
 int hw_fwd_target_check(const char *s, char *err, size_t errlen);

@@ -1,6 +1,6 @@
 /* Tests of what `hopwire forward` checks before it changes the forward
- * app's settings (src/cli/forward_spec.c, compiled into this test: the
- * CLI is not in hwcore). */
+ * app's settings (src/cli/forward_spec.c and cli_util.c, compiled into
+ * this test: the CLI is not in hwcore). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "cli/cli.h"
 #include "cli/forward_spec.h"
 #include "crypto/identity.h"
 
@@ -52,14 +53,14 @@ static void test_keys(void **state)
 	char up[HW_PK_HEXLEN + 1];
 
 	(void)state;
-	assert_null(hw_fwd_pk_bad(pk1));
+	assert_null(hw_cli_pk_bad(pk1));
 	for (int i = 0; pk1[i]; i++)
 		up[i] = (char)(pk1[i] >= 'a' ? pk1[i] - 32 : pk1[i]);
 	up[HW_PK_HEXLEN] = '\0';
-	assert_null(hw_fwd_pk_bad(up));
-	assert_string_equal(hw_fwd_pk_bad("abc"), "not 64 hex characters");
+	assert_null(hw_cli_pk_bad(up));
+	assert_string_equal(hw_cli_pk_bad("abc"), "not 64 hex characters");
 	up[3] = 'g';
-	assert_string_equal(hw_fwd_pk_bad(up), "not hex");
+	assert_string_equal(hw_cli_pk_bad(up), "not hex");
 }
 
 static void test_targets(void **state)
