@@ -190,11 +190,37 @@ static const char *refusal(json_t *st, long long rev, long long put_ms,
 	return json_string_value(se);
 }
 
+/* Once revision rev is applied: 1, having said so, when the mapping on
+ * listen (NULL: none to look at) could not listen. */
+static int listen_failed(json_t *st, const char *listen, long long rev)
+{
+	json_t *m, *e;
+	size_t i;
+
+	if (!listen)
+		return 0;
+	m = json_object_get(st, "map");
+	json_array_foreach(m, i, e)
+		if (!strcmp(str(e, "listen"), listen) &&
+		    !strcmp(str(e, "state"), "listen-failed")) {
+			hw_cli_err("forward: revision %lld applied, but the app "
+				   "cannot listen on %s: %s ('hopwire forward "
+				   "rm %s' drops the mapping)", rev, listen,
+				   str(e, "error")[0] ? str(e, "error")
+						      : "no reason given",
+				   listen);
+			return 1;
+		}
+	return 0;
+}
+
 /* After a PUT of revision rev (at put_ms; pre_err: the app's
  * settings_error before it): waits until the app's status shows it
- * applied. Returns 0, or 1 having said why not. An app that does not run
- * applies the settings when it starts: said, and 0. */
-static int wait_applied(long long rev, long long put_ms, const char *pre_err)
+ * applied (and, for a new mapping on listen, that it listens). Returns
+ * 0, or 1 having said why not. An app that does not run applies the
+ * settings when it starts: said, and 0. */
+static int wait_applied(long long rev, long long put_ms, const char *pre_err,
+			const char *listen)
 {
 	const struct timespec tick = {0, 100 * 1000 * 1000};
 	long long deadline = now_ms() + APPLY_WAIT_MS, seen = -1;
@@ -218,9 +244,11 @@ static int wait_applied(long long rev, long long put_ms, const char *pre_err)
 			return 1;
 		}
 		if (status == 200 && seen >= rev) {
+			rc = listen_failed(st, listen, rev);
 			json_decref(st);
-			printf("forward: revision %lld applied\n", rev);
-			return 0;
+			if (!rc)
+				printf("forward: revision %lld applied\n", rev);
+			return rc;
 		}
 		json_decref(st);
 		st = NULL;
@@ -361,7 +389,8 @@ static int change(const struct edit *ed)
 		doc = resp = NULL;
 	}
 	say_done(ed);
-	rc = wait_applied(num(resp, "revision"), put_ms, pre_err);
+	rc = wait_applied(num(resp, "revision"), put_ms, pre_err,
+			  ed->op == OP_ADD ? ed->listen : NULL);
 out:
 	free(pre_err);
 	json_decref(doc);

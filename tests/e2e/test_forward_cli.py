@@ -252,6 +252,19 @@ def test_edit_validate_and_persist(visors, pks):
     assert {m["listen"]: m["state"] for m in j["map"]}[f"127.0.0.2:{m2}"] \
         in ("up", "dialing", "down")
 
+    # A port something else holds: the app says why it cannot listen.
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen(1)
+    hp = held.getsockname()[1]
+    r = v.cli("forward", "add", str(hp), p1, "ssh")
+    held.close()
+    assert r.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{hp}: " in r.stderr, r.stderr
+    assert "in use" in r.stderr, r.stderr
+    r = v.cli("forward", "rm", str(hp))
+    assert r.returncode == 0, r.stderr
+
     # Removed by the one written form of the address.
     r = v.cli("forward", "rm", f"[::1]:{m3}")
     assert r.returncode == 0, r.stderr
@@ -261,6 +274,7 @@ def test_edit_validate_and_persist(visors, pks):
     assert r.returncode == 0, r.stderr
     doc = settings(v)
     assert [m["listen"] for m in doc["map"]] == [f"127.0.0.2:{m2}"]
+    assert doc["revision"] == 1 + len(steps) + 5
     assert [s["name"] for s in doc["expose"]] == ["ssh", "web"]
 
     # A restart of the visor keeps them, and starting the app does not
@@ -286,8 +300,12 @@ def test_wait_for_the_app_and_its_status(visors, pks):
     r = v.cli("forward", "expose", "ssh", "127.0.0.1:22", "--allow", p1)
     assert r.returncode == 0, r.stderr
     assert "revision 1 applied" in r.stdout
+    # A mapping the app cannot listen on: saved, applied, and said.
     r = v.cli("forward", "add", "1", p2, "ssh")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1
+    assert ("revision 2 applied, but the app cannot listen on "
+            "127.0.0.1:1: Permission denied ('hopwire forward rm "
+            "127.0.0.1:1' drops the mapping)") in r.stderr, r.stderr
 
     # What the app says of each entry, and its connections.
     r = v.cli("forward", "ls")
