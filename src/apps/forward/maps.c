@@ -59,17 +59,20 @@ static void peer_put(struct fwd_peer *e)
 	free(e);
 }
 
-static int listen_on(const char *addr, char *err, size_t errlen)
+static int listen_on(const char *where, char *err, size_t errlen)
 {
+	char addr[FWD_ADDR_MAX];
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
 				 .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV |
 					     AI_PASSIVE}, *res = NULL;
 	char host[FWD_ADDR_MAX], port[8];
 	int fd = -1, one = 1, rc;
 
+	/* A copy: where and err may share a struct. */
+	snprintf(addr, sizeof(addr), "%s", where);
 	if (fwd_split_addr(addr, host, sizeof(host), port) ||
 	    (rc = getaddrinfo(host, port, &hints, &res))) {
-		snprintf(err, errlen, "%s is not ADDR:PORT with a numeric "
+		snprintf(err, errlen, "%.200s is not ADDR:PORT with a numeric "
 			 "address", addr);
 		return -1;
 	}
@@ -77,7 +80,7 @@ static int listen_on(const char *addr, char *err, size_t errlen)
 	if (fd < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
 	    bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 1024)) {
-		snprintf(err, errlen, "cannot listen on %s: %s", addr,
+		snprintf(err, errlen, "cannot listen on %.200s: %s", addr,
 			 strerror(errno));
 		if (fd >= 0)
 			close(fd);
