@@ -178,7 +178,7 @@ static void client_serve(struct client_job *j)
 	struct hw_muxlink_ref *ref = NULL;
 	uint8_t out[HW_FWD_REQUEST_MAX], in[HW_FWD_ANSWER_MAX];
 	struct fwd_conn *c;
-	size_t len = 0, used;
+	size_t len = 0, used, rq_len;
 	int s = -1, rc;
 
 	if (getpeername(j->fd, (struct sockaddr *)&ss, &sl) == 0)
@@ -197,7 +197,8 @@ static void client_serve(struct client_job *j)
 			st.error[0] ? st.error : strerror(-rc));
 		return;
 	}
-	rc = fwd_write_all(s, out, hw_fwd_build_request(out, &rq));
+	rq_len = hw_fwd_build_request(out, &rq);
+	rc = fwd_write_all(s, out, rq_len);
 	if (!rc)
 		rc = fwd_read_msg(s, in, sizeof(in), &len,
 				  fwd_now_ms() + FWD_ANSWER_MS, parse_answer,
@@ -226,6 +227,8 @@ static void client_serve(struct client_job *j)
 	snprintf(c->listen, sizeof(c->listen), "%s", j->m.listen);
 	c->client_port = rq.client_port;
 	c->service_port = an.service_port;
+	c->hdr_sent = (unsigned)rq_len;
+	c->hdr_received = (unsigned)used;
 	/* What came behind the answer (the service may speak first) is in
 	 * the stream still: only the answer was read. */
 	if (len > used)
