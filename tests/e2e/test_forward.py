@@ -352,3 +352,56 @@ def test_forward_1000_dropped(line):
                          for k, p in procs.items()), timeout=30,
              what="descriptors back to where they were")
     assert works(port)
+
+
+def test_forward_relay_restart(tmp_path, control_plane, visors):
+    """P3 is a relay: a and c have no TCP listener and link only through
+    it. The relay restarts under an open connection: it ends (no hang),
+    and new connections succeed within 15 s, no command repeated."""
+    from test_relay import registered_at, relay_up, tp_state
+    from test_routing import trust
+    disc = control_plane.discovery()
+    relay = control_plane.relay(disc.url)
+    s = control_plane.setup(disc.url)
+    a = visors("a", discovery=disc.url, tcp_listen="")
+    c = visors("c", discovery=disc.url, tcp_listen="")
+    for v in (a, c):
+        trust(v, s.pk)
+        v.start()
+        wait_for(lambda v=v: relay_up(v, relay.pk), what="relay session")
+        wait_for(lambda v=v: registered_at(disc.url, v, relay.pk),
+                 what="visor entry listing the relay")
+    r = a.cli("tp", "add", c.pk, "--type", "relay", "--persistent")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: (tp_state(c, a.pk) or {}).get("state") == "up",
+             what="transport up at c")
+    p5 = EchoServer()
+    p4, p2 = Forward(c), Forward(a)
+    try:
+        p4.set(expose=[expose("echo", p5.port, a.pk)])
+        p4.start()
+        port = free_port()
+        p2.set(maps=[mapping(port, c.pk, "echo")])
+        p2.start()
+        wait_for(lambda: works(port), timeout=15, what="the mapping")
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"x")
+        assert s.recv(1) == b"x"
+        relay.stop(signal.SIGKILL)
+        s.settimeout(40)
+        try:
+            while s.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass
+        s.close()
+        relay.start()
+        t = time.monotonic()
+        wait_for(lambda: works(port), timeout=15,
+                 what="a new connection after the relay's restart")
+        assert time.monotonic() - t < 15
+        assert p2.alive() and p4.alive()
+    finally:
+        p2.stop()
+        p4.stop()
+        p5.close()
