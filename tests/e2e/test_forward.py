@@ -282,6 +282,14 @@ def test_forward_order_restarts_and_p1_closing(line):
     p4.start()
     wait_for(lambda: works(port), timeout=15,
              what="the mapping after P4's visor")
+    # P2's whole visor restarts.
+    a.stop()
+    a.start()
+    link(a, b)
+    p2.stop(signal.SIGKILL)
+    p2.start()
+    wait_for(lambda: works(port), timeout=15,
+             what="the mapping after P2's visor")
 
 
 def test_forward_middle_hop_restart(line):
