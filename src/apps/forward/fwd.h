@@ -47,6 +47,9 @@ struct fwd_conn {
 	char service[HW_FWD_NAME_MAX + 1];
 	char listen[FWD_ADDR_MAX]; /* client side: the map's address */
 	long long since_ms;
+	/* The stream's own header bytes (request, answer), not the TCP
+	 * connection's: left out of what the status shows. */
+	unsigned hdr_sent, hdr_received;
 	struct fwd_conn *prev, *next;
 };
 

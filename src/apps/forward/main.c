@@ -288,11 +288,13 @@ static json_t *status_json(void)
 			"client_pk", c->client_pk, "client_port", c->client_port,
 			"server_pk", c->server_pk, "service", c->service,
 			"service_port", c->service_port, "bytes_up",
-			(json_int_t)__atomic_load_n(&c->w.sent,
-						    __ATOMIC_RELAXED),
+			(json_int_t)(__atomic_load_n(&c->w.sent,
+						     __ATOMIC_RELAXED) -
+				     c->hdr_sent),
 			"bytes_down",
-			(json_int_t)__atomic_load_n(&c->w.received,
-						    __ATOMIC_RELAXED),
+			(json_int_t)(__atomic_load_n(&c->w.received,
+						     __ATOMIC_RELAXED) -
+				     c->hdr_received),
 			"since_ms", (json_int_t)c->since_ms));
 	json_object_set_new(o, "expose", ex);
 	json_object_set_new(o, "map", mp);

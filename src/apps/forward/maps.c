@@ -59,17 +59,20 @@ static void peer_put(struct fwd_peer *e)
 	free(e);
 }
 
-static int listen_on(const char *addr, char *err, size_t errlen)
+static int listen_on(const char *where, char *err, size_t errlen)
 {
+	char addr[FWD_ADDR_MAX];
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
 				 .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV |
 					     AI_PASSIVE}, *res = NULL;
 	char host[FWD_ADDR_MAX], port[8];
 	int fd = -1, one = 1, rc;
 
+	/* A copy: where and err may share a struct. */
+	snprintf(addr, sizeof(addr), "%s", where);
 	if (fwd_split_addr(addr, host, sizeof(host), port) ||
 	    (rc = getaddrinfo(host, port, &hints, &res))) {
-		snprintf(err, errlen, "%s is not ADDR:PORT with a numeric "
+		snprintf(err, errlen, "%.200s is not ADDR:PORT with a numeric "
 			 "address", addr);
 		return -1;
 	}
@@ -77,7 +80,7 @@ static int listen_on(const char *addr, char *err, size_t errlen)
 	if (fd < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
 	    bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 1024)) {
-		snprintf(err, errlen, "cannot listen on %s: %s", addr,
+		snprintf(err, errlen, "cannot listen on %.200s: %s", addr,
 			 strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -175,7 +178,7 @@ static void client_serve(struct client_job *j)
 	struct hw_muxlink_ref *ref = NULL;
 	uint8_t out[HW_FWD_REQUEST_MAX], in[HW_FWD_ANSWER_MAX];
 	struct fwd_conn *c;
-	size_t len = 0, used;
+	size_t len = 0, used, rq_len;
 	int s = -1, rc;
 
 	if (getpeername(j->fd, (struct sockaddr *)&ss, &sl) == 0)
@@ -194,7 +197,8 @@ static void client_serve(struct client_job *j)
 			st.error[0] ? st.error : strerror(-rc));
 		return;
 	}
-	rc = fwd_write_all(s, out, hw_fwd_build_request(out, &rq));
+	rq_len = hw_fwd_build_request(out, &rq);
+	rc = fwd_write_all(s, out, rq_len);
 	if (!rc)
 		rc = fwd_read_msg(s, in, sizeof(in), &len,
 				  fwd_now_ms() + FWD_ANSWER_MS, parse_answer,
@@ -223,6 +227,8 @@ static void client_serve(struct client_job *j)
 	snprintf(c->listen, sizeof(c->listen), "%s", j->m.listen);
 	c->client_port = rq.client_port;
 	c->service_port = an.service_port;
+	c->hdr_sent = (unsigned)rq_len;
+	c->hdr_received = (unsigned)used;
 	/* What came behind the answer (the service may speak first) is in
 	 * the stream still: only the answer was read. */
 	if (len > used)

@@ -35,11 +35,14 @@ static int parse_request(const uint8_t *p, size_t n, void *out, size_t *used)
 	return hw_fwd_parse_request(p, n, out, used);
 }
 
-static void answer(int s, uint8_t status, uint16_t port, const char *msg)
+/* Sends the answer; its length. */
+static size_t answer(int s, uint8_t status, uint16_t port, const char *msg)
 {
 	uint8_t out[HW_FWD_ANSWER_MAX];
+	size_t n = hw_fwd_build_answer(out, status, port, msg);
 
-	fwd_write_all(s, out, hw_fwd_build_answer(out, status, port, msg));
+	fwd_write_all(s, out, n);
+	return n;
 }
 
 /* One stream: the request, the checks, the connect, the answer, the
@@ -113,7 +116,8 @@ static int serve_stream(int s, struct muxref *mr)
 	snprintf(c->service, sizeof(c->service), "%s", rq.name);
 	c->client_port = rq.client_port;
 	c->service_port = (uint16_t)atoi(v.port);
-	answer(s, HW_FWD_OK, c->service_port, "");
+	c->hdr_sent = (unsigned)answer(s, HW_FWD_OK, c->service_port, "");
+	c->hdr_received = (unsigned)used;
 	/* Bytes that came behind the request go first. */
 	if (len > used && fwd_write_all(sock, in + used, len - used)) {
 		free(c);
