@@ -172,6 +172,10 @@ static int check_service(json_t *e, size_t i, char *err, size_t errlen)
 	if (!json_is_array(allow) || !json_array_size(allow))
 		return bad(err, errlen, -EINVAL, "service %s: \"allow\" must "
 			   "list visor keys, or be [\"any\"]", name);
+	if (json_array_size(allow) > HW_FWD_ALLOW_MAX)
+		return bad(err, errlen, -EINVAL, "service %s: %zu keys allowed: "
+			   "at most %d", name, json_array_size(allow),
+			   HW_FWD_ALLOW_MAX);
 	json_array_foreach(allow, k, a) {
 		const char *s = json_string_value(a);
 		if (s && !strcmp(s, "any") && json_array_size(allow) == 1)
@@ -223,6 +227,12 @@ int hw_fwd_doc_check(json_t *doc, char *err, size_t errlen)
 		return bad(err, errlen, -EINVAL, "\"expose\" is not an array");
 	if (map && !json_is_array(map))
 		return bad(err, errlen, -EINVAL, "\"map\" is not an array");
+	if (json_array_size(exp) > HW_FWD_SERVICES_MAX)
+		return bad(err, errlen, -EINVAL, "%zu services: at most %d",
+			   json_array_size(exp), HW_FWD_SERVICES_MAX);
+	if (json_array_size(map) > HW_FWD_MAPS_MAX)
+		return bad(err, errlen, -EINVAL, "%zu mappings: at most %d",
+			   json_array_size(map), HW_FWD_MAPS_MAX);
 	json_array_foreach(exp, i, e) {
 		if ((rc = check_service(e, i, err, errlen)))
 			return rc;

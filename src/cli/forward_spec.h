@@ -18,8 +18,11 @@
 #define HW_FWD_NAME_MAX 32
 /* An address as written in the document: "[v6]:65535" and a NUL fit. */
 #define HW_FWD_ADDR_MAX 300
-/* At most this many --allow keys per service. */
+/* At most this many --allow keys per service, services and mappings (as
+ * hopwire-forward takes them). */
 #define HW_FWD_ALLOW_MAX 64
+#define HW_FWD_SERVICES_MAX 64
+#define HW_FWD_MAPS_MAX 64
 
 /* Whether s is a service name. */
 int hw_fwd_name_ok(const char *s);
@@ -36,8 +39,9 @@ int hw_fwd_listen_parse(const char *s, char out[HW_FWD_ADDR_MAX], char *err,
 			size_t errlen);
 
 /* Checks a whole document: "expose" and "map" arrays (either may be
- * missing) of entries as above, no two services with one name, no two
- * maps on one listen address. Returns 0 or -EINVAL. */
+ * missing) of entries as above, at most HW_FWD_SERVICES_MAX and
+ * HW_FWD_MAPS_MAX of them, no two services with one name, no two maps
+ * on one listen address. Returns 0 or -EINVAL. */
 int hw_fwd_doc_check(json_t *doc, char *err, size_t errlen);
 
 /* Adds service name (target, allow: n keys or the one word "any") to doc,

@@ -233,6 +233,19 @@ static void test_doc_check(void **state)
 		assert_true(err[0]);
 		json_decref(doc);
 	}
+	/* One mapping too many. */
+	doc = json_object();
+	for (int i = 0; i <= HW_FWD_MAPS_MAX; i++) {
+		char l[32];
+		int same;
+		snprintf(l, sizeof(l), "127.0.0.1:%d", 1000 + i);
+		assert_int_equal(hw_fwd_add(doc, l, pk1, "s", &same, err,
+					    sizeof(err)), 0);
+		assert_int_equal(hw_fwd_doc_check(doc, err, sizeof(err)),
+				 i < HW_FWD_MAPS_MAX ? 0 : -EINVAL);
+	}
+	assert_non_null(strstr(err, "at most 64"));
+	json_decref(doc);
 	snprintf(text, sizeof(text),
 		 "{\"revision\": 4, \"other\": 1, \"expose\": [{\"name\": "
 		 "\"a\", \"target\": \"h:1\", \"allow\": [\"%1$s\"]}], "
