@@ -109,17 +109,18 @@ def test_ssh_and_scp_through_a_mapping(line, sshd, tmp_path):
     assert r.returncode == 0, r.stderr
     assert sha(back) == sha(up)
 
-    # ssh with the --stdio ProxyCommand: no mapping needed, the visor key
-    # as the host name.
-    env = dict(os.environ, HOPWIRE_APP_SOCKET=apps_sock(a))
-    proxy = f"{bin_path('hopwire-forward')} --stdio %h ssh"
+    # ssh with `hopwire forward stdio` as its ProxyCommand (as the README
+    # says): no mapping needed, the visor key as the host name.
+    proxy = f"{bin_path('hopwire')} --visor {a.socket} forward stdio %h ssh"
     r = subprocess.run(["ssh", *ssh_opts(key), "-o",
                         f"ProxyCommand={proxy}", f"{user}@{c.pk}", "echo",
                         "via-stdio"], capture_output=True, text=True,
-                       timeout=60, env=env)
+                       timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "via-stdio"
-    # A service the key may not use: ssh fails, with the reason.
+    # The app itself, started by hand, for a service that does not
+    # exist: ssh fails, with the reason.
+    env = dict(os.environ, HOPWIRE_APP_SOCKET=apps_sock(a))
     r = subprocess.run(["ssh", *ssh_opts(key), "-o",
                         f"ProxyCommand={bin_path('hopwire-forward')} --stdio "
                         "%h nosuch", f"{user}@{c.pk}", "true"],
