@@ -922,8 +922,8 @@ static void on_tick(uv_timer_t *t)
 		if (!tp->live)
 			continue;
 		/* Paused (backpressure): what the peer sent waits unread,
-		 * so silence says nothing. The router resumes within
-		 * HW_ROUTER_PAUSE_MAX_MS. */
+		 * so silence says nothing; whoever paused it resumes it
+		 * soon (the router within a second). */
 		if (tp->paused)
 			tp->last_rx_ms = now;
 		if (now - tp->last_rx_ms >=
