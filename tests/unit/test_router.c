@@ -698,7 +698,9 @@ static struct route route_make(struct fx *fx, uint32_t ka)
 
 static uint8_t big[HW_PACKET_MAX_PAYLOAD];
 
-static int send_seq(struct fx *fx, uint32_t id, unsigned seq, size_t len)
+/* Sends packet seq of len bytes on node n's FORWARD rule id. */
+static int send_seq_from(struct node *n, uint32_t id, unsigned seq,
+			 size_t len)
 {
 	if (len < 4)
 		len = 4;
@@ -708,8 +710,12 @@ static int send_seq(struct fx *fx, uint32_t id, unsigned seq, size_t len)
 	big[3] = (uint8_t)seq;
 	for (size_t k = 4; k < len; k++)
 		big[k] = pat(seq, k);
-	return hw_router_send(fx->n[A].rt, id, HW_PKT_DATA, big,
-			      (uint16_t)len);
+	return hw_router_send(n->rt, id, HW_PKT_DATA, big, (uint16_t)len);
+}
+
+static int send_seq(struct fx *fx, uint32_t id, unsigned seq, size_t len)
+{
+	return send_seq_from(&fx->n[A], id, seq, len);
 }
 
 static void check_json(struct fx *fx, struct route rt, uint64_t bytes,
@@ -1076,13 +1082,7 @@ static void pump_run(struct pump *p)
 	int rc;
 
 	while (p->seq < p->total) {
-		big[0] = (uint8_t)(p->seq >> 24);
-		big[1] = (uint8_t)(p->seq >> 16);
-		big[2] = (uint8_t)(p->seq >> 8);
-		big[3] = (uint8_t)p->seq;
-		for (size_t k = 4; k < PUMP_LEN; k++)
-			big[k] = pat(p->seq, k);
-		rc = hw_router_send(n->rt, p->id, HW_PKT_DATA, big, PUMP_LEN);
+		rc = send_seq_from(n, p->id, p->seq, PUMP_LEN);
 		if (rc == -ENOBUFS) {
 			assert_int_equal(hw_router_wait_room(n->rt, p->id,
 							     &p->w), 0);
