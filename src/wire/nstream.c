@@ -753,7 +753,8 @@ static void received(struct hw_nstream *s, size_t n, int full)
 	process(s);
 	if (s->rstart == s->rend) {
 		s->rstart = s->rend = 0;
-		if (s->rcap < s->p.kind->rbuf_big) {
+		/* Small, or grown past rbuf_big while paused: given back. */
+		if (s->rcap != s->p.kind->rbuf_big) {
 			free(s->rbuf);
 			s->rbuf = NULL;
 			s->rcap = 0;
