@@ -7,9 +7,10 @@ Every byte must arrive once, in order (sha256), and every group end
 cleanly."""
 import time
 
-from conftest import wait_for
+from conftest import http_get, wait_for
 from test_heal import Drain, Feeder
-from test_routing import Pipe, line_of_three
+from test_relay import registered_at, relay_up
+from test_routing import Pipe, line_of_three, link, registered, trust
 
 GROUPS = 24
 EACH = 3 << 20
@@ -18,13 +19,45 @@ PORT0 = 200
 
 def test_parallel_bulk_groups_through_one_hop(control_plane, visors):
     disc, s, a, b, c = line_of_three(None, control_plane, visors)
+    bulk_both_ways(a, b, c, GROUPS, EACH)
+
+
+def test_parallel_bulk_groups_over_a_relay_transport(control_plane,
+                                                     visors):
+    """The same with b - c a relay transport (c has no listener): b
+    holds the relay stream's credit back while paused."""
+    disc = control_plane.discovery()
+    relay = control_plane.relay(disc.url)
+    wait_for(lambda: any(r["pk"] == relay.pk for r in
+                         http_get(f"{disc.url}/v1/relays")["relays"]),
+             what="the relay in discovery")
+    s = control_plane.setup(disc.url)
+    a, b = (visors(n, discovery=disc.url) for n in "ab")
+    c = visors("c", discovery=disc.url, tcp_listen="")
+    for v in (a, b, c):
+        trust(v, s.pk)
+        v.start()
+    wait_for(lambda: relay_up(c, relay.pk) and
+             registered_at(disc.url, c, relay.pk), what="c at the relay")
+    link(a, b)
+    r = b.cli("tp", "add", c.pk, "--type", "relay")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: registered(disc.url, a, b) and
+             registered(disc.url, b, c), what="transports in discovery")
+    assert {t["type"] for t in b.transports()} >= {"tcp", "relay"}
+    bulk_both_ways(a, b, c, GROUPS // 2, EACH)
+
+
+def bulk_both_ways(a, b, c, groups, each):
+    """groups route groups from a to c (through b), each carrying each
+    bytes both ways at once, checked by sha256; all end in order."""
     listeners, dialers = [], []
     try:
-        for i in range(GROUPS):
+        for i in range(groups):
             listeners.append(Pipe(c, "listen", str(PORT0 + i)))
         for ln in listeners:
             ln.wait_stderr("listening")
-        for i in range(GROUPS):
+        for i in range(groups):
             dialers.append(Pipe(a, "dial", c.pk, str(PORT0 + i)))
         for d, ln in zip(dialers, listeners):
             d.wait_stderr("connected")
@@ -33,8 +66,8 @@ def test_parallel_bulk_groups_through_one_hop(control_plane, visors):
         # a -> c on every group and c -> a on every group, all at once.
         flows = []
         for d, ln in zip(dialers, listeners):
-            flows.append((Feeder(d, EACH), Drain(ln, EACH)))
-            flows.append((Feeder(ln, EACH), Drain(d, EACH)))
+            flows.append((Feeder(d, each), Drain(ln, each)))
+            flows.append((Feeder(ln, each), Drain(d, each)))
         start = time.monotonic()
         for f, dr in flows:
             dr.start()
@@ -45,21 +78,21 @@ def test_parallel_bulk_groups_through_one_hop(control_plane, visors):
             dr.join(timeout=max(0.1, deadline - time.monotonic()))
         took = time.monotonic() - start
         short = [(i, dr.got) for i, (f, dr) in enumerate(flows)
-                 if dr.got != EACH]
+                 if dr.got != each]
         logs = "".join(v.log.read_text() for v in (a, c))
         assert not short, (len(short), short[:8], logs[-3000:])
         for i, (f, dr) in enumerate(flows):
             assert f.error is None, (i, f.error)
             assert dr.digest.hexdigest() == f.digest.hexdigest(), i
         assert "failed to decrypt" not in logs
-        total = 2 * GROUPS * EACH
-        print(f"\n{GROUPS} groups x 2 directions x {EACH >> 20} MiB "
+        total = 2 * groups * each
+        print(f"\n{groups} groups x 2 directions x {each >> 20} MiB "
               f"through one hop: {total / took / 1e6:.0f} MB/s")
 
         # Every group is still open, then ends in order.
-        groups = a.json("route", "ls")["groups"]
-        assert len(groups) == GROUPS, groups
-        assert all(g["state"] == "open" for g in groups), groups
+        open_groups = a.json("route", "ls")["groups"]
+        assert len(open_groups) == groups, open_groups
+        assert all(g["state"] == "open" for g in open_groups), open_groups
         for d in dialers:
             d.p.stdin.close()
         for ln in listeners:
