@@ -184,10 +184,12 @@ def main():
         groups, each = 24, 32 << 20
         try:
             mbs = parallel_route_test(a, c, port + 1, groups, each)
+            rs = b.api("info")["router"]
             print(f"{groups} route groups at once, 2 hops (`route bench`, "
                   f"{each >> 20} MiB each): {mbs:7.1f} MB/s = "
                   f"{mbs / plain:.0%} of plain TCP, {mbs / sealed:.0%} of "
-                  f"sealed TCP")
+                  f"sealed TCP (the hop paused a transport "
+                  f"{rs['pauses']} times, dropped {rs['dropped_full']})")
         except SystemExit as e:
             print(f"{groups} route groups at once, 2 hops: failed: {e}")
         port += groups
