@@ -38,6 +38,14 @@
 #define TICK_MS 500
 #define WHEEL_SLOTS 1024 /* a power of two */
 
+/* A transport read again by force (hops feeding each other in a loop,
+ * all paused) may fill what it feeds up to FORCED_MARK for FORCED_MS
+ * before it pauses again: one record per forced read would drain the
+ * loop only a record at a time. Half the forwarding limit, so a second
+ * forced read still finds room. */
+#define FORCED_MARK (HW_CONN_FORWARD_MAX / 2)
+#define FORCED_MS 1000
+
 /* Packet types that travel on routes; the rest belong to route 0. */
 #define ROUTE_TYPES                                                       \
 	(1u << HW_PKT_DATA | 1u << HW_PKT_CLOSE | 1u << HW_PKT_KEEPALIVE |  \
@@ -84,6 +92,10 @@ struct tpr {
 	 * transport, or the list being woken), and since when. */
 	struct tpr *f_next, **f_pprev;
 	uint64_t paused_ms;
+	/* Read again by force (feeders_force) at forced_ms: until the
+	 * transport it waited on drains or FORCED_MS pass, it pauses only
+	 * at FORCED_MARK. */
+	uint64_t forced_ms;
 	struct tpr *feeders; /* paused transports waiting for this one */
 };
 
@@ -398,6 +410,7 @@ static void feeders_wake(struct hw_router *r, struct hw_tp *tp)
 		return;
 	while ((f = o->feeders)) {
 		feeder_unlink(f);
+		f->forced_ms = 0; /* it drained: the usual mark again */
 		feeder_link(&woken, f);
 	}
 	tpr_put(r, o);
@@ -433,8 +446,21 @@ static void feeders_force(struct hw_router *r, uint64_t now)
 			       "it again", hw_tp_id_hex(late->tp),
 			       (unsigned long long)(now - late->paused_ms));
 		}
+		late->forced_ms = now;
 		feeder_resume(r, late);
 	}
+}
+
+/* Whether in, whose packet went to the congested out, pauses now. */
+static int feeder_should_pause(struct hw_router *r, struct hw_tp *in,
+			       struct hw_tp *out)
+{
+	struct tpr *f = tpr_find(r, in);
+
+	if (!f || !f->forced_ms ||
+	    uv_now(r->p.loop) - f->forced_ms >= FORCED_MS)
+		return 1;
+	return hw_tp_queued(out) >= FORCED_MARK;
 }
 
 /* ---- the wheel ---- */
@@ -963,7 +989,8 @@ void hw_router_on_packet(struct hw_router *r, struct hw_tp *tp,
 	}
 	/* Backpressure: the next transport is over its high-water mark, so
 	 * this one stops reading until it drained. */
-	if (r->frees == frees && hw_tp_congested(next))
+	if (r->frees == frees && hw_tp_congested(next) &&
+	    feeder_should_pause(r, tp, next))
 		feeder_pause(r, tp, next);
 }
 

@@ -436,6 +436,11 @@ int hw_tp_congested(struct hw_tp *tp)
 	       tp->live->type->congested(tp->live);
 }
 
+size_t hw_tp_queued(const struct hw_tp *tp)
+{
+	return tp->live && tp->live->conn ? hw_conn_queued(tp->live->conn) : 0;
+}
+
 void hw_tp_pause(struct hw_tp *tp, int paused)
 {
 	paused = paused ? 1 : 0;

@@ -169,6 +169,9 @@ int hw_tp_forward(struct hw_tp *tp, uint8_t type, uint32_t route_id,
  * below the low-water mark (or the transport went down). 0 when down. */
 int hw_tp_congested(struct hw_tp *tp);
 
+/* Bytes queued on tp's live connection (0 when down). */
+size_t hw_tp_queued(const struct hw_tp *tp);
+
 /* Pauses (1) or resumes (0) reading tp: no packet of it reaches
  * on_packet while paused, and its peer is held back by TCP's flow
  * control (a relay transport: the relay stream's credit). A connection
