@@ -5,8 +5,10 @@
   p99 over 100 dials;
 - throughput of one route group over 1 and 2 hops, as the visors' own
   throughput test (`hopwire route bench`: the source visor sends, the
-  destination visor discards) and through the stream socket with a
-  program at each end (bench_stream), beside two baselines: plain
+  destination visor discards), of 24 such groups at once over 2 hops
+  (one intermediate hop under backpressure), and through the stream
+  socket with a program at each end (bench_stream), beside two
+  baselines: plain
   loopback TCP between two processes, and sealed TCP (the same two
   processes also seal and open every chunk with the Noise cipher state:
   what any end-to-end encrypted connection costs at least);
@@ -92,6 +94,45 @@ def route_test(src, dst, port, nbytes):
     return r["mbytes_per_s"]
 
 
+def parallel_route_test(src, dst, port0, n, nbytes):
+    """n groups from src to dst at once, each the visors' own throughput
+    test of nbytes: every group's bytes cross the same hops, so the hop
+    in between has n senders filling its transports (docs/routing.md,
+    "Backpressure"). Total MB/s from the first dial to the last byte
+    received, or a SystemExit naming what broke (a group that ended, or
+    nothing heard for 60 s)."""
+    listeners, dialers = [], []
+    try:
+        for i in range(n):
+            ls, lf = open_stream(stream_socket(dst), {
+                "op": "listen", "port": port0 + i, "discard": True})
+            ls.settimeout(60)
+            expect(lf, "listening")
+            listeners.append((ls, lf))
+        t0 = time.perf_counter()
+        for i in range(n):
+            dialers.append(open_stream(stream_socket(src), {
+                "op": "dial", "pk": dst.pk, "port": port0 + i,
+                "send": nbytes}))
+            dialers[-1][0].settimeout(60)
+        for ds, df in dialers:
+            expect(df, "connected")
+        for ds, df in dialers:
+            expect(df, "sent")
+        for ls, lf in listeners:
+            got = expect(lf, "received")
+            if got["received"] != nbytes:
+                raise SystemExit(f"{got['received']} of {nbytes} bytes "
+                                 "arrived")
+        return n * nbytes / (time.perf_counter() - t0) / 1e6
+    except OSError as e:  # socket.timeout among them
+        raise SystemExit(f"stream socket: {e}")
+    finally:
+        for s, f in dialers + listeners:
+            f.close()
+            s.close()
+
+
 def main():
     root = pathlib.Path(tempfile.mkdtemp(prefix="hw-bench-routes-"))
     procs, visors = [], []
@@ -140,6 +181,18 @@ def main():
                   f"{mbs:7.1f} MB/s = {mbs / plain:.0%} of plain TCP"
                   f"{' (target 40%)' if hops == 1 else ''}, "
                   f"{mbs / sealed:.0%} of sealed TCP")
+        groups, each = 24, 32 << 20
+        try:
+            mbs = parallel_route_test(a, c, port + 1, groups, each)
+            rs = b.api("info")["router"]
+            print(f"{groups} route groups at once, 2 hops (`route bench`, "
+                  f"{each >> 20} MiB each): {mbs:7.1f} MB/s = "
+                  f"{mbs / plain:.0%} of plain TCP, {mbs / sealed:.0%} of "
+                  f"sealed TCP (the hop paused a transport "
+                  f"{rs['pauses']} times, dropped {rs['dropped_full']})")
+        except SystemExit as e:
+            print(f"{groups} route groups at once, 2 hops: failed: {e}")
+        port += groups
         for hops, dst in ((1, b), (2, c)):
             port += 1
             mbs = best_of(3, lambda: float(run(

@@ -109,6 +109,7 @@ struct hw_relay_stream {
 	enum stream_state state;
 	int dialer, in_table, was_open, silent, final_called;
 	int close_requested, close_reason;
+	int held; /* hw_relay_stream_hold: no credit goes back */
 	uint32_t id;
 	uint8_t remote_pk[HW_PK_LEN];
 	uint8_t relay_pk[HW_PK_LEN];
@@ -538,7 +539,7 @@ static void send_credit(struct hw_relay_stream *s)
 	uint32_t n = s->owed;
 
 	list_del(&s->clink);
-	if (!n || !s->sess)
+	if (!n || !s->sess || s->held)
 		return;
 	b[0] = (uint8_t)(n >> 24);
 	b[1] = (uint8_t)(n >> 16);
@@ -557,6 +558,13 @@ static void on_credit_timer(uv_timer_t *t)
 	while (list_linked(&rc->owed))
 		send_credit(CONTAINER(rc->owed.next, struct hw_relay_stream,
 				      clink));
+}
+
+void hw_relay_stream_hold(struct hw_relay_stream *s, int held)
+{
+	s->held = held ? 1 : 0;
+	if (!s->held && s->owed && s->state == S_OPEN)
+		send_credit(s);
 }
 
 /* ---- open deadlines ---- */
@@ -994,6 +1002,8 @@ static void on_data(struct hw_relay_wire *w, uint32_t stream,
 	if (s->state != S_OPEN)
 		return; /* closed meanwhile: no credit owed any more */
 	s->owed += (uint32_t)len;
+	if (s->held)
+		return; /* credited when the hold ends */
 	if (s->owed >= HW_RELAY_WINDOW / 4) {
 		send_credit(s);
 	} else if (!list_linked(&s->clink)) {

@@ -108,6 +108,13 @@ int hw_relay_stream_write(struct hw_relay_stream *s, const uint8_t *buf,
 			  size_t len, void (*done)(void *arg, int status),
 			  void *arg);
 
+/* Holds (held 1) or releases (0) the stream's credit: while held, bytes
+ * that arrive are still delivered but no credit goes back, so the peer
+ * sends at most HW_RELAY_WINDOW more; on release what is owed is
+ * credited at once. A reader that pauses uses it to hold the far end
+ * back. */
+void hw_relay_stream_hold(struct hw_relay_stream *s, int held);
+
 /* Closes the stream: the peer is told (CLOSE), queued writes complete
  * with an error, ops->closed follows with reason. Safe more than once. */
 void hw_relay_stream_close(struct hw_relay_stream *s, int reason);

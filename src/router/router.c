@@ -38,6 +38,14 @@
 #define TICK_MS 500
 #define WHEEL_SLOTS 1024 /* a power of two */
 
+/* A transport read again by force (hops feeding each other in a loop,
+ * all paused) may fill what it feeds up to FORCED_MARK for FORCED_MS
+ * before it pauses again: one record per forced read would drain the
+ * loop only a record at a time. Half the forwarding limit, so a second
+ * forced read still finds room. */
+#define FORCED_MARK (HW_CONN_FORWARD_MAX / 2)
+#define FORCED_MS 1000
+
 /* Packet types that travel on routes; the rest belong to route 0. */
 #define ROUTE_TYPES                                                       \
 	(1u << HW_PKT_DATA | 1u << HW_PKT_CLOSE | 1u << HW_PKT_KEEPALIVE |  \
@@ -72,11 +80,23 @@ struct rent {
 	struct hw_rule rule;
 };
 
-/* The rules using one transport, so that losing it costs only them. */
+/* The rules using one transport, so that losing it costs only them; and
+ * its part in backpressure: a transport whose packets a rule forwards to
+ * a congested one is paused (its reading stops) and waits on that one's
+ * list of feeders until it drained (docs/routing.md, "Backpressure"). */
 struct tpr {
 	struct hw_hnode hn; /* in r->tps */
 	struct hw_tp *tp;
 	struct rent *by_prev, *by_next;
+	/* Paused: the list it waits on (the feeders of a congested
+	 * transport, or the list being woken), and since when. */
+	struct tpr *f_next, **f_pprev;
+	uint64_t paused_ms;
+	/* Read again by force (feeders_force) at forced_ms: until the
+	 * transport it waited on drains or FORCED_MS pass, it pauses only
+	 * at FORCED_MARK. */
+	uint64_t forced_ms;
+	struct tpr *feeders; /* paused transports waiting for this one */
 };
 
 struct hw_router {
@@ -99,6 +119,7 @@ struct hw_router {
 	uint64_t full_log_ms;
 	int full_logged;
 	struct hw_router_waiter *waiters; /* newest first */
+	uint64_t drop_log_ms, force_log_ms;
 };
 
 /* ---- the rule codec ---- */
@@ -310,13 +331,136 @@ static struct tpr *tpr_get(struct hw_router *r, struct hw_tp *tp)
 	return t;
 }
 
-/* Frees t once no rule uses its transport. */
+/* Frees t once no rule uses its transport and it takes no part in
+ * backpressure. */
 static void tpr_put(struct hw_router *r, struct tpr *t)
 {
-	if (t && !t->by_prev && !t->by_next) {
+	if (t && !t->by_prev && !t->by_next && !t->f_pprev && !t->feeders) {
 		hw_htab_remove(&r->tps, &t->hn);
 		free(t);
 	}
+}
+
+/* ---- backpressure ---- */
+
+static void feeder_unlink(struct tpr *f)
+{
+	if (!f->f_pprev)
+		return;
+	*f->f_pprev = f->f_next;
+	if (f->f_next)
+		f->f_next->f_pprev = f->f_pprev;
+	f->f_next = NULL;
+	f->f_pprev = NULL;
+}
+
+static void feeder_link(struct tpr **head, struct tpr *f)
+{
+	f->f_next = *head;
+	if (f->f_next)
+		f->f_next->f_pprev = &f->f_next;
+	*head = f;
+	f->f_pprev = head;
+}
+
+/* A rule forwarded a packet from in to the congested out: in stops
+ * reading until out drained. A transport never waits on itself (a hop
+ * that did could never drain it), and one already paused stays on the
+ * list it waits on. */
+static void feeder_pause(struct hw_router *r, struct hw_tp *in,
+			 struct hw_tp *out)
+{
+	struct tpr *f, *o;
+
+	if (in == out || !(f = tpr_get(r, in)) || f->f_pprev)
+		return;
+	if (!(o = tpr_get(r, out))) {
+		tpr_put(r, f);
+		return;
+	}
+	feeder_link(&o->feeders, f);
+	f->paused_ms = uv_now(r->p.loop);
+	r->st.pauses++;
+	r->st.paused++;
+	hw_tp_pause(in, 1);
+}
+
+/* Lets f read again: off its list, and maybe freed, before the resume,
+ * which may hand on packets at once (and so pause f again). */
+static void feeder_resume(struct hw_router *r, struct tpr *f)
+{
+	struct hw_tp *tp = f->tp;
+
+	if (!f->f_pprev)
+		return;
+	feeder_unlink(f);
+	r->st.paused--;
+	tpr_put(r, f);
+	hw_tp_pause(tp, 0);
+}
+
+/* tp drained (or went down): every transport waiting on it reads again,
+ * in turn. They are moved to a list of their own first, so one that
+ * pauses on tp again at once waits for the next signal. */
+static void feeders_wake(struct hw_router *r, struct hw_tp *tp)
+{
+	struct tpr *o = tpr_find(r, tp), *woken = NULL, *f;
+
+	if (!o || !o->feeders)
+		return;
+	while ((f = o->feeders)) {
+		feeder_unlink(f);
+		f->forced_ms = 0; /* it drained: the usual mark again */
+		feeder_link(&woken, f);
+	}
+	tpr_put(r, o);
+	while ((f = woken))
+		feeder_resume(r, f);
+}
+
+/* Paused longer than HW_ROUTER_PAUSE_MAX_MS: the transport it waits on
+ * is not draining, maybe because its own peer waits on us (hops feeding
+ * each other in a loop). Reading anyway breaks such a wait; what it
+ * brings is bounded by HW_CONN_FORWARD_MAX on the congested transport. */
+static void feeders_force(struct hw_router *r, uint64_t now)
+{
+	for (;;) {
+		struct tpr *late = NULL;
+
+		for (size_t i = 0; i < r->tps.nb && !late; i++)
+			for (struct hw_hnode *n = r->tps.b[i]; n && !late;
+			     n = n->next) {
+				struct tpr *t = (struct tpr *)n;
+
+				if (t->f_pprev &&
+				    now - t->paused_ms >= HW_ROUTER_PAUSE_MAX_MS)
+					late = t;
+			}
+		if (!late)
+			return;
+		r->st.pauses_forced++;
+		if (!r->force_log_ms || now - r->force_log_ms >= FULL_LOG_MS) {
+			r->force_log_ms = now;
+			hw_log(HW_LOG_WARN, LOG, "transport %s paused for %llu "
+			       "ms without the one it feeds draining; reading "
+			       "it again", hw_tp_id_hex(late->tp),
+			       (unsigned long long)(now - late->paused_ms));
+		}
+		late->forced_ms = now;
+		feeder_resume(r, late);
+	}
+}
+
+/* Whether in, whose packet went to the congested out, pauses now. */
+static int feeder_should_pause(struct hw_router *r, struct hw_tp *in,
+			       struct hw_tp *out)
+{
+	struct tpr *f = tpr_find(r, in);
+
+	if (!f || !f->forced_ms ||
+	    uv_now(r->p.loop) - f->forced_ms >= FORCED_MS)
+		return 1;
+	return hw_tp_queued(out) >= FORCED_MARK;
 }
 
 /* ---- the wheel ---- */
@@ -432,7 +576,14 @@ static void sweep_slot(struct hw_router *r, unsigned slot, uint64_t now)
 		} else {
 			struct rent *x = (struct rent *)e;
 			uint64_t due = x->last_ms + x->rule.keepalive_ms;
+			struct tpr *in = x->prev ? tpr_find(r, x->prev) : NULL;
 
+			/* Its packets wait unread because we paused their
+			 * transport: the rule is not idle. */
+			if (now >= due && in && in->f_pprev) {
+				x->last_ms = now;
+				due = now + x->rule.keepalive_ms;
+			}
 			if (now >= due) {
 				hw_log(HW_LOG_DEBUG, LOG, "rule %u expired",
 				       x->e.id);
@@ -459,6 +610,8 @@ static void on_timer(uv_timer_t *t)
 		sweep_slot(r, (unsigned)(r->cur_tick & (WHEEL_SLOTS - 1)),
 			   now);
 	}
+	if (r->st.paused)
+		feeders_force(r, now);
 }
 
 /* ---- public ---- */
@@ -748,11 +901,29 @@ static void on_fail_back(struct hw_router *r, struct hw_tp *tp,
 	fail_send(r, x, 1, pkt->payload, 0, NULL);
 }
 
+/* A packet past even the forwarding limit of x's next transport: lost,
+ * counted and logged (at most every FULL_LOG_MS). Backpressure keeps
+ * honest traffic below the limit (docs/routing.md). */
+static void forward_full(struct hw_router *r, struct rent *x)
+{
+	uint64_t now = uv_now(r->p.loop);
+
+	r->st.dropped_full++;
+	if (r->drop_log_ms && now - r->drop_log_ms < FULL_LOG_MS)
+		return;
+	r->drop_log_ms = now;
+	hw_log(HW_LOG_WARN, LOG, "rule %u: transport %s holds %u bytes "
+	       "already; packet dropped (%llu so far)", x->e.id,
+	       hw_tp_id_hex(x->next), HW_CONN_FORWARD_MAX,
+	       (unsigned long long)r->st.dropped_full);
+}
+
 void hw_router_on_packet(struct hw_router *r, struct hw_tp *tp,
 			 const struct hw_packet *pkt)
 {
 	struct ent *e;
 	struct rent *x;
+	struct hw_tp *next;
 	uint64_t frees;
 	int rc;
 
@@ -789,24 +960,38 @@ void hw_router_on_packet(struct hw_router *r, struct hw_tp *tp,
 		return;
 	}
 	/* A failed write may close the connection and, through the
-	 * manager, remove this rule before hw_tp_send returns. */
+	 * manager, remove this rule before hw_tp_forward returns. */
 	frees = r->frees;
-	if ((rc = hw_tp_send(x->next, pkt->type, x->rule.next_id,
-			     pkt->payload, pkt->len))) {
-		r->st.dropped_down++;
-		/* Nowhere to go: the start of the route hears of it. */
-		if (rc == -ENOTCONN && r->frees == frees &&
-		    pkt->type != HW_PKT_ROUTE_FAIL && fail_allowed(r, x))
-			fail_send(r, x, 1, NULL, HW_ROUTE_FAIL_NO_NEXT,
-				  x->rule.next_tp);
-		return;
+	next = x->next;
+	if ((rc = hw_tp_forward(next, pkt->type, x->rule.next_id,
+				pkt->payload, pkt->len))) {
+		if (rc == -ENOBUFS) {
+			forward_full(r, x);
+		} else {
+			r->st.dropped_down++;
+			/* Nowhere to go: the start of the route hears of
+			 * it. */
+			if (rc == -ENOTCONN && r->frees == frees &&
+			    pkt->type != HW_PKT_ROUTE_FAIL &&
+			    fail_allowed(r, x))
+				fail_send(r, x, 1, NULL,
+					  HW_ROUTE_FAIL_NO_NEXT,
+					  x->rule.next_tp);
+			return;
+		}
+	} else {
+		r->st.forwarded++;
+		if (r->frees == frees) {
+			x->last_ms = uv_now(r->p.loop);
+			x->packets++;
+			x->bytes += pkt->len;
+		}
 	}
-	r->st.forwarded++;
-	if (r->frees == frees) {
-		x->last_ms = uv_now(r->p.loop);
-		x->packets++;
-		x->bytes += pkt->len;
-	}
+	/* Backpressure: the next transport is over its high-water mark, so
+	 * this one stops reading until it drained. */
+	if (r->frees == frees && hw_tp_congested(next) &&
+	    feeder_should_pause(r, tp, next))
+		feeder_pause(r, tp, next);
 }
 
 int hw_router_send_fill(struct hw_router *r, uint32_t id, uint8_t type,
@@ -845,9 +1030,12 @@ void hw_router_tp_removed(struct hw_router *r, struct hw_tp *tp)
 {
 	struct tpr *t;
 
+	/* It waits for nothing any more: a new connection reads. */
+	if ((t = tpr_find(r, tp)) && t->f_pprev)
+		feeder_resume(r, t);
 	/* Looked up afresh each time: the last rule frees t, and a
 	 * callback may remove other rules of this transport. */
-	while ((t = tpr_find(r, tp))) {
+	while ((t = tpr_find(r, tp)) && (t->by_prev || t->by_next)) {
 		struct rent *x = t->by_prev ? t->by_prev : t->by_next;
 		uint64_t frees = r->frees;
 
@@ -914,6 +1102,7 @@ void hw_router_tp_room(struct hw_router *r, struct hw_tp *tp)
 		hw_router_unwait(w);
 		w->cb(w);
 	}
+	feeders_wake(r, tp);
 }
 
 static const char *kind_name(enum hw_rule_kind k)

@@ -12,7 +12,14 @@
  * wrong transport, is dropped and counted. The router does not know the
  * transport types: it sends through hw_tp_send on the rule's transport,
  * and a sender that found the transport full waits for its room-again
- * signal (hw_router_wait_room). */
+ * signal (hw_router_wait_room).
+ *
+ * Backpressure: a packet an INTERMEDIARY rule forwards never meets a full
+ * queue at the high-water mark (hw_tp_forward); instead, when the next
+ * transport is over that mark, the transport the packet came on is
+ * paused (hw_tp_pause) until the next one drained below its low-water
+ * mark (hw_router_tp_room), so TCP's flow control holds the sender back
+ * and nothing is lost (docs/routing.md, "Backpressure"). */
 #ifndef HW_ROUTER_ROUTER_H
 #define HW_ROUTER_ROUTER_H
 
@@ -36,6 +43,10 @@ enum hw_rule_kind {
 #define HW_RULE_KEEPALIVE_MAX_MS 3600000
 /* A reserved ID that gets no rule within this long is released. */
 #define HW_ROUTER_RESERVE_MS 10000
+/* A transport paused for backpressure reads again after this long even
+ * when the one it feeds has not drained (checked every 500 ms), so hops
+ * that feed each other never wait on each other for good. */
+#define HW_ROUTER_PAUSE_MAX_MS 500
 
 /* The two ends of a route group. */
 struct hw_route_desc {
@@ -122,7 +133,8 @@ int hw_router_send_fill(struct hw_router *r, uint32_t id, uint8_t type,
  * (rule_gone with -ENOTCONN), the other hops of every route through it
  * told (a ROUTE_FAIL along the route from a rule that still has its next
  * hop, a ROUTE_FAIL_BACK from one that still has its previous hop), and
- * whoever waits for room on it is woken. */
+ * whoever waits for room on it is woken; it is resumed when paused, and
+ * the transports paused for it read again. */
 void hw_router_tp_removed(struct hw_router *r, struct hw_tp *tp);
 
 /* Waiting for room: a sender whose hw_router_send failed with -ENOBUFS
@@ -149,7 +161,8 @@ int hw_router_wait_room(struct hw_router *r, uint32_t id,
 void hw_router_unwait(struct hw_router_waiter *w);
 
 /* The transport manager's room-again signal for tp: wakes its waiters,
- * oldest first. */
+ * oldest first, then lets the transports paused because tp was
+ * congested read again. */
 void hw_router_tp_room(struct hw_router *r, struct hw_tp *tp);
 
 /* The rules as a JSON array: id, kind ("consume", "forward",
@@ -160,6 +173,12 @@ json_t *hw_router_rules_json(const struct hw_router *r);
 struct hw_router_stats {
 	uint64_t forwarded, delivered, dropped_unknown, dropped_wrong_tp,
 		dropped_down;
+	/* Backpressure: transports paused because a rule forwarded their
+	 * packets to a congested one, and resumed after
+	 * HW_ROUTER_PAUSE_MAX_MS although it had not drained; forwarded
+	 * packets lost because even HW_CONN_FORWARD_MAX was queued. */
+	uint64_t pauses, pauses_forced, dropped_full;
+	unsigned paused; /* transports paused now */
 	/* Route failures sent or passed on; and not passed on because the
 	 * rule passed one on less than a second before. */
 	uint64_t failures_sent, failures_limited;

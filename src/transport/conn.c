@@ -198,6 +198,14 @@ int hw_conn_send_fill(struct hw_conn *c, const uint8_t *hdr, size_t hlen,
 		      size_t plen, int detached, hw_conn_fill_fn fill,
 		      void *arg)
 {
+	return hw_conn_send_fill_max(c, hdr, hlen, plen, detached, fill, arg,
+				     HW_CONN_MAX_QUEUED);
+}
+
+int hw_conn_send_fill_max(struct hw_conn *c, const uint8_t *hdr,
+			  size_t hlen, size_t plen, int detached,
+			  hw_conn_fill_fn fill, void *arg, size_t max_queued)
+{
 	/* What joins the open record: the whole packet, or only the header
 	 * of a detached one, whose payload goes right behind the tag. */
 	size_t n = detached ? hlen : hlen + plen;
@@ -209,7 +217,7 @@ int hw_conn_send_fill(struct hw_conn *c, const uint8_t *hdr, size_t hlen,
 		return -ENOTCONN;
 	if (n > HW_RECORD_MAX_PLAINTEXT || trail > HW_RECORD_MAX)
 		return HW_ETOOBIG;
-	if (hw_nstream_queued(c->s) >= HW_CONN_MAX_QUEUED) {
+	if (hw_nstream_queued(c->s) >= max_queued) {
 		hw_nstream_blocked(c->s);
 		return -ENOBUFS;
 	}
@@ -251,6 +259,19 @@ void hw_conn_expect_detached(struct hw_conn *c, size_t n)
 size_t hw_conn_queued(const struct hw_conn *c)
 {
 	return hw_nstream_queued(c->s);
+}
+
+int hw_conn_congested(struct hw_conn *c)
+{
+	if (hw_nstream_queued(c->s) < HW_CONN_MAX_QUEUED)
+		return 0;
+	hw_nstream_blocked(c->s);
+	return 1;
+}
+
+void hw_conn_pause(struct hw_conn *c, int paused)
+{
+	hw_nstream_pause(c->s, paused);
 }
 
 void hw_conn_close(struct hw_conn *c, int reason, int graceful)

@@ -32,8 +32,15 @@
 #include "wire/nstream.h"
 
 #define HW_CONN_VERSION 1
+/* The send queue's high-water mark: a send past it fails with -ENOBUFS,
+ * and a forwarding hop stops reading what feeds it (docs/routing.md,
+ * "Backpressure"); drained follows below the low-water mark. */
 #define HW_CONN_MAX_QUEUED (1u << 20)
 #define HW_CONN_LOW_WATER (512u << 10)
+/* The hard limit for packets a hop forwards (hw_conn_send_fill_max):
+ * room for what the transports feeding one may still hand it after the
+ * high-water mark paused them (about one record each). */
+#define HW_CONN_FORWARD_MAX (8u << 20)
 
 struct hw_conn;
 
@@ -128,6 +135,24 @@ int hw_conn_fill_copy(void *arg, uint8_t *dst, size_t n);
 int hw_conn_send_fill(struct hw_conn *c, const uint8_t *hdr, size_t hlen,
 		      size_t plen, int detached, hw_conn_fill_fn fill,
 		      void *arg);
+
+/* hw_conn_send_fill with another limit on the queue: it fails with
+ * -ENOBUFS once max_queued bytes are queued (HW_CONN_FORWARD_MAX for
+ * forwarded packets). */
+int hw_conn_send_fill_max(struct hw_conn *c, const uint8_t *hdr,
+			  size_t hlen, size_t plen, int detached,
+			  hw_conn_fill_fn fill, void *arg, size_t max_queued);
+
+/* Whether the queue is at or over its high-water mark
+ * (HW_CONN_MAX_QUEUED); when it is, drained follows once it is below
+ * the low-water mark. */
+int hw_conn_congested(struct hw_conn *c);
+
+/* Pauses (1) or resumes (0) reading: no record or detached callback
+ * runs while paused, and the peer is held back by TCP's flow control
+ * (or its carrier's credit). Records read before the pause are handed
+ * on at resume (hw_nstream_pause). */
+void hw_conn_pause(struct hw_conn *c, int paused);
 
 /* From the record callback: n bytes (1..HW_RECORD_MAX) follow the current
  * record outside the encryption; they arrive through ops->detached before

@@ -54,6 +54,7 @@ struct hw_tp {
 	char addr[300];
 	int persistent;
 	int removed;
+	int paused; /* hw_tp_pause: its live link does not read */
 	struct hw_tp_link *live;    /* the connection carrying traffic */
 	struct hw_tp_link *dialing; /* a dial in progress */
 	uv_timer_t redial;
@@ -390,8 +391,9 @@ int64_t hw_tp_rtt_us(const struct hw_tp *tp)
 	return tp->rtt_us;
 }
 
-int hw_tp_send_fill(struct hw_tp *tp, uint8_t type, uint32_t route_id,
-		    uint16_t len, hw_conn_fill_fn fill, void *arg)
+static int send_fill_max(struct hw_tp *tp, uint8_t type, uint32_t route_id,
+			 uint16_t len, hw_conn_fill_fn fill, void *arg,
+			 size_t max_queued)
 {
 	uint8_t hdr[HW_PACKET_HDR];
 	/* Route DATA is end-to-end ciphertext already (docs/routing.md):
@@ -405,13 +407,56 @@ int hw_tp_send_fill(struct hw_tp *tp, uint8_t type, uint32_t route_id,
 	hw_packet_put_header(hdr, detached ? type | HW_PKT_F_DETACHED : type,
 			     route_id, len);
 	rc = tp->live->type->send_fill(tp->live, hdr, sizeof(hdr), len,
-				       detached, fill, arg);
+				       detached, fill, arg, max_queued);
 	if (rc == 0) {
 		tp->tx_packets++;
 		tp->tx_bytes += HW_PACKET_HDR + len;
 		tp->last_tx_ms = now_ms(tp->m);
 	}
 	return rc;
+}
+
+int hw_tp_send_fill(struct hw_tp *tp, uint8_t type, uint32_t route_id,
+		    uint16_t len, hw_conn_fill_fn fill, void *arg)
+{
+	return send_fill_max(tp, type, route_id, len, fill, arg,
+			     HW_CONN_MAX_QUEUED);
+}
+
+int hw_tp_forward(struct hw_tp *tp, uint8_t type, uint32_t route_id,
+		  const uint8_t *payload, uint16_t len)
+{
+	return send_fill_max(tp, type, route_id, len, hw_conn_fill_copy,
+			     (void *)payload, HW_CONN_FORWARD_MAX);
+}
+
+int hw_tp_congested(struct hw_tp *tp)
+{
+	return tp->live && tp->live->conn &&
+	       tp->live->type->congested(tp->live);
+}
+
+size_t hw_tp_queued(const struct hw_tp *tp)
+{
+	return tp->live && tp->live->conn ? hw_conn_queued(tp->live->conn) : 0;
+}
+
+void hw_tp_pause(struct hw_tp *tp, int paused)
+{
+	paused = paused ? 1 : 0;
+	if (tp->paused == paused)
+		return;
+	tp->paused = paused;
+	/* Silence while we do not read is ours: it counts from now. */
+	if (!paused)
+		tp->last_rx_ms = now_ms(tp->m);
+	if (tp->live && tp->live->conn)
+		tp->live->type->pause(tp->live, paused);
+}
+
+int hw_tp_is_paused(const struct hw_tp *tp)
+{
+	return tp->paused;
 }
 
 int hw_tp_send(struct hw_tp *tp, uint8_t type, uint32_t route_id,
@@ -589,6 +634,9 @@ static void go_live(struct hw_tp *tp, struct hw_tp_link *l)
 	tp->last_error[0] = '\0';
 	tp->up_since_ms = tp->last_rx_ms = tp->last_tx_ms = now_ms(m);
 	uv_timer_stop(&tp->redial);
+	/* A new connection of a paused transport starts paused. */
+	if (tp->paused)
+		l->type->pause(l, 1);
 	pk_hex(tp->pk, pk);
 	hw_log(HW_LOG_INFO, LOG, "transport %s up: %s %s %s", tp->id_hex, pk,
 	       link_is_dialer(l) ? "dialed at" : "connected from",
@@ -878,6 +926,11 @@ static void on_tick(uv_timer_t *t)
 		next = tp->next;
 		if (!tp->live)
 			continue;
+		/* Paused (backpressure): what the peer sent waits unread,
+		 * so silence says nothing; whoever paused it resumes it
+		 * soon (the router within a second). */
+		if (tp->paused)
+			tp->last_rx_ms = now;
 		if (now - tp->last_rx_ms >=
 		    (uint64_t)HW_TP_DEAD_INTERVALS * m->p.keepalive_ms) {
 			hw_log(HW_LOG_WARN, LOG, "transport %s: nothing "
@@ -1467,9 +1520,20 @@ void hw_tp_manager_addr_found(struct hw_tp_manager *m,
 
 int hw_tp_conn_send_fill(struct hw_tp_link *l, const uint8_t *hdr,
 			 size_t hlen, size_t plen, int detached,
-			 hw_conn_fill_fn fill, void *arg)
+			 hw_conn_fill_fn fill, void *arg, size_t max_queued)
 {
-	return hw_conn_send_fill(l->conn, hdr, hlen, plen, detached, fill, arg);
+	return hw_conn_send_fill_max(l->conn, hdr, hlen, plen, detached, fill,
+				     arg, max_queued);
+}
+
+int hw_tp_conn_congested(struct hw_tp_link *l)
+{
+	return hw_conn_congested(l->conn);
+}
+
+void hw_tp_conn_pause(struct hw_tp_link *l, int paused)
+{
+	hw_conn_pause(l->conn, paused);
 }
 
 int hw_tp_conn_is_dialer(const struct hw_tp_link *l)

@@ -157,6 +157,31 @@ int hw_tp_send(struct hw_tp *tp, uint8_t type, uint32_t route_id,
 int hw_tp_send_fill(struct hw_tp *tp, uint8_t type, uint32_t route_id,
 		    uint16_t len, hw_conn_fill_fn fill, void *arg);
 
+/* Forwards a packet that arrived on another transport (a hop's
+ * INTERMEDIARY rule): like hw_tp_send, but -ENOBUFS only past
+ * HW_CONN_FORWARD_MAX queued bytes, since the forwarder pauses what
+ * feeds tp once hw_tp_congested says so. */
+int hw_tp_forward(struct hw_tp *tp, uint8_t type, uint32_t route_id,
+		  const uint8_t *payload, uint16_t len);
+
+/* Whether tp's queue is at or over its high-water mark
+ * (HW_CONN_MAX_QUEUED); when it is, on_room follows once it drained
+ * below the low-water mark (or the transport went down). 0 when down. */
+int hw_tp_congested(struct hw_tp *tp);
+
+/* Bytes queued on tp's live connection (0 when down). */
+size_t hw_tp_queued(const struct hw_tp *tp);
+
+/* Pauses (1) or resumes (0) reading tp: no packet of it reaches
+ * on_packet while paused, and its peer is held back by TCP's flow
+ * control (a relay transport: the relay stream's credit). A connection
+ * that replaces tp's live one starts paused too. While paused, silence
+ * does not count against the transport's liveness, so whoever pauses
+ * must resume within a keepalive interval or so. Packets read before the
+ * pause reach on_packet on resume, maybe before this returns. */
+void hw_tp_pause(struct hw_tp *tp, int paused);
+int hw_tp_is_paused(const struct hw_tp *tp);
+
 /* Measures one round trip over tp: cb gets the RTT in microseconds, or a
  * negative status (-ETIMEDOUT after timeout_ms, -ENOTCONN when the
  * transport went down). Returns 0 or a negative code. */

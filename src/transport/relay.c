@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "relay/client.h"
+#include "relay/frame.h"
 #include "transport/relay.h"
 #include "transport/type.h"
 #include "util/addr.h"
@@ -78,9 +79,23 @@ static void carrier_close(void *carrier, int reason)
 	stream_release(carrier, reason);
 }
 
+/* A paused connection holds the relay stream's credit back: the far end
+ * then sends at most one window, which the connection keeps. */
+_Static_assert(HW_RELAY_WINDOW <= HW_NSTREAM_HELD_MAX,
+	       "a paused relay transport must be able to keep a window");
+
+static void carrier_pause(void *carrier, int paused)
+{
+	struct hw_tp_link *l = carrier;
+
+	if (stream_of(l))
+		hw_relay_stream_hold(stream_of(l), paused);
+}
+
 static const struct hw_nstream_carrier_ops carrier_ops = {
 	.write = carrier_write,
 	.close = carrier_close,
+	.pause = carrier_pause,
 };
 
 static int start_conn(struct hw_tp_link *l, const uint8_t *remote_pk)
@@ -214,6 +229,8 @@ const struct hw_tp_type hw_tp_type_relay = {
 	.check_addr = relay_check_addr,
 	.dial = relay_dial,
 	.send_fill = hw_tp_conn_send_fill,
+	.congested = hw_tp_conn_congested,
+	.pause = hw_tp_conn_pause,
 	.close = relay_close,
 	.is_dialer = relay_is_dialer,
 	.peer = hw_tp_conn_peer,

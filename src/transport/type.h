@@ -72,10 +72,16 @@ struct hw_tp_type {
 		    const char *addr);
 
 	/* Link operations. */
-	/* Appends one packet (hw_conn_send_fill's contract). */
+	/* Appends one packet (hw_conn_send_fill_max's contract: -ENOBUFS
+	 * once max_queued bytes wait). */
 	int (*send_fill)(struct hw_tp_link *l, const uint8_t *hdr,
 			 size_t hlen, size_t plen, int detached,
-			 hw_conn_fill_fn fill, void *arg);
+			 hw_conn_fill_fn fill, void *arg, size_t max_queued);
+	/* Whether the link's queue is over its high-water mark; if so the
+	 * link's drained callback follows (hw_conn_congested). */
+	int (*congested)(struct hw_tp_link *l);
+	/* Pauses (1) or resumes (0) reading the link (hw_conn_pause). */
+	void (*pause)(struct hw_tp_link *l, int paused);
 	/* Closes the link, or aborts its dial: the manager hears of it
 	 * once (through the connection's closed, or hw_tp_link_failed). */
 	void (*close)(struct hw_tp_link *l, int reason, int graceful);
@@ -135,7 +141,9 @@ void hw_tp_manager_redial_now(struct hw_tp_manager *m,
 /* Link operations for links that are an hw_conn (tcp, relay). */
 int hw_tp_conn_send_fill(struct hw_tp_link *l, const uint8_t *hdr,
 			 size_t hlen, size_t plen, int detached,
-			 hw_conn_fill_fn fill, void *arg);
+			 hw_conn_fill_fn fill, void *arg, size_t max_queued);
+int hw_tp_conn_congested(struct hw_tp_link *l);
+void hw_tp_conn_pause(struct hw_tp_link *l, int paused);
 int hw_tp_conn_is_dialer(const struct hw_tp_link *l);
 const char *hw_tp_conn_peer(const struct hw_tp_link *l);
 

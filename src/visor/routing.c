@@ -145,6 +145,26 @@ static json_t *hops_json(const struct group *gr)
 	return a;
 }
 
+json_t *hw_routing_stats_json(const struct hw_routing *rt)
+{
+	struct hw_router_stats st;
+
+	hw_router_stats(rt->router, &st);
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+			 " s:I}",
+			 "forwarded", (json_int_t)st.forwarded,
+			 "delivered", (json_int_t)st.delivered,
+			 "dropped_unknown", (json_int_t)st.dropped_unknown,
+			 "dropped_wrong_tp", (json_int_t)st.dropped_wrong_tp,
+			 "dropped_down", (json_int_t)st.dropped_down,
+			 "dropped_full", (json_int_t)st.dropped_full,
+			 "pauses", (json_int_t)st.pauses,
+			 "pauses_forced", (json_int_t)st.pauses_forced,
+			 "paused", (json_int_t)st.paused,
+			 "rules", (json_int_t)st.rules,
+			 "reserved", (json_int_t)st.reserved);
+}
+
 json_t *hw_routing_groups_json(const struct hw_routing *rt)
 {
 	json_t *a = json_array(), *o;

@@ -159,6 +159,9 @@ void hw_routing_tp_room(struct hw_routing *rt, struct hw_tp *tp);
  * JSON arrays (new references). */
 json_t *hw_routing_rules_json(const struct hw_routing *rt);
 json_t *hw_routing_groups_json(const struct hw_routing *rt);
+/* The router's counters (GET /v1/info "router", docs/api.md; new
+ * reference, NULL when out of memory). */
+json_t *hw_routing_stats_json(const struct hw_routing *rt);
 
 /* How the last HW_ROUTING_ENDED_KEPT route groups of stream-socket
  * clients ended (GET /v1/groups/ended, docs/api.md): with id 0 all of

@@ -72,6 +72,8 @@ struct hw_nstream {
 	unsigned rgrow : 1;         /* reads fill the small buffer */
 	unsigned closed_called : 1;
 	unsigned has_priv : 1;
+	unsigned paused : 1;     /* hw_nstream_pause: frames wait unread */
+	unsigned processing : 1; /* process() is on the stack */
 	int pending; /* handles and requests that still call back */
 	int reason;
 	struct hw_noise_hs *hs;
@@ -565,6 +567,13 @@ static int finish_handshake(struct hw_nstream *s)
 	s->hs = NULL;
 	uv_timer_stop(&s->timer);
 	s->state = ST_OPEN;
+	/* Paused during the handshake: the pause starts now. */
+	if (s->paused) {
+		if (s->cops && s->cops->pause)
+			s->cops->pause(s->carrier, 1);
+		else if (!s->cops)
+			uv_read_stop((uv_stream_t *)&s->tcp);
+	}
 	if (s->p.tick_ms && s->p.kind->ops->tick)
 		uv_timer_start(&s->timer, on_tick, s->p.tick_ms, s->p.tick_ms);
 	s->p.kind->ops->ready(s, s->p.ud);
@@ -656,7 +665,7 @@ static void rbuf_space(struct hw_nstream *s, uint8_t **buf, size_t *len)
 
 /* Frames or handshake records out of the read buffer. Returns when more
  * bytes are needed or the stream is closing. */
-static void process(struct hw_nstream *s)
+static void process_frames(struct hw_nstream *s)
 {
 	size_t avail, need = 0, took;
 	uint8_t *p;
@@ -668,6 +677,11 @@ static void process(struct hw_nstream *s)
 		if (avail == 0)
 			return;
 		if (s->state == ST_OPEN) {
+			/* Paused: the frames stay in the buffer (and the
+			 * bytes behind them in the kernel or the carrier)
+			 * until hw_nstream_pause(s, 0). */
+			if (s->paused)
+				return;
 			need = 0;
 			took = s->p.kind->ops->input(s, p, avail, &need, s->p.ud);
 			if (took > 0) {
@@ -713,6 +727,17 @@ static void process(struct hw_nstream *s)
 	}
 }
 
+/* Not re-entered: a resume from inside an input callback only clears
+ * the flag, and the loop on the stack goes on. */
+static void process(struct hw_nstream *s)
+{
+	if (s->processing)
+		return;
+	s->processing = 1;
+	process_frames(s);
+	s->processing = 0;
+}
+
 int hw_nstream_unseal(struct hw_nstream *s, uint8_t *ct, size_t len,
 		      size_t *ptlen)
 {
@@ -728,7 +753,8 @@ static void received(struct hw_nstream *s, size_t n, int full)
 	process(s);
 	if (s->rstart == s->rend) {
 		s->rstart = s->rend = 0;
-		if (s->rcap < s->p.kind->rbuf_big) {
+		/* Small, or grown past rbuf_big while paused: given back. */
+		if (s->rcap != s->p.kind->rbuf_big) {
 			free(s->rbuf);
 			s->rbuf = NULL;
 			s->rcap = 0;
@@ -769,16 +795,48 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 		received(s, (size_t)n, (size_t)n == buf->len);
 }
 
+/* A paused stream over a carrier keeps what the carrier delivers, up to
+ * HW_NSTREAM_HELD_MAX beyond a full read buffer. */
+static void hold_input(struct hw_nstream *s, const uint8_t *data, size_t len)
+{
+	size_t unread = s->rend - s->rstart;
+
+	if (unread + len > s->p.kind->rbuf_big + HW_NSTREAM_HELD_MAX) {
+		hw_nstream_set_error(s, "%zu bytes arrived while input was "
+				     "paused, more than the carrier may send",
+				     unread + len);
+		hw_nstream_close(s, HW_EPROTO, 0);
+		return;
+	}
+	if (s->rend + len > s->rcap &&
+	    rbuf_resize(s, unread + len > s->rcap ? unread + len : s->rcap)) {
+		hw_nstream_set_error(s, "out of memory");
+		hw_nstream_close(s, -ENOMEM, 0);
+		return;
+	}
+	memcpy(s->rbuf + s->rend, data, len);
+	s->rend += len;
+}
+
 void hw_nstream_carrier_input(struct hw_nstream *s, const uint8_t *data,
 			      size_t len)
 {
 	uint8_t *space;
 	size_t room, n;
 
+	if (s->paused && s->state == ST_OPEN) {
+		hold_input(s, data, len);
+		return;
+	}
 	/* Held across the callbacks, which may close the stream. */
 	s->pending++;
 	while (len > 0 &&
 	       (s->state == ST_HANDSHAKE || s->state == ST_OPEN)) {
+		if (s->paused && s->state == ST_OPEN) {
+			/* An input callback paused the stream. */
+			hold_input(s, data, len);
+			break;
+		}
 		rbuf_space(s, &space, &room);
 		if (room == 0) {
 			/* Out of memory, or a buffer full of a frame that
@@ -812,6 +870,37 @@ void hw_nstream_carrier_closed(struct hw_nstream *s, int reason)
 	hw_nstream_close(s, reason ? reason : HW_ECLOSED, 0);
 	s->pending--;
 	maybe_free(s);
+}
+
+void hw_nstream_pause(struct hw_nstream *s, int paused)
+{
+	if (!paused == !s->paused)
+		return;
+	s->paused = paused ? 1 : 0;
+	if (s->state != ST_OPEN)
+		return;
+	if (s->cops) {
+		if (s->cops->pause && !s->carrier_gone)
+			s->cops->pause(s->carrier, s->paused);
+	} else if (s->paused) {
+		uv_read_stop((uv_stream_t *)&s->tcp);
+	} else if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read)) {
+		hw_nstream_set_error(s, "read: cannot resume");
+		hw_nstream_close(s, -EIO, 0);
+		return;
+	}
+	if (s->paused || s->processing || s->rstart == s->rend)
+		return;
+	/* What arrived before the pause goes on now. */
+	s->pending++;
+	received(s, 0, 0);
+	s->pending--;
+	maybe_free(s);
+}
+
+int hw_nstream_is_paused(const struct hw_nstream *s)
+{
+	return s->paused;
 }
 
 /* ---- setup ---- */

@@ -129,7 +129,18 @@ struct hw_nstream_carrier_ops {
 	 * hw_nstream_close): close it; writes still in flight complete with
 	 * an error. No call reaches the carrier afterwards. */
 	void (*close)(void *carrier, int reason);
+	/* Optional: the stream paused its input (paused 1) or resumed it
+	 * (0). While paused the carrier should stop the far end from
+	 * sending (withhold its credit): the stream keeps what still
+	 * arrives, at most HW_NSTREAM_HELD_MAX bytes beyond a full read
+	 * buffer, and closes past that. NULL: the carrier cannot, and
+	 * pausing only delays frames while that bound holds. */
+	void (*pause)(void *carrier, int paused);
 };
+
+/* What a paused stream keeps of its carrier's input beyond a full read
+ * buffer (a relay stream's window, 2 MiB, fits). */
+#define HW_NSTREAM_HELD_MAX (4u << 20)
 
 /* Runs the handshake over carrier: as initiator towards remote_pk, or as
  * responder when remote_pk is NULL. peer describes the path for logs and
@@ -195,6 +206,16 @@ int hw_nstream_write_raw(struct hw_nstream *s, const uint8_t *hdr,
 /* A send was refused for want of room: ops->drained follows once the
  * queued bytes fall below the kind's low_water. */
 void hw_nstream_blocked(struct hw_nstream *s);
+
+/* Pauses (paused 1) or resumes (0) the input: while paused no input
+ * callback runs; a TCP stream stops reading its socket (so TCP's flow
+ * control holds the sender back), a carrier is told (cops->pause). On
+ * resume the frames already buffered are handed on at once (unless this
+ * runs from an input callback: the loop on the stack goes on), then
+ * reading starts again. Writing is not affected. A stream may be paused
+ * before its handshake ends; the pause then starts with ST_OPEN. */
+void hw_nstream_pause(struct hw_nstream *s, int paused);
+int hw_nstream_is_paused(const struct hw_nstream *s);
 
 /* Bytes accepted and not yet taken by the kernel or carrier: everything,
  * or only the sealed frames (open frame included, raw writes not). */

@@ -45,6 +45,7 @@ struct side {
 	uint64_t rx_pkts, rx_detached, records, pkts_at_close;
 	size_t want_detached, queued_at_drain;
 	int bad;
+	uint64_t pause_at; /* records: pause once this many were read */
 };
 
 /* One write handed to a carrier. */
@@ -65,6 +66,7 @@ struct carrier {
 	uv_idle_t idle;
 	int inited, stalled, eof_to_peer;
 	int closes, close_reason, ended, late_calls;
+	int pauses, resumes; /* cops->pause calls */
 	struct wr *head, **tail, *inflight;
 };
 
@@ -164,6 +166,8 @@ static void s_record(struct hw_conn *c, uint8_t *pt, size_t len, void *ud)
 	}
 	if (s->close_in_record)
 		hw_conn_close(c, 0, 0);
+	if (s->pause_at && s->records == s->pause_at)
+		hw_conn_pause(c, 1);
 }
 
 static void s_detached(struct hw_conn *c, uint8_t *p, size_t n, void *ud)
@@ -360,9 +364,20 @@ static void carrier_close(void *carrier, int reason)
 	uv_idle_start(&k->idle, carrier_pump);
 }
 
+static void carrier_pause(void *carrier, int paused)
+{
+	struct carrier *k = carrier;
+
+	if (paused)
+		k->pauses++;
+	else
+		k->resumes++;
+}
+
 static const struct hw_nstream_carrier_ops carrier_ops = {
 	.write = carrier_write,
 	.close = carrier_close,
+	.pause = carrier_pause,
 };
 
 /* ---- the environment ---- */
@@ -686,6 +701,110 @@ static void test_backpressure(void **state)
 	env_free(e);
 }
 
+/* Paused reading: nothing reaches the record callbacks, TCP holds the
+ * sender back until its queue passes the high-water mark; a resume
+ * hands on what was read first, in order, and reading goes on. A pause
+ * from inside a record callback takes effect after that record. */
+static void test_pause(void **state)
+{
+	struct env *e = env_new(HS_TIMEOUT_MS);
+	struct side *a = &e->acc[0];
+	uint64_t rng = 11;
+	uint8_t hdr[HDRLEN];
+	struct fill_arg fa;
+	int rc = 0, n = 0;
+
+	env_dial(e, e->id_l.pk);
+	assert_true(RUN_UNTIL(e, e->d.ready && e->nacc == 1 && a->ready));
+	hw_conn_pause(a->c, 1);
+	hw_conn_pause(a->c, 1); /* twice is once */
+	side_burst(&e->d, 500, 200, &rng);
+	assert_int_equal(side_send(&e->d, 5000, 1), 0);
+	hw_test_run_for(&e->loop, &e->tick, 50);
+	assert_int_equal(a->records, 0);
+	assert_int_equal(a->rx_pkts, 0);
+	/* The sender fills: once the kernel's buffers are full its own
+	 * queue passes the high-water mark. */
+	assert_int_equal(hw_conn_congested(e->d.c), 0);
+	while (n++ < 20000 && (rc = side_send(&e->d, MAX_PLEN, 0)) == 0)
+		if (hw_conn_queued(e->d.c) < HW_CONN_MAX_QUEUED)
+			hw_test_run_for(&e->loop, &e->tick, 1);
+	assert_int_equal(rc, -ENOBUFS);
+	assert_int_equal(a->rx_pkts, 0);
+	assert_int_equal(hw_conn_congested(e->d.c), 1);
+	/* Forwarded packets may go on up to the forwarding limit. */
+	fa = (struct fill_arg){.seq = e->d.tx_seq};
+	put_hdr(hdr, 100, K_INLINE, e->d.tx_seq);
+	assert_int_equal(hw_conn_send_fill_max(e->d.c, hdr, HDRLEN, 100, 0,
+					       fill_pattern, &fa,
+					       HW_CONN_FORWARD_MAX), 0);
+	e->d.tx_seq++;
+	assert_int_equal(hw_conn_send_fill_max(e->d.c, hdr, HDRLEN, 100, 0,
+					       fill_pattern, &fa,
+					       hw_conn_queued(e->d.c)),
+			 -ENOBUFS);
+	/* Resumed, with a pause again after 3 more records. */
+	a->pause_at = 3;
+	hw_conn_pause(a->c, 0);
+	assert_true(RUN_UNTIL(e, a->records == 3));
+	hw_test_run_for(&e->loop, &e->tick, 30);
+	assert_int_equal(a->records, 3);
+	a->pause_at = 0;
+	hw_conn_pause(a->c, 0);
+	assert_true(RUN_UNTIL(e, a->rx_pkts == e->d.tx_seq && e->d.drained));
+	assert_int_equal(a->rx_detached, 1);
+	assert_int_equal(a->bad, 0);
+	assert_int_equal(side_send(&e->d, 10, 0), 0);
+	assert_true(RUN_UNTIL(e, a->rx_pkts == e->d.tx_seq));
+	env_free(e);
+}
+
+/* Over a carrier: the carrier hears of the pause, what it still
+ * delivers is kept and handed on at resume, and a carrier that delivers
+ * past HW_NSTREAM_HELD_MAX while paused ends the connection. */
+static void test_pause_carrier(void **state)
+{
+	struct env *e = env_new(HS_TIMEOUT_MS);
+	struct side *b = &e->acc[0];
+	uint64_t rng = 3, sent = 0;
+	int rc, n = 0;
+
+	env_pair(e);
+	assert_true(RUN_UNTIL(e, e->d.ready && b->ready));
+	hw_conn_pause(b->c, 1);
+	assert_int_equal(e->kb.pauses, 1);
+	side_burst(&e->d, 300, 300, &rng);
+	assert_int_equal(side_send(&e->d, 3000, 1), 0);
+	hw_test_run_for(&e->loop, &e->tick, 30);
+	assert_int_equal(b->records, 0);
+	hw_conn_pause(b->c, 0);
+	assert_int_equal(e->kb.resumes, 1);
+	/* The kept frames go on from inside the resume. */
+	assert_int_equal(b->rx_pkts, e->d.tx_seq);
+	assert_int_equal(b->bad, 0);
+
+	/* This carrier cannot hold its peer back: past the bound, the
+	 * paused side gives up. */
+	hw_conn_pause(b->c, 1);
+	while (!b->closed && n++ < 100000) {
+		rc = side_send(&e->d, MAX_PLEN, 0);
+		if (rc == 0)
+			sent += MAX_PLEN;
+		else if (rc == -ENOBUFS)
+			hw_test_run_for(&e->loop, &e->tick, 1);
+		else
+			break;
+	}
+	assert_true(RUN_UNTIL(e, b->closed));
+	assert_int_equal(b->reason, HW_EPROTO);
+	assert_true(sent > HW_NSTREAM_HELD_MAX);
+	assert_true(b->rx_pkts < e->d.tx_seq);
+	if (e->d.c)
+		hw_conn_close(e->d.c, 0, 0);
+	assert_true(RUN_UNTIL(e, e->d.closed));
+	env_free(e);
+}
+
 static void test_wrong_identity(void **state)
 {
 	struct env *e = env_new(HS_TIMEOUT_MS);
@@ -875,6 +994,8 @@ int main(void)
 		cmocka_unit_test(test_data),
 		cmocka_unit_test(test_detached),
 		cmocka_unit_test(test_backpressure),
+		cmocka_unit_test(test_pause),
+		cmocka_unit_test(test_pause_carrier),
 		cmocka_unit_test(test_wrong_identity),
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_graceful_close),

@@ -562,6 +562,46 @@ static void test_data_both_ways(void **state)
 		assert_true(g[i].closed && h[i].closed);
 }
 
+/* A held stream gets no more than one window past what it credited:
+ * the sender waits; released, the rest flows, every byte once. */
+static int got_total(void *arg)
+{
+	struct two *t = arg;
+	return t->b->recv == t->a->total && t->a->written == t->a->total;
+}
+
+static void test_hold(void **state)
+{
+	struct env *e = env_new(NULL);
+	struct visor *a = &e->v[0], *b = &e->v[1];
+	struct flow fa, fb;
+	struct two t = {&fa, &fb};
+	uint64_t at_hold;
+
+	flow_init(&fa, e, 0, 1, 2);
+	flow_init(&fb, e, 0, 2, 1);
+	open_pair(e, a, b, &fa, &fb);
+	exchange(e, &fa, &fb, 1u << 20);
+	at_hold = fb.recv;
+	hw_relay_stream_hold(fb.s, 1);
+	hw_relay_stream_hold(fb.s, 1);
+	fa.total += 4u * HW_RELAY_WINDOW;
+	pump_writes(&fa);
+	run_for(e, 4 * KEEPALIVE_MS);
+	/* What was credited before the hold, and not a byte more. */
+	assert_true(fb.recv > at_hold);
+	assert_true(fb.recv - at_hold <= HW_RELAY_WINDOW);
+	assert_true(fa.written < fa.total);
+	run_for(e, 2 * KEEPALIVE_MS);
+	assert_true(fb.recv - at_hold <= HW_RELAY_WINDOW);
+	hw_relay_stream_hold(fb.s, 0);
+	assert_true(run_until(e, got_total, &t, 30000));
+	assert_int_equal(fb.bad, 0);
+	assert_int_equal(fa.failed, 0);
+	assert_int_equal(a->downs + b->downs, 0);
+	env_free(e);
+}
+
 static int closed_both(void *arg)
 {
 	struct two *t = arg;
@@ -954,6 +994,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_data_both_ways),
+		cmocka_unit_test(test_hold),
 		cmocka_unit_test(test_close),
 		cmocka_unit_test(test_open_failures),
 		cmocka_unit_test(test_stream_limit),

@@ -422,6 +422,11 @@ struct node {
 	unsigned rooms; /* the manager's room-again signals */
 	/* deliveries */
 	unsigned delivered, bad;
+	/* With check_order: DATA must come with sequence numbers 0, 1, ...
+	 * per rule pair slot (order_rule[i] counts in order_next[i]). */
+	int check_order;
+	uint32_t order_rule[2];
+	unsigned order_next[2], misordered;
 	uint32_t last_rule;
 	uint8_t last_type;
 	uint64_t rx_bytes;
@@ -504,6 +509,10 @@ static void on_deliver(struct hw_router *r, uint32_t rule_id,
 				n->bad++;
 				break;
 			}
+		for (int i = 0; n->check_order && i < 2; i++)
+			if (rule_id == n->order_rule[i] &&
+			    seq != n->order_next[i]++)
+				n->misordered++;
 	}
 }
 
@@ -689,7 +698,9 @@ static struct route route_make(struct fx *fx, uint32_t ka)
 
 static uint8_t big[HW_PACKET_MAX_PAYLOAD];
 
-static int send_seq(struct fx *fx, uint32_t id, unsigned seq, size_t len)
+/* Sends packet seq of len bytes on node n's FORWARD rule id. */
+static int send_seq_from(struct node *n, uint32_t id, unsigned seq,
+			 size_t len)
 {
 	if (len < 4)
 		len = 4;
@@ -699,8 +710,12 @@ static int send_seq(struct fx *fx, uint32_t id, unsigned seq, size_t len)
 	big[3] = (uint8_t)seq;
 	for (size_t k = 4; k < len; k++)
 		big[k] = pat(seq, k);
-	return hw_router_send(fx->n[A].rt, id, HW_PKT_DATA, big,
-			      (uint16_t)len);
+	return hw_router_send(n->rt, id, HW_PKT_DATA, big, (uint16_t)len);
+}
+
+static int send_seq(struct fx *fx, uint32_t id, unsigned seq, size_t len)
+{
+	return send_seq_from(&fx->n[A], id, seq, len);
 }
 
 static void check_json(struct fx *fx, struct route rt, uint64_t bytes,
@@ -1046,6 +1061,231 @@ static void test_route_failure(void **state)
 	free(fx);
 }
 
+/* ---- backpressure ---- */
+
+/* Sends total packets of PUMP_LEN bytes from node from on its FORWARD
+ * rule id, waiting for room whenever the router says -ENOBUFS. */
+#define PUMP_LEN 60000
+
+struct pump {
+	struct fx *fx;
+	int from;
+	uint32_t id;
+	unsigned seq, total;
+	int err;
+	struct hw_router_waiter w;
+};
+
+static void pump_run(struct pump *p)
+{
+	struct node *n = &p->fx->n[p->from];
+	int rc;
+
+	while (p->seq < p->total) {
+		rc = send_seq_from(n, p->id, p->seq, PUMP_LEN);
+		if (rc == -ENOBUFS) {
+			assert_int_equal(hw_router_wait_room(n->rt, p->id,
+							     &p->w), 0);
+			return;
+		}
+		if (rc) {
+			p->err = rc;
+			return;
+		}
+		p->seq++;
+	}
+}
+
+static void on_pump_room(struct hw_router_waiter *w)
+{
+	pump_run(HW_CONTAINER_OF(w, struct pump, w));
+}
+
+static void pump_start(struct pump *p, struct fx *fx, int from, uint32_t id,
+		       unsigned total)
+{
+	memset(p, 0, sizeof(*p));
+	p->fx = fx;
+	p->from = from;
+	p->id = id;
+	p->total = total;
+	p->w.cb = on_pump_room;
+	pump_run(p);
+}
+
+static struct hw_router_stats stats(struct node *n)
+{
+	struct hw_router_stats st;
+
+	hw_router_stats(n->rt, &st);
+	return st;
+}
+
+/* A hop whose next transport is congested pauses the one that feeds it
+ * instead of dropping: C stops reading, A sends far more than every
+ * queue and socket buffer on the way holds, B pauses its transport from
+ * A (and, since C does not drain, reads it again after
+ * HW_ROUTER_PAUSE_MAX_MS, only to pause again), and once C reads every
+ * packet arrives, in order. Then both directions at once through B:
+ * each of B's transports feeds the other, and nothing is lost or stuck. */
+static void test_backpressure(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+	struct node *nb, *nc, *na;
+	struct pump p1, p2;
+	struct route fw, rv;
+	struct hw_router_stats st;
+	uint64_t t0;
+
+	assert_non_null(fx);
+	fx_init(fx);
+	na = &fx->n[A];
+	nb = &fx->n[B];
+	nc = &fx->n[C];
+	fw = route_make(fx, 60000);
+	rv = reverse_make(fx, 60000);
+	nc->check_order = na->check_order = 1;
+	nc->order_rule[0] = fw.c;
+	na->order_rule[0] = rv.a;
+
+	hw_tp_pause(tp_to(fx, C, B), 1);
+	assert_int_equal(hw_tp_is_paused(tp_to(fx, C, B)), 1);
+	pump_start(&p1, fx, A, fw.a, 400); /* 24 MB */
+	assert_true(RUN_UNTIL(fx, stats(nb).paused == 1, 10000));
+	assert_int_equal(hw_tp_is_paused(tp_to(fx, B, A)), 1);
+	assert_int_equal(hw_tp_is_paused(tp_to(fx, B, C)), 0);
+	assert_int_equal(nc->delivered, 0);
+	/* C still does not read: B reads A again now and then. */
+	t0 = uv_now(&fx->loop);
+	assert_true(RUN_UNTIL(fx, stats(nb).pauses_forced >= 2, 5000));
+	assert_true(uv_now(&fx->loop) - t0 >= HW_ROUTER_PAUSE_MAX_MS);
+	assert_true(p1.seq < p1.total); /* A is held back too */
+	st = stats(nb);
+	assert_int_equal(st.dropped_full, 0);
+	assert_int_equal(st.dropped_down, 0);
+	assert_true(st.pauses >= 3);
+	/* The transports stay up through the pause. */
+	assert_int_equal(nb->removed, 0);
+	assert_int_equal(nc->removed, 0);
+
+	hw_tp_pause(tp_to(fx, C, B), 0);
+	assert_true(RUN_UNTIL(fx, nc->delivered == 400, 20000));
+	assert_int_equal(p1.err, 0);
+	assert_int_equal(nc->bad, 0);
+	assert_int_equal(nc->misordered, 0);
+	assert_int_equal(nc->order_next[0], 400);
+	assert_true(RUN_UNTIL(fx, stats(nb).paused == 0, 5000));
+	assert_int_equal(hw_tp_is_paused(tp_to(fx, B, A)), 0);
+
+	/* Both ways at once. */
+	nc->delivered = 0;
+	nc->order_next[0] = 0;
+	pump_start(&p1, fx, A, fw.a, 300);
+	pump_start(&p2, fx, C, rv.c, 300);
+	assert_true(RUN_UNTIL(fx, nc->delivered == 300 &&
+				      na->delivered == 300, 30000));
+	assert_int_equal(p1.err, 0);
+	assert_int_equal(p2.err, 0);
+	assert_int_equal(nc->misordered + na->misordered, 0);
+	assert_int_equal(nc->bad + na->bad, 0);
+	assert_int_equal(nc->order_next[0], 300);
+	assert_int_equal(na->order_next[0], 300);
+	st = stats(nb);
+	assert_int_equal(st.dropped_full, 0);
+	assert_int_equal(st.dropped_down, 0);
+	assert_int_equal(st.forwarded, 1000);
+	assert_true(RUN_UNTIL(fx, stats(nb).paused == 0, 5000));
+	hw_router_unwait(&p1.w);
+	hw_router_unwait(&p2.w);
+	fx_free(fx);
+	free(fx);
+}
+
+/* s -> m -> d, any three nodes; the route's IDs in a (s's FORWARD), b
+ * (m's INTERMEDIARY), c (d's CONSUME). */
+static struct route route3(struct fx *fx, int s, int m, int d, uint32_t ka)
+{
+	struct route rt;
+	struct hw_rule r;
+
+	memset(&r, 0, sizeof(r));
+	r.id = rt.c = reserve1(&fx->n[d]);
+	r.kind = HW_RULE_CONSUME;
+	r.keepalive_ms = ka;
+	memcpy(r.prev_tp, tpid(fx, d, m), HW_TP_ID_LEN);
+	memcpy(r.desc.src_pk, fx->n[s].id.pk, HW_PK_LEN);
+	r.desc.src_port = 300;
+	memcpy(r.desc.dst_pk, fx->n[d].id.pk, HW_PK_LEN);
+	r.desc.dst_port = 400;
+	assert_int_equal(hw_router_add(fx->n[d].rt, &r), 0);
+	rt.b = reserve1(&fx->n[m]);
+	r.id = rt.a = reserve1(&fx->n[s]);
+	r.kind = HW_RULE_FORWARD;
+	memset(r.prev_tp, 0, HW_TP_ID_LEN);
+	memcpy(r.next_tp, tpid(fx, s, m), HW_TP_ID_LEN);
+	r.next_id = rt.b;
+	assert_int_equal(hw_router_add(fx->n[s].rt, &r), 0);
+	memset(&r, 0, sizeof(r));
+	r.id = rt.b;
+	r.kind = HW_RULE_INTERMEDIARY;
+	r.keepalive_ms = ka;
+	memcpy(r.prev_tp, tpid(fx, m, s), HW_TP_ID_LEN);
+	memcpy(r.next_tp, tpid(fx, m, d), HW_TP_ID_LEN);
+	r.next_id = rt.c;
+	assert_int_equal(hw_router_add(fx->n[m].rt, &r), 0);
+	return rt;
+}
+
+/* Three hops that feed each other in a ring: A -> B -> C, B -> C -> A and
+ * C -> A -> B, all bulk at once. Each hop may pause the transport from
+ * the previous one because the one to the next is full, which can make
+ * all three wait on each other; reading again after
+ * HW_ROUTER_PAUSE_MAX_MS breaks that. Every packet arrives, in order,
+ * and none is dropped. */
+static void test_backpressure_ring(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+	struct pump p[3];
+	struct route rt[3];
+	unsigned total = 250;
+	uint64_t t0;
+
+	assert_non_null(fx);
+	fx_init(fx);
+	for (int i = 0; i < 3; i++) {
+		int s = i, m = (i + 1) % 3, d = (i + 2) % 3;
+
+		rt[i] = route3(fx, s, m, d, 60000);
+		fx->n[d].check_order = 1;
+		fx->n[d].order_rule[0] = rt[i].c;
+	}
+	for (int i = 0; i < 3; i++)
+		pump_start(&p[i], fx, i, rt[i].a, total);
+	t0 = uv_now(&fx->loop);
+	assert_true(RUN_UNTIL(fx, fx->n[A].delivered == total &&
+				      fx->n[B].delivered == total &&
+				      fx->n[C].delivered == total, 60000));
+	for (int i = 0; i < 3; i++) {
+		struct hw_router_stats st = stats(&fx->n[i]);
+
+		assert_int_equal(p[i].err, 0);
+		assert_int_equal(fx->n[i].bad, 0);
+		assert_int_equal(fx->n[i].misordered, 0);
+		assert_int_equal(fx->n[i].order_next[0], total);
+		assert_int_equal(st.dropped_full, 0);
+		assert_int_equal(st.dropped_down, 0);
+		/* Its own packets and the ones it passed on. */
+		assert_int_equal(st.forwarded, 2 * total);
+		assert_int_equal(fx->n[i].removed, 0);
+	}
+	print_message("ring of three hops, 3 x %u packets: %llu ms\n", total,
+		      (unsigned long long)(uv_now(&fx->loop) - t0));
+	for (int i = 0; i < 3; i++)
+		assert_true(RUN_UNTIL(fx, stats(&fx->n[i]).paused == 0, 5000));
+	fx_free(fx);
+	free(fx);
+}
+
 /* ---- waiting for room ---- */
 
 struct waiter {
@@ -1164,6 +1404,8 @@ int main(void)
 		cmocka_unit_test(test_reserve_lapse),
 		cmocka_unit_test(test_room),
 		cmocka_unit_test(test_route_failure),
+		cmocka_unit_test(test_backpressure),
+		cmocka_unit_test(test_backpressure_ring),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
