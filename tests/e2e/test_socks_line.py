@@ -25,6 +25,8 @@ import pytest
 
 from conftest import ControlPlane, Visor, free_port, wait_for
 from test_routing import link, registered, trust
+from test_socks import listening
+from test_visor import recv_exact
 
 BIG = 200 << 20      # the big download
 PART = 4 << 20       # each of the 50 parallel downloads
@@ -226,14 +228,6 @@ def app_entry(v, name):
     return next(e for e in v.json("app", "ls") if e["name"] == name)
 
 
-def listening(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 def start_line(root, plane, vs, *, with_d=False):
     """a - b - c (and d - c when with_d): exit on c allowing any visor
     and loopback; on b an exit allowing only c; on a the client
@@ -314,16 +308,6 @@ def connect_req(host, port):
         except OSError:
             addr = b"\x03" + bytes([len(host)]) + host.encode()
     return b"\x05\x01\x00" + addr + struct.pack(">H", port)
-
-
-def recv_exact(s, n):
-    got = b""
-    while len(got) < n:
-        chunk = s.recv(n - len(got))
-        if not chunk:
-            break
-        got += chunk
-    return got
 
 
 def socks_connect(proxy, host, port, timeout=15):
