@@ -463,6 +463,9 @@ def test_refused_visor_destination_and_name(net, web):
              app_log(b, "socks"), what="b's exit to log the refusal")
     # Nothing reached the network behind b.
     assert "/small?refused" not in web.hits
+    # The reply code, checked last (below) so that the rest is checked
+    # whatever it is: "connection not allowed by ruleset".
+    refused_code = socks_code(to_b, "127.0.0.1", web.http_port)
 
     # A private destination outside c's policy (loopback is allowed, 10/8
     # is not): 0x02 "connection not allowed by ruleset".
@@ -483,6 +486,8 @@ def test_refused_visor_destination_and_name(net, web):
              what="c's exit to log the failed resolution")
     # A loopback port nothing listens on: 0x05 connection refused.
     assert socks_code(proxy, "127.0.0.1", free_port()) == 0x05
+    assert refused_code == 0x02, \
+        f"a visor not in --allow: REP 0x{refused_code:02x}, not 0x02"
 
 
 # ---------------------------------------------------------------- bad input
