@@ -228,6 +228,7 @@ def web(tmp_path_factory):
                       os.urandom(64 << 10).hex().encode())
     yield w
     w.stop()
+    (w.dir / "big").unlink()  # pytest keeps the last runs' folders
 
 
 # ---------------------------------------------------------------- network
