@@ -701,6 +701,14 @@ def abandon(proxy, web):
     return codes
 
 
+def tcp_peers(port):
+    """The TCP connections to or from 127.0.0.1:port as ss shows them,
+    with their processes: what a failure message needs."""
+    r = subprocess.run(["ss", "-tanpH"], capture_output=True, text=True)
+    return [" ".join(line.split()) for line in r.stdout.splitlines()
+            if f"127.0.0.1:{port} " in line + " "]
+
+
 def test_abandoned_connections_leave_nothing_behind(net, web):
     a, b, c, proxy, _ = net
     wait_for(lambda: app_entry(c, "socks")["state"] == "running" and
@@ -746,7 +754,8 @@ def test_abandoned_connections_leave_nothing_behind(net, web):
     problems = []
     if web.open_conns:
         problems.append(f"{web.open_conns} connections of the exit to the "
-                        "web server still open")
+                        "web server still open: "
+                        f"{tcp_peers(web.http_port)}")
     # Descriptors: exact but for FD_SLACK per process, for what comes
     # and goes on its own: a visor's discovery HTTP client and the
     # control connection of a CLI call.
@@ -801,9 +810,16 @@ def test_middle_hop_killed(tmp_path, control_plane, web):
         reset = is_reset(stream)
         stream.close()
         # The exit's ends: its connections to both servers close.
-        wait_for(lambda: web.open_conns == 0 and web.streams_open == 0,
-                 timeout=15, what="the exit to close its connections to "
-                 "the servers")
+        try:
+            wait_for(lambda: web.open_conns == 0 and web.streams_open == 0,
+                     timeout=15)
+        except AssertionError:
+            raise AssertionError(
+                f"15 s after b was killed the exit still holds "
+                f"{web.open_conns} HTTP and {web.streams_open} stream "
+                "connections to the servers: "
+                f"{tcp_peers(web.http_port) + tcp_peers(web.stream_port)}"
+            ) from None
         print(f"\nb killed: curl ended after {took * 1000:.0f} ms "
               f"({err.strip()}), the exit's side after "
               f"{(time.monotonic() - killed) * 1000:.0f} ms")
