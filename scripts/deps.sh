@@ -9,7 +9,7 @@ PACKAGES=(
   libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev libhiredis-dev
   libcmocka-dev python3 python3-pytest curl
   python3-cryptography redis-server nftables iproute2
-  chromium chromium-driver
+  chromium chromium-driver openssh-server openssh-client
 )
 
 missing=()
