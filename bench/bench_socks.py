@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 
+from bench_heal import pct
 from bench_visor import BIN, Visor, control_plane, free_port, port_open, \
     run, wait
 
@@ -149,8 +150,9 @@ def curl(args, watch=()):
     hz = os.sysconf("SC_CLK_TCK")
     before = {n: cpu_ticks(p) for n, p in watch}
     t0 = time.perf_counter()
-    p = subprocess.Popen(["curl", "-sS", "--no-progress-meter", *args], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(["curl", "-sS", "--no-progress-meter", *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
     out, err = p.communicate(timeout=300)
     wall = time.perf_counter() - t0
     # communicate() reaped curl: its own CPU time is in the children's
@@ -256,11 +258,6 @@ def direct_connect_time(dest_port):
     finally:
         s.close()
     return (time.perf_counter() - t0) * 1000
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 # --- the setups ---
@@ -483,7 +480,8 @@ def main():
                          f"exit codes {sorted(set(failed))}"
                          f"{': ' + errors[0] if errors else ''})")
             print(line)
-        hw, sc = runs["hopwire SOCKS, 1 hop"], runs["ssh -D, chacha20-poly1305"]
+        hw = runs["hopwire SOCKS, 1 hop"]
+        sc = runs["ssh -D, chacha20-poly1305"]
         print(f"  hopwire / ssh -D chacha20-poly1305 total: "
               f"{hw[0] / sc[0]:.2f}; hopwire / direct: "
               f"{hw[0] / runs['direct (curl -> server)'][0]:.2f}"
