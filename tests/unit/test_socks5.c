@@ -1,5 +1,6 @@
-/* The SOCKS5 codec and the exit policy of src/apps/socks/ (compiled into
- * this test: apps are not part of hwcore). */
+/* The SOCKS5 codec, the exit policy and the client's credentials file of
+ * src/apps/socks/ (compiled into this test: apps are not part of
+ * hwcore). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -7,9 +8,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
 
+#include "../../src/apps/socks/client_auth.h"
 #include "../../src/apps/socks/policy.h"
 #include "../../src/apps/socks/socks5.h"
 
@@ -257,6 +263,79 @@ static void test_policy_rules(void **state)
 	assert_int_equal(hw_policy_add(&p, "::1", err, sizeof(err)), -ENOSPC);
 }
 
+/* Writes text to a new temporary file with mode; its path in path. */
+static void auth_file(char path[64], const char *text, mode_t mode)
+{
+	int fd;
+
+	snprintf(path, 64, "/tmp/hw-auth-XXXXXX");
+	assert_true((fd = mkstemp(path)) >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	assert_int_equal(fchmod(fd, mode), 0);
+	close(fd);
+}
+
+static void test_auth_file(void **state)
+{
+	static struct hw_auth a;
+	struct hw_s5_auth c;
+	char path[64], err[256], warn[256], longline[700];
+	static const struct {
+		const char *text, *why;
+	} bad[] = {
+		{"alice\n", "line 1: no ':' between"},
+		{"# x\n:pw\n", "line 2: user and password must"},
+		{"bob:\n", "line 1: user and password must"},
+		{"# only a comment\n\n", "holds no USER:PASSWORD"},
+	};
+
+	(void)state;
+	auth_file(path, "# users\nalice:s3cret:with:colons\r\n\nbob:pw",
+		  0600);
+	assert_int_equal(hw_auth_load(&a, path, err, sizeof(err), warn,
+				      sizeof(warn)), 0);
+	assert_string_equal(warn, "");
+	assert_int_equal(a.n, 2);
+	memset(&c, 0, sizeof(c));
+	snprintf(c.user, sizeof(c.user), "alice");
+	snprintf(c.pass, sizeof(c.pass), "s3cret:with:colons");
+	assert_true(hw_auth_check(&a, &c));
+	snprintf(c.pass, sizeof(c.pass), "s3cret:with:colon");
+	assert_false(hw_auth_check(&a, &c));
+	snprintf(c.user, sizeof(c.user), "bob");
+	snprintf(c.pass, sizeof(c.pass), "pw");
+	assert_true(hw_auth_check(&a, &c));
+	/* One user's password does not open another's name. */
+	snprintf(c.user, sizeof(c.user), "alice");
+	assert_false(hw_auth_check(&a, &c));
+	unlink(path);
+
+	auth_file(path, "carol:pw\n", 0644);
+	assert_int_equal(hw_auth_load(&a, path, err, sizeof(err), warn,
+				      sizeof(warn)), 0);
+	assert_non_null(strstr(warn, "may be read by others (mode 644)"));
+	unlink(path);
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		auth_file(path, bad[i].text, 0600);
+		assert_int_equal(hw_auth_load(&a, path, err, sizeof(err), warn,
+					      sizeof(warn)), -1);
+		assert_non_null(strstr(err, bad[i].why));
+		unlink(path);
+	}
+	memset(longline, 'x', sizeof(longline) - 1);
+	longline[sizeof(longline) - 1] = '\0';
+	longline[3] = ':';
+	auth_file(path, longline, 0600);
+	assert_int_equal(hw_auth_load(&a, path, err, sizeof(err), warn,
+				      sizeof(warn)), -1);
+	assert_non_null(strstr(err, "longer than 512 bytes"));
+	unlink(path);
+	assert_int_equal(hw_auth_load(&a, "/nonexistent/auth", err,
+				      sizeof(err), warn, sizeof(warn)), -1);
+	assert_non_null(strstr(err, "No such file"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -266,6 +345,7 @@ int main(void)
 		cmocka_unit_test(test_auth),
 		cmocka_unit_test(test_policy_default),
 		cmocka_unit_test(test_policy_rules),
+		cmocka_unit_test(test_auth_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,9 +1,12 @@
 #define _GNU_SOURCE /* accept4 */
 /* hopwire-socks-client: the local end of Hopwire's SOCKS5 proxy
- * (docs/socks.md). Listens on a TCP address; each connection gets a loop
- * of its own to port 3 of an exit, and the bytes pass through unchanged
- * both ways (the SOCKS negotiation happens with the exit). One thread per
- * connection. Uses the SDK (include/hopwire/app.h) and libc only. */
+ * (docs/socks.md). Listens on a TCP address and speaks the first part of
+ * SOCKS5 itself (the greeting, and RFC 1929 username/password when
+ * configured); the request goes to the exit as a stream of the one loop
+ * the client holds to it (client_link.h), with the exit's greeting answer
+ * awaited in the same round trip, and from then on the bytes pass
+ * through unchanged. One thread per connection. Uses the SDK
+ * (include/hopwire/app.h) and libc only. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -16,35 +19,37 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
+#include "client_auth.h"
+#include "client_link.h"
 #include "hopwire/app.h"
 #include "relay.h"
 #include "socks5.h"
 
-#define SOCKS_PORT 3
-#define CLIENT_EXITS_MAX 16
 #define CLIENT_CONNS_MAX 1024
-#define CLIENT_DIAL_MS 10000
+#define CLIENT_LINK_WAIT_MS 10000
 
 static const char usage[] =
 	"usage: hopwire-socks-client [--listen ADDR:PORT] [--exit PK]...\n"
-	"                            [--name NAME] [--max-conns N]\n"
+	"                            [--auth FILE] [--name NAME] "
+	"[--max-conns N]\n"
+	"                            [--status FILE]\n"
 	"\n"
 	"The local end of Hopwire's SOCKS5 proxy: point a browser or curl at "
 	"it\n"
-	"(curl --socks5-hostname 127.0.0.1:1080 URL). Each connection is "
-	"carried\n"
-	"over a loop of its own to port 3 of an exit (hopwire-socks), which "
-	"speaks\n"
-	"SOCKS5 and resolves names.\n"
+	"(curl --socks5-hostname 127.0.0.1:1080 URL). The client holds one "
+	"loop to\n"
+	"port 3 of an exit (hopwire-socks) and carries every connection as a "
+	"stream\n"
+	"of it; the exit resolves names and connects.\n"
 	"\n"
 	"  --listen ADDR:PORT  where to listen (default 127.0.0.1:1080; "
-	"PORT 0: a free\n"
-	"                      port, logged). Only a\n"
-	"                      loopback address: username/password "
-	"authentication\n"
-	"                      for wider binding is not supported yet.\n"
+	"[::1]:1080;\n"
+	"                      PORT 0: a free port, logged). An address "
+	"beyond\n"
+	"                      loopback needs --auth.\n"
 	"  --exit PK           the exit's visor (64 hex characters); "
 	"repeatable: the\n"
 	"                      first that answers is used, the next when one "
@@ -52,9 +57,18 @@ static const char usage[] =
 	"                      With none, every request is answered with "
 	"SOCKS reply\n"
 	"                      0x01 (general failure).\n"
+	"  --auth FILE         require RFC 1929 username/password: FILE holds "
+	"one\n"
+	"                      USER:PASSWORD per line (keep it mode 600)\n"
 	"  --name NAME         the app's name at the visor (default "
 	"socks-client)\n"
 	"  --max-conns N       at most N connections at once (default 1024)\n"
+	"  --status FILE       write the client's state as JSON to FILE once "
+	"a second\n"
+	"                      while it changes (default: status.json in the "
+	"working\n"
+	"                      directory when a visor launched the app, "
+	"none by hand)\n"
 	"\n"
 	"Started by hand, the app reaches the visor through HOPWIRE_APP_SOCKET "
 	"(the\n"
@@ -62,9 +76,16 @@ static const char usage[] =
 	"goes.\n";
 
 static struct hw_app *app;
-static char exits[CLIENT_EXITS_MAX][HW_APP_PK_HEX + 1];
+static struct hw_exitlink *link_;
+static struct hw_auth auth;
+static char exits[HW_EXITLINK_EXITS_MAX][HW_APP_PK_HEX + 1];
+static const char *listen_spec = "127.0.0.1:1080", *auth_path,
+		  *status_path;
+static char listen_shown[96];
 static int nexits, max_conns = CLIENT_CONNS_MAX;
-static atomic_int nconns, first_exit;
+static atomic_int nconns;
+static atomic_ullong conns_total;
+static struct hw_socks_counts bytes; /* a_to_b: down, b_to_a: up */
 static volatile sig_atomic_t stop;
 
 static void on_term(int sig)
@@ -73,83 +94,293 @@ static void on_term(int sig)
 	stop = 1;
 }
 
-/* With no exit: takes the greeting and request, answers 0x01. */
-static void answer_idle(int fd)
+static void log_conn(const char *fmt, const char *arg)
 {
-	uint8_t buf[HW_S5_REQUEST_MAX + 260], out[HW_S5_REPLY_MAX];
-	long long deadline = hw_socks_now_ms() + HW_SOCKS_NEGOTIATE_MS;
-	struct hw_s5_greeting g;
-	struct hw_s5_request r;
-	size_t len = 0, used;
-	int rc;
-
-	while ((rc = hw_s5_parse_greeting(buf, len, &g, &used)) == -EAGAIN)
-		if (hw_socks_read_more(fd, buf, &len, sizeof(buf),
-				       deadline) <= 0)
-			return;
-	if (rc || !hw_s5_greeting_has(&g, HW_S5_METHOD_NONE))
-		return;
-	memmove(buf, buf + used, len - used);
-	len -= used;
-	out[0] = HW_S5_VERSION;
-	out[1] = HW_S5_METHOD_NONE;
-	if (hw_socks_write_all(fd, out, 2))
-		return;
-	while ((rc = hw_s5_parse_request(buf, len, &r, &used)) == -EAGAIN)
-		if (hw_socks_read_more(fd, buf, &len, sizeof(buf),
-				       deadline) <= 0)
-			return;
-	fprintf(stderr, "hopwire-socks-client: no exit configured: "
-			"answering general failure\n");
-	hw_socks_write_all(fd, out, hw_s5_build_reply(out, HW_S5_FAILURE,
-						      NULL));
+	fprintf(stderr, "hopwire-socks-client: ");
+	fprintf(stderr, fmt, arg);
+	fputc('\n', stderr);
 }
 
-/* Dials the exits from the last one that worked on. The loop's
- * descriptor, or -1 when none answered. */
-static int dial_exit(void)
+/* Reads until parse (one of the hw_s5_parse_* functions, through the
+ * wrappers below) has a whole message at the start of buf. Returns 0 and
+ * *used, or a negative errno after logging why. */
+typedef int (*parse_fn)(const uint8_t *p, size_t n, void *out,
+			size_t *used);
+
+static int parse_greeting(const uint8_t *p, size_t n, void *o, size_t *u)
 {
-	int start = atomic_load(&first_exit);
+	return hw_s5_parse_greeting(p, n, o, u);
+}
 
-	for (int k = 0; k < nexits; k++) {
-		int i = (start + k) % nexits, rc;
-		struct hw_app_loop loop;
+static int parse_auth(const uint8_t *p, size_t n, void *o, size_t *u)
+{
+	return hw_s5_parse_auth(p, n, o, u);
+}
 
-		rc = hw_app_dial(app, exits[i], SOCKS_PORT, &loop,
-				 CLIENT_DIAL_MS);
-		if (rc == 0) {
-			atomic_store(&first_exit, i);
-			return loop.fd;
-		}
-		fprintf(stderr, "hopwire-socks-client: exit %.16s: %s\n",
-			exits[i], rc == -ECONNREFUSED ? hw_app_last_error(app)
-						      : strerror(-rc));
+static int parse_request(const uint8_t *p, size_t n, void *o, size_t *u)
+{
+	return hw_s5_parse_request(p, n, o, u);
+}
+
+static int take(int fd, uint8_t *buf, size_t *len, size_t cap,
+		long long deadline, parse_fn parse, void *out, size_t *used,
+		const char *what)
+{
+	ssize_t n;
+	int rc;
+
+	while ((rc = parse(buf, *len, out, used)) == -EAGAIN) {
+		n = hw_socks_read_more(fd, buf, len, cap, deadline);
+		if (n > 0)
+			continue;
+		/* A connection that sent nothing at all is a probe of the
+		 * port, not worth a line. */
+		if (n != 0 || *len || parse != parse_greeting)
+			log_conn("%s", n == -ETIMEDOUT
+				      ? "no complete SOCKS5 negotiation within "
+					"10 s: closing"
+				      : n == 0 ? "connection closed during the "
+						 "SOCKS5 negotiation"
+					       : "connection failed during the "
+						 "SOCKS5 negotiation");
+		return n ? (int)n : -EPIPE;
 	}
-	return -1;
+	if (rc && rc != -EAFNOSUPPORT)
+		log_conn("malformed SOCKS5 %s: closing", what);
+	return rc;
+}
+
+static void consume(uint8_t *buf, size_t *len, size_t used)
+{
+	memmove(buf, buf + used, *len - used);
+	*len -= used;
+}
+
+static void reply(int fd, uint8_t rep)
+{
+	uint8_t out[HW_S5_REPLY_MAX];
+
+	hw_socks_write_all(fd, out, hw_s5_build_reply(out, rep, NULL));
+}
+
+/* The greeting, and the username/password sub-negotiation when --auth.
+ * Returns 0 when the client may send its request. */
+static int greet(int fd, uint8_t *buf, size_t *len, size_t cap,
+		 long long deadline)
+{
+	uint8_t method = auth.n ? HW_S5_METHOD_USERPASS : HW_S5_METHOD_NONE;
+	struct hw_s5_greeting g;
+	struct hw_s5_auth cred;
+	size_t used;
+	uint8_t out[2];
+
+	if (take(fd, buf, len, cap, deadline, parse_greeting, &g, &used,
+		 "greeting"))
+		return -1;
+	consume(buf, len, used);
+	out[0] = HW_S5_VERSION;
+	out[1] = hw_s5_greeting_has(&g, method) ? method
+						: HW_S5_METHOD_REFUSED;
+	if (hw_socks_write_all(fd, out, 2))
+		return -1;
+	if (out[1] == HW_S5_METHOD_REFUSED) {
+		log_conn("the greeting offers no method %s: closing",
+			 auth.n ? "2 (username/password, required by --auth)"
+				: "0 (no authentication)");
+		return -1;
+	}
+	if (!auth.n)
+		return 0;
+	if (take(fd, buf, len, cap, deadline, parse_auth, &cred, &used,
+		 "username/password request"))
+		return -1;
+	consume(buf, len, used);
+	out[0] = HW_S5_AUTH_VERSION;
+	out[1] = hw_auth_check(&auth, &cred) ? 0 : 1;
+	memset(&cred, 0, sizeof(cred));
+	if (hw_socks_write_all(fd, out, 2) || out[1]) {
+		if (out[1])
+			log_conn("wrong username or password from a "
+				 "connection on %s: closing", listen_shown);
+		return -1;
+	}
+	return 0;
+}
+
+/* Sends the exit a greeting (method 0x00: the visor authenticated us)
+ * with the request behind it, and takes the exit's 2-byte answer: one
+ * round trip. Returns 0, or -1 after logging why. */
+static int to_exit(int s, const uint8_t *req, size_t len)
+{
+	uint8_t hello[HW_S5_REQUEST_MAX + 3 + 512] = {HW_S5_VERSION, 1,
+						      HW_S5_METHOD_NONE};
+	uint8_t ans[2];
+	size_t got = 0;
+	long long deadline = hw_socks_now_ms() + HW_SOCKS_NEGOTIATE_MS;
+	ssize_t n;
+
+	memcpy(hello + 3, req, len);
+	if (hw_socks_write_all(s, hello, 3 + len)) {
+		log_conn("%s", "the stream to the exit failed before the "
+			       "request");
+		return -1;
+	}
+	while (got < 2)
+		if ((n = hw_socks_read_more(s, ans, &got, 2, deadline)) <= 0) {
+			log_conn("the exit %s", n == -ETIMEDOUT
+				 ? "did not answer within 10 s"
+				 : "closed the stream before answering");
+			return -1;
+		}
+	if (ans[0] != HW_S5_VERSION || ans[1] != HW_S5_METHOD_NONE) {
+		log_conn("%s", "the exit refused the greeting");
+		return -1;
+	}
+	return 0;
+}
+
+static void serve(int fd)
+{
+	uint8_t buf[HW_S5_REQUEST_MAX + 512];
+	long long deadline = hw_socks_now_ms() + HW_SOCKS_NEGOTIATE_MS;
+	struct hw_exitlink_ref *ref = NULL;
+	struct hw_exitlink_status st;
+	struct hw_s5_request r;
+	size_t len = 0, used;
+	int s = -1, rc;
+
+	if (greet(fd, buf, &len, sizeof(buf), deadline))
+		return;
+	rc = take(fd, buf, &len, sizeof(buf), deadline, parse_request, &r,
+		  &used, "request");
+	if (rc == -EAFNOSUPPORT) {
+		reply(fd, HW_S5_ATYP_UNSUPPORTED);
+		log_conn("%s", "address type not supported: closing");
+		return;
+	}
+	if (rc)
+		return;
+	if (r.cmd != HW_S5_CMD_CONNECT) {
+		reply(fd, HW_S5_CMD_UNSUPPORTED);
+		log_conn("%s", "command not supported (CONNECT only)");
+		return;
+	}
+	/* A link that ended under us is replaced by the keeper: one more
+	 * try, nothing was sent yet. */
+	for (int tries = 0; tries < 2; tries++) {
+		rc = hw_exitlink_open(link_, CLIENT_LINK_WAIT_MS, &s, &ref);
+		if (rc != -EPIPE)
+			break;
+	}
+	if (rc) {
+		hw_exitlink_status(link_, &st);
+		reply(fd, HW_S5_FAILURE);
+		log_conn("%s", rc == -ENOENT ? "no exit configured: answering "
+					       "general failure"
+			 : st.error[0] ? st.error : "no loop to an exit");
+		return;
+	}
+	/* The request and what the client sent behind it. */
+	if (to_exit(s, buf, len)) {
+		reply(fd, HW_S5_FAILURE);
+	} else {
+		rc = hw_socks_splice(s, fd, NULL, 0, &bytes);
+		if (hw_exitlink_broken(ref)) {
+			/* The link went, not the connection: tell the
+			 * program with a reset, not an end of file. */
+			struct linger lg = {1, 0};
+			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		}
+	}
+	close(s);
+	hw_exitlink_put(link_, ref);
 }
 
 static void *conn_thread(void *arg)
 {
-	int fd = (int)(intptr_t)arg, loop;
+	int fd = (int)(intptr_t)arg;
 
-	if (!nexits) {
-		answer_idle(fd);
-	} else if ((loop = dial_exit()) >= 0) {
-		int rc = hw_socks_splice(fd, loop, NULL, 0);
-
-		if (rc == -ENETRESET)
-			fprintf(stderr, "hopwire-socks-client: loop failed: "
-					"%s\n", hw_app_loop_error(loop)
-						? hw_app_loop_error(loop)
-						: "reset");
-		hw_app_loop_close(loop);
-	} else {
-		fprintf(stderr, "hopwire-socks-client: no exit answered: "
-				"closing the connection\n");
-	}
+	serve(fd);
 	close(fd);
 	atomic_fetch_sub(&nconns, 1);
 	return NULL;
+}
+
+/* Writes s as a JSON string. */
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+/* status.json (docs/socks.md "Status"): written to a temporary file and
+ * renamed, when it changed, at most once a second. */
+static void write_status(void)
+{
+	static char last[4096];
+	struct hw_exitlink_status st;
+	struct timeval tv;
+	char tmp[4200], *doc = NULL;
+	size_t doclen = 0;
+	FILE *f;
+
+	if (!status_path)
+		return;
+	hw_exitlink_status(link_, &st);
+	if (!(f = open_memstream(&doc, &doclen)))
+		return;
+	fprintf(f, "{\"version\":1,\"listen\":");
+	json_str(f, listen_shown);
+	fprintf(f, ",\"exits\":[");
+	for (int i = 0; i < nexits; i++) {
+		fprintf(f, i ? "," : "");
+		json_str(f, exits[i]);
+	}
+	fprintf(f, "],\"exit\":");
+	if (st.exit >= 0 && st.state == HW_EXITLINK_UP)
+		json_str(f, exits[st.exit]);
+	else
+		fprintf(f, "null");
+	fprintf(f, ",\"state\":\"%s\",\"error\":",
+		hw_exitlink_state_str(st.state));
+	if (st.error[0])
+		json_str(f, st.error);
+	else
+		fprintf(f, "null");
+	fprintf(f, ",\"links\":%u,\"conns_open\":%d,\"conns_total\":%llu,"
+		"\"bytes_up\":%llu,\"bytes_down\":%llu,\"auth\":%s",
+		st.links, atomic_load(&nconns), atomic_load(&conns_total),
+		atomic_load(&bytes.b_to_a), atomic_load(&bytes.a_to_b),
+		auth.n ? "true" : "false");
+	fclose(f);
+	if (!doc || doclen >= sizeof(last) || !strcmp(doc, last)) {
+		free(doc);
+		return;
+	}
+	memcpy(last, doc, doclen + 1);
+	gettimeofday(&tv, NULL);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", status_path);
+	if ((f = fopen(tmp, "we"))) {
+		fprintf(f, "%s,\"updated_ms\":%lld}\n", doc,
+			(long long)tv.tv_sec * 1000 + tv.tv_usec / 1000);
+		if (fclose(f) == 0 && rename(tmp, status_path) == 0) {
+			free(doc);
+			return;
+		}
+	}
+	fprintf(stderr, "hopwire-socks-client: cannot write %s: %s\n",
+		status_path, strerror(errno));
+	unlink(tmp);
+	free(doc);
 }
 
 /* Opens the listening socket on spec (HOST:PORT, [V6]:PORT). */
@@ -180,17 +411,20 @@ static int listen_on(const char *spec)
 				      ->sin_addr.s_addr) >> 24) != 127)
 		    : !IN6_IS_ADDR_LOOPBACK(
 			      &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr)) {
-		fprintf(stderr, "hopwire-socks-client: --listen %s: only a "
-				"loopback address is supported yet (a wider "
-				"bind needs username/password "
-				"authentication, not done)\n", spec);
-		freeaddrinfo(res);
-		return -1;
+		if (!auth_path) {
+			fprintf(stderr, "hopwire-socks-client: --listen %s is "
+					"beyond loopback: give --auth FILE "
+					"(username/password, RFC 1929) so "
+					"that not everyone who reaches it can "
+					"use it\n", spec);
+			freeaddrinfo(res);
+			return -1;
+		}
 	}
 	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 128)) {
+	    bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 1024)) {
 		fprintf(stderr, "hopwire-socks-client: --listen %s: %s\n",
 			spec, strerror(errno));
 		if (fd >= 0)
@@ -205,46 +439,42 @@ bad:
 	return -1;
 }
 
-int main(int argc, char **argv)
+static int parse_args(int argc, char **argv, struct hw_app_config *cfg)
 {
-	struct hw_app_config cfg = {.name = "socks-client",
-				    .version = "0.1.0"};
-	struct sigaction sa = {.sa_handler = on_term};
-	const char *listen_spec = "127.0.0.1:1080";
-	pthread_attr_t attr;
-	char err[256];
-	int lfd;
-
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			fputs(usage, stdout);
-			return 0;
+			exit(0);
 		}
 		if (!v) {
 			fprintf(stderr, "hopwire-socks-client: unknown "
 					"argument '%s' or missing value (see "
 					"--help)\n", a);
-			return 1;
+			return -1;
 		}
 		i++;
 		if (!strcmp(a, "--listen")) {
 			listen_spec = v;
 		} else if (!strcmp(a, "--name")) {
-			cfg.name = v;
+			cfg->name = v;
+		} else if (!strcmp(a, "--auth")) {
+			auth_path = v;
+		} else if (!strcmp(a, "--status")) {
+			status_path = v;
 		} else if (!strcmp(a, "--exit")) {
 			if (!hw_socks_pk_ok(v)) {
 				fprintf(stderr, "hopwire-socks-client: --exit "
 						"'%s' is not 64 lowercase hex "
 						"characters\n", v);
-				return 1;
+				return -1;
 			}
-			if (nexits == CLIENT_EXITS_MAX) {
+			if (nexits == HW_EXITLINK_EXITS_MAX) {
 				fprintf(stderr, "hopwire-socks-client: more "
 						"than %d --exit keys\n",
-					CLIENT_EXITS_MAX);
-				return 1;
+					HW_EXITLINK_EXITS_MAX);
+				return -1;
 			}
 			snprintf(exits[nexits++], sizeof(exits[0]), "%s", v);
 		} else if (!strcmp(a, "--max-conns")) {
@@ -254,14 +484,91 @@ int main(int argc, char **argv)
 				fprintf(stderr, "hopwire-socks-client: "
 						"--max-conns '%s' is not "
 						"1..65536\n", v);
-				return 1;
+				return -1;
 			}
 			max_conns = (int)m;
 		} else {
 			fprintf(stderr, "hopwire-socks-client: unknown "
 					"argument '%s' (see --help)\n", a);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Says where the listener is (PORT 0 gets a free port) into
+ * listen_shown. */
+static void show_listener(int lfd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[64] = "?";
+	unsigned port = 0;
+
+	if (getsockname(lfd, (struct sockaddr *)&ss, &sl) == 0) {
+		void *ad = ss.ss_family == AF_INET
+			? (void *)&((struct sockaddr_in *)&ss)->sin_addr
+			: (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+		inet_ntop(ss.ss_family, ad, host, sizeof(host));
+		port = ntohs(ss.ss_family == AF_INET
+			? ((struct sockaddr_in *)&ss)->sin_port
+			: ((struct sockaddr_in6 *)&ss)->sin6_port);
+	}
+	snprintf(listen_shown, sizeof(listen_shown),
+		 ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, port);
+	fprintf(stderr, "hopwire-socks-client: listening on %s port %u, %s%s\n",
+		host, port, nexits ? "exits given" : "no exit configured",
+		auth.n ? ", username/password required" : "");
+}
+
+/* One accepted connection: its thread, unless the client is full. */
+static void take_conn(int lfd, const pthread_attr_t *attr)
+{
+	pthread_t t;
+	int fd;
+
+	if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
+		return;
+	if (atomic_fetch_add(&nconns, 1) >= max_conns) {
+		atomic_fetch_sub(&nconns, 1);
+		fprintf(stderr, "hopwire-socks-client: %d connections open "
+				"already: closing a new one\n", max_conns);
+		close(fd);
+		return;
+	}
+	atomic_fetch_add(&conns_total, 1);
+	if (pthread_create(&t, attr, conn_thread, (void *)(intptr_t)fd)) {
+		atomic_fetch_sub(&nconns, 1);
+		fprintf(stderr, "hopwire-socks-client: cannot start a thread: "
+				"closing a connection\n");
+		close(fd);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct hw_app_config cfg = {.name = "socks-client",
+				    .version = "0.1.0"};
+	struct sigaction sa = {.sa_handler = on_term};
+	pthread_attr_t attr;
+	long long last_status = 0;
+	char err[768], warn[600];
+	int lfd, rc;
+
+	if (parse_args(argc, argv, &cfg))
+		return 1;
+	if (!status_path && getenv("HOPWIRE_APP_FD"))
+		status_path = "status.json";
+	if (auth_path) {
+		if (hw_auth_load(&auth, auth_path, err, sizeof(err), warn,
+				 sizeof(warn))) {
+			fprintf(stderr, "hopwire-socks-client: --auth %s\n",
+				err);
 			return 1;
 		}
+		if (warn[0])
+			fprintf(stderr, "hopwire-socks-client: warning: %s\n",
+				warn);
 	}
 	signal(SIGPIPE, SIG_IGN);
 	sigaction(SIGTERM, &sa, NULL);
@@ -272,26 +579,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hopwire-socks-client: %s\n", err);
 		return 1;
 	}
-	{
-		/* PORT 0 gets a free port: say which. */
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		char host[64] = "?";
-		unsigned port = 0;
-
-		if (getsockname(lfd, (struct sockaddr *)&ss, &sl) == 0) {
-			void *ad = ss.ss_family == AF_INET
-				? (void *)&((struct sockaddr_in *)&ss)->sin_addr
-				: (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
-			inet_ntop(ss.ss_family, ad, host, sizeof(host));
-			port = ntohs(ss.ss_family == AF_INET
-				? ((struct sockaddr_in *)&ss)->sin_port
-				: ((struct sockaddr_in6 *)&ss)->sin6_port);
-		}
-		fprintf(stderr, "hopwire-socks-client: listening on %s port "
-				"%u, %s\n", host, port,
-			nexits ? "exits given" : "no exit configured");
+	if ((rc = hw_exitlink_start(&link_, app,
+				    (const char (*)[HW_APP_PK_HEX + 1])exits,
+				    nexits))) {
+		fprintf(stderr, "hopwire-socks-client: cannot start: %s\n",
+			strerror(-rc));
+		return 1;
 	}
+	show_listener(lfd);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
@@ -299,15 +594,17 @@ int main(int argc, char **argv)
 		struct pollfd pfd[2] = {{.fd = lfd, .events = POLLIN},
 					{.fd = hw_app_fd(app), .events = POLLIN}};
 		struct hw_app_loop loop;
-		pthread_t t;
-		int fd;
 
+		if (hw_socks_now_ms() - last_status >= 1000) {
+			write_status();
+			last_status = hw_socks_now_ms();
+		}
 		if (poll(pfd, 2, 1000) <= 0)
 			continue;
 		/* Nobody dials a client: a readable channel is the visor
 		 * gone (or a stray loop, closed). */
 		if (pfd[1].revents) {
-			int rc = hw_app_accept(app, &loop, 0);
+			rc = hw_app_accept(app, &loop, 0);
 			if (rc == 0)
 				hw_app_loop_close(loop.fd);
 			else if (rc != -EAGAIN) {
@@ -316,25 +613,9 @@ int main(int argc, char **argv)
 				break;
 			}
 		}
-		if (!pfd[0].revents)
-			continue;
-		if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
-			continue;
-		if (atomic_load(&nconns) >= max_conns) {
-			fprintf(stderr, "hopwire-socks-client: %d connections "
-					"open already: closing a new one\n",
-				max_conns);
-			close(fd);
-			continue;
-		}
-		atomic_fetch_add(&nconns, 1);
-		if (pthread_create(&t, &attr, conn_thread,
-				   (void *)(intptr_t)fd)) {
-			atomic_fetch_sub(&nconns, 1);
-			close(fd);
-		}
+		if (pfd[0].revents)
+			take_conn(lfd, &attr);
 	}
-	pthread_attr_destroy(&attr);
 	close(lfd);
 	return 0;
 }

@@ -1,8 +1,11 @@
 /* hopwire-socks: the exit of Hopwire's SOCKS5 proxy (docs/socks.md).
- * Takes loops on port 3 from allowed visors, speaks SOCKS5 (server side,
- * no authentication: the visor authenticated the peer) on each, resolves
- * and connects at the exit under the exit policy, then relays. One thread
- * per loop. Uses the SDK (include/hopwire/app.h) and libc only. */
+ * Takes loops on port 3 from allowed visors. A loop whose first byte is a
+ * mux HELLO carries streams (the SDK's mux, as hopwire-socks-client
+ * sends them), each one SOCKS5 connection; any other loop is one SOCKS5
+ * connection itself. On each: SOCKS5 (server side, no authentication:
+ * the visor authenticated the peer), resolution and connect at the exit
+ * under the exit policy, then the relay. One thread per connection and
+ * one per mux. Uses the SDK (include/hopwire/app.h) and libc only. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -60,11 +63,15 @@ static const char usage[] =
 static struct hw_policy policy;
 static char allowed[SOCKS_ALLOW_MAX][HW_APP_PK_HEX + 1];
 static int nallowed, allow_any, max_conns = SOCKS_CONNS_MAX;
-static atomic_int nconns;
+static atomic_int nconns, nloops;
 static volatile sig_atomic_t stop;
+static pthread_attr_t thread_attr;
 
+/* One SOCKS5 connection: a plain loop or a stream of a mux. */
 struct conn {
-	struct hw_app_loop loop;
+	int fd;
+	int loop; /* fd is a loop (close with hw_app_loop_close) */
+	char who[HW_APP_PK_HEX + 1];
 };
 
 static void on_term(int sig)
@@ -191,7 +198,7 @@ static int open_target(const struct hw_s5_request *r, uint8_t *code,
 }
 
 /* One loop, from greeting to the end of the relay. */
-static void serve(struct conn *c)
+static void serve(const struct conn *c)
 {
 	uint8_t buf[512], out[HW_S5_REPLY_MAX];
 	struct hw_s5_greeting g;
@@ -202,8 +209,8 @@ static void serve(struct conn *c)
 	size_t len = 0, used;
 	char why[512];
 	uint8_t code;
-	const char *who = c->loop.remote_pk;
-	int fd = c->loop.fd, target = -1, rc;
+	const char *who = c->who;
+	int fd = c->fd, target = -1, rc;
 	ssize_t n;
 
 	while ((rc = hw_s5_parse_greeting(buf, len, &g, &used)) == -EAGAIN)
@@ -263,7 +270,8 @@ static void serve(struct conn *c)
 	if (hw_socks_write_all(fd, out, hw_s5_build_reply(
 				       out, HW_S5_OK,
 				       (struct sockaddr *)&bound)) == 0) {
-		rc = hw_socks_splice(fd, target, buf + used, len - used);
+		rc = hw_socks_splice(fd, target, buf + used, len - used,
+				     NULL);
 		if (rc == -ENETRESET)
 			fprintf(stderr, "hopwire-socks: %.16s: loop failed: "
 					"%s\n", who,
@@ -285,9 +293,108 @@ static void *conn_thread(void *arg)
 	struct conn *c = arg;
 
 	serve(c);
-	hw_app_loop_close(c->loop.fd);
+	if (c->loop)
+		hw_app_loop_close(c->fd);
+	else
+		close(c->fd);
 	free(c);
 	atomic_fetch_sub(&nconns, 1);
+	return NULL;
+}
+
+/* Starts conn_thread on a new connection, or closes it when the exit is
+ * full or out of threads. Takes fd either way. */
+static void start_conn(int fd, int loop, const char *who)
+{
+	struct conn *c = NULL;
+	pthread_t t;
+
+	if (atomic_fetch_add(&nconns, 1) >= max_conns) {
+		fprintf(stderr, "hopwire-socks: refused a connection from "
+				"%.16s: %d connections open already\n", who,
+			max_conns);
+	} else if (!(c = calloc(1, sizeof(*c)))) {
+		fprintf(stderr, "hopwire-socks: out of memory: closing a "
+				"connection from %.16s\n", who);
+	} else {
+		c->fd = fd;
+		c->loop = loop;
+		snprintf(c->who, sizeof(c->who), "%s", who);
+		if (pthread_create(&t, &thread_attr, conn_thread, c) == 0)
+			return;
+		fprintf(stderr, "hopwire-socks: cannot start a thread: "
+				"closing a connection from %.16s\n", who);
+		free(c);
+	}
+	atomic_fetch_sub(&nconns, 1);
+	if (loop)
+		hw_app_loop_close(fd);
+	else
+		close(fd);
+}
+
+/* Waits up to the negotiation timeout for the loop's first byte and
+ * says whether it is a mux HELLO (type 0; a SOCKS5 greeting starts with
+ * 5). 1: mux, 0: plain SOCKS5, <0: the loop ended or stayed silent. */
+static int is_mux(int fd)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	uint8_t b;
+	ssize_t n;
+	int rc;
+
+	do
+		rc = poll(&pfd, 1, HW_SOCKS_NEGOTIATE_MS);
+	while (rc < 0 && errno == EINTR);
+	if (rc <= 0)
+		return rc ? -errno : -ETIMEDOUT;
+	do
+		n = recv(fd, &b, 1, MSG_PEEK);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return n ? -errno : -EPIPE;
+	return b == 0;
+}
+
+/* One loop from an allowed visor: a mux's streams, or one connection. */
+static void *loop_thread(void *arg)
+{
+	struct hw_app_loop *loop = arg;
+	struct hw_app_mux *mux = NULL;
+	int rc = is_mux(loop->fd), s;
+
+	if (rc == 0) {
+		start_conn(loop->fd, 1, loop->remote_pk);
+		goto out;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "hopwire-socks: %.16s: %s before the first "
+				"byte, closing\n", loop->remote_pk,
+			rc == -ETIMEDOUT ? "nothing within 10 s"
+					 : "end of loop");
+		hw_app_loop_close(loop->fd);
+		goto out;
+	}
+	if ((rc = hw_app_mux_new(&mux, loop->fd, 0))) {
+		fprintf(stderr, "hopwire-socks: %.16s: cannot start a mux: "
+				"%s\n", loop->remote_pk, strerror(-rc));
+		hw_app_loop_close(loop->fd);
+		goto out;
+	}
+	fprintf(stderr, "hopwire-socks: %.16s: streams over one loop\n",
+		loop->remote_pk);
+	while ((rc = hw_app_mux_accept(mux, &s, -1)) != -EPIPE) {
+		if (rc == 0)
+			start_conn(s, 0, loop->remote_pk);
+	}
+	fprintf(stderr, "hopwire-socks: %.16s: the loop of streams ended: "
+			"%s\n", loop->remote_pk,
+		hw_app_mux_error(mux) ? hw_app_mux_error(mux) : "closed");
+	/* Streams still relaying read end of file and end by themselves. */
+	hw_app_mux_free(mux);
+out:
+	atomic_fetch_sub(&nloops, 1);
+	free(loop);
 	return NULL;
 }
 
@@ -357,7 +464,6 @@ int main(int argc, char **argv)
 				    .port = SOCKS_PORT};
 	struct sigaction sa = {.sa_handler = on_term};
 	struct hw_app *app;
-	pthread_attr_t attr;
 	char err[256];
 	int rc;
 
@@ -375,49 +481,49 @@ int main(int argc, char **argv)
 	if (!allow_any && !nallowed)
 		fprintf(stderr, "hopwire-socks: no --allow given: refusing "
 				"every visor\n");
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
+	pthread_attr_init(&thread_attr);
+	pthread_attr_setdetachstate(&thread_attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&thread_attr, 256 * 1024);
 	while (!stop) {
-		struct conn *c;
+		struct hw_app_loop *loop;
 		pthread_t t;
 
-		if (!(c = calloc(1, sizeof(*c)))) {
+		if (!(loop = calloc(1, sizeof(*loop)))) {
 			sleep(1);
 			continue;
 		}
-		rc = hw_app_accept(app, &c->loop, 1000);
+		rc = hw_app_accept(app, loop, 1000);
 		if (rc == -EAGAIN || rc == -EINTR) {
-			free(c);
+			free(loop);
 			continue;
 		}
 		if (rc) {
-			free(c);
+			free(loop);
 			fprintf(stderr, "hopwire-socks: the visor closed the "
 					"channel\n");
 			break;
 		}
-		if (!allowed_pk(c->loop.remote_pk)) {
+		if (!allowed_pk(loop->remote_pk)) {
 			fprintf(stderr, "hopwire-socks: refused loop from %s: "
-					"not in --allow\n", c->loop.remote_pk);
-		} else if (atomic_load(&nconns) >= max_conns) {
+					"not in --allow\n", loop->remote_pk);
+		} else if (atomic_fetch_add(&nloops, 1) >= max_conns) {
+			atomic_fetch_sub(&nloops, 1);
 			fprintf(stderr, "hopwire-socks: refused loop from "
-					"%.16s: %d connections open already\n",
-				c->loop.remote_pk, max_conns);
+					"%.16s: %d loops open already\n",
+				loop->remote_pk, max_conns);
+		} else if (pthread_create(&t, &thread_attr, loop_thread,
+					  loop) == 0) {
+			continue;
 		} else {
-			atomic_fetch_add(&nconns, 1);
-			if (pthread_create(&t, &attr, conn_thread, c) == 0)
-				continue;
-			atomic_fetch_sub(&nconns, 1);
+			atomic_fetch_sub(&nloops, 1);
 			fprintf(stderr, "hopwire-socks: cannot start a thread: "
 					"closing the loop from %.16s\n",
-				c->loop.remote_pk);
+				loop->remote_pk);
 		}
-		hw_app_loop_close(c->loop.fd);
-		free(c);
+		hw_app_loop_close(loop->fd);
+		free(loop);
 	}
-	pthread_attr_destroy(&attr);
-	/* Threads still relaying end with the process; the visor closes
-	 * their loops. */
+	/* Threads still relaying end with the process (they may still
+	 * start threads: thread_attr stays); the visor closes their loops. */
 	return 0;
 }

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -74,6 +75,7 @@ int hw_socks_write_all(int fd, const void *buf, size_t len)
 
 struct dir {
 	int from, to;
+	_Atomic unsigned long long *moved; /* or NULL */
 	int eof;   /* from ended: shut down to once buf is empty */
 	int done;  /* to shut down */
 	size_t off, len;
@@ -99,6 +101,10 @@ static int dir_step(struct dir *d, short rev_from)
 	if (d->len) {
 		n = hw_app_write(d->to, d->buf + d->off, d->len);
 		if (n > 0) {
+			if (d->moved)
+				atomic_fetch_add_explicit(
+					d->moved, (unsigned long long)n,
+					memory_order_relaxed);
 			d->off += (size_t)n;
 			d->len -= (size_t)n;
 		} else if (n < 0 && n != -EAGAIN) {
@@ -112,7 +118,8 @@ static int dir_step(struct dir *d, short rev_from)
 	return 0;
 }
 
-int hw_socks_splice(int a, int b, const uint8_t *to_b, size_t to_b_len)
+int hw_socks_splice(int a, int b, const uint8_t *to_b, size_t to_b_len,
+		    struct hw_socks_counts *counts)
 {
 	struct dir *ab = NULL, *ba = NULL;
 	int rc = 0;
@@ -125,8 +132,10 @@ int hw_socks_splice(int a, int b, const uint8_t *to_b, size_t to_b_len)
 	}
 	fcntl(a, F_SETFL, fcntl(a, F_GETFL) | O_NONBLOCK);
 	fcntl(b, F_SETFL, fcntl(b, F_GETFL) | O_NONBLOCK);
-	*ab = (struct dir){.from = a, .to = b};
-	*ba = (struct dir){.from = b, .to = a};
+	*ab = (struct dir){.from = a, .to = b,
+			   .moved = counts ? &counts->a_to_b : NULL};
+	*ba = (struct dir){.from = b, .to = a,
+			   .moved = counts ? &counts->b_to_a : NULL};
 	if (to_b_len) {
 		memcpy(ab->buf, to_b, to_b_len);
 		ab->len = to_b_len;
