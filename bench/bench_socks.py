@@ -143,22 +143,75 @@ def status_kib(pid, key):
     return 0
 
 
+class RunWait:
+    """Samples every 50 ms how long the threads of each watched process
+    (descendants included) were runnable but waiting for a CPU (the
+    second field of /proc/PID/task/TID/schedstat). On a machine shared
+    with other work this says how much of a figure is waiting for a core
+    rather than our own cost. A thread that ends loses its last 50 ms."""
+
+    def __init__(self, watch):
+        self.pids = [(n, p) for n, pid in watch for p in tree(pid)]
+        self.first, self.last = {}, {}
+        self.stopped = threading.Event()
+        self.sample(initial=True)
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def add(self, name, pid):
+        self.pids.append((name, pid))
+
+    def sample(self, initial=False):
+        for name, pid in list(self.pids):
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                        ns = int(f.read().split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                self.first.setdefault((name, tid), ns if initial else 0)
+                self.last[(name, tid)] = ns
+
+    def run(self):
+        while not self.stopped.wait(0.05):
+            self.sample()
+
+    def stop(self, wall):
+        """Ends sampling; returns name -> waiting time in % of wall."""
+        self.stopped.set()
+        self.thread.join()
+        self.sample()
+        out = {}
+        for (name, tid), ns in self.last.items():
+            out[name] = out.get(name, 0) + (ns - self.first[(name, tid)])
+        return {n: ns / 1e9 / wall * 100 for n, ns in out.items()}
+
+
 def curl(args, watch=()):
-    """Runs curl with args; returns its stdout, stderr, exit code, the
-    CPU % (of one core) of each process in watch (name -> pid,
-    descendants included) over the run, and the wall time."""
+    """Runs curl with args; returns its stdout, stderr, exit code, for
+    curl and each process in watch (name -> pid, descendants included)
+    [CPU, waiting for a CPU] in % of one core over the run, and the wall
+    time."""
     hz = os.sysconf("SC_CLK_TCK")
     before = {n: cpu_ticks(p) for n, p in watch}
+    waits = RunWait(watch)
+    c0 = children_cpu()
     t0 = time.perf_counter()
     p = subprocess.Popen(["curl", "-sS", "--no-progress-meter", *args],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
+    waits.add("curl", p.pid)
     out, err = p.communicate(timeout=300)
     wall = time.perf_counter() - t0
-    # communicate() reaped curl: its own CPU time is in the children's
-    # rusage (download()).
-    cpu = {n: (cpu_ticks(pid) - before[n]) / hz / wall * 100
-           for n, pid in watch}
+    waited = waits.stop(wall)
+    cpu = {n: [(cpu_ticks(pid) - before[n]) / hz / wall * 100,
+               waited.get(n, 0)] for n, pid in watch}
+    # communicate() reaped curl: its CPU time is in the children's rusage.
+    cpu["curl"] = [(children_cpu() - c0) / wall * 100, waited.get("curl", 0)]
     return out, err, p.returncode, cpu, wall
 
 
@@ -169,17 +222,15 @@ def children_cpu():
 
 
 def download(proxy, url, watch=()):
-    """One curl download to /dev/null; (MB/s, CPU % per process) or
-    raises with curl's error."""
+    """One curl download to /dev/null; (MB/s, [CPU, waiting for a CPU]
+    in % of a core per process) or raises with curl's error."""
     args = ["--max-time", "120", "-o", "/dev/null", "-w",
             "%{speed_download}"]
     if proxy:
         args += ["--socks5-hostname", f"127.0.0.1:{proxy}"]
-    c0 = children_cpu()
     out, err, rc, cpu, wall = curl([*args, url], watch)
     if rc:
         raise RuntimeError(f"curl exit {rc}: {err.strip()}")
-    cpu["curl"] = (children_cpu() - c0) / wall * 100
     return float(out) / 1e6, cpu
 
 
@@ -339,36 +390,65 @@ def log_has(root, name, word):
         return False
 
 
+def start(root, procs, visors):
+    """The server, visors A - B, the exit on B, the client on A, sshd and
+    one `ssh -D` per cipher; every process is appended to procs or
+    visors (for the caller to stop). Returns them as a namespace."""
+    import types
+    blob = root / "blob"
+    with open(blob, "wb") as f:
+        f.truncate(GIB)  # sparse: all zeros, no disk
+    srv = subprocess.Popen([sys.executable, __file__, "--serve", blob],
+                           stdout=subprocess.PIPE, text=True)
+    procs.append(srv)
+    http_port, byte_port = map(int, srv.stdout.readline().split())
+
+    url, spk = control_plane(root, procs)
+    a, b = (Visor(root, n, discovery=url, listen=True, setup_nodes=[spk])
+            for n in "ab")
+    visors += [a, b]
+    a.api("tp", "add", b.pk, "--addr", b.addr)
+    time.sleep(1.0)  # the transport registered in discovery
+    exit_app = start_app(root, b, "hopwire-socks", "--allow", a.pk,
+                         "--allow-loopback")
+    procs.append(exit_app)
+    cport = free_port()
+    client = start_app(root, a, "hopwire-socks-client", "--listen",
+                       f"127.0.0.1:{cport}", "--exit", b.pk)
+    procs.append(client)
+    wait(lambda: port_open(cport) and
+         log_has(root, "hopwire-socks", "exit on port 3"),
+         "the SOCKS exit and client")
+    sport, key, sshd_pid = sshd(root, procs)
+    return types.SimpleNamespace(
+        srv=srv, http_port=http_port, byte_port=byte_port, a=a, b=b,
+        exit_app=exit_app, client=client, cport=cport, sshd_pid=sshd_pid,
+        ssh={c: ssh_socks(root, procs, sport, key, c) for c in SSH_CIPHERS})
+
+
+def stop(root, procs, visors):
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    for v in visors:
+        if v.proc.poll() is None:
+            v.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def main():
     root = pathlib.Path(tempfile.mkdtemp(prefix="hw-bench-socks-"))
     procs, visors = [], []
     try:
-        blob = root / "blob"
-        with open(blob, "wb") as f:
-            f.truncate(GIB)  # sparse: all zeros, no disk
-        srv = subprocess.Popen([sys.executable, __file__, "--serve", blob],
-                               stdout=subprocess.PIPE, text=True)
-        procs.append(srv)
-        http_port, byte_port = map(int, srv.stdout.readline().split())
-
-        url, spk = control_plane(root, procs)
-        a, b = (Visor(root, n, discovery=url, listen=True,
-                      setup_nodes=[spk]) for n in "ab")
-        visors += [a, b]
-        a.api("tp", "add", b.pk, "--addr", b.addr)
-        time.sleep(1.0)  # the transport registered in discovery
-        exit_app = start_app(root, b, "hopwire-socks", "--allow", a.pk,
-                             "--allow-loopback")
-        procs.append(exit_app)
-        cport = free_port()
-        client = start_app(root, a, "hopwire-socks-client", "--listen",
-                           f"127.0.0.1:{cport}", "--exit", b.pk)
-        procs.append(client)
-        wait(lambda: port_open(cport) and
-             log_has(root, "hopwire-socks", "exit on port 3"),
-             "the SOCKS exit and client")
-        sport, key, sshd_pid = sshd(root, procs)
-        ssh = {c: ssh_socks(root, procs, sport, key, c) for c in SSH_CIPHERS}
+        st = start(root, procs, visors)
+        srv, http_port, byte_port = st.srv, st.http_port, st.byte_port
+        a, b, exit_app, client = st.a, st.b, st.exit_app, st.client
+        cport, sshd_pid, ssh = st.cport, st.sshd_pid, st.ssh
         chacha = SSH_CIPHERS[0]
 
         ours = {"visor A": a.proc.pid, "visor B": b.proc.pid,
@@ -401,18 +481,32 @@ def main():
 
         direct = best.get(methods[0][0], 0)
         proxied = best.get(methods[1][0], 0)
-        print(f"1 GiB download, curl -o /dev/null, best of {ROUNDS}:")
+        print(f"1 GiB download, curl -o /dev/null, best of {ROUNDS}; the "
+              f"CPU time each process spent per GiB in the best run, and "
+              f"how long (in % of that run) its threads were runnable but "
+              f"waiting for a CPU:")
+        cost = {}
         for name, _, _ in methods:
             if name in best:
-                print(f"  {name:27s} {best[name]:8.1f} MB/s   CPU (% of a "
-                      f"core): " + ", ".join(
-                          f"{n} {v:.0f}" for n, v in cpu_of[name].items()))
+                # CPU seconds per GiB: what the chain costs whatever
+                # else the machine runs.
+                per = {n: c / 100 * GIB / 1e6 / best[name]
+                       for n, (c, _) in cpu_of[name].items()}
+                cost[name] = sum(per.values())
+                print(f"  {name:27s} {best[name]:8.1f} MB/s   CPU "
+                      f"{cost[name]:.2f} s per GiB: " + ", ".join(
+                          f"{n} {per[n]:.2f} (waited {w:.0f}%)"
+                          for n, (_, w) in cpu_of[name].items()))
         sc = best.get(methods[2][0])
         if proxied and sc:
             print(f"  hopwire / ssh -D chacha20-poly1305: {proxied / sc:.2f}"
                   f" (target at least 1.5)")
         if proxied and direct:
             print(f"  hopwire / direct: {proxied / direct:.2f}")
+        if proxied and sc:
+            print(f"  CPU per GiB, hopwire / ssh -D chacha20-poly1305: "
+                  f"{cost[methods[1][0]] / cost[methods[2][0]]:.2f} (on a "
+                  f"busy machine throughput follows the inverse of it)")
         print("peak resident memory (VmHWM) after the 1 GiB downloads: " +
               ", ".join(f"{n} {peak[n] / 1024:.1f} MiB (idle "
                         f"{idle[n] / 1024:.1f})" for n in ours))
@@ -487,18 +581,7 @@ def main():
               f"{hw[0] / runs['direct (curl -> server)'][0]:.2f}"
               f"{' (with failures: not comparable)' if hw[2] else ''}")
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        for v in visors:
-            if v.proc.poll() is None:
-                v.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        stop(root, procs, visors)
 
 
 if __name__ == "__main__":
