@@ -5,9 +5,10 @@ the same run:
   visor A, the exit hopwire-socks on visor B, A and B linked directly: a
   1-hop route), beside the same download straight from the server and
   through `ssh -D` on loopback (OpenSSH, chacha20-poly1305 and
-  aes128-gcm); the CPU each process used during it (from /proc, in % of
-  one core), and the peak resident memory (VmHWM) of both visors and both
-  apps;
+  aes128-gcm); the CPU time each process spent per GiB and how long its
+  threads waited for a CPU (from /proc: the machine may be busy with
+  other work), and the peak resident memory (VmHWM) of both visors and
+  both apps beside ssh's and sshd's;
 - CONNECT to the SOCKS reply and to the first byte of the answer, median
   and p99 over 200 connections with the client's route group already up,
   beside the same through `ssh -D` and a plain TCP connect;
@@ -478,6 +479,8 @@ def main():
                 if mbs > best.get(name, 0):
                     best[name], cpu_of[name] = mbs, cpu
         peak = {n: status_kib(p, "VmHWM") for n, p in ours.items()}
+        ssh_peak = max(status_kib(ssh[c][1], "VmHWM") for c in SSH_CIPHERS)
+        sshd_peak = max(status_kib(p, "VmHWM") for p in tree(sshd_pid))
 
         direct = best.get(methods[0][0], 0)
         proxied = best.get(methods[1][0], 0)
@@ -509,7 +512,9 @@ def main():
                   f"busy machine throughput follows the inverse of it)")
         print("peak resident memory (VmHWM) after the 1 GiB downloads: " +
               ", ".join(f"{n} {peak[n] / 1024:.1f} MiB (idle "
-                        f"{idle[n] / 1024:.1f})" for n in ours))
+                        f"{idle[n] / 1024:.1f})" for n in ours) +
+              f"; beside ssh {ssh_peak / 1024:.1f} MiB, sshd (its largest "
+              f"process) {sshd_peak / 1024:.1f} MiB")
 
         # CONNECT -> first byte, the group already up.
         lat = {}
