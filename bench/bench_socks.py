@@ -581,10 +581,12 @@ def main():
             print(line)
         hw = runs["hopwire SOCKS, 1 hop"]
         sc = runs["ssh -D, chacha20-poly1305"]
-        print(f"  hopwire / ssh -D chacha20-poly1305 total: "
-              f"{hw[0] / sc[0]:.2f}; hopwire / direct: "
-              f"{hw[0] / runs['direct (curl -> server)'][0]:.2f}"
-              f"{' (with failures: not comparable)' if hw[2] else ''}")
+        dr = runs["direct (curl -> server)"]
+        if sc[0] and dr[0]:
+            print(f"  hopwire / ssh -D chacha20-poly1305 total: "
+                  f"{hw[0] / sc[0]:.2f}; hopwire / direct: "
+                  f"{hw[0] / dr[0]:.2f}"
+                  f"{' (with failures: not comparable)' if hw[2] else ''}")
     finally:
         stop(root, procs, visors)
 
