@@ -20,6 +20,7 @@ Run by `make bench` (scripts/bench.sh) with the build's bin directory."""
 import getpass
 import os
 import pathlib
+import resource
 import shutil
 import signal
 import socket
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 
 from bench_heal import pct
 from bench_visor import BIN, Visor, control_plane, free_port, port_open, \
@@ -217,7 +219,6 @@ def curl(args, watch=()):
 
 
 def children_cpu():
-    import resource
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
 
@@ -237,7 +238,9 @@ def download(proxy, url, watch=()):
 
 def parallel(proxy, url, n):
     """n downloads of url at once in one curl (--parallel); returns
-    (total MB/s over the wall time, per-transfer MB/s list, failures)."""
+    (total MB/s over the wall time, the MB/s of each transfer that
+    succeeded, curl's exit code for each that failed, curl's distinct
+    error lines)."""
     args = ["-Z", "--parallel-immediate", "--parallel-max", str(n),
             "--max-time", "120", "-w",
             "%{exitcode} %{size_download} %{speed_download}\\n"]
@@ -395,7 +398,6 @@ def start(root, procs, visors):
     """The server, visors A - B, the exit on B, the client on A, sshd and
     one `ssh -D` per cipher; every process is appended to procs or
     visors (for the caller to stop). Returns them as a namespace."""
-    import types
     blob = root / "blob"
     with open(blob, "wb") as f:
         f.truncate(GIB)  # sparse: all zeros, no disk
