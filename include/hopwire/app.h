@@ -180,6 +180,34 @@ HW_APP_API int hw_app_mux_fd(const struct hw_app_mux *mux);
  * closed the loop"), or NULL while it runs. Valid until hw_app_mux_free. */
 HW_APP_API const char *hw_app_mux_error(struct hw_app_mux *mux);
 
+/* Hands the bytes of stream fd over to sock (a connected stream socket,
+ * e.g. TCP): from now on the mux itself moves what the far end sends on
+ * the stream to sock and what sock gives to the far end, with the
+ * stream's credit, until both directions ended (sock's end of file is
+ * the stream's FIN, the far end's FIN a shutdown(SHUT_WR) of sock), then
+ * closes sock; a stream that is reset or whose mux ends first resets
+ * sock instead (SO_LINGER 0: a TCP peer sees a reset, not an end of
+ * file). What the stream had delivered to fd and the caller did
+ * not read goes to sock first; what the caller wrote to fd goes out
+ * first. No thread of the caller relays, and no byte is copied through
+ * fd again. Call it while no other thread uses fd, before shutting fd
+ * down. fd is closed in every case (except fd < 0); sock is the mux's
+ * on success and stays the caller's on failure. Returns 0, -EINVAL (fd
+ * was shut down or the stream ended), -ENOENT (fd is not a stream of
+ * mux), -EPIPE (the mux ended), -ENOMEM (the stream was reset) or
+ * another negative errno. */
+HW_APP_API int hw_app_mux_relay(struct hw_app_mux *mux, int fd, int sock);
+
+/* What a mux moved so far: DATA bytes sent and received over all its
+ * streams, and the streams open now (relayed ones included). */
+struct hw_app_mux_stats {
+	unsigned long long sent, received;
+	unsigned streams;
+};
+
+HW_APP_API void hw_app_mux_stats(struct hw_app_mux *mux,
+				 struct hw_app_mux_stats *st);
+
 /* Ends every stream (their descriptors read end of file), closes the loop,
  * stops the thread and frees mux. Stream descriptors already handed out
  * stay the caller's to close. Accepts NULL. */

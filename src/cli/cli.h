@@ -32,6 +32,13 @@ void hw_cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int hw_cli_call(const char *method, const char *path, json_t *body,
 		long timeout_ms, json_t **resp);
 
+/* Like hw_cli_call, but an error answer of the visor is not one: returns
+ * 0 with the HTTP status in *status and its JSON (NULL when empty) in
+ * *resp (caller frees); 1 with the reason printed when the visor cannot
+ * be reached. */
+int hw_cli_request(const char *method, const char *path, json_t *body,
+		   long timeout_ms, long *status, json_t **resp);
+
 /* The largest SIZE a command takes for --bytes (1 TiB; hw_parse_bytes). */
 #define HW_CLI_SIZE_MAX (1ull << 40)
 
@@ -46,6 +53,7 @@ int hw_cli_tp(int argc, char **argv);
 int hw_cli_ping(int argc, char **argv);
 int hw_cli_route(int argc, char **argv);
 int hw_cli_app(int argc, char **argv);
+int hw_cli_socks(int argc, char **argv);
 int hw_cli_testnet(int argc, char **argv);
 
 #endif

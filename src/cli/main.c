@@ -26,6 +26,8 @@ static const struct hw_cli_command commands[] = {
 				"stdin/stdout (route --help)"},
 	{"app", hw_cli_app, "list, start and stop the visor's apps "
 			    "(app --help)"},
+	{"socks", hw_cli_socks, "point this visor's SOCKS5 proxy at an exit, "
+				"run an exit (socks --help)"},
 	{"testnet", hw_cli_testnet, "start, check and stop a test network on "
 				    "loopback (testnet --help)"},
 };
@@ -72,21 +74,34 @@ static int find_socket(char out[PATH_MAX])
 	return 0;
 }
 
-int hw_cli_call(const char *method, const char *path, json_t *body,
-		long timeout_ms, json_t **resp)
+int hw_cli_request(const char *method, const char *path, json_t *body,
+		   long timeout_ms, long *status, json_t **resp)
 {
 	char sock[PATH_MAX], err[PATH_MAX + 128];
-	long status = 0;
-	json_t *r = NULL;
 
 	*resp = NULL;
+	*status = 0;
 	if (find_socket(sock))
 		return 1;
-	if (hw_api_call(sock, method, path, body, timeout_ms, &status, &r,
+	if (hw_api_call(sock, method, path, body, timeout_ms, status, resp,
 			err, sizeof(err))) {
 		hw_cli_err("%s", err);
 		return 1;
 	}
+	return 0;
+}
+
+int hw_cli_call(const char *method, const char *path, json_t *body,
+		long timeout_ms, json_t **resp)
+{
+	long status = 0;
+	json_t *r = NULL;
+	int rc;
+
+	*resp = NULL;
+	if ((rc = hw_cli_request(method, path, body, timeout_ms, &status,
+				 &r)))
+		return rc;
 	if (status >= 300) {
 		const char *e = json_string_value(json_object_get(r, "error"));
 		hw_cli_err("%s", e ? e : "the visor answered an error");

@@ -15,11 +15,13 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +35,8 @@
 #define MUX_DATA_FILL (128 * 1024) /* data stops here: room for control */
 #define MUX_READ_ROOM (192 * 1024) /* the loop is read below this */
 #define MUX_IN_MAX (64 * 1024)
+#define MUX_PEND_IOV 64 /* DATA frames handed to a stream in one call */
+#define MUX_IN_BURST (64 * 1024) /* what one stream gives per wake-up */
 #define MUX_ACCEPT_MAX 128
 #define MUX_ERR_MAX 256
 
@@ -44,9 +48,23 @@ struct stream {
 	uint32_t owed;     /* delivered, not credited back yet */
 	uint8_t *ring;     /* HW_MUX_WINDOW bytes when allocated */
 	size_t rhead, rlen;
+	ino_t app_ino;     /* the app's end, to find s by descriptor */
+	/* After hw_app_mux_relay: what the app's end held, for sock before
+	 * the ring (pre), and what the app wrote that had not gone out yet,
+	 * sent before sock is read (post). */
+	uint8_t *pre, *post;
+	size_t pre_off, pre_len, post_off, post_len;
 	unsigned fin_sent : 1, local_eof : 1, remote_fin : 1,
-		shut : 1, app_gone : 1;
+		shut : 1, app_gone : 1, relayed : 1;
 	struct stream *next; /* new-stream list / accept queue */
+};
+
+/* A hw_app_mux_relay call waiting for the mux thread. */
+struct relay_req {
+	ino_t ino;
+	int fd, sock;
+	int rc, done;
+	struct relay_req *next;
 };
 
 struct hw_app_mux {
@@ -61,6 +79,8 @@ struct hw_app_mux {
 	int stop, ended;
 	char why[MUX_ERR_MAX]; /* set once ended by anything but free */
 	struct stream *fresh;  /* opened by the app, not yet in the table */
+	struct relay_req *relays; /* waiting hw_app_mux_relay calls */
+	_Atomic unsigned long long sent, received; /* DATA payload bytes */
 	int acc[MUX_ACCEPT_MAX]; /* the app's ends, waiting for accept */
 	size_t acc_head, nacc, nstreams;
 	uint32_t next_id;
@@ -77,6 +97,11 @@ struct hw_app_mux {
 	size_t out_len;
 	uint8_t in[MUX_IN_MAX];
 	size_t in_len;
+	/* DATA of one stream from the current read of the loop, not yet
+	 * handed to its socket (pointers into in). */
+	struct stream *pend;
+	struct iovec piov[MUX_PEND_IOV];
+	size_t npiov;
 };
 
 static int set_nonblock(int fd)
@@ -145,6 +170,8 @@ static void stream_free(struct stream *s)
 	if (s->sock >= 0)
 		close(s->sock);
 	free(s->ring);
+	free(s->pre);
+	free(s->post);
 	free(s);
 }
 
@@ -162,6 +189,11 @@ static struct stream *stream_new(uint32_t id, int *app_fd)
 	s->id = id;
 	s->sock = sv[0];
 	*app_fd = sv[1];
+	{
+		struct stat st;
+		if (fstat(sv[1], &st) == 0)
+			s->app_ino = st.st_ino;
+	}
 	s->allow = HW_MUX_WINDOW;
 	if (set_nonblock(s->sock)) {
 		close(sv[1]);
@@ -201,26 +233,48 @@ static void stream_end(struct hw_app_mux *m, struct stream *s,
 
 /* ---- input ---- */
 
-/* Moves what the ring holds into the stream's socket; 0, or -1 when the
- * stream ended (the app is gone). */
+/* Sends what s->sock takes of p[0..n) now: the count (0: nothing now),
+ * or -1 when the stream ended (the app or the relayed socket is gone). */
+static ssize_t sock_send(struct hw_app_mux *m, struct stream *s,
+			 const uint8_t *p, size_t n)
+{
+	ssize_t w;
+
+	do
+		w = send(s->sock, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (w < 0 && errno == EINTR);
+	if (w < 0 && errno == EAGAIN)
+		return 0;
+	if (w < 0) {
+		stream_end(m, s, HW_MUX_R_CLOSED);
+		return -1;
+	}
+	return w;
+}
+
+/* Moves what the stream holds (from before a relay, then its ring) into
+ * its socket; 0, or -1 when the stream ended. */
 static int ring_flush(struct hw_app_mux *m, struct stream *s)
 {
+	ssize_t w;
+
+	while (s->pre_len) {
+		if ((w = sock_send(m, s, s->pre + s->pre_off, s->pre_len)) <= 0)
+			return (int)w;
+		s->pre_off += (size_t)w;
+		s->pre_len -= (size_t)w;
+	}
+	if (s->pre) {
+		free(s->pre);
+		s->pre = NULL;
+	}
 	while (s->rlen) {
 		size_t n = HW_MUX_WINDOW - s->rhead;
-		ssize_t w;
 
 		if (n > s->rlen)
 			n = s->rlen;
-		w = send(s->sock, s->ring + s->rhead, n,
-			 MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && errno == EAGAIN)
-			return 0;
-		if (w < 0) {
-			stream_end(m, s, HW_MUX_R_CLOSED);
-			return -1;
-		}
+		if ((w = sock_send(m, s, s->ring + s->rhead, n)) <= 0)
+			return (int)w;
 		s->rhead = (s->rhead + (size_t)w) % HW_MUX_WINDOW;
 		s->rlen -= (size_t)w;
 		s->owed += (uint32_t)w;
@@ -236,14 +290,44 @@ static int ring_flush(struct hw_app_mux *m, struct stream *s)
 	return 0;
 }
 
-static void on_data(struct hw_app_mux *m, struct stream *s, const uint8_t *p,
+/* Keeps len bytes of s in its ring, for when its socket takes them.
+ * Credit bounds ring bytes by the window: they always fit. Returns 0, or
+ * -1 when s ended (no memory for its ring). */
+static int ring_put(struct hw_app_mux *m, struct stream *s, const uint8_t *p,
 		    size_t len)
 {
+	size_t tail, n;
+
+	if (!s->ring && !(s->ring = malloc(HW_MUX_WINDOW))) {
+		stream_end(m, s, HW_MUX_R_REFUSED);
+		return -1;
+	}
+	tail = (s->rhead + s->rlen) % HW_MUX_WINDOW;
+	n = HW_MUX_WINDOW - tail;
+	if (n > len)
+		n = len;
+	memcpy(s->ring + tail, p, n);
+	memcpy(s->ring, p + n, len - n);
+	s->rlen += len;
+	return 0;
+}
+
+/* Hands the DATA payloads gathered for one stream (consecutive frames of
+ * one read of the loop) to its socket in one call; what the socket does
+ * not take goes to the ring. */
+static void pend_flush(struct hw_app_mux *m)
+{
+	struct stream *s = m->pend;
+	struct msghdr msg = {.msg_iov = m->piov, .msg_iovlen = m->npiov};
 	ssize_t w = 0;
 
-	if (!s->rlen) {
+	if (!s)
+		return;
+	m->pend = NULL;
+	m->npiov = 0;
+	if (!s->rlen && !s->pre_len) {
 		do
-			w = send(s->sock, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+			w = sendmsg(s->sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		while (w < 0 && errno == EINTR);
 		if (w < 0 && errno != EAGAIN) {
 			stream_end(m, s, HW_MUX_R_CLOSED);
@@ -253,25 +337,27 @@ static void on_data(struct hw_app_mux *m, struct stream *s, const uint8_t *p,
 			w = 0;
 		s->owed += (uint32_t)w;
 	}
-	p += w;
-	len -= (size_t)w;
-	if (!len)
-		return;
-	if (!s->ring && !(s->ring = malloc(HW_MUX_WINDOW))) {
-		stream_end(m, s, HW_MUX_R_REFUSED);
-		return;
-	}
-	/* Credit bounds ring bytes by the window: it always fits. */
-	{
-		size_t tail = (s->rhead + s->rlen) % HW_MUX_WINDOW;
-		size_t n = HW_MUX_WINDOW - tail;
+	for (size_t i = 0; i < msg.msg_iovlen; i++) {
+		size_t len = m->piov[i].iov_len, skip;
 
-		if (n > len)
-			n = len;
-		memcpy(s->ring + tail, p, n);
-		memcpy(s->ring, p + n, len - n);
-		s->rlen += len;
+		skip = (size_t)w < len ? (size_t)w : len;
+		w -= (ssize_t)skip;
+		if (len > skip &&
+		    ring_put(m, s, (uint8_t *)m->piov[i].iov_base + skip,
+			     len - skip) < 0)
+			return;
 	}
+}
+
+/* A DATA payload for s: gathered, handed over by pend_flush. */
+static void on_data(struct hw_app_mux *m, struct stream *s, const uint8_t *p,
+		    size_t len)
+{
+	if (m->pend != s || m->npiov == MUX_PEND_IOV)
+		pend_flush(m);
+	m->pend = s;
+	m->piov[m->npiov++] = (struct iovec){.iov_base = (void *)p,
+					     .iov_len = len};
 }
 
 static void queue_accept(struct hw_app_mux *m, int app_fd)
@@ -285,6 +371,17 @@ static void queue_accept(struct hw_app_mux *m, int app_fd)
 	m->acc[(m->acc_head + m->nacc++) % MUX_ACCEPT_MAX] = app_fd;
 	pthread_cond_broadcast(&m->cv);
 	pthread_mutex_unlock(&m->mu);
+}
+
+/* A relayed stream that ends before its time resets its socket
+ * (SO_LINGER 0: a TCP RST), so the program behind it sees an error, not
+ * an end of file. */
+static void relay_reset(struct stream *s)
+{
+	struct linger lg = {1, 0};
+
+	if (s->relayed)
+		setsockopt(s->sock, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 }
 
 /* One frame from the peer: 0, or -EPROTO with err set. */
@@ -369,6 +466,7 @@ static int on_frame(struct hw_app_mux *m, const struct hw_mux_frame *f,
 			return -EPROTO;
 		}
 		s->allow -= f->len;
+		m->received += f->len;
 		on_data(m, s, f->payload, f->len);
 		break;
 	case HW_MUX_CREDIT:
@@ -389,6 +487,7 @@ static int on_frame(struct hw_app_mux *m, const struct hw_mux_frame *f,
 		ring_flush(m, s);
 		break;
 	case HW_MUX_RESET:
+		relay_reset(s);
 		stream_end(m, s, 0);
 		break;
 	}
@@ -434,12 +533,18 @@ static int loop_in(struct hw_app_mux *m)
 	m->in_len += (size_t)n;
 	while ((rc = hw_mux_frame_next(m->in + off, m->in_len - off, &f, &used,
 				       err, sizeof(err))) == 1) {
+		/* Gathered DATA goes out before any other frame acts: a FIN
+		 * or RESET must follow the bytes before it. */
+		if (m->pend && (f.type != HW_MUX_DATA ||
+				f.stream != m->pend->id))
+			pend_flush(m);
 		if (on_frame(m, &f, err, sizeof(err)) < 0) {
 			rc = -EPROTO;
 			break;
 		}
 		off += used;
 	}
+	pend_flush(m);
 	if (rc < 0) {
 		mux_fail(m, "the peer broke the stream framing: %s", err);
 		return -1;
@@ -472,27 +577,82 @@ static int loop_out(struct hw_app_mux *m)
 	return 0;
 }
 
-/* The app's side of s is readable: one DATA frame, or its FIN. */
+/* DATA frames of up to budget bytes from what the app wrote before a
+ * relay (s->post). */
+static void post_out(struct hw_app_mux *m, struct stream *s, size_t budget)
+{
+	while (budget && s->post_len) {
+		size_t len = s->post_len;
+
+		if (len > HW_MUX_DATA_MAX)
+			len = HW_MUX_DATA_MAX;
+		if (len > budget)
+			len = budget;
+		hw_mux_frame_hdr(m->out + m->out_len, HW_MUX_DATA, s->id,
+				 (uint16_t)len);
+		memcpy(m->out + m->out_len + HW_MUX_HDR, s->post + s->post_off,
+		       len);
+		m->out_len += HW_MUX_HDR + len;
+		s->post_off += len;
+		s->post_len -= len;
+		s->credit -= (int64_t)len;
+		m->sent += len;
+		budget -= len;
+	}
+	if (!s->post_len) {
+		free(s->post);
+		s->post = NULL;
+	}
+}
+
+/* The app's side of s is readable: DATA frames of what it holds (up to
+ * MUX_IN_BURST, read in one call into frame-sized slots between their
+ * headers), or its FIN. */
 static void stream_in(struct hw_app_mux *m, struct stream *s)
 {
-	size_t room = MUX_OUT_MAX - m->out_len - HW_MUX_HDR;
+	struct iovec iov[MUX_IN_BURST / HW_MUX_DATA_MAX];
+	struct msghdr msg = {.msg_iov = iov};
+	size_t budget = MUX_IN_BURST, left;
+	uint8_t *slot = m->out + m->out_len;
 	ssize_t n;
 
-	if (room > HW_MUX_DATA_MAX)
-		room = HW_MUX_DATA_MAX;
-	if ((int64_t)room > s->credit)
-		room = (size_t)s->credit;
+	/* Called below MUX_DATA_FILL; data stays within MUX_READ_ROOM. */
+	if (budget > MUX_READ_ROOM - m->out_len -
+			     MUX_IN_BURST / HW_MUX_DATA_MAX * HW_MUX_HDR)
+		budget = MUX_READ_ROOM - m->out_len -
+			 MUX_IN_BURST / HW_MUX_DATA_MAX * HW_MUX_HDR;
+	if ((int64_t)budget > s->credit)
+		budget = (size_t)s->credit;
+	if (s->post_len) {
+		post_out(m, s, budget);
+		return;
+	}
+	for (left = budget; left; msg.msg_iovlen++) {
+		size_t len = left < HW_MUX_DATA_MAX ? left : HW_MUX_DATA_MAX;
+
+		iov[msg.msg_iovlen] = (struct iovec){
+			.iov_base = slot + msg.msg_iovlen *
+				   (HW_MUX_HDR + HW_MUX_DATA_MAX) + HW_MUX_HDR,
+			.iov_len = len};
+		left -= len;
+	}
 	do
-		n = recv(s->sock, m->out + m->out_len + HW_MUX_HDR, room,
-			 MSG_DONTWAIT);
+		n = recvmsg(s->sock, &msg, MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
 	if (n < 0 && errno == EAGAIN)
 		return;
 	if (n > 0) {
-		hw_mux_frame_hdr(m->out + m->out_len, HW_MUX_DATA, s->id,
-				 (uint16_t)n);
-		m->out_len += HW_MUX_HDR + (size_t)n;
 		s->credit -= n;
+		m->sent += (unsigned long long)n;
+		for (size_t i = 0; n > 0; i++) {
+			size_t len = (size_t)n < HW_MUX_DATA_MAX
+					     ? (size_t)n : HW_MUX_DATA_MAX;
+
+			hw_mux_frame_hdr(m->out + m->out_len, HW_MUX_DATA,
+					 s->id, (uint16_t)len);
+			m->out_len += HW_MUX_HDR + len;
+			n -= (ssize_t)len;
+		}
 		return;
 	}
 	if (n < 0) { /* ECONNRESET: the app closed without reading */
@@ -522,6 +682,113 @@ static int stream_ctl(struct hw_app_mux *m, struct stream *s)
 		return -1;
 	}
 	return 0;
+}
+
+/* Reads what fd holds now, without waiting, into a new buffer (*buf
+ * NULL when it held nothing). 0, or -ENOMEM. A hang-up or an error ends
+ * the reading as an end of file would. */
+static int drain(int fd, uint8_t **buf, size_t *len)
+{
+	size_t cap = 0;
+	ssize_t n;
+
+	*buf = NULL;
+	*len = 0;
+	for (;;) {
+		if (*len == cap) {
+			uint8_t *nb = realloc(*buf, cap ? 2 * cap : 65536);
+			if (!nb) {
+				free(*buf);
+				*buf = NULL;
+				return -ENOMEM;
+			}
+			*buf = nb;
+			cap = cap ? 2 * cap : 65536;
+		}
+		n = recv(fd, *buf + *len, cap - *len, MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		*len += (size_t)n;
+	}
+	if (!*len) {
+		free(*buf);
+		*buf = NULL;
+	}
+	return 0;
+}
+
+/* Moves stream s from the app's end (r->fd, closed here in every case)
+ * to r->sock: what the app's end held goes to sock first, what the app
+ * wrote goes to the peer first. 0, or a negative errno with sock left
+ * to the caller (-ENOMEM: s was reset, its bytes could not be kept). */
+static int relay_switch(struct hw_app_mux *m, struct stream *s,
+			struct relay_req *r)
+{
+	uint8_t *pre, *post;
+	size_t pre_len, post_len;
+	int rc;
+
+	if (s->local_eof || s->fin_sent || s->app_gone) {
+		close(r->fd);
+		return -EINVAL;
+	}
+	if ((rc = set_nonblock(r->sock))) {
+		close(r->fd);
+		return rc;
+	}
+	/* The app waits in hw_app_mux_relay: its end holds what we sent
+	 * and it did not read; once it is closed, ours reads what the app
+	 * wrote, then end of file. */
+	rc = drain(r->fd, &pre, &pre_len);
+	close(r->fd);
+	if (rc < 0 || drain(s->sock, &post, &post_len) < 0) {
+		free(pre);
+		stream_end(m, s, HW_MUX_R_CLOSED);
+		return -ENOMEM;
+	}
+	close(s->sock);
+	s->sock = r->sock;
+	s->relayed = 1;
+	s->pre = pre;
+	s->pre_off = 0;
+	s->pre_len = pre_len;
+	s->post = post;
+	s->post_off = 0;
+	s->post_len = post_len;
+	return 0;
+}
+
+/* The waiting relay calls: each finds its stream by the inode of the
+ * app's end. */
+static void take_relays(struct hw_app_mux *m)
+{
+	struct relay_req *r, *next;
+
+	pthread_mutex_lock(&m->mu);
+	r = m->relays;
+	m->relays = NULL;
+	pthread_mutex_unlock(&m->mu);
+	for (; r; r = next) {
+		struct stream *s = NULL;
+		int rc = -ENOENT;
+
+		next = r->next;
+		for (size_t i = 0; i < m->nlist && !s; i++)
+			if (m->list[i]->app_ino == r->ino && !m->list[i]->pre &&
+			    !m->list[i]->post)
+				s = m->list[i];
+		if (s)
+			rc = relay_switch(m, s, r);
+		else
+			close(r->fd);
+		pthread_mutex_lock(&m->mu);
+		r->rc = rc;
+		r->done = 1;
+		pthread_cond_broadcast(&m->cv);
+		pthread_mutex_unlock(&m->mu);
+	}
 }
 
 static void take_fresh(struct hw_app_mux *m)
@@ -564,9 +831,16 @@ static void *mux_main(void *arg)
 	while (!stop) {
 		size_t np = 2;
 
-		/* Control first, then poll what is wanted. */
-		for (size_t i = m->nlist; i-- > 0;)
-			stream_ctl(m, m->list[i]);
+		/* Bytes held from before a relay and control first, then
+		 * poll what is wanted. */
+		for (size_t i = m->nlist; i-- > 0;) {
+			struct stream *s = m->list[i];
+
+			if (s->post_len && s->credit > 0 &&
+			    m->out_len < MUX_DATA_FILL)
+				stream_in(m, s);
+			stream_ctl(m, s);
+		}
 		m->pfd[0] = (struct pollfd){.fd = m->wake, .events = POLLIN};
 		m->pfd[1] = (struct pollfd){
 			.fd = m->loop,
@@ -576,10 +850,10 @@ static void *mux_main(void *arg)
 			struct stream *s = m->list[i];
 			short ev = 0;
 
-			if (!s->local_eof && s->credit > 0 &&
+			if (!s->local_eof && !s->post_len && s->credit > 0 &&
 			    m->out_len < MUX_DATA_FILL)
 				ev |= POLLIN;
-			if (s->rlen)
+			if (s->rlen || s->pre_len)
 				ev |= POLLOUT;
 			/* A socket the app closed is always "hung up": poll it
 			 * only for what it can still give. */
@@ -622,17 +896,22 @@ static void *mux_main(void *arg)
 		if (m->pfd[1].revents & (POLLIN | POLLHUP | POLLERR) &&
 		    m->out_len <= MUX_READ_ROOM && loop_in(m) < 0)
 			break;
-		if (m->pfd[0].revents)
+		if (m->pfd[0].revents) {
 			take_fresh(m);
+			take_relays(m);
+		}
 		pthread_mutex_lock(&m->mu);
 		stop = m->stop;
 		pthread_mutex_unlock(&m->mu);
 		if (!stop && loop_out(m) < 0)
 			break;
 	}
-	/* The end: every stream reads end of file, accept says -EPIPE. */
-	while (m->nlist)
+	/* The end: every stream reads end of file, accept says -EPIPE;
+	 * a relayed socket is reset. */
+	while (m->nlist) {
+		relay_reset(m->list[0]);
 		stream_end(m, m->list[0], 0);
+	}
 	pthread_mutex_lock(&m->mu);
 	m->ended = 1;
 	/* Streams opened since the last wake-up end too. */
@@ -641,6 +920,12 @@ static void *mux_main(void *arg)
 
 		m->fresh = s->next;
 		stream_free(s);
+	}
+	while (m->relays) {
+		close(m->relays->fd);
+		m->relays->rc = -EPIPE;
+		m->relays->done = 1;
+		m->relays = m->relays->next;
 	}
 	if (!m->why[0])
 		snprintf(m->why, sizeof(m->why), "the mux was freed");
@@ -804,6 +1089,55 @@ HW_APP_API const char *hw_app_mux_error(struct hw_app_mux *m)
 	why = m->ended ? m->why : NULL;
 	pthread_mutex_unlock(&m->mu);
 	return why;
+}
+
+HW_APP_API int hw_app_mux_relay(struct hw_app_mux *m, int fd, int sock)
+{
+	struct relay_req r = {.fd = fd, .sock = sock};
+	struct stat st;
+	uint64_t one = 1;
+
+	if (fd < 0)
+		return -EINVAL;
+	if (!m || sock < 0 || fd == sock) {
+		close(fd);
+		return -EINVAL;
+	}
+	if (fstat(fd, &st) < 0) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	r.ino = st.st_ino;
+	pthread_mutex_lock(&m->mu);
+	if (m->ended || m->stop) {
+		pthread_mutex_unlock(&m->mu);
+		close(fd);
+		return -EPIPE;
+	}
+	r.next = m->relays;
+	m->relays = &r;
+	if (write(m->wake, &one, sizeof(one)) < 0) {
+		/* cannot overflow */
+	}
+	while (!r.done)
+		pthread_cond_wait(&m->cv, &m->mu);
+	pthread_mutex_unlock(&m->mu);
+	return r.rc;
+}
+
+HW_APP_API void hw_app_mux_stats(struct hw_app_mux *m,
+				 struct hw_app_mux_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (!m)
+		return;
+	pthread_mutex_lock(&m->mu);
+	st->sent = atomic_load_explicit(&m->sent, memory_order_relaxed);
+	st->received = atomic_load_explicit(&m->received,
+					    memory_order_relaxed);
+	st->streams = (unsigned)m->nstreams;
+	pthread_mutex_unlock(&m->mu);
 }
 
 HW_APP_API void hw_app_mux_free(struct hw_app_mux *m)

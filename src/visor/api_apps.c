@@ -1,15 +1,27 @@
 /* The control API's app endpoints (docs/api.md):
  *   GET  /v1/apps                    configured apps and apps started by
  *                                    hand, with their state
+ *   PUT  /v1/apps/NAME               {"binary", "args", "port",
+ *                                    "autostart"}: add or change an app,
+ *                                    kept in the config
  *   POST /v1/apps/NAME/start|stop
- *   POST /v1/apps/NAME/autostart     {"on": bool}, kept in the config */
+ *   POST /v1/apps/NAME/autostart     {"on": bool}, kept in the config
+ *   GET  /v1/apps/NAME/status        the app's status.json
+ *   GET  /v1/apps/NAME/loops         its open loops */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "util/err.h"
 #include "visor/visor_priv.h"
 
 #define APPS_PREFIX "/v1/apps/"
+/* The largest status.json an app may write. */
+#define STATUS_MAX (64 * 1024)
 
 /* Launcher entries, with what the app server knows of each (connected,
  * loops), then the apps connected by hand that the config does not name. */
@@ -64,6 +76,168 @@ static json_t *apps_json(struct hw_visor *v)
 	return list;
 }
 
+/* The app's entry of GET /v1/apps, or JSON null. */
+static void reply_entry(struct hw_visor *v, struct hw_api_req *req,
+			const char *name)
+{
+	json_t *list = apps_json(v), *e, *found = NULL;
+	size_t i;
+
+	json_array_foreach(list, i, e)
+		if (!strcmp(json_string_value(json_object_get(e, "name")),
+			    name))
+			found = e;
+	hw_api_reply(req, 200, found ? found : json_null());
+	json_decref(list);
+}
+
+static void put_app(struct hw_visor *v, struct hw_api_req *req,
+		    const char *name, json_t *body)
+{
+	const struct hw_config_app *other;
+	struct hw_config_app a;
+	char err[768];
+	json_t *conn, *c;
+	size_t i;
+	int rc;
+
+	if (!json_is_object(body)) {
+		hw_api_reply_error(req, 400, "body must be a JSON object "
+				   "{\"binary\": str, \"args\": [str...], "
+				   "\"port\": int, \"autostart\": bool}");
+		return;
+	}
+	if (hw_config_app_parse(v->cfg.path, name, body, &a, err,
+				sizeof(err))) {
+		hw_api_reply_error(req, 400, "%s", err);
+		return;
+	}
+	other = hw_launcher_app_by_port(v->launcher, a.port);
+	if (other && strcmp(other->name, name)) {
+		hw_api_reply_error(req, 409, "port %u is taken by app '%s'",
+				   a.port, other->name);
+		goto out;
+	}
+	/* Apps started by hand hold ports and names too. */
+	conn = hw_appserver_json(v->apps);
+	json_array_foreach(conn, i, c) {
+		const char *n = json_string_value(json_object_get(c, "name"));
+		int launched = json_is_true(json_object_get(c, "launched"));
+
+		if (!n || launched)
+			continue;
+		if (!strcmp(n, name)) {
+			hw_api_reply_error(req, 409, "app '%s' is running "
+					   "(started by hand): stop it first",
+					   name);
+			json_decref(conn);
+			goto out;
+		}
+		if (json_integer_value(json_object_get(c, "port")) == a.port) {
+			hw_api_reply_error(req, 409, "port %u is held by app "
+					   "'%s' (started by hand)", a.port,
+					   n);
+			json_decref(conn);
+			goto out;
+		}
+	}
+	json_decref(conn);
+	if ((rc = hw_config_put_app(v->cfg.path, name, body, err,
+				    sizeof(err)))) {
+		/* -EINVAL: the file as it is would not take the entry. */
+		hw_api_reply_error(req, rc == -EINVAL ? 409 : 500,
+				   "config %s not changed: %s", v->cfg.path,
+				   err);
+		goto out;
+	}
+	if ((rc = hw_launcher_put(v->launcher, &a, err, sizeof(err)))) {
+		hw_api_reply_error(req, rc == -EADDRINUSE ? 409 : 500, "%s",
+				   err);
+		goto out;
+	}
+	reply_entry(v, req, name);
+out:
+	hw_config_app_clear(&a);
+}
+
+static void get_status(struct hw_visor *v, struct hw_api_req *req,
+		       const char *name)
+{
+	char path[PATH_MAX + 64];
+	json_error_t jerr;
+	json_t *o = NULL;
+	struct stat st;
+	char *text = NULL;
+	ssize_t n = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/apps/%s/" HW_LAUNCHER_STATUS_FILE,
+		 v->cfg.local_dir, name);
+	/* Not through a link, and never waiting on a FIFO. */
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT || errno == ENOTDIR)
+			hw_api_reply_error(req, 404, "app '%s' has written no "
+					   "status (no %s)", name, path);
+		else
+			hw_api_reply_error(req, 502, "app '%s': cannot read "
+					   "%s: %s", name, path,
+					   strerror(errno));
+		return;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		hw_api_reply_error(req, 502, "app '%s': %s is not a file",
+				   name, path);
+		goto out;
+	}
+	if (st.st_size > STATUS_MAX) {
+		hw_api_reply_error(req, 502, "app '%s': %s is %lld bytes, "
+				   "over the %d a status may have", name,
+				   path, (long long)st.st_size, STATUS_MAX);
+		goto out;
+	}
+	/* One byte more, in case it grew since the fstat. */
+	if (!(text = malloc(STATUS_MAX + 1))) {
+		hw_api_reply_error(req, 500, "out of memory");
+		goto out;
+	}
+	for (size_t got = 0;; got += (size_t)n) {
+		n = read(fd, text + got, STATUS_MAX + 1 - got);
+		if (n < 0 && errno == EINTR) {
+			n = 0;
+			continue;
+		}
+		if (n <= 0) {
+			n = n < 0 ? -1 : (ssize_t)got;
+			break;
+		}
+	}
+	if (n < 0) {
+		hw_api_reply_error(req, 502, "app '%s': cannot read %s: %s",
+				   name, path, strerror(errno));
+		goto out;
+	}
+	if (n > STATUS_MAX) {
+		hw_api_reply_error(req, 502, "app '%s': %s is over the %d "
+				   "bytes a status may have", name, path,
+				   STATUS_MAX);
+		goto out;
+	}
+	o = json_loadb(text, (size_t)n, JSON_REJECT_DUPLICATES, &jerr);
+	if (!o)
+		hw_api_reply_error(req, 502, "app '%s': %s is not JSON: line "
+				   "%d: %s", name, path, jerr.line, jerr.text);
+	else if (!json_is_object(o))
+		hw_api_reply_error(req, 502, "app '%s': %s is not a JSON "
+				   "object", name, path);
+	else
+		hw_api_reply(req, 200, o);
+out:
+	json_decref(o);
+	free(text);
+	close(fd);
+}
+
 void hw_visor_api_apps(struct hw_visor *v, struct hw_api_req *req,
 		       const char *method, const char *path, json_t *body)
 {
@@ -90,15 +264,64 @@ void hw_visor_api_apps(struct hw_visor *v, struct hw_api_req *req,
 	rest = path + strlen(APPS_PREFIX);
 	slash = strchr(rest, '/');
 	n = slash ? (size_t)(slash - rest) : strlen(rest);
-	if (!slash || n == 0 || n > HW_CONFIG_APP_NAME_MAX) {
+	if (!slash && !strcmp(method, "PUT")) {
+		if (n == 0 || n > HW_CONFIG_APP_NAME_MAX) {
+			hw_api_reply_error(req, 400, "'%.*s' is not an app "
+					   "name: 1 to %d letters, digits, "
+					   "'-' or '_'", (int)(n > 64 ? 64 : n),
+					   rest, HW_CONFIG_APP_NAME_MAX);
+			return;
+		}
+		memcpy(name, rest, n);
+		name[n] = '\0';
+		put_app(v, req, name, body);
+		return;
+	}
+	if (!slash) {
+		hw_api_reply_error(req, n ? 405 : 404, n ? "%s is not allowed "
+				   "on %s (PUT sets an app)" : "no such "
+				   "endpoint: %s", n ? method : path, path);
+		return;
+	}
+	if (n == 0 || n > HW_CONFIG_APP_NAME_MAX) {
 		hw_api_reply_error(req, 404, "no such endpoint: %s", path);
 		return;
 	}
 	memcpy(name, rest, n);
 	name[n] = '\0';
+	if (!strcmp(slash, "/loops")) {
+		json_t *a;
+
+		if (strcmp(method, "GET")) {
+			hw_api_reply_error(req, 405, "%s is not allowed on %s",
+					   method, path);
+			return;
+		}
+		if (!(a = hw_appserver_loops_json(v->apps, name)) &&
+		    !hw_launcher_app(v->launcher, name)) {
+			hw_api_reply_error(req, 404, "no app '%s' (neither in "
+					   "the config nor connected)", name);
+			return;
+		}
+		if (!a && !(a = json_array())) {
+			hw_api_reply_error(req, 500, "out of memory");
+			return;
+		}
+		hw_api_reply(req, 200, a);
+		json_decref(a);
+		return;
+	}
 	if (!hw_launcher_app(v->launcher, name)) {
 		hw_api_reply_error(req, 404, "no app '%s' in the config (%s)",
 				   name, v->cfg.path);
+		return;
+	}
+	if (!strcmp(slash, "/status")) {
+		if (strcmp(method, "GET"))
+			hw_api_reply_error(req, 405, "%s is not allowed on %s",
+					   method, path);
+		else
+			get_status(v, req, name);
 		return;
 	}
 	if (strcmp(method, "POST")) {
@@ -142,12 +365,5 @@ void hw_visor_api_apps(struct hw_visor *v, struct hw_api_req *req,
 					   hw_strerror(rc));
 		return;
 	}
-	json_t *list = apps_json(v), *e, *found = NULL;
-	size_t i;
-	json_array_foreach(list, i, e)
-		if (!strcmp(json_string_value(json_object_get(e, "name")),
-			    name))
-			found = e;
-	hw_api_reply(req, 200, found ? found : json_null());
-	json_decref(list);
+	reply_entry(v, req, name);
 }

@@ -12,6 +12,7 @@
 
 #include "sdk/proto.h"
 #include "util/err.h"
+#include "util/hex.h"
 #include "util/log.h"
 
 #define LOG "apps"
@@ -1077,6 +1078,37 @@ json_t *hw_appserver_json(const struct hw_appserver *as)
 		json_array_append_new(arr, o);
 	}
 	return arr;
+}
+
+json_t *hw_appserver_loops_json(const struct hw_appserver *as,
+				const char *name)
+{
+	static const char *const states[] = {"dialing", "confirming", "open"};
+	char remote[2 * HW_APP_PK_LEN + 8];
+	json_t *arr = NULL;
+
+	for (struct app *a = as->apps; a; a = a->next) {
+		if (strcmp(a->name, name) || a->closing)
+			continue;
+		if (!(arr = json_array()))
+			return NULL;
+		for (struct loop *l = a->loops; l; l = l->next) {
+			hw_hex_encode(l->remote.pk, HW_APP_PK_LEN, remote);
+			snprintf(remote + 2 * HW_APP_PK_LEN,
+				 sizeof(remote) - 2 * HW_APP_PK_LEN, ":%u",
+				 l->remote.port);
+			if (json_array_append_new(
+				    arr, json_pack("{s:i, s:s, s:s}", "port",
+						   (int)l->lport, "remote",
+						   remote, "state",
+						   states[l->state]))) {
+				json_decref(arr);
+				return NULL;
+			}
+		}
+		return arr;
+	}
+	return NULL;
 }
 
 /* Loops an app has not confirmed in time are closed. */

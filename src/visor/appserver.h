@@ -83,6 +83,13 @@ int hw_appserver_connected(const struct hw_appserver *as, const char *name);
  * (bool), initialised, loops, extensions. */
 json_t *hw_appserver_json(const struct hw_appserver *as);
 
+/* The loops of the connected app name as a JSON array (new reference):
+ * [{"port": its local port, "remote": "PK:PORT", "state": "dialing" |
+ * "confirming" | "open"}]; NULL when no such app is connected (or out
+ * of memory). */
+json_t *hw_appserver_loops_json(const struct hw_appserver *as,
+				const char *name);
+
 /* A route group from src_pk port src_port arrives for dst_port: returns
  * 0 and sets *loop (the app confirms it once hw_appserver_end_ready
  * comes), -ENOENT when no app holds dst_port, or another negative code

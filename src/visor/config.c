@@ -305,8 +305,11 @@ int hw_config_app_name_ok(const char *name)
 	return 0;
 }
 
+/* Reads one app's settings from e into a; field names in messages start
+ * with pre ("apps[3]." in a file, "" for one app on its own). */
 static int load_app(struct hw_config *cfg, struct hw_config_app *a,
-		    json_t *e, size_t i, char *err, size_t errlen)
+		    json_t *e, const char *pre, int with_name, char *err,
+		    size_t errlen)
 {
 	static const char *const keys[] = {"name", "binary", "args", "port",
 					   "autostart", NULL};
@@ -317,20 +320,20 @@ static int load_app(struct hw_config *cfg, struct hw_config_app *a,
 	size_t j;
 	int rc;
 
-	snprintf(field, sizeof(field), "apps[%zu].", i);
-	if (!json_is_object(e))
-		return bad(err, errlen, "apps[%zu]: must be an object", i);
-	if ((rc = only_keys(e, field, keys, err, errlen)))
+	if ((rc = only_keys(e, pre, with_name ? keys : keys + 1, err,
+			    errlen)))
 		return rc;
-	snprintf(field, sizeof(field), "apps[%zu].name", i);
-	if ((rc = get_str(e, "name", field, &name, 1, err, errlen)))
-		return rc;
-	if (hw_config_app_name_ok(name))
-		return bad(err, errlen, "%s: '%s' is not 1 to %d letters, "
-			   "digits, '-' or '_'", field, name,
-			   HW_CONFIG_APP_NAME_MAX);
-	strcpy(a->name, name);
-	snprintf(field, sizeof(field), "apps[%zu].binary", i);
+	if (with_name) {
+		snprintf(field, sizeof(field), "%sname", pre);
+		if ((rc = get_str(e, "name", field, &name, 1, err, errlen)))
+			return rc;
+		if (hw_config_app_name_ok(name))
+			return bad(err, errlen, "%s: '%s' is not 1 to %d "
+				   "letters, digits, '-' or '_'", field, name,
+				   HW_CONFIG_APP_NAME_MAX);
+		strcpy(a->name, name);
+	}
+	snprintf(field, sizeof(field), "%sbinary", pre);
 	if ((rc = get_str(e, "binary", field, &binary, 1, err, errlen)) ||
 	    (rc = copy_str(a->binary, sizeof(a->binary), binary, field, err,
 			   errlen)))
@@ -340,7 +343,7 @@ static int load_app(struct hw_config *cfg, struct hw_config_app *a,
 	if (strchr(binary, '/') &&
 	    (rc = resolve(cfg, field, binary, a->binary, err, errlen)))
 		return rc;
-	snprintf(field, sizeof(field), "apps[%zu].port", i);
+	snprintf(field, sizeof(field), "%sport", pre);
 	if (!json_object_get(e, "port"))
 		return bad(err, errlen, "%s: missing", field);
 	if ((rc = get_uint(e, "port", field, &port, 1, 65535, err, errlen)))
@@ -349,24 +352,24 @@ static int load_app(struct hw_config *cfg, struct hw_config_app *a,
 	a->autostart = 1;
 	if ((v = json_object_get(e, "autostart"))) {
 		if (!json_is_boolean(v))
-			return bad(err, errlen, "apps[%zu].autostart: must be "
-				   "true or false", i);
+			return bad(err, errlen, "%sautostart: must be true or "
+				   "false", pre);
 		a->autostart = json_is_true(v);
 	}
 	args = json_object_get(e, "args");
 	if (args && !json_is_array(args))
-		return bad(err, errlen, "apps[%zu].args: must be a list of "
-			   "strings", i);
+		return bad(err, errlen, "%sargs: must be a list of strings",
+			   pre);
 	if (args && json_array_size(args) > HW_APP_MAX_ARGS)
-		return bad(err, errlen, "apps[%zu].args: more than %d", i,
+		return bad(err, errlen, "%sargs: more than %d", pre,
 			   HW_APP_MAX_ARGS);
 	a->args = calloc(json_array_size(args) + 1, sizeof(char *));
 	if (!a->args)
 		return -ENOMEM;
 	json_array_foreach(args, j, v) {
 		if (!json_is_string(v))
-			return bad(err, errlen, "apps[%zu].args[%zu]: must be "
-				   "a string", i, j);
+			return bad(err, errlen, "%sargs[%zu]: must be a "
+				   "string", pre, j);
 		if (!(a->args[j] = strdup(json_string_value(v))))
 			return -ENOMEM;
 		a->nargs++;
@@ -389,7 +392,14 @@ static int load_apps(struct hw_config *cfg, json_t *list, char *err,
 	if (!cfg->apps)
 		return -ENOMEM;
 	json_array_foreach(list, i, e) {
-		if ((rc = load_app(cfg, &cfg->apps[i], e, i, err, errlen)))
+		char pre[32];
+
+		if (!json_is_object(e))
+			return bad(err, errlen, "apps[%zu]: must be an object",
+				   i);
+		snprintf(pre, sizeof(pre), "apps[%zu].", i);
+		if ((rc = load_app(cfg, &cfg->apps[i], e, pre, 1, err,
+				   errlen)))
 			return rc;
 		cfg->napps++;
 		for (size_t k = 0; k < i; k++) {
@@ -573,19 +583,152 @@ void hw_config_free(struct hw_config *cfg)
 	cfg->napps = 0;
 }
 
+void hw_config_app_clear(struct hw_config_app *a)
+{
+	for (size_t j = 0; a->args && a->args[j]; j++)
+		free(a->args[j]);
+	free(a->args);
+	memset(a, 0, sizeof(*a));
+}
+
+int hw_config_app_parse(const char *path, const char *name, json_t *spec,
+			struct hw_config_app *out, char *err, size_t errlen)
+{
+	struct hw_config cfg;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (hw_config_app_name_ok(name))
+		return bad(err, errlen, "'%s' is not an app name: 1 to %d "
+			   "letters, digits, '-' or '_'", name,
+			   HW_CONFIG_APP_NAME_MAX);
+	if (!json_is_object(spec))
+		return bad(err, errlen, "the app must be a JSON object "
+			   "{\"binary\", \"args\", \"port\", "
+			   "\"autostart\"}");
+	if (strlen(path) >= sizeof(cfg.path))
+		return bad(err, errlen, "%s: path too long", path);
+	/* resolve() only reads the config's path. */
+	strcpy(cfg.path, path);
+	strcpy(out->name, name);
+	if ((rc = load_app(&cfg, out, spec, "", 0, err, errlen)))
+		hw_config_app_clear(out);
+	return rc;
+}
+
+/* Writes root to path atomically: a temporary file beside it, synced,
+ * renamed over it. */
+static int write_root(const char *path, json_t *root, char *err,
+		      size_t errlen)
+{
+	char tmp[PATH_MAX + 8];
+	int fd;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return bad(err, errlen, "%s: path too long", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || json_dumpfd(root, fd, JSON_INDENT(2)) ||
+	    write(fd, "\n", 1) != 1 || fsync(fd)) {
+		int rc = bad(err, errlen, "cannot write %s: %s", tmp,
+			     strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		unlink(tmp);
+		return rc;
+	}
+	close(fd);
+	if (rename(tmp, path)) {
+		int rc = bad(err, errlen, "cannot replace %s: %s", path,
+			     strerror(errno));
+		unlink(tmp);
+		return rc;
+	}
+	return 0;
+}
+
+static json_t *load_root(const char *path, char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+
+	if (!root)
+		bad(err, errlen, "%s: line %d: %s", path, jerr.line,
+		    jerr.text);
+	else if (!json_is_object(root)) {
+		bad(err, errlen, "%s: must be a JSON object", path);
+		json_decref(root);
+		root = NULL;
+	}
+	return root;
+}
+
+int hw_config_put_app(const char *path, const char *name, json_t *spec,
+		      char *err, size_t errlen)
+{
+	struct hw_config check;
+	struct hw_config_app a;
+	json_t *root = NULL, *apps, *e, *entry = NULL;
+	char *text = NULL;
+	const char *key;
+	json_t *v;
+	size_t i;
+	int rc, found = 0;
+
+	/* The entry alone first, so its errors name its fields. */
+	if ((rc = hw_config_app_parse(path, name, spec, &a, err, errlen)))
+		return rc;
+	hw_config_app_clear(&a);
+	if (!(root = load_root(path, err, errlen)))
+		return -EINVAL;
+	rc = -ENOMEM;
+	if (!(entry = json_pack("{s:s}", "name", name)))
+		goto out;
+	json_object_foreach(spec, key, v)
+		if (json_object_set(entry, key, v))
+			goto out;
+	if (!(apps = json_object_get(root, "apps"))) {
+		if (json_object_set_new(root, "apps", apps = json_array()))
+			goto out;
+	}
+	if (!json_is_array(apps)) {
+		rc = bad(err, errlen, "%s: apps: must be a list", path);
+		goto out;
+	}
+	json_array_foreach(apps, i, e) {
+		const char *n = json_string_value(json_object_get(e, "name"));
+		if (n && !strcmp(n, name) && !found) {
+			if (json_array_set(apps, i, entry))
+				goto out;
+			found = 1;
+		}
+	}
+	if (!found && json_array_append(apps, entry))
+		goto out;
+	/* The whole file must still load, or it is not written. */
+	if (!(text = json_dumps(root, JSON_INDENT(2))))
+		goto out;
+	rc = hw_config_parse(&check, path, text, strlen(text), err, errlen);
+	hw_config_free(&check);
+	if (rc == 0)
+		rc = write_root(path, root, err, errlen);
+out:
+	if (rc == -ENOMEM)
+		bad(err, errlen, "out of memory");
+	free(text);
+	json_decref(entry);
+	json_decref(root);
+	return rc;
+}
+
 int hw_config_set_autostart(const char *path, const char *name, int on,
 			    char *err, size_t errlen)
 {
-	char tmp[PATH_MAX + 8];
-	json_error_t jerr;
 	json_t *root, *apps, *e;
 	size_t i;
-	int rc = -ENOENT, fd;
+	int rc = -ENOENT;
 
-	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root)
-		return bad(err, errlen, "%s: line %d: %s", path, jerr.line,
-			   jerr.text);
+	if (!(root = load_root(path, err, errlen)))
+		return -EINVAL;
 	apps = json_object_get(root, "apps");
 	json_array_foreach(apps, i, e) {
 		const char *n = json_string_value(json_object_get(e, "name"));
@@ -594,31 +737,10 @@ int hw_config_set_autostart(const char *path, const char *name, int on,
 			rc = 0;
 		}
 	}
-	if (rc) {
+	if (rc)
 		bad(err, errlen, "no app named '%s' in %s", name, path);
-		goto out;
-	}
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
-		rc = bad(err, errlen, "%s: path too long", path);
-		goto out;
-	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0 || json_dumpfd(root, fd, JSON_INDENT(2)) ||
-	    write(fd, "\n", 1) != 1 || fsync(fd)) {
-		rc = bad(err, errlen, "cannot write %s: %s", tmp,
-			 strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	close(fd);
-	if (rename(tmp, path)) {
-		rc = bad(err, errlen, "cannot replace %s: %s", path,
-			 strerror(errno));
-		unlink(tmp);
-	}
-out:
+	else
+		rc = write_root(path, root, err, errlen);
 	json_decref(root);
 	return rc;
 }

@@ -137,6 +137,26 @@ void hw_config_free(struct hw_config *cfg);
  * -EINVAL. */
 int hw_config_app_name_ok(const char *name);
 
+/* Reads one app's settings, spec = {"binary": str, "args": [str...]
+ * (optional), "port": 1..65535, "autostart": bool (optional, true)}, for
+ * the app name of the config at path (a relative binary path is taken
+ * from path's folder) into *out; unknown keys are errors. Messages name
+ * the field as in the object ("port: 0 is out of range 1..65535").
+ * Returns 0 (free with hw_config_app_clear) or -EINVAL with a message. */
+int hw_config_app_parse(const char *path, const char *name, json_t *spec,
+			struct hw_config_app *out, char *err, size_t errlen);
+
+/* Frees what hw_config_app_parse put in a and zeroes it. */
+void hw_config_app_clear(struct hw_config_app *a);
+
+/* Sets the app name to spec (as for hw_config_app_parse) in the config
+ * file at path: replaces the entry of "apps" with that name or appends
+ * one, keeps the rest of the file as it is, checks that the whole file
+ * still loads, and writes it atomically. Returns 0, or a negative code
+ * with a message (-EINVAL for spec or a file that would not load). */
+int hw_config_put_app(const char *path, const char *name, json_t *spec,
+		      char *err, size_t errlen);
+
 /* Sets apps[name].autostart in the config file at path, keeping the rest
  * of the file as it is, and writes it atomically. Returns 0, -ENOENT when
  * no app has that name, or a negative code with a message. */

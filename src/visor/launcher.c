@@ -67,6 +67,9 @@ struct app {
 	int has_exit;
 	int64_t exit_status;
 	int exit_signal;
+	/* Set by hw_launcher_put on a running app: start it again once
+	 * the stop it began is over. */
+	int restart_on_exit;
 	char error[768];
 	char log_path[PATH_MAX];
 	char cwd[PATH_MAX];
@@ -74,7 +77,8 @@ struct app {
 
 struct hw_launcher {
 	uv_loop_t *loop;
-	struct app *apps;
+	struct app *apps[HW_MAX_APPS]; /* each its own allocation: handles
+					 inside may not move */
 	size_t napps;
 	char *local_dir;
 	char *visor_pk;
@@ -86,15 +90,37 @@ struct hw_launcher {
 	int freed;
 };
 
+static void free_args(struct hw_config_app *c)
+{
+	for (size_t j = 0; c->args && j < c->nargs; j++)
+		free(c->args[j]);
+	free(c->args);
+	c->args = NULL;
+	c->nargs = 0;
+}
+
+/* A deep copy of c's args into dst (its other fields copied too). */
+static int copy_cfg(struct hw_config_app *dst, const struct hw_config_app *c)
+{
+	*dst = *c;
+	dst->args = NULL;
+	dst->nargs = 0;
+	if (!(dst->args = calloc(c->nargs + 1, sizeof(char *))))
+		return -ENOMEM;
+	for (size_t j = 0; j < c->nargs; j++) {
+		if (!(dst->args[j] = strdup(c->args[j])))
+			return -ENOMEM;
+		dst->nargs++;
+	}
+	return 0;
+}
+
 static void release(struct hw_launcher *l)
 {
-	for (size_t i = 0; l->apps && i < l->napps; i++) {
-		struct hw_config_app *c = &l->apps[i].cfg;
-		for (size_t j = 0; c->args && j < c->nargs; j++)
-			free(c->args[j]);
-		free(c->args);
+	for (size_t i = 0; i < l->napps; i++) {
+		free_args(&l->apps[i]->cfg);
+		free(l->apps[i]);
 	}
-	free(l->apps);
 	free(l->local_dir);
 	free(l->visor_pk);
 	free(l->exe_dir);
@@ -190,8 +216,8 @@ static void marker(struct app *a, int fd, const char *fmt, ...)
 static struct app *find(const struct hw_launcher *l, const char *name)
 {
 	for (size_t i = 0; name && i < l->napps; i++)
-		if (!strcmp(l->apps[i].cfg.name, name))
-			return &l->apps[i];
+		if (!strcmp(l->apps[i]->cfg.name, name))
+			return l->apps[i];
 	return NULL;
 }
 
@@ -339,7 +365,10 @@ static void on_timer(uv_timer_t *t)
 	char err[sizeof(a->error)];
 
 	if (a->state == ST_BACKOFF) {
-		a->restarts++;
+		/* A restart for new settings is not a crash's. */
+		if (!a->restart_on_exit)
+			a->restarts++;
+		a->restart_on_exit = 0;
 		spawn(a, 1, err, sizeof(err));
 	} else if (a->state == ST_STOPPING && a->run) {
 		hw_log(HW_LOG_WARN, LOG, "app '%s': pid %d still there %u ms "
@@ -383,6 +412,11 @@ static int spawn(struct app *a, int restart, char *err, size_t errlen)
 	if ((rc = make_dir(a, dir, err, errlen)) ||
 	    (rc = make_dir(a, a->cwd, err, errlen)))
 		goto fail;
+	/* What a previous process reported is not this one's status
+	 * (GET /v1/apps/NAME/status). */
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/" HW_LAUNCHER_STATUS_FILE,
+			     a->cwd) < sizeof(dir))
+		unlink(dir);
 	if ((rc = logfd = open_log(a, err, errlen)) < 0)
 		goto fail;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -532,7 +566,14 @@ static void on_proc_exit(uv_process_t *p, int64_t status, int sig)
 		uv_close((uv_handle_t *)&a->timer, on_timer_close);
 		return;
 	}
-	if (a->state == ST_STOPPING)
+	if (a->state == ST_STOPPING && a->restart_on_exit) {
+		/* Stopped for new settings (hw_launcher_put): start again
+		 * from the timer, so the exited callback below comes first. */
+		a->backoff_ms = l->backoff_min;
+		a->state = ST_BACKOFF;
+		a->restart_at = uv_now(l->loop);
+		uv_timer_start(&a->timer, on_timer, 0, 0);
+	} else if (a->state == ST_STOPPING)
 		a->state = ST_STOPPED;
 	else if (!sig && !status)
 		a->state = ST_EXITED;
@@ -541,6 +582,57 @@ static void on_proc_exit(uv_process_t *p, int64_t status, int sig)
 	/* Last: the callee may do anything, even free the launcher. */
 	if (l->ops.exited)
 		l->ops.exited(l->ud, a->cfg.name, status, sig);
+}
+
+/* Appends a new app for c (i: its index, for messages), without its
+ * timer (app_timer_init). */
+static int app_add(struct hw_launcher *l, const struct hw_config_app *c,
+		   size_t i, char *err, size_t errlen)
+{
+	struct app *a;
+
+	if (strnlen(c->name, sizeof(c->name)) == sizeof(c->name) ||
+	    hw_config_app_name_ok(c->name)) {
+		snprintf(err, errlen, "launcher: apps[%zu]: bad name", i);
+		return -EINVAL;
+	}
+	if (l->napps >= HW_MAX_APPS) {
+		snprintf(err, errlen, "launcher: more than %d apps",
+			 HW_MAX_APPS);
+		return -ENOSPC;
+	}
+	if (!(a = calloc(1, sizeof(*a))))
+		goto nomem;
+	a->l = l;
+	if (copy_cfg(&a->cfg, c)) {
+		free_args(&a->cfg);
+		free(a);
+		goto nomem;
+	}
+	a->backoff_ms = l->backoff_min;
+	if ((size_t)snprintf(a->log_path, sizeof(a->log_path),
+			     "%s/apps/%s.log", l->local_dir,
+			     c->name) >= sizeof(a->log_path) - 2 ||
+	    (size_t)snprintf(a->cwd, sizeof(a->cwd), "%s/apps/%s",
+			     l->local_dir, c->name) >= sizeof(a->cwd)) {
+		snprintf(err, errlen, "launcher: local_dir %s: path too long",
+			 l->local_dir);
+		free_args(&a->cfg);
+		free(a);
+		return -ENAMETOOLONG;
+	}
+	l->apps[l->napps++] = a;
+	return 0;
+nomem:
+	snprintf(err, errlen, "launcher: out of memory");
+	return -ENOMEM;
+}
+
+static void app_timer_init(struct app *a)
+{
+	uv_timer_init(a->l->loop, &a->timer);
+	a->timer.data = a;
+	a->l->handles++;
 }
 
 int hw_launcher_new(struct hw_launcher **out,
@@ -591,51 +683,19 @@ int hw_launcher_new(struct hw_launcher **out,
 	}
 	if (!l->exe_dir)
 		goto nomem;
-	if (p->napps && !(l->apps = calloc(p->napps, sizeof(*l->apps))))
-		goto nomem;
-	for (size_t i = 0; i < p->napps; i++) {
-		const struct hw_config_app *c = &p->apps[i];
-		struct app *a = &l->apps[i];
-
-		if (strnlen(c->name, sizeof(c->name)) == sizeof(c->name) ||
-		    hw_config_app_name_ok(c->name)) {
-			snprintf(err, errlen, "launcher: apps[%zu]: bad name",
-				 i);
-			rc = -EINVAL;
-			goto fail;
-		}
-		a->l = l;
-		l->napps++;
-		a->cfg = *c;
-		a->cfg.args = NULL;
-		a->cfg.nargs = 0;
-		if (!(a->cfg.args = calloc(c->nargs + 1, sizeof(char *))))
-			goto nomem;
-		for (size_t j = 0; j < c->nargs; j++) {
-			if (!(a->cfg.args[j] = strdup(c->args[j])))
-				goto nomem;
-			a->cfg.nargs++;
-		}
-		a->backoff_ms = l->backoff_min;
-		if ((size_t)snprintf(a->log_path, sizeof(a->log_path),
-				     "%s/apps/%s.log", l->local_dir,
-				     c->name) >= sizeof(a->log_path) - 2 ||
-		    (size_t)snprintf(a->cwd, sizeof(a->cwd), "%s/apps/%s",
-				     l->local_dir,
-				     c->name) >= sizeof(a->cwd)) {
-			snprintf(err, errlen, "launcher: local_dir %s: path "
-				 "too long", l->local_dir);
-			rc = -ENAMETOOLONG;
-			goto fail;
-		}
+	if (p->napps > HW_MAX_APPS) {
+		snprintf(err, errlen, "launcher: more than %d apps",
+			 HW_MAX_APPS);
+		rc = -EINVAL;
+		goto fail;
 	}
+	for (size_t i = 0; i < p->napps; i++)
+		if ((rc = app_add(l, &p->apps[i], i, err, errlen)))
+			goto fail;
 	/* Nothing can fail from here: the handles are made last so a failure
 	 * above has none to close. */
-	for (size_t i = 0; i < l->napps; i++) {
-		uv_timer_init(l->loop, &l->apps[i].timer);
-		l->apps[i].timer.data = &l->apps[i];
-		l->handles++;
-	}
+	for (size_t i = 0; i < l->napps; i++)
+		app_timer_init(l->apps[i]);
 	*out = l;
 	return 0;
 nomem:
@@ -658,6 +718,7 @@ static int start(struct hw_launcher *l, struct app *a, char *err,
 		return HW_ESTATE;
 	}
 	uv_timer_stop(&a->timer);
+	a->restart_on_exit = 0;
 	/* Someone asked for it: a fresh start, not the next step of a
 	 * crash loop. */
 	a->backoff_ms = l->backoff_min;
@@ -669,7 +730,7 @@ void hw_launcher_autostart(struct hw_launcher *l)
 	char err[768];
 
 	for (size_t i = 0; i < l->napps; i++) {
-		struct app *a = &l->apps[i];
+		struct app *a = l->apps[i];
 		if (a->cfg.autostart && !a->run && a->state != ST_BACKOFF)
 			start(l, a, err, sizeof(err));
 	}
@@ -702,6 +763,7 @@ int hw_launcher_stop(struct hw_launcher *l, const char *name, char *err,
 		snprintf(err, errlen, "no app named '%s'", name ? name : "");
 		return -ENOENT;
 	}
+	a->restart_on_exit = 0;
 	switch (a->state) {
 	case ST_RUNNING:
 		hw_log(HW_LOG_INFO, LOG, "app '%s': stopping pid %d",
@@ -735,6 +797,68 @@ int hw_launcher_set_autostart(struct hw_launcher *l, const char *name,
 	return 0;
 }
 
+int hw_launcher_put(struct hw_launcher *l, const struct hw_config_app *c,
+		    char *err, size_t errlen)
+{
+	struct app *a = find(l, c->name);
+	struct hw_config_app cfg;
+	char buf[768];
+	int rc;
+
+	if (!err || !errlen)
+		err = buf, errlen = sizeof(buf);
+	err[0] = '\0';
+	for (size_t i = 0; i < l->napps; i++)
+		if (l->apps[i] != a && l->apps[i]->cfg.port == c->port) {
+			snprintf(err, errlen, "port %u is taken by app '%s'",
+				 c->port, l->apps[i]->cfg.name);
+			return -EADDRINUSE;
+		}
+	if (!a) {
+		if ((rc = app_add(l, c, l->napps, err, errlen)))
+			return rc;
+		a = l->apps[l->napps - 1];
+		app_timer_init(a);
+		hw_log(HW_LOG_INFO, LOG, "app '%s': added (port %u)",
+		       a->cfg.name, a->cfg.port);
+		if (a->cfg.autostart)
+			start(l, a, err, errlen);
+		return 0;
+	}
+	if (copy_cfg(&cfg, c)) {
+		free_args(&cfg);
+		snprintf(err, errlen, "launcher: out of memory");
+		return -ENOMEM;
+	}
+	free_args(&a->cfg);
+	a->cfg = cfg;
+	switch (a->state) {
+	case ST_RUNNING:
+		hw_log(HW_LOG_INFO, LOG, "app '%s': new settings: restarting "
+		       "pid %d", a->cfg.name, a->run->pid);
+		a->restart_on_exit = 1;
+		a->state = ST_STOPPING;
+		kill(-a->run->pid, SIGTERM);
+		arm(a, l->grace);
+		break;
+	case ST_STOPPING:
+		/* Its next start, if one is due, takes the new settings. */
+		hw_log(HW_LOG_INFO, LOG, "app '%s': new settings (it is "
+		       "stopping)", a->cfg.name);
+		break;
+	case ST_BACKOFF:
+		hw_log(HW_LOG_INFO, LOG, "app '%s': new settings: starting "
+		       "now instead of after the backoff", a->cfg.name);
+		start(l, a, err, errlen);
+		break;
+	default:
+		hw_log(HW_LOG_INFO, LOG, "app '%s': new settings", a->cfg.name);
+		if (a->cfg.autostart)
+			start(l, a, err, errlen);
+	}
+	return 0;
+}
+
 const struct hw_config_app *hw_launcher_app(const struct hw_launcher *l,
 					    const char *name)
 {
@@ -746,8 +870,8 @@ const struct hw_config_app *
 hw_launcher_app_by_port(const struct hw_launcher *l, uint16_t port)
 {
 	for (size_t i = 0; port && i < l->napps; i++)
-		if (l->apps[i].cfg.port == port)
-			return &l->apps[i].cfg;
+		if (l->apps[i]->cfg.port == port)
+			return &l->apps[i]->cfg;
 	return NULL;
 }
 
@@ -824,7 +948,7 @@ json_t *hw_launcher_json(const struct hw_launcher *l)
 	if (!list)
 		return NULL;
 	for (size_t i = 0; i < l->napps; i++)
-		if (!(o = app_json(l, &l->apps[i])) ||
+		if (!(o = app_json(l, l->apps[i])) ||
 		    json_array_append_new(list, o)) {
 			json_decref(list);
 			return NULL;
@@ -838,7 +962,7 @@ void hw_launcher_free(struct hw_launcher *l)
 		return;
 	l->freed = 1;
 	for (size_t i = 0; i < l->napps; i++) {
-		struct app *a = &l->apps[i];
+		struct app *a = l->apps[i];
 		if (!a->run) {
 			uv_timer_stop(&a->timer);
 			uv_close((uv_handle_t *)&a->timer, on_timer_close);

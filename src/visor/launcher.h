@@ -25,6 +25,10 @@
 
 #include "visor/config.h"
 
+/* What an app may write in its working folder to report its state
+ * (docs/apps.md); removed before each start of the app. */
+#define HW_LAUNCHER_STATUS_FILE "status.json"
+
 /* A log file larger than this is rotated before the next start. */
 #define HW_LAUNCHER_LOG_MAX (10 * 1024 * 1024)
 
@@ -92,9 +96,23 @@ int hw_launcher_stop(struct hw_launcher *l, const char *name, char *err,
 int hw_launcher_set_autostart(struct hw_launcher *l, const char *name,
 			      int on);
 
+/* Adds the app c (deep-copied) or gives the app of that name c's
+ * settings. A new app, or one that is not running, is started when
+ * c->autostart is set; a running one is stopped (SIGTERM, SIGKILL after
+ * the grace) and started again with them; one waiting for its restart
+ * starts now; one stopping keeps its fate (stopped, or started again if a
+ * put began that stop) and takes them at its next start. A start that
+ * fails leaves the app in state "failed" with the reason in its entry
+ * (and in err); that is not an error of the put. Returns 0;
+ * -EADDRINUSE when another app has c->port, -ENOSPC beyond HW_MAX_APPS,
+ * -EINVAL for a bad name, -ENOMEM; with a message in err. */
+int hw_launcher_put(struct hw_launcher *l, const struct hw_config_app *c,
+		    char *err, size_t errlen);
+
 /* The app's config entry (the launcher's copy: autostart follows
  * hw_launcher_set_autostart), or NULL when no app has that name / port.
- * Valid until hw_launcher_free. */
+ * Valid until hw_launcher_free; its args until the next hw_launcher_put
+ * of that app. */
 const struct hw_config_app *hw_launcher_app(const struct hw_launcher *l,
 					    const char *name);
 const struct hw_config_app *

@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "util/err.h"
+#include "util/hex.h"
 #include "util/log.h"
 #include "visor/routing_priv.h"
 
@@ -117,13 +118,43 @@ json_t *hw_routing_rules_json(const struct hw_routing *rt)
 	return hw_router_rules_json(rt->router);
 }
 
+/* The hops of a group this visor dialed: [{"from", "to", "tp"}], or
+ * null at the responder (it does not know the route). */
+static json_t *hops_json(const struct group *gr)
+{
+	char from[HW_PK_HEXLEN + 1], to[HW_PK_HEXLEN + 1];
+	char tp[2 * HW_TP_ID_LEN + 1];
+	json_t *a;
+
+	if (!gr->nhops)
+		return json_null();
+	if (!(a = json_array()))
+		return NULL;
+	for (unsigned i = 0; i < gr->nhops; i++) {
+		const struct hw_setup_hop *h = &gr->hops[i];
+		hw_hex_encode(h->from, HW_PK_LEN, from);
+		hw_hex_encode(h->to, HW_PK_LEN, to);
+		hw_hex_encode(h->tp_id, HW_TP_ID_LEN, tp);
+		if (json_array_append_new(a, json_pack("{s:s, s:s, s:s}",
+						       "from", from, "to", to,
+						       "tp", tp))) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
 json_t *hw_routing_groups_json(const struct hw_routing *rt)
 {
-	json_t *a = json_array();
+	json_t *a = json_array(), *o;
 	for (size_t b = 0; b < rt->groups.nb; b++)
-		for (struct hw_hnode *x = rt->groups.b[b]; x; x = x->next)
-			json_array_append_new(
-				a, hw_rgroup_json(((struct group *)x)->g));
+		for (struct hw_hnode *x = rt->groups.b[b]; x; x = x->next) {
+			const struct group *gr = (const struct group *)x;
+			if ((o = hw_rgroup_json(gr->g)))
+				json_object_set_new(o, "hops", hops_json(gr));
+			json_array_append_new(a, o);
+		}
 	return a;
 }
 

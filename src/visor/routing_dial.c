@@ -280,6 +280,7 @@ static void on_paths(struct hw_disc_client *c, int status, int http,
 int hw_routing_on_built(struct hw_routing *rt, const uint8_t from_pk[HW_PK_LEN],
 			const struct hw_setup_msg *m)
 {
+	struct group *gr;
 	struct dial *d;
 	int rc;
 
@@ -297,13 +298,16 @@ int hw_routing_on_built(struct hw_routing *rt, const uint8_t from_pk[HW_PK_LEN],
 	}
 	d->stage = 3;
 	if (d->heal) {
-		struct group *gr = d->resume;
+		gr = d->resume;
 
 		/* A group that closed meanwhile leaves rules that expire. */
 		d->resume = NULL;
 		hw_routing_dial_free(d);
 		if (gr) {
 			hw_log(HW_LOG_DEBUG, LOG, "heal: built; resuming");
+			gr->nhops = d->build.u.build.fwd_n;
+			memcpy(gr->hops, d->build.u.build.fwd,
+			       gr->nhops * sizeof(gr->hops[0]));
 			hw_routing_group_resumed(rt, gr, m->u.built.fwd_send_id,
 						 m->u.built.rev_recv_id);
 		}
@@ -317,6 +321,11 @@ int hw_routing_on_built(struct hw_routing *rt, const uint8_t from_pk[HW_PK_LEN],
 	if (rc) {
 		dial_fail(d, "route group: %s", hw_strerror(rc));
 		return 0;
+	}
+	if ((gr = hw_routing_group_find(rt, m->u.built.rev_recv_id))) {
+		gr->nhops = d->build.u.build.fwd_n;
+		memcpy(gr->hops, d->build.u.build.fwd,
+		       gr->nhops * sizeof(gr->hops[0]));
 	}
 	/* The group answers the client from here on (ready or closed). */
 	d->client = NULL;

@@ -85,6 +85,10 @@ struct group {
 	/* A route end driven by another module (hw_route_end_*). */
 	const struct hw_route_end_ops *eops;
 	void *eud;
+	/* The forward route's hops when this visor dialed the group (the
+	 * path of its latest build or heal); nhops 0 at the responder. */
+	struct hw_setup_hop hops[HW_SETUP_HOPS_MAX];
+	unsigned nhops;
 };
 
 /* A dial under way: this visor is the source (routing_dial.c). */

@@ -62,6 +62,7 @@ struct job {
 	int fd;
 	uint32_t seed;
 	size_t len;
+	size_t skip; /* reader: the pattern starts at this offset */
 	int ok;
 	pthread_t th;
 };
@@ -91,7 +92,7 @@ static void *reader(void *arg)
 {
 	struct job *j = arg;
 	uint8_t buf[8192];
-	size_t off = 0;
+	size_t off = j->skip;
 	ssize_t n;
 
 	while ((n = hw_app_read(j->fd, buf, sizeof(buf))) > 0) {
@@ -273,6 +274,63 @@ static void test_reset(void **state)
 	wait_fds(base);
 }
 
+/* A stream handed over to a socket mid-way: what the app's end held and
+ * what the app wrote keep their order, both directions carry on, each
+ * end of file passes, and the mux closes the socket at the end. */
+static void test_relay(void **state)
+{
+	struct hw_app_mux *a, *b;
+	struct hw_app_mux_stats st;
+	struct job w1, r1, w2, r2;
+	uint8_t buf[16];
+	int c, s, t[2], u[2], base;
+
+	(void)state;
+	base = count_fds();
+	pair(&a, &b);
+	assert_int_equal(hw_app_mux_open(a, &c), 0);
+	assert_int_equal(hw_app_mux_accept(b, &s, 5000), 0);
+	/* a sends 2 MiB; b's app reads 10 bytes of it and answers before
+	 * handing the stream over: the rest waits in its end and ring. */
+	start(&w1, c, 1, 2 << 20, writer);
+	usleep(100000);
+	assert_int_equal(hw_app_read(s, buf, 10), 10);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(buf[i], pat(1, (size_t)i));
+	assert_int_equal(hw_app_write(s, "hello from b", 12), 12);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, t), 0);
+	assert_int_equal(hw_app_mux_relay(b, s, t[0]), 0);
+	/* The socket's peer gets a's bytes from offset 10 on. */
+	r1 = (struct job){.fd = t[1], .seed = 1, .len = 2 << 20, .skip = 10};
+	assert_int_equal(pthread_create(&r1.th, NULL, reader, &r1), 0);
+	/* a reads the answer, then what the socket's peer sends. */
+	assert_int_equal(hw_app_read(c, buf, 12), 12);
+	assert_memory_equal(buf, "hello from b", 12);
+	start(&w2, t[1], 2, 1 << 20, writer);
+	start(&r2, c, 2, 1 << 20, reader);
+	pthread_join(w1.th, NULL);
+	pthread_join(r1.th, NULL);
+	pthread_join(w2.th, NULL);
+	pthread_join(r2.th, NULL);
+	assert_true(w1.ok && r1.ok && w2.ok && r2.ok);
+	hw_app_mux_stats(b, &st);
+	assert_true(st.received == 2u << 20 && st.sent == 12 + (1u << 20));
+	close(c);
+	close(t[1]);
+	/* Not a stream of b: -ENOENT, and the descriptor is taken. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, u), 0);
+	assert_int_equal(hw_app_mux_relay(b, u[0], u[1]), -ENOENT);
+	close(u[1]);
+	/* A mux that ended: -EPIPE, fd taken, the socket still ours. */
+	hw_app_mux_free(a);
+	assert_int_equal(hw_app_mux_accept(b, &s, 2000), -EPIPE);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, u), 0);
+	assert_int_equal(hw_app_mux_relay(b, u[0], u[1]), -EPIPE);
+	assert_int_equal(close(u[1]), 0);
+	hw_app_mux_free(b);
+	wait_fds(base);
+}
+
 static void test_short_streams(void **state)
 {
 	struct hw_app_mux *a, *b;
@@ -414,6 +472,7 @@ int main(void)
 		cmocka_unit_test(test_stalled_stream),
 		cmocka_unit_test(test_many_both_ways),
 		cmocka_unit_test(test_short_streams),
+		cmocka_unit_test(test_relay),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "util/addr.h"
 #include "visor/config.h"
@@ -205,6 +206,115 @@ static void test_apps(void **state)
 		     "apps[0].colour: unknown setting");
 }
 
+static char *read_all(const char *p)
+{
+	FILE *f = fopen(p, "r");
+	char *buf = calloc(1, 65536);
+
+	assert_non_null(f);
+	assert_non_null(buf);
+	assert_true(fread(buf, 1, 65535, f) > 0);
+	fclose(f);
+	return buf;
+}
+
+static void put_error(const char *name, const char *spec, const char *want)
+{
+	char err[512], *before = read_all(path), *after;
+	json_t *j = json_loads(spec, 0, NULL);
+
+	assert_non_null(j);
+	assert_int_equal(hw_config_put_app(path, name, j, err, sizeof(err)),
+			 -EINVAL);
+	if (!strstr(err, want))
+		fail_msg("error '%s' does not contain '%s'", err, want);
+	after = read_all(path);
+	assert_string_equal(before, after); /* not written */
+	free(before);
+	free(after);
+	json_decref(j);
+}
+
+/* PUT /v1/apps/NAME's writer: adds or replaces one entry of "apps", the
+ * rest of the file as it was; nothing is written when the entry or the
+ * resulting file would not load. */
+static void test_put_app(void **state)
+{
+	struct hw_config cfg;
+	struct hw_config_app a;
+	char err[512], want[256];
+	json_t *j;
+
+	write_cfg("{\"version\":1,\"key_file\":\"k\",\"local_dir\":\"l\","
+		  "\"log_level\":\"debug\",\"routing\":{\"heal_timeout_ms\":"
+		  "1234},\"apps\":[{\"name\":\"chat\",\"binary\":"
+		  "\"hopwire-chat\",\"port\":1}]}");
+	j = json_pack("{s:s, s:[s, s], s:i}", "binary",
+		      "hopwire-socks-client", "args", "--exit", "ab", "port", 4);
+	assert_int_equal(hw_config_put_app(path, "socks-client", j, err,
+					   sizeof(err)), 0);
+	json_decref(j);
+	assert_int_equal(hw_config_load(&cfg, path, err, sizeof(err)), 0);
+	assert_int_equal(cfg.napps, 2);
+	assert_string_equal(cfg.apps[0].name, "chat");
+	assert_string_equal(cfg.apps[1].name, "socks-client");
+	assert_int_equal(cfg.apps[1].port, 4);
+	assert_true(cfg.apps[1].autostart);
+	assert_int_equal(cfg.apps[1].nargs, 2);
+	assert_string_equal(cfg.apps[1].args[1], "ab");
+	assert_int_equal(cfg.log_level, HW_LOG_DEBUG);
+	assert_int_equal(cfg.heal_timeout_ms, 1234);
+	hw_config_free(&cfg);
+
+	/* Replacing keeps the entry's place. */
+	j = json_pack("{s:s, s:[s], s:i, s:b}", "binary", "bin/chat", "args",
+		      "--quiet", "port", 11, "autostart", 0);
+	assert_int_equal(hw_config_put_app(path, "chat", j, err, sizeof(err)),
+			 0);
+	json_decref(j);
+	assert_int_equal(hw_config_load(&cfg, path, err, sizeof(err)), 0);
+	assert_int_equal(cfg.napps, 2);
+	assert_string_equal(cfg.apps[0].name, "chat");
+	assert_int_equal(cfg.apps[0].port, 11);
+	assert_false(cfg.apps[0].autostart);
+	assert_string_equal(cfg.apps[0].args[0], "--quiet");
+	snprintf(want, sizeof(want), "%s/bin/chat", dir);
+	assert_string_equal(cfg.apps[0].binary, want);
+	hw_config_free(&cfg);
+	snprintf(want, sizeof(want), "%s.tmp", path);
+	assert_int_equal(access(want, F_OK), -1);
+
+	/* One app alone: fields named as in the object. */
+	j = json_pack("{s:s, s:i}", "binary", "bin/x", "port", 9);
+	assert_int_equal(hw_config_app_parse(path, "x", j, &a, err,
+					     sizeof(err)), 0);
+	snprintf(want, sizeof(want), "%s/bin/x", dir);
+	assert_string_equal(a.binary, want);
+	assert_string_equal(a.name, "x");
+	assert_int_equal(a.nargs, 0);
+	assert_non_null(a.args);
+	hw_config_app_clear(&a);
+	assert_null(a.args);
+	json_decref(j);
+
+	put_error("b", "{\"binary\":\"x\"}", "port: missing");
+	put_error("b", "{\"port\":2}", "binary: missing");
+	put_error("b", "{\"binary\":\"x\",\"port\":\"2\"}",
+		  "port: must be a whole number");
+	put_error("b", "{\"binary\":\"x\",\"port\":70000}",
+		  "port: 70000 is out of range 1..65535");
+	put_error("b", "{\"binary\":\"x\",\"port\":2,\"args\":\"-v\"}",
+		  "args: must be a list of strings");
+	put_error("b", "{\"binary\":\"x\",\"port\":2,\"name\":\"b\"}",
+		  "name: unknown setting");
+	put_error("a b", "{\"binary\":\"x\",\"port\":2}",
+		  "'a b' is not an app name");
+	put_error("b", "[]", "must be a JSON object");
+	/* The entry is fine, the file would not be: another app's port. */
+	put_error("b", "{\"binary\":\"x\",\"port\":4}",
+		  "apps[2].port: 4 is also socks-client's port");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -213,6 +323,7 @@ int main(void)
 		cmocka_unit_test(test_relative_paths_and_persistent),
 		cmocka_unit_test(test_errors_name_the_field),
 		cmocka_unit_test(test_apps),
+		cmocka_unit_test(test_put_app),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

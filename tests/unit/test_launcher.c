@@ -806,6 +806,120 @@ static void test_start_during_backoff(void **state)
 	env_fini(&e);
 }
 
+/* hw_launcher_put: a new app, new settings for a running one (restarted
+ * with them), for one stopping and one in backoff, and a port clash. */
+static void test_put(void **state)
+{
+	struct env e = {0};
+	struct hw_config_app app = sh_app("one", 5, "/bin/sh",
+					  "echo one >&3; exec sleep 30");
+	struct hw_config_app two = sh_app("two", 6, "/bin/sh",
+					  "echo two >&3; exec sleep 30");
+	struct hw_config_app clash = sh_app("three", 5, "/bin/sh", "true");
+	struct hw_config_app newer = sh_app("one", 7, "/bin/sh",
+					    "echo new >&3; exec sleep 30");
+	char err[256], path[128];
+	json_t *list = NULL;
+	int fd;
+
+	env_init(&e, &app, 1);
+	assert_int_equal(hw_launcher_start(e.l, "one", err, sizeof(err)), 0);
+	assert_true(run_until(&e, channel_line, 5000));
+	assert_string_equal(e.got, "one\n");
+
+	/* Another app's port is refused, nothing changes. */
+	assert_int_equal(hw_launcher_put(e.l, &clash, err, sizeof(err)),
+			 -EADDRINUSE);
+	assert_non_null(strstr(err, "port 5 is taken by app 'one'"));
+	assert_null(hw_launcher_app(e.l, "three"));
+
+	/* A new app with autostart starts at once. */
+	assert_int_equal(hw_launcher_put(e.l, &two, err, sizeof(err)), 0);
+	assert_int_equal(e.started, 2);
+	assert_true(run_until(&e, channel_line, 5000));
+	assert_string_equal(e.got, "two\n");
+	assert_int_equal(hw_launcher_app_by_port(e.l, 6)->port, 6);
+
+	/* A status file of the previous process is gone at a start. */
+	snprintf(path, sizeof(path), "%s/apps/one/status.json", e.dir);
+	assert_true((fd = open(path, O_WRONLY | O_CREAT, 0600)) >= 0);
+	close(fd);
+
+	/* New settings for a running app: stopped and started with them,
+	 * not counted as a crash's restart. */
+	assert_int_equal(hw_launcher_put(e.l, &newer, err, sizeof(err)), 0);
+	assert_string_equal(state_of(&e, "one", &list), "stopping");
+	assert_int_equal(hw_launcher_app(e.l, "one")->port, 7);
+	assert_true(wait_exited(&e, 1, 5000));
+	assert_true(wait_started(&e, 3, 5000));
+	assert_true(run_until(&e, channel_line, 5000));
+	assert_string_equal(e.got, "new\n");
+	assert_string_equal(state_of(&e, "one", &list), "running");
+	assert_int_equal(json_integer_value(json_object_get(
+				 entry(list, "one"), "restarts")), 0);
+	assert_int_equal(json_integer_value(json_object_get(
+				 entry(list, "one"), "port")), 7);
+	assert_int_equal(access(path, F_OK), -1);
+	/* Its old port is free now. */
+	clash.port = 5;
+	clash.autostart = 0;
+	assert_int_equal(hw_launcher_put(e.l, &clash, err, sizeof(err)), 0);
+
+	/* Stopped by hand, then new settings while stopping: it stays
+	 * stopped and keeps them. */
+	assert_int_equal(hw_launcher_stop(e.l, "two", err, sizeof(err)), 0);
+	assert_int_equal(hw_launcher_put(e.l, &two, err, sizeof(err)), 0);
+	assert_true(wait_exited(&e, 2, 5000));
+	run_for(&e, 200);
+	assert_string_equal(state_of(&e, "two", &list), "stopped");
+
+	/* A put while a put's restart is under way: one new process. */
+	int before = e.started;
+	assert_int_equal(hw_launcher_put(e.l, &newer, err, sizeof(err)), 0);
+	assert_int_equal(hw_launcher_put(e.l, &newer, err, sizeof(err)), 0);
+	assert_string_equal(state_of(&e, "one", &list), "stopping");
+	assert_true(wait_started(&e, before + 1, 5000));
+	run_for(&e, 300);
+	assert_int_equal(e.started, before + 1);
+	assert_string_equal(state_of(&e, "one", &list), "running");
+	json_decref(list);
+	env_fini(&e);
+}
+
+/* An app in backoff given new settings starts now with them. */
+static void test_put_during_backoff(void **state)
+{
+	struct env e = {0};
+	struct hw_config_app app = sh_app("flaky", 72, "/bin/sh", "exit 1");
+	struct hw_config_app fixed = sh_app("flaky", 72, "/bin/sh",
+					    "echo fixed >&3; exec sleep 30");
+	char err[256];
+	json_t *list = NULL;
+
+	e.p.backoff_min_ms = 5000;
+	e.p.backoff_max_ms = 5000;
+	env_init(&e, &app, 1);
+	assert_int_equal(hw_launcher_start(e.l, "flaky", err, sizeof(err)), 0);
+	assert_true(wait_exited(&e, 1, 5000));
+	assert_string_equal(state_of(&e, "flaky", &list), "backoff");
+	assert_int_equal(hw_launcher_put(e.l, &fixed, err, sizeof(err)), 0);
+	assert_int_equal(e.started, 2);
+	assert_true(run_until(&e, channel_line, 5000));
+	assert_string_equal(e.got, "fixed\n");
+	assert_string_equal(state_of(&e, "flaky", &list), "running");
+	/* Not autostart, not running: kept, not started. */
+	assert_int_equal(hw_launcher_stop(e.l, "flaky", err, sizeof(err)), 0);
+	assert_true(wait_exited(&e, 2, 5000));
+	fixed.autostart = 0;
+	assert_int_equal(hw_launcher_put(e.l, &fixed, err, sizeof(err)), 0);
+	assert_int_equal(e.started, 2);
+	assert_string_equal(state_of(&e, "flaky", &list), "stopped");
+	assert_false(json_is_true(json_object_get(entry(list, "flaky"),
+						  "autostart")));
+	json_decref(list);
+	env_fini(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -826,6 +940,8 @@ int main(void)
 		cmocka_unit_test(test_spawn_error),
 		cmocka_unit_test(test_cwd_error),
 		cmocka_unit_test(test_start_during_backoff),
+		cmocka_unit_test(test_put),
+		cmocka_unit_test(test_put_during_backoff),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -85,7 +85,6 @@ static char listen_shown[96];
 static int nexits, max_conns = CLIENT_CONNS_MAX;
 static atomic_int nconns;
 static atomic_ullong conns_total;
-static struct hw_socks_counts bytes; /* a_to_b: down, b_to_a: up */
 static volatile sig_atomic_t stop;
 
 static void on_term(int sig)
@@ -239,7 +238,9 @@ static int to_exit(int s, const uint8_t *req, size_t len)
 	return 0;
 }
 
-static void serve(int fd)
+/* Negotiates on fd and hands it to the link. 1 when the link took fd,
+ * 0 when it is still the caller's to close. */
+static int serve(int fd)
 {
 	uint8_t buf[HW_S5_REQUEST_MAX + 512];
 	long long deadline = hw_socks_now_ms() + HW_SOCKS_NEGOTIATE_MS;
@@ -250,20 +251,20 @@ static void serve(int fd)
 	int s = -1, rc;
 
 	if (greet(fd, buf, &len, sizeof(buf), deadline))
-		return;
+		return 0;
 	rc = take(fd, buf, &len, sizeof(buf), deadline, parse_request, &r,
 		  &used, "request");
 	if (rc == -EAFNOSUPPORT) {
 		reply(fd, HW_S5_ATYP_UNSUPPORTED);
 		log_conn("%s", "address type not supported: closing");
-		return;
+		return 0;
 	}
 	if (rc)
-		return;
+		return 0;
 	if (r.cmd != HW_S5_CMD_CONNECT) {
 		reply(fd, HW_S5_CMD_UNSUPPORTED);
 		log_conn("%s", "command not supported (CONNECT only)");
-		return;
+		return 0;
 	}
 	/* A link that ended under us is replaced by the keeper: one more
 	 * try, nothing was sent yet. */
@@ -278,30 +279,29 @@ static void serve(int fd)
 		log_conn("%s", rc == -ENOENT ? "no exit configured: answering "
 					       "general failure"
 			 : st.error[0] ? st.error : "no loop to an exit");
-		return;
+		return 0;
 	}
-	/* The request and what the client sent behind it. */
+	/* The request and what the client sent behind it; from the exit's
+	 * reply on, the link's mux moves the bytes itself (and resets the
+	 * connection if the link goes first). */
 	if (to_exit(s, buf, len)) {
 		reply(fd, HW_S5_FAILURE);
-	} else {
-		rc = hw_socks_splice(s, fd, NULL, 0, &bytes);
-		if (hw_exitlink_broken(ref)) {
-			/* The link went, not the connection: tell the
-			 * program with a reset, not an end of file. */
-			struct linger lg = {1, 0};
-			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-		}
+		close(s);
+		rc = -EPIPE;
+	} else if ((rc = hw_exitlink_relay(ref, s, fd))) {
+		log_conn("cannot hand the connection to the link: %s",
+			 strerror(-rc));
 	}
-	close(s);
 	hw_exitlink_put(link_, ref);
+	return rc == 0;
 }
 
 static void *conn_thread(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
 
-	serve(fd);
-	close(fd);
+	if (!serve(fd))
+		close(fd);
 	atomic_fetch_sub(&nconns, 1);
 	return NULL;
 }
@@ -356,10 +356,10 @@ static void write_status(void)
 		json_str(f, st.error);
 	else
 		fprintf(f, "null");
-	fprintf(f, ",\"links\":%u,\"conns_open\":%d,\"conns_total\":%llu,"
+	fprintf(f, ",\"links\":%u,\"conns_open\":%u,\"conns_total\":%llu,"
 		"\"bytes_up\":%llu,\"bytes_down\":%llu,\"auth\":%s",
-		st.links, atomic_load(&nconns), atomic_load(&conns_total),
-		atomic_load(&bytes.b_to_a), atomic_load(&bytes.a_to_b),
+		st.links, st.streams + (unsigned)atomic_load(&nconns),
+		atomic_load(&conns_total), st.sent, st.received,
 		auth.n ? "true" : "false");
 	fclose(f);
 	if (!doc || doclen >= sizeof(last) || !strcmp(doc, last)) {
@@ -524,12 +524,15 @@ static void show_listener(int lfd)
 /* One accepted connection: its thread, unless the client is full. */
 static void take_conn(int lfd, const pthread_attr_t *attr)
 {
+	struct hw_exitlink_status st;
 	pthread_t t;
 	int fd;
 
 	if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
 		return;
-	if (atomic_fetch_add(&nconns, 1) >= max_conns) {
+	/* Connections in negotiation (threads) and relayed (streams). */
+	hw_exitlink_status(link_, &st);
+	if (atomic_fetch_add(&nconns, 1) + (int)st.streams >= max_conns) {
 		atomic_fetch_sub(&nconns, 1);
 		fprintf(stderr, "hopwire-socks-client: %d connections open "
 				"already: closing a new one\n", max_conns);

@@ -27,9 +27,8 @@ struct hw_exitlink {
 	char exits[HW_EXITLINK_EXITS_MAX][HW_APP_PK_HEX + 1];
 	int nexits;
 	pthread_mutex_t mu;
-	/* Broadcast when cur changes and when a connection waits for a
-	 * link (demand), so the keeper cuts its retry wait short. */
-	pthread_cond_t cv;
+	pthread_cond_t link_cv;   /* the keeper -> connections: cur changed */
+	pthread_cond_t demand_cv; /* connections -> the keeper: one waits */
 	struct hw_exitlink_ref *cur; /* NULL while there is no link */
 	int demand;
 	struct hw_exitlink_status st;
@@ -138,7 +137,8 @@ static void retry_wait(struct hw_exitlink *x, long *retry)
 
 	deadline_in(&ts, *retry);
 	while (!x->demand &&
-	       pthread_cond_timedwait(&x->cv, &x->mu, &ts) != ETIMEDOUT)
+	       pthread_cond_timedwait(&x->demand_cv, &x->mu, &ts) !=
+		       ETIMEDOUT)
 		;
 	x->demand = 0;
 	if (x->st.state == HW_EXITLINK_DOWN)
@@ -169,7 +169,7 @@ static void *keeper(void *arg)
 		x->st.exit = r->exit;
 		x->st.links++;
 		x->st.error[0] = '\0';
-		pthread_cond_broadcast(&x->cv);
+		pthread_cond_broadcast(&x->link_cv);
 		pthread_mutex_unlock(&x->mu);
 
 		clock_gettime(CLOCK_MONOTONIC, &up);
@@ -183,6 +183,13 @@ static void *keeper(void *arg)
 						  : "closed");
 		fprintf(stderr, "hopwire-socks-client: %s; dialing again\n",
 			x->st.error);
+		{
+			struct hw_app_mux_stats ms;
+
+			hw_app_mux_stats(r->mux, &ms);
+			x->st.sent += ms.sent;
+			x->st.received += ms.received;
+		}
 		x->cur = NULL;
 		x->st.state = HW_EXITLINK_DIALING;
 		put_locked(r, &dead);
@@ -223,7 +230,8 @@ int hw_exitlink_start(struct hw_exitlink **out, struct hw_app *app,
 	pthread_mutex_init(&x->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&x->cv, &ca);
+	pthread_cond_init(&x->link_cv, &ca);
+	pthread_cond_init(&x->demand_cv, &ca);
 	pthread_condattr_destroy(&ca);
 	if (nexits) {
 		pthread_attr_init(&ta);
@@ -232,7 +240,8 @@ int hw_exitlink_start(struct hw_exitlink **out, struct hw_app *app,
 		rc = pthread_create(&t, &ta, keeper, x);
 		pthread_attr_destroy(&ta);
 		if (rc) {
-			pthread_cond_destroy(&x->cv);
+			pthread_cond_destroy(&x->link_cv);
+			pthread_cond_destroy(&x->demand_cv);
 			pthread_mutex_destroy(&x->mu);
 			free(x);
 			return -rc;
@@ -255,9 +264,12 @@ int hw_exitlink_open(struct hw_exitlink *x, int timeout_ms, int *fd,
 	deadline_in(&ts, timeout_ms);
 	pthread_mutex_lock(&x->mu);
 	while (!x->cur) {
-		x->demand = 1;
-		pthread_cond_broadcast(&x->cv);
-		if (pthread_cond_timedwait(&x->cv, &x->mu, &ts) == ETIMEDOUT &&
+		if (!x->demand) {
+			x->demand = 1;
+			pthread_cond_signal(&x->demand_cv);
+		}
+		if (pthread_cond_timedwait(&x->link_cv, &x->mu, &ts) ==
+			    ETIMEDOUT &&
 		    !x->cur) {
 			pthread_mutex_unlock(&x->mu);
 			return -ETIMEDOUT;
@@ -274,14 +286,21 @@ int hw_exitlink_open(struct hw_exitlink *x, int timeout_ms, int *fd,
 	return 0;
 }
 
-int hw_exitlink_broken(const struct hw_exitlink_ref *ref)
+int hw_exitlink_relay(struct hw_exitlink_ref *ref, int fd, int sock)
 {
-	return hw_app_mux_error(ref->mux) != NULL;
+	return hw_app_mux_relay(ref->mux, fd, sock);
 }
 
 void hw_exitlink_status(struct hw_exitlink *x, struct hw_exitlink_status *st)
 {
+	struct hw_app_mux_stats ms = {0};
+
 	pthread_mutex_lock(&x->mu);
 	*st = x->st;
+	if (x->cur)
+		hw_app_mux_stats(x->cur->mux, &ms);
 	pthread_mutex_unlock(&x->mu);
+	st->sent += ms.sent;
+	st->received += ms.received;
+	st->streams = ms.streams;
 }

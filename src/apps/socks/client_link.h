@@ -26,6 +26,10 @@ struct hw_exitlink_status {
 	int exit;        /* index of the exit in use (or last used), -1 */
 	unsigned links;  /* links opened since the start */
 	char error[256]; /* the last failure, "" when none */
+	/* Over every link so far: bytes to the exit, bytes back; streams
+	 * open on the current link. */
+	unsigned long long sent, received;
+	unsigned streams;
 };
 
 /* Starts the keeper over app with the exits' keys (hex); nexits 0 gives
@@ -44,9 +48,10 @@ int hw_exitlink_open(struct hw_exitlink *x, int timeout_ms, int *fd,
 /* Gives back what hw_exitlink_open handed out. */
 void hw_exitlink_put(struct hw_exitlink *x, struct hw_exitlink_ref *ref);
 
-/* Whether the stream of ref ended because its link did (the exit or the
- * route to it went away), not in order. */
-int hw_exitlink_broken(const struct hw_exitlink_ref *ref);
+/* Hands stream fd of ref over to sock (hw_app_mux_relay: the link's
+ * mux moves the bytes from then on, and takes fd in every case and sock
+ * on success). Returns 0 or a negative errno. */
+int hw_exitlink_relay(struct hw_exitlink_ref *ref, int fd, int sock);
 
 void hw_exitlink_status(struct hw_exitlink *x,
 			struct hw_exitlink_status *st);

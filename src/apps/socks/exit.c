@@ -67,12 +67,26 @@ static atomic_int nconns, nloops;
 static volatile sig_atomic_t stop;
 static pthread_attr_t thread_attr;
 
-/* One SOCKS5 connection: a plain loop or a stream of a mux. */
+/* A mux and the threads that use it: the last one frees it. */
+struct muxref {
+	struct hw_app_mux *mux;
+	atomic_int refs;
+};
+
+/* One SOCKS5 connection: a plain loop, or a stream of mux. */
 struct conn {
 	int fd;
-	int loop; /* fd is a loop (close with hw_app_loop_close) */
+	struct muxref *mux; /* NULL: fd is a loop */
 	char who[HW_APP_PK_HEX + 1];
 };
+
+static void muxref_put(struct muxref *r)
+{
+	if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
+		hw_app_mux_free(r->mux);
+		free(r);
+	}
+}
 
 static void on_term(int sig)
 {
@@ -198,7 +212,9 @@ static int open_target(const struct hw_s5_request *r, uint8_t *code,
 }
 
 /* One loop, from greeting to the end of the relay. */
-static void serve(const struct conn *c)
+/* Speaks SOCKS5 on c. Returns 1 when c->fd was taken (handed to the
+ * mux with the connection), else 0. */
+static int serve(const struct conn *c)
 {
 	uint8_t buf[512], out[HW_S5_REPLY_MAX];
 	struct hw_s5_greeting g;
@@ -220,21 +236,21 @@ static void serve(const struct conn *c)
 	if (rc) {
 		fprintf(stderr, "hopwire-socks: %.16s: not a SOCKS5 greeting, "
 				"closing\n", who);
-		return;
+		return 0;
 	}
 	if (!hw_s5_greeting_has(&g, HW_S5_METHOD_NONE)) {
 		uint8_t no[2] = {HW_S5_VERSION, HW_S5_METHOD_REFUSED};
 		hw_socks_write_all(fd, no, 2);
 		fprintf(stderr, "hopwire-socks: %.16s: offers no method 0x00, "
 				"closing\n", who);
-		return;
+		return 0;
 	}
 	memmove(buf, buf + used, len - used);
 	len -= used;
 	{
 		uint8_t ok[2] = {HW_S5_VERSION, HW_S5_METHOD_NONE};
 		if (hw_socks_write_all(fd, ok, 2))
-			return;
+			return 0;
 	}
 	while ((rc = hw_s5_parse_request(buf, len, &r, &used)) == -EAGAIN)
 		if ((n = hw_socks_read_more(fd, buf, &len, sizeof(buf),
@@ -245,58 +261,77 @@ static void serve(const struct conn *c)
 				   out, HW_S5_ATYP_UNSUPPORTED, NULL));
 		fprintf(stderr, "hopwire-socks: %.16s: address type 0x%02x "
 				"not supported\n", who, buf[3]);
-		return;
+		return 0;
 	}
 	if (rc) {
 		fprintf(stderr, "hopwire-socks: %.16s: malformed SOCKS5 "
 				"request, closing\n", who);
-		return;
+		return 0;
 	}
 	if (r.cmd != HW_S5_CMD_CONNECT) {
 		hw_socks_write_all(fd, out, hw_s5_build_reply(
 				   out, HW_S5_CMD_UNSUPPORTED, NULL));
 		fprintf(stderr, "hopwire-socks: %.16s: command 0x%02x not "
 				"supported (CONNECT only)\n", who, r.cmd);
-		return;
+		return 0;
 	}
 	if ((target = open_target(&r, &code, why, sizeof(why))) < 0) {
 		hw_socks_write_all(fd, out, hw_s5_build_reply(out, code, NULL));
 		fprintf(stderr, "hopwire-socks: %.16s: %s (reply 0x%02x)\n",
 			who, why, code);
-		return;
+		return 0;
 	}
 	if (getsockname(target, (struct sockaddr *)&bound, &bl) < 0)
 		bound.ss_family = AF_UNSPEC;
 	if (hw_socks_write_all(fd, out, hw_s5_build_reply(
 				       out, HW_S5_OK,
-				       (struct sockaddr *)&bound)) == 0) {
-		rc = hw_socks_splice(fd, target, buf + used, len - used,
-				     NULL);
-		if (rc == -ENETRESET)
-			fprintf(stderr, "hopwire-socks: %.16s: loop failed: "
-					"%s\n", who,
-				hw_app_loop_error(fd) ? hw_app_loop_error(fd)
-						      : "reset");
+				       (struct sockaddr *)&bound))) {
+		close(target);
+		return 0;
 	}
+	if (c->mux) {
+		/* Bytes that came behind the request go first; then the mux
+		 * moves the connection's bytes itself. */
+		if (len > used &&
+		    hw_socks_write_all(target, buf + used, len - used)) {
+			close(target);
+			return 0;
+		}
+		if ((rc = hw_app_mux_relay(c->mux->mux, fd, target))) {
+			fprintf(stderr, "hopwire-socks: %.16s: cannot hand the "
+					"connection to the mux: %s\n", who,
+				strerror(-rc));
+			close(target);
+		}
+		return 1;
+	}
+	rc = hw_socks_splice(fd, target, buf + used, len - used, NULL);
+	if (rc == -ENETRESET)
+		fprintf(stderr, "hopwire-socks: %.16s: loop failed: %s\n", who,
+			hw_app_loop_error(fd) ? hw_app_loop_error(fd)
+					      : "reset");
 	close(target);
-	return;
+	return 0;
 cut:
 	fprintf(stderr, "hopwire-socks: %.16s: %s during negotiation, "
 			"closing\n", who,
 		n == -ETIMEDOUT ? "no complete request within 10 s"
 		: n == 0	? "end of loop"
 				: strerror((int)-n));
+	return 0;
 }
 
 static void *conn_thread(void *arg)
 {
 	struct conn *c = arg;
 
-	serve(c);
-	if (c->loop)
-		hw_app_loop_close(c->fd);
-	else
-		close(c->fd);
+	if (!serve(c)) {
+		if (c->mux)
+			close(c->fd);
+		else
+			hw_app_loop_close(c->fd);
+	}
+	muxref_put(c->mux);
 	free(c);
 	atomic_fetch_sub(&nconns, 1);
 	return NULL;
@@ -304,7 +339,7 @@ static void *conn_thread(void *arg)
 
 /* Starts conn_thread on a new connection, or closes it when the exit is
  * full or out of threads. Takes fd either way. */
-static void start_conn(int fd, int loop, const char *who)
+static void start_conn(int fd, struct muxref *mux, const char *who)
 {
 	struct conn *c = NULL;
 	pthread_t t;
@@ -318,19 +353,22 @@ static void start_conn(int fd, int loop, const char *who)
 				"connection from %.16s\n", who);
 	} else {
 		c->fd = fd;
-		c->loop = loop;
+		c->mux = mux;
 		snprintf(c->who, sizeof(c->who), "%s", who);
+		if (mux)
+			atomic_fetch_add(&mux->refs, 1);
 		if (pthread_create(&t, &thread_attr, conn_thread, c) == 0)
 			return;
+		muxref_put(mux);
 		fprintf(stderr, "hopwire-socks: cannot start a thread: "
 				"closing a connection from %.16s\n", who);
 		free(c);
 	}
 	atomic_fetch_sub(&nconns, 1);
-	if (loop)
-		hw_app_loop_close(fd);
-	else
+	if (mux)
 		close(fd);
+	else
+		hw_app_loop_close(fd);
 }
 
 /* Waits up to the negotiation timeout for the loop's first byte and
@@ -360,11 +398,11 @@ static int is_mux(int fd)
 static void *loop_thread(void *arg)
 {
 	struct hw_app_loop *loop = arg;
-	struct hw_app_mux *mux = NULL;
+	struct muxref *mr = NULL;
 	int rc = is_mux(loop->fd), s;
 
 	if (rc == 0) {
-		start_conn(loop->fd, 1, loop->remote_pk);
+		start_conn(loop->fd, NULL, loop->remote_pk);
 		goto out;
 	}
 	if (rc < 0) {
@@ -375,23 +413,29 @@ static void *loop_thread(void *arg)
 		hw_app_loop_close(loop->fd);
 		goto out;
 	}
-	if ((rc = hw_app_mux_new(&mux, loop->fd, 0))) {
+	if (!(mr = calloc(1, sizeof(*mr))) ||
+	    (rc = hw_app_mux_new(&mr->mux, loop->fd, 0))) {
 		fprintf(stderr, "hopwire-socks: %.16s: cannot start a mux: "
-				"%s\n", loop->remote_pk, strerror(-rc));
+				"%s\n", loop->remote_pk,
+			strerror(mr ? -rc : ENOMEM));
 		hw_app_loop_close(loop->fd);
+		free(mr);
 		goto out;
 	}
+	atomic_init(&mr->refs, 1);
 	fprintf(stderr, "hopwire-socks: %.16s: streams over one loop\n",
 		loop->remote_pk);
-	while ((rc = hw_app_mux_accept(mux, &s, -1)) != -EPIPE) {
+	while ((rc = hw_app_mux_accept(mr->mux, &s, -1)) != -EPIPE) {
 		if (rc == 0)
-			start_conn(s, 0, loop->remote_pk);
+			start_conn(s, mr, loop->remote_pk);
 	}
 	fprintf(stderr, "hopwire-socks: %.16s: the loop of streams ended: "
 			"%s\n", loop->remote_pk,
-		hw_app_mux_error(mux) ? hw_app_mux_error(mux) : "closed");
-	/* Streams still relaying read end of file and end by themselves. */
-	hw_app_mux_free(mux);
+		hw_app_mux_error(mr->mux) ? hw_app_mux_error(mr->mux)
+					  : "closed");
+	/* Threads still negotiating see their streams end, then the last
+	 * one frees the mux. */
+	muxref_put(mr);
 out:
 	atomic_fetch_sub(&nloops, 1);
 	free(loop);
