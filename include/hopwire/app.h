@@ -195,8 +195,20 @@ HW_APP_API const char *hw_app_mux_error(struct hw_app_mux *mux);
  * on success and stays the caller's on failure. Returns 0, -EINVAL (fd
  * was shut down or the stream ended), -ENOENT (fd is not a stream of
  * mux), -EPIPE (the mux ended), -ENOMEM (the stream was reset) or
- * another negative errno. */
-HW_APP_API int hw_app_mux_relay(struct hw_app_mux *mux, int fd, int sock);
+ * another negative errno.
+ *
+ * watch (NULL: none) follows the relayed stream: sent and received are
+ * its DATA bytes each way since it opened, kept up to date (read them with
+ * __atomic_load_n(&w->sent, __ATOMIC_RELAXED)), and calls done(watch)
+ * from its thread once the stream has ended and sock is closed (never
+ * when the relay failed). watch must stay valid until then; done must not
+ * call the mux. */
+struct hw_app_mux_watch {
+	void (*done)(struct hw_app_mux_watch *w);
+	unsigned long long sent, received;
+};
+HW_APP_API int hw_app_mux_relay(struct hw_app_mux *mux, int fd, int sock,
+				struct hw_app_mux_watch *watch);
 
 /* What a mux moved so far: DATA bytes sent and received over all its
  * streams, and the streams open now (relayed ones included). */

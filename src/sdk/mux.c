@@ -54,6 +54,8 @@ struct stream {
 	 * sent before sock is read (post). */
 	uint8_t *pre, *post;
 	size_t pre_off, pre_len, post_off, post_len;
+	struct hw_app_mux_watch *watch; /* a relayed stream's, or NULL */
+	unsigned long long sent, received; /* DATA payload bytes */
 	unsigned fin_sent : 1, local_eof : 1, remote_fin : 1,
 		shut : 1, app_gone : 1, relayed : 1;
 	struct stream *next; /* new-stream list / accept queue */
@@ -63,6 +65,7 @@ struct stream {
 struct relay_req {
 	ino_t ino;
 	int fd, sock;
+	struct hw_app_mux_watch *watch;
 	int rc, done;
 	struct relay_req *next;
 };
@@ -169,6 +172,8 @@ static void stream_free(struct stream *s)
 		return;
 	if (s->sock >= 0)
 		close(s->sock);
+	if (s->watch && s->watch->done)
+		s->watch->done(s->watch);
 	free(s->ring);
 	free(s->pre);
 	free(s->post);
@@ -467,6 +472,10 @@ static int on_frame(struct hw_app_mux *m, const struct hw_mux_frame *f,
 		}
 		s->allow -= f->len;
 		m->received += f->len;
+		s->received += f->len;
+		if (s->watch)
+			__atomic_fetch_add(&s->watch->received, f->len,
+					   __ATOMIC_RELAXED);
 		on_data(m, s, f->payload, f->len);
 		break;
 	case HW_MUX_CREDIT:
@@ -597,6 +606,10 @@ static void post_out(struct hw_app_mux *m, struct stream *s, size_t budget)
 		s->post_len -= len;
 		s->credit -= (int64_t)len;
 		m->sent += len;
+		s->sent += len;
+		if (s->watch)
+			__atomic_fetch_add(&s->watch->sent, len,
+					   __ATOMIC_RELAXED);
 		budget -= len;
 	}
 	if (!s->post_len) {
@@ -644,6 +657,11 @@ static void stream_in(struct hw_app_mux *m, struct stream *s)
 	if (n > 0) {
 		s->credit -= n;
 		m->sent += (unsigned long long)n;
+		s->sent += (unsigned long long)n;
+		if (s->watch)
+			__atomic_fetch_add(&s->watch->sent,
+					   (unsigned long long)n,
+					   __ATOMIC_RELAXED);
 		for (size_t i = 0; n > 0; i++) {
 			size_t len = (size_t)n < HW_MUX_DATA_MAX
 					     ? (size_t)n : HW_MUX_DATA_MAX;
@@ -751,6 +769,12 @@ static int relay_switch(struct hw_app_mux *m, struct stream *s,
 	close(s->sock);
 	s->sock = r->sock;
 	s->relayed = 1;
+	/* The watch counts from the stream's start. */
+	if ((s->watch = r->watch)) {
+		__atomic_store_n(&s->watch->sent, s->sent, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->watch->received, s->received,
+				 __ATOMIC_RELAXED);
+	}
 	s->pre = pre;
 	s->pre_off = 0;
 	s->pre_len = pre_len;
@@ -1091,9 +1115,10 @@ HW_APP_API const char *hw_app_mux_error(struct hw_app_mux *m)
 	return why;
 }
 
-HW_APP_API int hw_app_mux_relay(struct hw_app_mux *m, int fd, int sock)
+HW_APP_API int hw_app_mux_relay(struct hw_app_mux *m, int fd, int sock,
+				struct hw_app_mux_watch *watch)
 {
-	struct relay_req r = {.fd = fd, .sock = sock};
+	struct relay_req r = {.fd = fd, .sock = sock, .watch = watch};
 	struct stat st;
 	uint64_t one = 1;
 

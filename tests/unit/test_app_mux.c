@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,6 +275,16 @@ static void test_reset(void **state)
 	wait_fds(base);
 }
 
+struct done_rec {
+	struct hw_app_mux_watch w; /* first: done finds the record */
+	atomic_int called;
+};
+
+static void on_done(struct hw_app_mux_watch *w)
+{
+	atomic_fetch_add(&((struct done_rec *)w)->called, 1);
+}
+
 /* A stream handed over to a socket mid-way: what the app's end held and
  * what the app wrote keep their order, both directions carry on, each
  * end of file passes, and the mux closes the socket at the end. */
@@ -282,6 +293,7 @@ static void test_relay(void **state)
 	struct hw_app_mux *a, *b;
 	struct hw_app_mux_stats st;
 	struct job w1, r1, w2, r2;
+	static struct done_rec done = {.w.done = on_done};
 	uint8_t buf[16];
 	int c, s, t[2], u[2], base;
 
@@ -299,7 +311,7 @@ static void test_relay(void **state)
 		assert_int_equal(buf[i], pat(1, (size_t)i));
 	assert_int_equal(hw_app_write(s, "hello from b", 12), 12);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, t), 0);
-	assert_int_equal(hw_app_mux_relay(b, s, t[0]), 0);
+	assert_int_equal(hw_app_mux_relay(b, s, t[0], &done.w), 0);
 	/* The socket's peer gets a's bytes from offset 10 on. */
 	r1 = (struct job){.fd = t[1], .seed = 1, .len = 2 << 20, .skip = 10};
 	assert_int_equal(pthread_create(&r1.th, NULL, reader, &r1), 0);
@@ -317,15 +329,21 @@ static void test_relay(void **state)
 	assert_true(st.received == 2u << 20 && st.sent == 12 + (1u << 20));
 	close(c);
 	close(t[1]);
+	/* Both ends closed: the relayed stream ends and says what it moved. */
+	for (int i = 0; i < 300 && !atomic_load(&done.called); i++)
+		usleep(10000);
+	assert_int_equal(atomic_load(&done.called), 1);
+	assert_true(done.w.sent == 12 + (1u << 20) &&
+		    done.w.received == 2u << 20);
 	/* Not a stream of b: -ENOENT, and the descriptor is taken. */
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, u), 0);
-	assert_int_equal(hw_app_mux_relay(b, u[0], u[1]), -ENOENT);
+	assert_int_equal(hw_app_mux_relay(b, u[0], u[1], NULL), -ENOENT);
 	close(u[1]);
 	/* A mux that ended: -EPIPE, fd taken, the socket still ours. */
 	hw_app_mux_free(a);
 	assert_int_equal(hw_app_mux_accept(b, &s, 2000), -EPIPE);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, u), 0);
-	assert_int_equal(hw_app_mux_relay(b, u[0], u[1]), -EPIPE);
+	assert_int_equal(hw_app_mux_relay(b, u[0], u[1], NULL), -EPIPE);
 	assert_int_equal(close(u[1]), 0);
 	hw_app_mux_free(b);
 	wait_fds(base);

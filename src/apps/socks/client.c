@@ -3,7 +3,7 @@
  * (docs/socks.md). Listens on a TCP address and speaks the first part of
  * SOCKS5 itself (the greeting, and RFC 1929 username/password when
  * configured); the request goes to the exit as a stream of the one loop
- * the client holds to it (client_link.h), with the exit's greeting answer
+ * the client holds to it (src/apps/common/muxlink.h), with the exit's greeting answer
  * awaited in the same round trip, and from then on the bytes pass
  * through unchanged. One thread per connection. Uses the SDK
  * (include/hopwire/app.h) and libc only. */
@@ -23,11 +23,12 @@
 #include <unistd.h>
 
 #include "client_auth.h"
-#include "client_link.h"
 #include "hopwire/app.h"
+#include "apps/common/muxlink.h"
 #include "relay.h"
 #include "socks5.h"
 
+#define SOCKS_PORT 3
 #define CLIENT_CONNS_MAX 1024
 #define CLIENT_LINK_WAIT_MS 10000
 
@@ -76,9 +77,9 @@ static const char usage[] =
 	"goes.\n";
 
 static struct hw_app *app;
-static struct hw_exitlink *link_;
+static struct hw_muxlink *link_;
 static struct hw_auth auth;
-static char exits[HW_EXITLINK_EXITS_MAX][HW_APP_PK_HEX + 1];
+static char exits[HW_MUXLINK_PEERS_MAX][HW_APP_PK_HEX + 1];
 static const char *listen_spec = "127.0.0.1:1080", *auth_path,
 		  *status_path;
 static char listen_shown[96];
@@ -244,8 +245,8 @@ static int serve(int fd)
 {
 	uint8_t buf[HW_S5_REQUEST_MAX + 512];
 	long long deadline = hw_socks_now_ms() + HW_SOCKS_NEGOTIATE_MS;
-	struct hw_exitlink_ref *ref = NULL;
-	struct hw_exitlink_status st;
+	struct hw_muxlink_ref *ref = NULL;
+	struct hw_muxlink_status st;
 	struct hw_s5_request r;
 	size_t len = 0, used;
 	int s = -1, rc;
@@ -269,12 +270,12 @@ static int serve(int fd)
 	/* A link that ended under us is replaced by the keeper: one more
 	 * try, nothing was sent yet. */
 	for (int tries = 0; tries < 2; tries++) {
-		rc = hw_exitlink_open(link_, CLIENT_LINK_WAIT_MS, &s, &ref);
+		rc = hw_muxlink_open(link_, CLIENT_LINK_WAIT_MS, &s, &ref);
 		if (rc != -EPIPE)
 			break;
 	}
 	if (rc) {
-		hw_exitlink_status(link_, &st);
+		hw_muxlink_status(link_, &st);
 		reply(fd, HW_S5_FAILURE);
 		log_conn("%s", rc == -ENOENT ? "no exit configured: answering "
 					       "general failure"
@@ -288,11 +289,11 @@ static int serve(int fd)
 		reply(fd, HW_S5_FAILURE);
 		close(s);
 		rc = -EPIPE;
-	} else if ((rc = hw_exitlink_relay(ref, s, fd))) {
+	} else if ((rc = hw_muxlink_relay(ref, s, fd, NULL))) {
 		log_conn("cannot hand the connection to the link: %s",
 			 strerror(-rc));
 	}
-	hw_exitlink_put(link_, ref);
+	hw_muxlink_put(ref);
 	return rc == 0;
 }
 
@@ -327,7 +328,7 @@ static void json_str(FILE *f, const char *s)
 static void write_status(void)
 {
 	static char last[4096];
-	struct hw_exitlink_status st;
+	struct hw_muxlink_status st;
 	struct timeval tv;
 	char tmp[4200], *doc = NULL;
 	size_t doclen = 0;
@@ -335,7 +336,7 @@ static void write_status(void)
 
 	if (!status_path)
 		return;
-	hw_exitlink_status(link_, &st);
+	hw_muxlink_status(link_, &st);
 	if (!(f = open_memstream(&doc, &doclen)))
 		return;
 	fprintf(f, "{\"version\":1,\"listen\":");
@@ -346,12 +347,12 @@ static void write_status(void)
 		json_str(f, exits[i]);
 	}
 	fprintf(f, "],\"exit\":");
-	if (st.exit >= 0 && st.state == HW_EXITLINK_UP)
-		json_str(f, exits[st.exit]);
+	if (st.peer >= 0 && st.state == HW_MUXLINK_UP)
+		json_str(f, exits[st.peer]);
 	else
 		fprintf(f, "null");
 	fprintf(f, ",\"state\":\"%s\",\"error\":",
-		hw_exitlink_state_str(st.state));
+		hw_muxlink_state_str(st.state));
 	if (st.error[0])
 		json_str(f, st.error);
 	else
@@ -470,10 +471,10 @@ static int parse_args(int argc, char **argv, struct hw_app_config *cfg)
 						"characters\n", v);
 				return -1;
 			}
-			if (nexits == HW_EXITLINK_EXITS_MAX) {
+			if (nexits == HW_MUXLINK_PEERS_MAX) {
 				fprintf(stderr, "hopwire-socks-client: more "
 						"than %d --exit keys\n",
-					HW_EXITLINK_EXITS_MAX);
+					HW_MUXLINK_PEERS_MAX);
 				return -1;
 			}
 			snprintf(exits[nexits++], sizeof(exits[0]), "%s", v);
@@ -524,14 +525,14 @@ static void show_listener(int lfd)
 /* One accepted connection: its thread, unless the client is full. */
 static void take_conn(int lfd, const pthread_attr_t *attr)
 {
-	struct hw_exitlink_status st;
+	struct hw_muxlink_status st;
 	pthread_t t;
 	int fd;
 
 	if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
 		return;
 	/* Connections in negotiation (threads) and relayed (streams). */
-	hw_exitlink_status(link_, &st);
+	hw_muxlink_status(link_, &st);
 	if (atomic_fetch_add(&nconns, 1) + (int)st.streams >= max_conns) {
 		atomic_fetch_sub(&nconns, 1);
 		fprintf(stderr, "hopwire-socks-client: %d connections open "
@@ -553,6 +554,8 @@ int main(int argc, char **argv)
 	struct hw_app_config cfg = {.name = "socks-client",
 				    .version = "0.1.0"};
 	struct sigaction sa = {.sa_handler = on_term};
+	struct hw_muxlink_params lp = {.port = SOCKS_PORT,
+				       .log = "hopwire-socks-client"};
 	pthread_attr_t attr;
 	long long last_status = 0;
 	char err[768], warn[600];
@@ -582,9 +585,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hopwire-socks-client: %s\n", err);
 		return 1;
 	}
-	if ((rc = hw_exitlink_start(&link_, app,
-				    (const char (*)[HW_APP_PK_HEX + 1])exits,
-				    nexits))) {
+	lp.app = app;
+	lp.peers = (const char (*)[HW_APP_PK_HEX + 1])exits;
+	lp.npeers = nexits;
+	if ((rc = hw_muxlink_start(&link_, &lp))) {
 		fprintf(stderr, "hopwire-socks-client: cannot start: %s\n",
 			strerror(-rc));
 		return 1;

@@ -297,7 +297,7 @@ static int serve(const struct conn *c)
 			close(target);
 			return 0;
 		}
-		if ((rc = hw_app_mux_relay(c->mux->mux, fd, target))) {
+		if ((rc = hw_app_mux_relay(c->mux->mux, fd, target, NULL))) {
 			fprintf(stderr, "hopwire-socks: %.16s: cannot hand the "
 					"connection to the mux: %s\n", who,
 				strerror(-rc));

@@ -1,0 +1,354 @@
+"""TCP port forwarding (docs/forward.md): hopwire-forward on a and on c,
+two hops apart on a line a - b - c, started by hand with a settings file
+each; the sad paths of ../shared/seeds/004_* with the seed's numbering:
+P1 the TCP end client (this test), P2 a's app, P3 b, P4 c's app, P5 a
+TCP server of this test."""
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import bin_path, free_port, wait_for
+from test_apps import apps_sock
+from test_routing import line_of_three, link
+
+BLOB = os.urandom(8 << 20)
+
+
+class EchoServer:
+    """P5: echoes every connection; counts the ones that ended."""
+
+    def __init__(self, banner=b""):
+        self.s = socket.socket()
+        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.s.bind(("127.0.0.1", 0))
+        self.s.listen(1024)
+        self.port = self.s.getsockname()[1]
+        self.banner = banner
+        self.ended = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.s.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        try:
+            if self.banner:
+                c.sendall(self.banner)
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                c.sendall(d)
+        except OSError:
+            pass
+        c.close()
+        with self.lock:
+            self.ended += 1
+
+    def close(self):
+        self.s.close()
+
+
+class Forward:
+    """A hopwire-forward started by hand on visor v, with its settings
+    file, status file and log in v's folder."""
+
+    def __init__(self, v, name="forward"):
+        self.v = v
+        self.settings = v.dir / f"{name}.settings.json"
+        self.status_path = v.dir / f"{name}.status.json"
+        self.log_path = v.dir / f"{name}.log"
+        self.revision = 0
+        self.p = None
+
+    def set(self, expose=(), maps=()):
+        self.revision += 1
+        doc = {"revision": self.revision, "expose": list(expose),
+               "map": list(maps)}
+        tmp = self.settings.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc))
+        tmp.rename(self.settings)
+        if self.p:
+            wait_for(lambda: self.status().get("revision") == self.revision,
+                     what=f"settings revision {self.revision} in force")
+
+    def start(self):
+        env = dict(os.environ, HOPWIRE_APP_SOCKET=apps_sock(self.v))
+        self.p = subprocess.Popen(
+            [bin_path("hopwire-forward"), "--settings", str(self.settings),
+             "--status", str(self.status_path)], env=env,
+            stdout=open(self.log_path, "a"), stderr=subprocess.STDOUT)
+        wait_for(lambda: "on port 47" in self.log(), what="forward up")
+        wait_for(lambda: self.status().get("revision") == self.revision,
+                 what="its status")
+        return self
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.p and self.p.poll() is None:
+            self.p.send_signal(sig)
+            self.p.wait(timeout=10)
+        self.p = None
+
+    def alive(self):
+        return self.p is not None and self.p.poll() is None
+
+    def log(self):
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def status(self):
+        try:
+            return json.loads(self.status_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+
+def expose(name, port, *allow):
+    return {"name": name, "target": f"127.0.0.1:{port}",
+            "allow": list(allow)}
+
+
+def mapping(port, pk, service):
+    return {"listen": f"127.0.0.1:{port}", "pk": pk, "service": service}
+
+
+def echo_once(port, data=b"ping", timeout=10):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        got = b""
+        while len(got) < len(data):
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+        return got
+
+
+def works(port):
+    try:
+        return echo_once(port, b"up?", timeout=3) == b"up?"
+    except OSError:
+        return False
+
+
+def closed_within(port, seconds):
+    """Connects, sends, and says whether the connection was closed with
+    no byte echoed within seconds."""
+    t = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=seconds) as s:
+        s.sendall(b"hello?")
+        try:
+            d = s.recv(16)
+        except ConnectionResetError:
+            d = b""
+    return d == b"" and time.monotonic() - t < seconds
+
+
+@pytest.fixture
+def line(tmp_path, control_plane, visors):
+    disc, s, a, b, c = line_of_three(tmp_path, control_plane, visors)
+    p5 = EchoServer()
+    made = []
+
+    def fwd(v):
+        f = Forward(v)
+        made.append(f)
+        return f
+    yield a, b, c, p5, fwd
+    for f in made:
+        f.stop()
+    p5.close()
+
+
+def test_forward_bytes_identifiers_and_refusals(line):
+    a, b, c, p5, fwd = line
+    p4 = fwd(c)
+    p4.set(expose=[expose("echo", p5.port, a.pk),
+                   expose("only-b", p5.port, b.pk),
+                   expose("dead", free_port(), "any")])
+    p4.start()
+    p2 = fwd(a)
+    ports = [free_port() for _ in range(4)]
+    p2.set(maps=[mapping(ports[0], c.pk, "echo"),
+                 mapping(ports[1], c.pk, "only-b"),
+                 mapping(ports[2], c.pk, "nosuch"),
+                 mapping(ports[3], c.pk, "dead")])
+    p2.start()
+    wait_for(lambda: works(ports[0]), timeout=15, what="the mapping")
+
+    # 8 MiB each way, intact; the four identifiers while it is open.
+    with socket.create_connection(("127.0.0.1", ports[0]), timeout=20) as s:
+        got = bytearray()
+
+        def reader():
+            while len(got) < len(BLOB):
+                d = s.recv(1 << 20)
+                if not d:
+                    break
+                got.extend(d)
+        t = threading.Thread(target=reader)
+        t.start()
+        s.sendall(BLOB)
+        t.join(30)
+        assert hashlib.sha256(got).digest() == hashlib.sha256(BLOB).digest()
+        me = s.getsockname()[1]
+        wait_for(lambda: any(x["client_port"] == me
+                             for x in p2.status()["conns"]),
+                 what="the connection in a's status")
+        cl = [x for x in p2.status()["conns"] if x["client_port"] == me][0]
+        assert (cl["side"], cl["client_pk"], cl["server_pk"],
+                cl["service"], cl["service_port"]) == \
+            ("client", a.pk, c.pk, "echo", p5.port)
+        assert cl["bytes_up"] == cl["bytes_down"] == len(BLOB)
+        sv = [x for x in p4.status()["conns"] if x["client_port"] == me][0]
+        assert (sv["side"], sv["client_pk"], sv["server_pk"]) == \
+            ("server", a.pk, c.pk)
+    wait_for(lambda: not p2.status()["conns"] and not p4.status()["conns"],
+             what="both sides forget the closed connection")
+
+    # Refusals: each closes the local connection at once, logged at both
+    # ends with the reason; P5 not listening within a second.
+    assert closed_within(ports[1], 5)
+    assert closed_within(ports[2], 5)
+    assert closed_within(ports[3], 1)
+    wait_for(lambda: "only-b: not allowed" in p2.log() and
+             "nosuch: no such service" in p2.log() and
+             "dead: refused" in p2.log(), what="a's reasons")
+    assert f"visor {a.pk[:16]} may not use 'only-b'" in p4.log()
+    assert "no service 'nosuch' is exposed" in p4.log()
+    # The mapping still works after all that.
+    assert echo_once(ports[0]) == b"ping"
+    assert p2.alive() and p4.alive()
+
+
+def test_forward_order_restarts_and_p1_closing(line):
+    a, b, c, p5, fwd = line
+    port = free_port()
+    # P2 before P4 (the seed's swapped order): it works once P4 is up.
+    p2 = fwd(a)
+    p2.set(maps=[mapping(port, c.pk, "echo")])
+    p2.start()
+    time.sleep(1)
+    assert not works(port)
+    p4 = fwd(c)
+    p4.set(expose=[expose("echo", p5.port, a.pk)])
+    p4.start()
+    wait_for(lambda: works(port), timeout=15, what="the mapping after P4")
+
+    # P1 closes while another connection is open: the other goes on, P5
+    # sees the close, P2 and P4 stay up.
+    keep = socket.create_connection(("127.0.0.1", port), timeout=10)
+    keep.sendall(b"one")
+    assert keep.recv(3) == b"one"
+    ended = p5.ended
+    gone = socket.create_connection(("127.0.0.1", port), timeout=10)
+    gone.sendall(b"two")
+    assert gone.recv(3) == b"two"
+    gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                    b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    gone.close()  # a reset, as a killed client leaves
+    wait_for(lambda: p5.ended == ended + 1, what="P5 sees the close")
+    keep.sendall(b"still")
+    assert keep.recv(5) == b"still"
+    keep.close()
+    assert p2.alive() and p4.alive()
+
+    # P4's app restarts: the mapping comes back by itself.
+    p4.stop(signal.SIGKILL)
+    wait_for(lambda: not works(port), timeout=10, what="P4 gone")
+    p4.start()
+    wait_for(lambda: works(port), timeout=15, what="the mapping after P4")
+    # P2's app restarts: its mapping comes back from its settings.
+    p2.stop(signal.SIGKILL)
+    p2.start()
+    wait_for(lambda: works(port), timeout=15, what="the mapping after P2")
+    # P4's whole visor restarts.
+    c.stop()
+    c.start()
+    link(b, c)
+    p4.stop(signal.SIGKILL)  # its channel went with the visor
+    p4.start()
+    wait_for(lambda: works(port), timeout=15,
+             what="the mapping after P4's visor")
+
+
+def test_forward_middle_hop_restart(line):
+    a, b, c, p5, fwd = line
+    port = free_port()
+    p4 = fwd(c)
+    p4.set(expose=[expose("echo", p5.port, "any")])
+    p4.start()
+    p2 = fwd(a)
+    p2.set(maps=[mapping(port, c.pk, "echo")])
+    p2.start()
+    wait_for(lambda: works(port), timeout=15, what="the mapping")
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"x")
+    assert s.recv(1) == b"x"
+    # P3 dies: with no other path, the open connection ends (no hang).
+    b.stop(signal.SIGKILL)
+    s.settimeout(40)
+    try:
+        while s.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    s.close()
+    b.start()
+    link(a, b)
+    link(b, c)
+    t = time.monotonic()
+    wait_for(lambda: works(port), timeout=15, what="a new connection")
+    assert time.monotonic() - t < 15
+    assert p2.alive() and p4.alive()
+
+
+def fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_forward_1000_dropped(line):
+    a, b, c, p5, fwd = line
+    port = free_port()
+    p4 = fwd(c)
+    p4.set(expose=[expose("echo", p5.port, a.pk)])
+    p4.start()
+    p2 = fwd(a)
+    p2.set(maps=[mapping(port, c.pk, "echo")])
+    p2.start()
+    wait_for(lambda: works(port), timeout=15, what="the mapping")
+    procs = {"a's forward": p2.p.pid, "c's forward": p4.p.pid,
+             "visor a": a.proc.pid, "visor c": c.proc.pid}
+    before = {k: fds(p) for k, p in procs.items()}
+    socks = []
+    for i in range(1000):
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        except OSError:
+            continue
+        if i % 2:
+            s.sendall(b"abandoned")
+        socks.append(s)
+    for s in socks:
+        s.close()
+    assert len(socks) >= 900
+    # Everything settles back: no connection, no descriptor left.
+    wait_for(lambda: not p2.status().get("conns") and
+             not p4.status().get("conns"), timeout=30,
+             what="both sides without connections")
+    wait_for(lambda: all(fds(p) <= before[k] + 2
+                         for k, p in procs.items()), timeout=30,
+             what="descriptors back to where they were")
+    assert works(port)
