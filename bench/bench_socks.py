@@ -490,7 +490,7 @@ def main():
               f"CPU time each process spent per GiB in the best run, and "
               f"how long (in % of that run) its threads were runnable but "
               f"waiting for a CPU:")
-        cost = {}
+        cost, busiest = {}, {}
         for name, _, _ in methods:
             if name in best:
                 # CPU seconds per GiB: what the chain costs whatever
@@ -498,6 +498,7 @@ def main():
                 per = {n: c / 100 * GIB / 1e6 / best[name]
                        for n, (c, _) in cpu_of[name].items()}
                 cost[name] = sum(per.values())
+                busiest[name] = max(per.items(), key=lambda kv: kv[1])
                 print(f"  {name:27s} {best[name]:8.1f} MB/s   CPU "
                       f"{cost[name]:.2f} s per GiB: " + ", ".join(
                           f"{n} {per[n]:.2f} (waited {w:.0f}%)"
@@ -509,9 +510,22 @@ def main():
         if proxied and direct:
             print(f"  hopwire / direct: {proxied / direct:.2f}")
         if proxied and sc:
+            hw, ch = methods[1][0], methods[2][0]
             print(f"  CPU per GiB, hopwire / ssh -D chacha20-poly1305: "
-                  f"{cost[methods[1][0]] / cost[methods[2][0]]:.2f} (on a "
-                  f"busy machine throughput follows the inverse of it)")
+                  f"{cost[hw] / cost[ch]:.2f}")
+            # What those costs allow: with a core for every process the
+            # busiest one sets the pace; with this machine's cores shared
+            # by all, the chain's sum does.
+            gib_mb = GIB / 1e6
+            (hn, hs), (cn, cs) = busiest[hw], busiest[ch]
+            cores = os.cpu_count() or 1
+            print(f"  bounds from CPU per GiB: a core per process (the "
+                  f"busiest sets the pace): hopwire {gib_mb / hs:.0f} MB/s "
+                  f"({hn}), ssh chacha20 {gib_mb / cs:.0f} MB/s ({cn}), "
+                  f"ratio {cs / hs:.2f}; {cores} cores shared by the "
+                  f"whole chain: hopwire {cores * gib_mb / cost[hw]:.0f}, "
+                  f"ssh {cores * gib_mb / cost[ch]:.0f} MB/s, ratio "
+                  f"{cost[ch] / cost[hw]:.2f}")
         print("peak resident memory (VmHWM) after the 1 GiB downloads: " +
               ", ".join(f"{n} {peak[n] / 1024:.1f} MiB (idle "
                         f"{idle[n] / 1024:.1f})" for n in ours) +
