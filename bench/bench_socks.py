@@ -34,7 +34,11 @@ import types
 
 from bench_heal import pct
 from bench_visor import BIN, Visor, control_plane, free_port, port_open, \
-    run, wait
+    wait
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent /
+                       "tests" / "e2e"))
+from sshd_local import ssh_opts, start_sshd  # noqa: E402
 
 GIB = 1 << 30
 CONCURRENT, EACH = 100, 16 << 20
@@ -325,42 +329,14 @@ def start_app(root, v, name, *args):
 
 
 def sshd(root, procs):
-    """sshd as this user on a loopback port from a temp dir; returns
-    (port, user key, pid)."""
-    d = root / "ssh"
-    d.mkdir()
-    for k in ("host_key", "user_key"):
-        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", d / k)
-    (d / "authorized_keys").write_text((d / "user_key.pub").read_text())
-    (d / "authorized_keys").chmod(0o600)
-    port = free_port()
-    (d / "sshd_config").write_text(f"""\
-Port {port}
-ListenAddress 127.0.0.1
-HostKey {d}/host_key
-AuthorizedKeysFile {d}/authorized_keys
-UsePAM no
-StrictModes no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-AllowTcpForwarding yes
-PidFile none
-LogLevel ERROR
-""")
-    path = shutil.which("sshd", path="/usr/sbin:/usr/bin:/sbin")
-    if path is None:
-        raise SystemExit("bench_socks: sshd not found (scripts/deps.sh "
-                         "installs openssh-server)")
-    if os.geteuid() == 0:
-        # sshd running as root needs its privilege separation directory,
-        # which only the service unit creates otherwise.
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-    procs.append(subprocess.Popen([path, "-f", d / "sshd_config", "-D",
-                                   "-e"],
-                                  stderr=open(d / "sshd.log", "wb")))
-    wait(lambda: port_open(port), "sshd")
-    return port, d / "user_key", procs[-1].pid
+    """sshd as this user on a loopback port from a temp dir
+    (tests/e2e/sshd_local.py); returns (port, user key, pid)."""
+    try:
+        p, port, key = start_sshd(root / "ssh")
+    except RuntimeError as e:
+        raise SystemExit(f"bench_socks: {e}")
+    procs.append(p)
+    return port, key, p.pid
 
 
 def ssh_socks(root, procs, sshd_port, key, cipher):
@@ -369,12 +345,9 @@ def ssh_socks(root, procs, sshd_port, key, cipher):
     port = free_port()
     log = root / f"ssh-{cipher.split('@')[0]}.log"
     p = subprocess.Popen(
-        ["ssh", "-N", "-D", f"127.0.0.1:{port}", "-c", cipher, "-F",
-         "/dev/null", "-i", key, "-o", "IdentitiesOnly=yes", "-o",
-         "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-         "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-o",
-         "LogLevel=ERROR", "-p", str(sshd_port),
-         f"{getpass.getuser()}@127.0.0.1"],
+        ["ssh", "-N", "-D", f"127.0.0.1:{port}", "-c", cipher,
+         *ssh_opts(key), "-o", "ExitOnForwardFailure=yes", "-p",
+         str(sshd_port), f"{getpass.getuser()}@127.0.0.1"],
         stderr=open(log, "wb"))
     procs.append(p)
     for _ in range(200):
