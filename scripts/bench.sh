@@ -12,3 +12,5 @@ echo
 /usr/bin/python3 bench/bench_routes.py build/bin
 echo
 /usr/bin/python3 bench/bench_heal.py build/bin
+echo
+/usr/bin/python3 bench/bench_socks.py build/bin

@@ -4,64 +4,24 @@ through `hopwire-forward --stdio` as a ProxyCommand."""
 import getpass
 import hashlib
 import os
-import shutil
 import subprocess
 
 import pytest
 
-from conftest import bin_path, free_port, port_open, wait_for
+from conftest import bin_path, free_port, wait_for
+from sshd_local import ssh_opts, start_sshd
 from test_apps import apps_sock
 from test_forward import Forward, expose, line, mapping  # noqa: F401
-
-SSHD = shutil.which("sshd", path="/usr/sbin:/usr/bin:/sbin")
 
 
 @pytest.fixture
 def sshd(tmp_path):
     """sshd on a loopback port from tmp_path, with a host key and a user
     key the test makes; yields (port, user key)."""
-    if SSHD is None:
-        pytest.fail("sshd not found: scripts/deps.sh installs "
-                    "openssh-server")
-    d = tmp_path / "ssh"
-    d.mkdir()
-    for k in ("host_key", "user_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-                        str(d / k)], check=True)
-    (d / "authorized_keys").write_text((d / "user_key.pub").read_text())
-    (d / "authorized_keys").chmod(0o600)
-    port = free_port()
-    (d / "sshd_config").write_text(f"""\
-Port {port}
-ListenAddress 127.0.0.1
-HostKey {d}/host_key
-AuthorizedKeysFile {d}/authorized_keys
-UsePAM no
-StrictModes no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-PidFile none
-Subsystem sftp internal-sftp
-LogLevel ERROR
-""")
-    if os.geteuid() == 0:
-        # Root's sshd needs its privilege separation directory, which
-        # only the service unit creates otherwise.
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-    p = subprocess.Popen([SSHD, "-f", str(d / "sshd_config"), "-D", "-e"],
-                         stderr=open(d / "sshd.log", "wb"))
-    wait_for(lambda: port_open(port), what="sshd")
-    yield port, d / "user_key"
+    p, port, key = start_sshd(tmp_path / "ssh")
+    yield port, key
     p.terminate()
     p.wait(timeout=10)
-
-
-def ssh_opts(key):
-    return ["-F", "/dev/null", "-i", str(key), "-o", "IdentitiesOnly=yes",
-            "-o", "StrictHostKeyChecking=no", "-o",
-            "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o",
-            "LogLevel=ERROR"]
 
 
 def sha(path):
