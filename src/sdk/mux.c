@@ -518,6 +518,22 @@ static void mux_fail(struct hw_app_mux *m, const char *f, ...)
 	pthread_mutex_unlock(&m->mu);
 }
 
+/* The loop ended (n: 0, an end of file, or a negative errno from reading
+ * or writing it): says why; -1. */
+static int loop_gone(struct hw_app_mux *m, ssize_t n)
+{
+	const char *why;
+
+	if (n == 0 || n == -ECONNRESET || n == -EPIPE) {
+		mux_fail(m, "the far end closed the loop");
+	} else {
+		why = hw_app_loop_error(m->loop);
+		mux_fail(m, "the loop failed: %s",
+			 why ? why : strerror((int)-n));
+	}
+	return -1;
+}
+
 /* Reads the loop and acts on its frames; 0, or -1 when the mux ends. */
 static int loop_in(struct hw_app_mux *m)
 {
@@ -530,15 +546,8 @@ static int loop_in(struct hw_app_mux *m)
 	n = hw_app_read(m->loop, m->in + m->in_len, MUX_IN_MAX - m->in_len);
 	if (n == -EAGAIN)
 		return 0;
-	if (n == 0 || n == -ECONNRESET) {
-		mux_fail(m, "the far end closed the loop");
-		return -1;
-	}
-	if (n < 0) {
-		const char *why = hw_app_loop_error(m->loop);
-		mux_fail(m, "the loop failed: %s", why ? why : strerror(-n));
-		return -1;
-	}
+	if (n <= 0)
+		return loop_gone(m, n);
 	m->in_len += (size_t)n;
 	while ((rc = hw_mux_frame_next(m->in + off, m->in_len - off, &f, &used,
 				       err, sizeof(err))) == 1) {
@@ -572,15 +581,8 @@ static int loop_out(struct hw_app_mux *m)
 	n = hw_app_write(m->loop, m->out, m->out_len);
 	if (n == -EAGAIN)
 		return 0;
-	if (n == -EPIPE || n == -ECONNRESET) {
-		mux_fail(m, "the far end closed the loop");
-		return -1;
-	}
-	if (n < 0) {
-		const char *why = hw_app_loop_error(m->loop);
-		mux_fail(m, "the loop failed: %s", why ? why : strerror(-n));
-		return -1;
-	}
+	if (n < 0)
+		return loop_gone(m, n);
 	memmove(m->out, m->out + n, m->out_len - (size_t)n);
 	m->out_len -= (size_t)n;
 	return 0;

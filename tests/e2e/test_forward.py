@@ -294,26 +294,10 @@ def test_forward_order_restarts_and_p1_closing(line):
 
 def test_forward_middle_hop_restart(line):
     a, b, c, p5, fwd = line
-    port = free_port()
-    p4 = fwd(c)
-    p4.set(expose=[expose("echo", p5.port, "any")])
-    p4.start()
-    p2 = fwd(a)
-    p2.set(maps=[mapping(port, c.pk, "echo")])
-    p2.start()
-    wait_for(lambda: works(port), timeout=15, what="the mapping")
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(b"x")
-    assert s.recv(1) == b"x"
+    p4, p2 = fwd(c), fwd(a)
+    port = serve_echo(p4, p2, p5, c.pk, "any")
     # P3 dies: with no other path, the open connection ends (no hang).
-    b.stop(signal.SIGKILL)
-    s.settimeout(40)
-    try:
-        while s.recv(65536):
-            pass
-    except ConnectionResetError:
-        pass
-    s.close()
+    ends_when(port, lambda: b.stop(signal.SIGKILL))
     b.start()
     link(a, b)
     link(b, c)
@@ -340,14 +324,8 @@ def test_forward_1000_dropped(line):
     where the first did (the first may keep malloc arenas and thread
     stacks cached; a leak would grow with every round)."""
     a, b, c, p5, fwd = line
-    port = free_port()
-    p4 = fwd(c)
-    p4.set(expose=[expose("echo", p5.port, a.pk)])
-    p4.start()
-    p2 = fwd(a)
-    p2.set(maps=[mapping(port, c.pk, "echo")])
-    p2.start()
-    wait_for(lambda: works(port), timeout=15, what="the mapping")
+    p4, p2 = fwd(c), fwd(a)
+    port = serve_echo(p4, p2, p5, c.pk, a.pk)
     procs = {"a's forward": p2.p.pid, "c's forward": p4.p.pid,
              "visor a": a.proc.pid, "visor c": c.proc.pid}
     before = {k: fds(p) for k, p in procs.items()}
@@ -404,23 +382,8 @@ def test_forward_relay_restart(tmp_path, control_plane, visors):
     p5 = EchoServer()
     p4, p2 = Forward(c), Forward(a)
     try:
-        p4.set(expose=[expose("echo", p5.port, a.pk)])
-        p4.start()
-        port = free_port()
-        p2.set(maps=[mapping(port, c.pk, "echo")])
-        p2.start()
-        wait_for(lambda: works(port), timeout=15, what="the mapping")
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        s.sendall(b"x")
-        assert s.recv(1) == b"x"
-        relay.stop(signal.SIGKILL)
-        s.settimeout(40)
-        try:
-            while s.recv(65536):
-                pass
-        except ConnectionResetError:
-            pass
-        s.close()
+        port = serve_echo(p4, p2, p5, c.pk, a.pk)
+        ends_when(port, lambda: relay.stop(signal.SIGKILL))
         relay.start()
         t = time.monotonic()
         wait_for(lambda: works(port), timeout=15,
@@ -431,6 +394,35 @@ def test_forward_relay_restart(tmp_path, control_plane, visors):
         p2.stop()
         p4.stop()
         p5.close()
+
+
+def serve_echo(p4, p2, p5, server_pk, allow):
+    """P4 exposes P5 as "echo" to allow, P2 maps a free port to it; both
+    started; returns the port once a connection works."""
+    port = free_port()
+    p4.set(expose=[expose("echo", p5.port, allow)])
+    p4.start()
+    p2.set(maps=[mapping(port, server_pk, "echo")])
+    p2.start()
+    wait_for(lambda: works(port), timeout=15, what="the mapping")
+    return port
+
+
+def ends_when(port, cut):
+    """Opens a connection through port, checks it echoes, calls cut(),
+    and waits (40 s at most) for the connection to end: an end of file
+    or a reset, never a hang."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"x")
+    assert s.recv(1) == b"x"
+    cut()
+    s.settimeout(40)
+    try:
+        while s.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    s.close()
 
 
 def frame(t, sid, payload=b""):

@@ -154,13 +154,13 @@ def test_socks_idle_client_and_refused_visor(proxy):
         == 0x01
     assert "no exit configured" in log(a, "hopwire-socks-client")
     assert "refusing every visor" in log(c, "hopwire-socks")
-    # A client pointed at that exit: its loop is closed with a reason,
-    # the connection is answered 0x01.
+    # A client pointed at that exit: its requests are answered 0x02 (not
+    # allowed), with the reason in the exit's log.
     port2 = free_port()
     proxy.client("--listen", f"127.0.0.1:{port2}", "--exit", c.pk,
                  "--name", "socks-client2")
     wait_for(lambda: listening(port2), what="the second client")
     assert socks_reply(port2, b"\x05\x01\x00\x01\x7f\x00\x00\x01"
-                       b"\x00\x50") == 0x01
+                       b"\x00\x50") == 0x02
     wait_for(lambda: f"refused loop from {a.pk}: not in --allow" in
              log(c, "hopwire-socks"), what="the exit's refusal")

@@ -44,7 +44,7 @@ static const char usage[] =
 	"(64 hex\n"
 	"                      characters); repeatable. --allow any: from "
 	"every visor.\n"
-	"                      With neither, every loop is refused.\n"
+	"                      With neither, every request is refused (0x02).\n"
 	"  --allow-dest SPEC   allow destinations CIDR[:PORTS] (10.0.0.0/8,\n"
 	"                      192.0.2.1:443, 0.0.0.0/0:80-443, "
 	"[2001:db8::/32]:22);\n"
@@ -273,6 +273,15 @@ static int serve(const struct conn *c)
 				   out, HW_S5_CMD_UNSUPPORTED, NULL));
 		fprintf(stderr, "hopwire-socks: %.16s: command 0x%02x not "
 				"supported (CONNECT only)\n", who, r.cmd);
+		return 0;
+	}
+	/* A visor not in --allow learns why from REP 0x02 on every
+	 * request; nothing of its reaches the network. */
+	if (!allowed_pk(who)) {
+		hw_socks_write_all(fd, out, hw_s5_build_reply(
+				   out, HW_S5_NOT_ALLOWED, NULL));
+		fprintf(stderr, "hopwire-socks: %.16s: not in --allow "
+				"(reply 0x02)\n", who);
 		return 0;
 	}
 	if ((target = open_target(&r, &code, why, sizeof(why))) < 0) {
@@ -547,10 +556,11 @@ int main(int argc, char **argv)
 					"channel\n");
 			break;
 		}
-		if (!allowed_pk(loop->remote_pk)) {
+		if (!allowed_pk(loop->remote_pk))
 			fprintf(stderr, "hopwire-socks: refused loop from %s: "
-					"not in --allow\n", loop->remote_pk);
-		} else if (atomic_fetch_add(&nloops, 1) >= max_conns) {
+					"not in --allow (its requests get "
+					"reply 0x02)\n", loop->remote_pk);
+		if (atomic_fetch_add(&nloops, 1) >= max_conns) {
 			atomic_fetch_sub(&nloops, 1);
 			fprintf(stderr, "hopwire-socks: refused loop from "
 					"%.16s: %d loops open already\n",
