@@ -198,62 +198,73 @@ def http_get(url, timeout=5):
         return json.loads(r.read())
 
 
+class ControlPlane:
+    """Makes a discovery service (SQLite in its folder), relays and setup
+    nodes under root on demand; stop_all() stops them all, checking each
+    stopped cleanly. The control_plane fixture makes one per test; a
+    module that shares one network makes its own."""
+
+    def __init__(self, root):
+        self.root = root
+        self.made = []
+
+    def discovery(self, name="discovery", *extra):
+        port = free_port()
+        d = self.root / name
+        d.mkdir(exist_ok=True)
+        svc = Service(self.root, name, [
+            bin_path("hopwire-discovery"), "--listen",
+            f"127.0.0.1:{port}", "--store", f"sqlite:{d}/discovery.db",
+            *extra], lambda: port_open(port))
+        svc.url = f"http://127.0.0.1:{port}"
+        self.made.append(svc)
+        return svc.start()
+
+    def relay(self, discovery_url, name="relay"):
+        port = free_port()
+        d = self.root / name
+        d.mkdir(exist_ok=True)
+        key = d / "relay.key"
+        subprocess.run([bin_path("hopwire"), "keygen", "--out",
+                        str(key)], check=True, capture_output=True)
+        svc = Service(self.root, name, [
+            bin_path("hopwire-relay"), "--key", str(key), "--listen",
+            f"127.0.0.1:{port}", "--discovery", discovery_url,
+            "--keepalive-ms", "500"], lambda: port_open(port))
+        svc.pk = subprocess.run(
+            [bin_path("hopwire"), "pk", "--key", str(key)],
+            capture_output=True, text=True, check=True).stdout.strip()
+        svc.addr = f"127.0.0.1:{port}"
+        self.made.append(svc)
+        return svc.start()
+
+    def setup(self, discovery_url, name="setup"):
+        d = self.root / name
+        d.mkdir(exist_ok=True)
+        key = d / "setup.key"
+        subprocess.run([bin_path("hopwire"), "keygen", "--out",
+                        str(key)], check=True, capture_output=True)
+        port = free_port()
+        svc = Service(self.root, name, [
+            bin_path("hopwire-setup"), "--key", str(key),
+            "--discovery", discovery_url, "--tcp-listen",
+            f"127.0.0.1:{port}", "--dir", str(d / "local")],
+            lambda: port_open(port))
+        svc.pk = subprocess.run(
+            [bin_path("hopwire"), "pk", "--key", str(key)],
+            capture_output=True, text=True, check=True).stdout.strip()
+        self.made.append(svc)
+        return svc.start()
+
+    def stop_all(self):
+        for svc in reversed(self.made):
+            assert svc.stop() in (0, None, -9), \
+                f"{svc.args[0]} did not stop cleanly: {svc.log.read_text()}"
+
+
 @pytest.fixture
 def control_plane(tmp_path):
-    """Makes a discovery service (SQLite in its folder) and relays on
-    demand; stops them all at the end, checking each stopped cleanly."""
-    made = []
-
-    class Plane:
-        def discovery(self, name="discovery", *extra):
-            port = free_port()
-            d = tmp_path / name
-            d.mkdir(exist_ok=True)
-            svc = Service(tmp_path, name, [
-                bin_path("hopwire-discovery"), "--listen",
-                f"127.0.0.1:{port}", "--store", f"sqlite:{d}/discovery.db",
-                *extra], lambda: port_open(port))
-            svc.url = f"http://127.0.0.1:{port}"
-            made.append(svc)
-            return svc.start()
-
-        def relay(self, discovery_url, name="relay"):
-            port = free_port()
-            d = tmp_path / name
-            d.mkdir(exist_ok=True)
-            key = d / "relay.key"
-            subprocess.run([bin_path("hopwire"), "keygen", "--out",
-                            str(key)], check=True, capture_output=True)
-            svc = Service(tmp_path, name, [
-                bin_path("hopwire-relay"), "--key", str(key), "--listen",
-                f"127.0.0.1:{port}", "--discovery", discovery_url,
-                "--keepalive-ms", "500"], lambda: port_open(port))
-            svc.pk = subprocess.run(
-                [bin_path("hopwire"), "pk", "--key", str(key)],
-                capture_output=True, text=True, check=True).stdout.strip()
-            svc.addr = f"127.0.0.1:{port}"
-            made.append(svc)
-            return svc.start()
-
-        def setup(self, discovery_url, name="setup"):
-            d = tmp_path / name
-            d.mkdir(exist_ok=True)
-            key = d / "setup.key"
-            subprocess.run([bin_path("hopwire"), "keygen", "--out",
-                            str(key)], check=True, capture_output=True)
-            port = free_port()
-            svc = Service(tmp_path, name, [
-                bin_path("hopwire-setup"), "--key", str(key),
-                "--discovery", discovery_url, "--tcp-listen",
-                f"127.0.0.1:{port}", "--dir", str(d / "local")],
-                lambda: port_open(port))
-            svc.pk = subprocess.run(
-                [bin_path("hopwire"), "pk", "--key", str(key)],
-                capture_output=True, text=True, check=True).stdout.strip()
-            made.append(svc)
-            return svc.start()
-
-    yield Plane()
-    for svc in reversed(made):
-        assert svc.stop() in (0, None, -9), \
-            f"{svc.args[0]} did not stop cleanly: {svc.log.read_text()}"
+    """A ControlPlane in the test's folder, stopped at the end."""
+    plane = ControlPlane(tmp_path)
+    yield plane
+    plane.stop_all()
