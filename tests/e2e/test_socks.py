@@ -14,9 +14,8 @@ from conftest import bin_path, free_port, wait_for
 from test_apps import apps_sock
 from test_routing import line_of_three
 
-# The size of each of the 20 parallel fetches. 20 x 1 MiB at once hits
-# "data packet failed to decrypt" in the route groups (docs/socks.md).
-MID = 256 << 10
+# The size of each of the 20 parallel fetches.
+MID = 1 << 20
 
 
 def start_app(v, name, *args):
@@ -125,8 +124,7 @@ def test_socks_fetch_and_errors(proxy):
     r = curl(port, f"http://127.0.0.1:{http_port}/small")
     assert r.returncode == 0 and r.stdout == b"small file\n", r.stderr
 
-    # 20 at once, all intact (1 MiB each: see docs/socks.md, known
-    # problems).
+    # 20 at once, 1 MiB each, all intact.
     mid = f"http://127.0.0.1:{http_port}/mid"
     mid_bytes = curl(port, mid).stdout
     assert hashlib.sha256(mid_bytes).digest() != b"" and len(mid_bytes) == MID
