@@ -783,6 +783,12 @@ static int relay_switch(struct hw_app_mux *m, struct stream *s,
 	s->post = post;
 	s->post_off = 0;
 	s->post_len = post_len;
+	/* A FIN that came before the relay shut the app's end, not sock:
+	 * sock is shut once what it is owed went out. */
+	if (s->shut) {
+		s->shut = 0;
+		ring_flush(m, s); /* may end s */
+	}
 	return 0;
 }
 

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "hopwire/app.h"
@@ -349,6 +350,43 @@ static void test_relay(void **state)
 	wait_fds(base);
 }
 
+/* The far end's FIN came before the relay: the socket gets the bytes,
+ * then its end of file. */
+static void test_relay_after_fin(void **state)
+{
+	struct hw_app_mux *a, *b;
+	char buf[8];
+	int c, s, t[2], base;
+
+	(void)state;
+	base = count_fds();
+	pair(&a, &b);
+	assert_int_equal(hw_app_mux_open(a, &c), 0);
+	assert_int_equal(hw_app_write(c, "abc", 3), 3);
+	assert_int_equal(shutdown(c, SHUT_WR), 0);
+	assert_int_equal(hw_app_mux_accept(b, &s, 5000), 0);
+	usleep(100000); /* DATA and FIN are in */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, t), 0);
+	/* A missing end of file fails the test instead of hanging it. */
+	assert_int_equal(setsockopt(t[1], SOL_SOCKET, SO_RCVTIMEO,
+				    &(struct timeval){.tv_sec = 5},
+				    sizeof(struct timeval)), 0);
+	assert_int_equal(hw_app_mux_relay(b, s, t[0], NULL), 0);
+	assert_int_equal(hw_app_read(t[1], buf, sizeof(buf)), 3);
+	assert_memory_equal(buf, "abc", 3);
+	assert_int_equal(hw_app_read(t[1], buf, sizeof(buf)), 0);
+	/* And the other way, then the stream ends at both. */
+	assert_int_equal(hw_app_write(t[1], "ok", 2), 2);
+	assert_int_equal(shutdown(t[1], SHUT_WR), 0);
+	assert_int_equal(hw_app_read(c, buf, sizeof(buf)), 2);
+	assert_int_equal(hw_app_read(c, buf, sizeof(buf)), 0);
+	close(c);
+	close(t[1]);
+	hw_app_mux_free(a);
+	hw_app_mux_free(b);
+	wait_fds(base);
+}
+
 static void test_short_streams(void **state)
 {
 	struct hw_app_mux *a, *b;
@@ -491,6 +529,7 @@ int main(void)
 		cmocka_unit_test(test_many_both_ways),
 		cmocka_unit_test(test_short_streams),
 		cmocka_unit_test(test_relay),
+		cmocka_unit_test(test_relay_after_fin),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
