@@ -166,7 +166,7 @@ HW_APP_API int hw_app_mux_open(struct hw_app_mux *mux, int *fd);
 
 /* Waits up to timeout_ms (-1: no limit, 0: do not wait) for a stream the
  * far end opened and sets *fd. Returns 0, -EAGAIN when none came in time,
- * -EPIPE when the mux ended (after the streams already waiting). Up to 128 streams wait for accept; more are
+ * -EPIPE when the mux ended (after the streams already waiting). Up to 512 streams wait for accept; more are
  * refused (the far end's stream is reset). */
 HW_APP_API int hw_app_mux_accept(struct hw_app_mux *mux, int *fd,
 				 int timeout_ms);

@@ -37,7 +37,7 @@
 #define MUX_IN_MAX (64 * 1024)
 #define MUX_PEND_IOV 64 /* DATA frames handed to a stream in one call */
 #define MUX_IN_BURST (64 * 1024) /* what one stream gives per wake-up */
-#define MUX_ACCEPT_MAX 128
+#define MUX_ACCEPT_MAX 512 /* like a listen backlog: bursts wait */
 #define MUX_ERR_MAX 256
 
 struct stream {

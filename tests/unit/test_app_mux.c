@@ -387,6 +387,42 @@ static void test_relay_after_fin(void **state)
 	wait_fds(base);
 }
 
+/* A burst the app does not accept yet: 512 streams wait, the rest are
+ * reset, and the mux goes on. */
+#define BURST 600
+static void test_accept_backlog(void **state)
+{
+	struct hw_app_mux *a, *b;
+	static int c[BURST];
+	int s, base, waited = 0, reset = 0;
+	char ch;
+
+	(void)state;
+	base = count_fds();
+	pair(&a, &b);
+	for (int i = 0; i < BURST; i++)
+		assert_int_equal(hw_app_mux_open(a, &c[i]), 0);
+	/* The refused ones read end of file (or a reset) at a. */
+	for (int i = 0; i < BURST; i++) {
+		struct pollfd p = {.fd = c[i], .events = POLLIN};
+		if (poll(&p, 1, i < 512 ? 0 : 5000) == 1 &&
+		    hw_app_read(c[i], &ch, 1) <= 0)
+			reset++;
+	}
+	while (hw_app_mux_accept(b, &s, 0) == 0) {
+		waited++;
+		close(s);
+	}
+	assert_int_equal(waited, 512);
+	assert_int_equal(reset, BURST - 512);
+	for (int i = 0; i < BURST; i++)
+		close(c[i]);
+	request_response(a, b);
+	hw_app_mux_free(a);
+	hw_app_mux_free(b);
+	wait_fds(base);
+}
+
 static void test_short_streams(void **state)
 {
 	struct hw_app_mux *a, *b;
@@ -530,6 +566,7 @@ int main(void)
 		cmocka_unit_test(test_short_streams),
 		cmocka_unit_test(test_relay),
 		cmocka_unit_test(test_relay_after_fin),
+		cmocka_unit_test(test_accept_backlog),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
