@@ -305,9 +305,8 @@ int hw_routing_on_built(struct hw_routing *rt, const uint8_t from_pk[HW_PK_LEN],
 		hw_routing_dial_free(d);
 		if (gr) {
 			hw_log(HW_LOG_DEBUG, LOG, "heal: built; resuming");
-			gr->nhops = d->build.u.build.fwd_n;
-			memcpy(gr->hops, d->build.u.build.fwd,
-			       gr->nhops * sizeof(gr->hops[0]));
+			hw_routing_group_set_hops(gr, d->build.u.build.fwd,
+						  d->build.u.build.fwd_n);
 			hw_routing_group_resumed(rt, gr, m->u.built.fwd_send_id,
 						 m->u.built.rev_recv_id);
 		}
@@ -322,11 +321,9 @@ int hw_routing_on_built(struct hw_routing *rt, const uint8_t from_pk[HW_PK_LEN],
 		dial_fail(d, "route group: %s", hw_strerror(rc));
 		return 0;
 	}
-	if ((gr = hw_routing_group_find(rt, m->u.built.rev_recv_id))) {
-		gr->nhops = d->build.u.build.fwd_n;
-		memcpy(gr->hops, d->build.u.build.fwd,
-		       gr->nhops * sizeof(gr->hops[0]));
-	}
+	if ((gr = hw_routing_group_find(rt, m->u.built.rev_recv_id)))
+		hw_routing_group_set_hops(gr, d->build.u.build.fwd,
+					  d->build.u.build.fwd_n);
 	/* The group answers the client from here on (ready or closed). */
 	d->client = NULL;
 	d->eops = NULL;

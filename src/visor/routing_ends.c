@@ -154,6 +154,7 @@ static void group_closed(struct hw_rgroup *g, int reason, void *ud)
 	}
 	if (gr->eops && gr->eops->closed)
 		gr->eops->closed(gr->eud, reason, reason ? why : "closed");
+	free(gr->hops);
 	free(gr);
 	hw_routing_unref(rt);
 }
@@ -282,4 +283,20 @@ void hw_route_end_close(struct hw_route_end *e)
 		hw_streams_client_close(gr->client); /* closes the group too */
 	else
 		hw_rgroup_close(gr->g);
+}
+
+void hw_routing_group_set_hops(struct group *gr,
+			       const struct hw_setup_hop *hops, unsigned n)
+{
+	struct hw_setup_hop *h = n ? realloc(gr->hops, n * sizeof(*h)) : NULL;
+
+	if (!h) {
+		free(gr->hops);
+		gr->hops = NULL;
+		gr->nhops = 0;
+		return;
+	}
+	memcpy(h, hops, n * sizeof(*h));
+	gr->hops = h;
+	gr->nhops = n;
 }

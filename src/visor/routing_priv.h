@@ -87,7 +87,7 @@ struct group {
 	void *eud;
 	/* The forward route's hops when this visor dialed the group (the
 	 * path of its latest build or heal); nhops 0 at the responder. */
-	struct hw_setup_hop hops[HW_SETUP_HOPS_MAX];
+	struct hw_setup_hop *hops; /* nhops, on the heap; NULL: none */
 	unsigned nhops;
 };
 
@@ -178,6 +178,11 @@ void hw_routing_on_setup(struct hw_routing *rt, struct hw_tp *tp,
 			 const struct hw_packet *pkt);
 
 /* routing_dial.c */
+/* Keeps a copy of the n hops a group was (re)built over, for the API;
+ * without memory it keeps none. */
+void hw_routing_group_set_hops(struct group *gr,
+			       const struct hw_setup_hop *hops, unsigned n);
+
 /* The checks of a dial that come before its hops (via): 0, or -EINVAL
  * with a message in err. */
 int hw_routing_dial_check(struct hw_routing *rt, const uint8_t pk[HW_PK_LEN],
