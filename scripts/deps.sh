@@ -10,6 +10,8 @@ PACKAGES=(
   libcmocka-dev python3 python3-pytest curl
   python3-cryptography redis-server nftables iproute2
   chromium chromium-driver openssh-server openssh-client
+  libmnl-dev libnftables-dev libcap-dev iperf3 tcpdump iputils-ping
+  yggdrasil nebula wireguard-go wireguard-tools socat
 )
 
 missing=()
