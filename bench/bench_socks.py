@@ -111,13 +111,15 @@ def serve(path):
 # --- measurements ---
 
 def proc_stat(pid):
-    """(ppid, utime + stime in clock ticks) of pid, or None."""
+    """(ppid, CPU time in clock ticks) of pid, or None: its utime and
+    stime and those of its children it has waited for (a socat that forks
+    per connection, an sshd child gone), which no longer show in tree."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return int(fields[1]), int(fields[11]) + int(fields[12])
+    return int(fields[1]), sum(int(x) for x in fields[11:15])
 
 
 def tree(pid):

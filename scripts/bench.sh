@@ -14,3 +14,5 @@ echo
 /usr/bin/python3 bench/bench_heal.py build/bin
 echo
 /usr/bin/python3 bench/bench_socks.py build/bin
+echo
+/usr/bin/python3 bench/bench_forward.py build/bin
