@@ -90,6 +90,21 @@ def echo_time(port):
     return (time.perf_counter() - t0) * 1000
 
 
+def round_trips(port, n):
+    """On one open connection through port: ms per one-byte echo, n
+    times."""
+    out = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(n):
+            t0 = time.perf_counter()
+            s.sendall(b"x")
+            if recv_exact(s, 1, b"") != b"x":
+                raise RuntimeError("wrong byte echoed")
+            out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
 def listening(p, port, what, log):
     for _ in range(200):
         if port_open(port):
@@ -280,6 +295,17 @@ def main():
               f"{LATENCY_N} connections (after {LATENCY_WARMUP} to warm "
               f"up), ms:")
         for name, xs in lat.items():
+            print(f"  {name:27s} median {statistics.median(xs):.3f} "
+                  f"p99 {pct(xs, 99):.3f}")
+        print(f"one-byte echo on a connection already open, "
+              f"{LATENCY_N} times, ms (a new connection above takes two "
+              f"of these and the connects):")
+        for name, (_, port, _) in ways.items():
+            try:
+                xs = round_trips(port, LATENCY_N)
+            except (OSError, RuntimeError) as e:
+                print(f"  {name:27s} FAILED: {e}")
+                continue
             print(f"  {name:27s} median {statistics.median(xs):.3f} "
                   f"p99 {pct(xs, 99):.3f}")
         xs = lat.get("hopwire-forward, 1 hop")

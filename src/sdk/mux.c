@@ -688,7 +688,10 @@ static int stream_ctl(struct hw_app_mux *m, struct stream *s)
 {
 	if (m->out_len + 3 * (HW_MUX_HDR + 4) > MUX_READ_ROOM)
 		return 0;
-	if (s->owed && (s->owed >= HW_MUX_WINDOW / 4 || !s->rlen)) {
+	/* A quarter of the window at a time: the sender still holds three
+	 * quarters, so it never waits on what we owe, and small messages
+	 * (an echo, a request) cost no CREDIT frame each. */
+	if (s->owed >= HW_MUX_WINDOW / 4) {
 		out_u32(m, HW_MUX_CREDIT, s->id, s->owed);
 		s->allow += s->owed;
 		s->owed = 0;
