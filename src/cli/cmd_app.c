@@ -35,13 +35,12 @@ static void app_usage(FILE *f)
 		"       hopwire app autostart NAME on|off\n\n"
 		"ls lists the apps of the visor's config (\"apps\") and apps "
 		"started by hand on\nits app socket: name, port, state, pid, "
-		"automatic restarts, autostart.\nstart and stop run and stop a "
-		"configured app (a stopped app is not restarted); stop returns "
-		"once the\nprocess has exited (SIGTERM, then SIGKILL after "
-		"3 s); autostart "
-		"sets whether the visor starts the app when it starts, and "
-		"writes\nthat to the config file. An app's output is in "
-		"LOCAL_DIR/apps/NAME.log.\n");
+		"automatic restarts, autostart.\n\nstart and stop run and stop "
+		"a configured app (a stopped app is not restarted);\nstop "
+		"returns once the process has exited (SIGTERM, then SIGKILL "
+		"after 3 s).\nautostart sets whether the visor starts the app "
+		"when it starts, and writes that\nto the config file. An app's "
+		"output is in LOCAL_DIR/apps/NAME.log.\n");
 }
 
 static int app_ls(void)

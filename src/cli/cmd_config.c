@@ -17,8 +17,8 @@ static void config_usage(FILE *f)
 	fprintf(f,
 		"usage: hopwire config init --out FILE [--key KEYFILE] "
 		"[--tcp-listen HOST:PORT]\n"
-		"                           [--local-dir DIR] [--discovery URL] "
-		"[--setup-node PK]... [--force]\n\n"
+		"                           [--local-dir DIR] [--discovery URL]\n"
+		"                           [--setup-node PK]... [--force]\n\n"
 		"Writes a complete visor configuration to FILE. Paths are made "
 		"absolute.\n"
 		"  --key KEYFILE        identity to use; created (0600) if it "

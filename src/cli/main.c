@@ -26,8 +26,8 @@ static const struct hw_cli_command commands[] = {
 				"stdin/stdout (route --help)"},
 	{"app", hw_cli_app, "list, start and stop the visor's apps "
 			    "(app --help)"},
-	{"socks", hw_cli_socks, "point this visor's SOCKS5 proxy at an exit, "
-				"run an exit (socks --help)"},
+	{"socks", hw_cli_socks, "SOCKS5 through an exit visor, or run an exit "
+				"(socks --help)"},
 	{"forward", hw_cli_forward, "forward TCP ports between visors, like "
 				    "ssh -L (forward --help)"},
 	{"testnet", hw_cli_testnet, "start, check and stop a test network on "
