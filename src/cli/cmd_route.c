@@ -213,35 +213,58 @@ static int write_all(int fd, const char *p, size_t n)
 }
 
 /* Copies stdin to fd and fd to stdout until fd closes. End of stdin shuts
- * down our side, which closes the route group. */
+ * down our side, which closes the route group. fd is written only as far
+ * as it takes bytes now (MSG_DONTWAIT), so while the group cannot take
+ * more we still read what it brings: with bulk both ways neither end
+ * waits on the other. stdin and stdout stay blocking (they are the
+ * caller's). */
 static int pump(int fd)
 {
 	struct pollfd p[2] = {{.fd = 0, .events = POLLIN},
 			      {.fd = fd, .events = POLLIN}};
-	char buf[65536];
+	static char in[65536], out[65536];
+	size_t in_len = 0, in_off = 0;
 	int stdin_open = 1;
 
 	for (;;) {
-		p[0].fd = stdin_open ? 0 : -1;
+		p[0].fd = stdin_open && !in_len ? 0 : -1;
+		p[1].events = POLLIN | (in_len ? POLLOUT : 0);
 		if (poll(p, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			return 1;
 		}
 		if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
-			ssize_t n = read(fd, buf, sizeof(buf));
+			ssize_t n = read(fd, out, sizeof(out));
+			if (n < 0 && (errno == EINTR || errno == EAGAIN))
+				continue;
 			if (n <= 0)
 				return 0;
-			if (write_all(1, buf, (size_t)n))
+			if (write_all(1, out, (size_t)n))
 				return 1;
 		}
-		if (stdin_open && (p[0].revents & (POLLIN | POLLHUP))) {
-			ssize_t n = read(0, buf, sizeof(buf));
+		if (in_len && (p[1].revents & POLLOUT)) {
+			ssize_t w = send(fd, in + in_off, in_len, MSG_DONTWAIT |
+					 MSG_NOSIGNAL);
+			if (w < 0 && errno != EINTR && errno != EAGAIN)
+				return 1;
+			if (w > 0) {
+				in_off += (size_t)w;
+				in_len -= (size_t)w;
+			}
+			if (!in_len && !stdin_open)
+				shutdown(fd, SHUT_WR);
+		}
+		if (p[0].fd == 0 && (p[0].revents & (POLLIN | POLLHUP))) {
+			ssize_t n = read(0, in, sizeof(in));
+			if (n < 0 && errno == EINTR)
+				continue;
 			if (n <= 0) {
 				stdin_open = 0;
 				shutdown(fd, SHUT_WR);
-			} else if (write_all(fd, buf, (size_t)n)) {
-				return 1;
+			} else {
+				in_off = 0;
+				in_len = (size_t)n;
 			}
 		}
 	}
