@@ -379,7 +379,7 @@ static void print_bytes(const char *label, json_t *st)
 	printf("  %-10s %s in, %s out\n", label, in, out);
 }
 
-static void print_app_line(const char *role, json_t *app)
+static void print_app_line(const char *role, json_t *app, json_t *st)
 {
 	json_t *ex = json_object_get(app, "last_exit");
 
@@ -392,6 +392,9 @@ static void print_app_line(const char *role, json_t *app)
 	printf("\n");
 	if (json_is_string(json_object_get(app, "error")))
 		printf("  app error: %s\n", str(app, "error"));
+	if (strcmp(str(app, "state"), "running") && json_is_object(st))
+		printf("  (not running: what follows is the last status it "
+		       "wrote)\n");
 }
 
 static void print_client(json_t *app, json_t *st)
@@ -399,7 +402,7 @@ static void print_client(json_t *app, json_t *st)
 	json_t *routes = json_object_get(st, "routes"), *r;
 	size_t i;
 
-	print_app_line("client", app);
+	print_app_line("client", app, st);
 	if (!json_is_object(st)) {
 		printf("  status:    none written yet (see %s)\n",
 		       str(app, "log"));
@@ -435,7 +438,7 @@ static void print_server(json_t *app, json_t *st)
 	json_t *args = json_object_get(app, "args"), *clients, *c;
 	size_t i, nallow = 0;
 
-	print_app_line("server", app);
+	print_app_line("server", app, st);
 	printf("  allows:    ");
 	for (i = 0; i + 1 < json_array_size(args); i++)
 		if (!strcmp(json_string_value(json_array_get(args, i))

@@ -223,6 +223,9 @@ def test_up_status_crash_cleanup_down(fake):
     # Again: nothing to stop, still fine.
     r = a.cli("vpn", "down")
     assert r.returncode == 0, r.stderr
+    out = a.cli("vpn", "status").stdout
+    assert "client: vpn-client (stopped)" in out
+    assert "(not running: what follows is the last status it wrote)" in out
 
 
 @needs_root
