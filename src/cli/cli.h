@@ -47,6 +47,18 @@ int hw_cli_request(const char *method, const char *path, json_t *body,
  * code, said already (cmd_app.c). */
 json_t *hw_cli_app_entry(const char *name, int *rc);
 
+/* After a PUT: waits until the app has run a second with its new
+ * settings (want_running), or is stopped (!want_running), or has failed.
+ * Returns 0, or 1 having said what went wrong (an app that rejects its
+ * arguments exits at once with status 1) (cmd_app.c). */
+int hw_cli_app_settle(const char *name, int want_running);
+
+/* Waits while app name, whose entry o is (taken over), is "stopping" or
+ * "cleanup" (the launcher ends both: SIGKILL after the grace, a cleanup
+ * after 10 s), up to 20 s, and returns its latest entry; *rc is set
+ * when the visor stopped answering (cmd_app.c). */
+json_t *hw_cli_app_wait_stopped(const char *name, json_t *o, int *rc);
+
 /* Why s is not a visor's public key (a short phrase), or NULL when it is
  * one (cli_util.c). */
 const char *hw_cli_pk_bad(const char *s);
@@ -67,6 +79,7 @@ int hw_cli_route(int argc, char **argv);
 int hw_cli_app(int argc, char **argv);
 int hw_cli_socks(int argc, char **argv);
 int hw_cli_forward(int argc, char **argv);
+int hw_cli_vpn(int argc, char **argv);
 int hw_cli_testnet(int argc, char **argv);
 
 #endif

@@ -2,9 +2,14 @@
  * /v1/apps, POST /v1/apps/NAME/start|stop|autostart). */
 #include <stdio.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 
 #include "cli/cli.h"
+
+/* How long stop waits, in 50 ms ticks: the grace before SIGKILL (3 s)
+ * and a cleanup's limit (10 s), with room. */
+#define WAIT_TICKS 400
 
 static const char *str(json_t *o, const char *k)
 {
@@ -26,6 +31,67 @@ json_t *hw_cli_app_entry(const char *name, int *rc)
 	return found;
 }
 
+static long long num(json_t *o, const char *k)
+{
+	return (long long)json_integer_value(json_object_get(o, k));
+}
+
+static long long now_ms(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+int hw_cli_app_settle(const char *name, int want_running)
+{
+	const struct timespec tick = {0, 100 * 1000 * 1000};
+	long long deadline = now_ms() + 8000;
+	json_t *e = NULL;
+	int rc = 0;
+
+	for (;;) {
+		json_decref(e);
+		if (!(e = hw_cli_app_entry(name, &rc)))
+			return rc ? rc : 1;
+		const char *st = str(e, "state");
+		if (!strcmp(st, "running") && num(e, "uptime_ms") >= 1000)
+			break;
+		if (!strcmp(st, "backoff") || !strcmp(st, "failed") ||
+		    !strcmp(st, "exited") ||
+		    (!want_running && !strcmp(st, "stopped"))) {
+			if (!want_running && !strcmp(st, "stopped"))
+				break;
+			json_t *ex = json_object_get(e, "last_exit");
+			if (json_is_string(json_object_get(e, "error")))
+				hw_cli_err("app '%s' did not start: %s", name,
+					   str(e, "error"));
+			else if (json_is_object(ex))
+				hw_cli_err("app '%s' %s %lld with these "
+					   "settings: see %s", name,
+					   num(ex, "signal") ? "was killed by "
+					   "signal" : "exited with status",
+					   num(ex, "signal") ? num(ex, "signal")
+							     : num(ex, "status"),
+					   str(e, "log"));
+			else
+				hw_cli_err("app '%s' is %s: see %s", name, st,
+					   str(e, "log"));
+			json_decref(e);
+			return 1;
+		}
+		if (now_ms() > deadline) {
+			hw_cli_err("app '%s' is still %s after 8 s: see %s",
+				   name, st, str(e, "log"));
+			json_decref(e);
+			return 1;
+		}
+		nanosleep(&tick, NULL);
+	}
+	json_decref(e);
+	return 0;
+}
+
 static void app_usage(FILE *f)
 {
 	fprintf(f,
@@ -38,9 +104,10 @@ static void app_usage(FILE *f)
 		"automatic restarts, autostart.\n\nstart and stop run and stop "
 		"a configured app (a stopped app is not restarted);\nstop "
 		"returns once the process has exited (SIGTERM, then SIGKILL "
-		"after 3 s).\nautostart sets whether the visor starts the app "
-		"when it starts, and writes that\nto the config file. An app's "
-		"output is in LOCAL_DIR/apps/NAME.log.\n");
+		"after 3 s) and\nits cleanup, if its entry has cleanup_args, "
+		"has run. autostart sets whether\nthe visor starts the app "
+		"when it starts, and writes that to the config file.\nAn "
+		"app's output is in LOCAL_DIR/apps/NAME.log.\n");
 }
 
 static int app_ls(void)
@@ -88,15 +155,17 @@ static int app_ls(void)
 	return 0;
 }
 
-/* Waits until NAME has left "stopping" (the launcher sends SIGKILL after
- * its grace, so this ends) and returns its latest entry, still "stopping"
- * after 15 s or when the visor stopped answering (*rc set). */
-static json_t *wait_stopped(const char *name, json_t *o, int *rc)
+static int stopping(json_t *o)
+{
+	return !strcmp(str(o, "state"), "stopping") ||
+	       !strcmp(str(o, "state"), "cleanup");
+}
+
+json_t *hw_cli_app_wait_stopped(const char *name, json_t *o, int *rc)
 {
 	const struct timespec tick = {0, 50 * 1000 * 1000};
 
-	for (int i = 0; i < 300 && !strcmp(str(o, "state"), "stopping");
-	     i++) {
+	for (int i = 0; i < WAIT_TICKS && stopping(o); i++) {
 		json_t *apps, *e, *found = NULL;
 		size_t k;
 
@@ -131,10 +200,11 @@ static int app_action(const char *name, const char *action, json_t *body)
 	if ((rc = hw_cli_call("POST", path, body, 15000, &o)))
 		return rc;
 	if (!strcmp(action, "stop"))
-		o = wait_stopped(name, o, &rc);
-	if (rc || !strcmp(str(o, "state"), "stopping")) {
+		o = hw_cli_app_wait_stopped(name, o, &rc);
+	if (rc || stopping(o)) {
 		if (!rc)
-			hw_cli_err("app '%s' has not exited after 15 s", name);
+			hw_cli_err("app '%s' is still %s after %d s", name,
+				   str(o, "state"), WAIT_TICKS / 20);
 		json_decref(o);
 		return rc ? rc : 1;
 	}

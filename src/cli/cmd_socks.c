@@ -225,58 +225,6 @@ static long long now_ms(void)
 	return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-/* After a PUT: waits until the app has run a second with its new
- * settings, or has failed. Returns 0, or 1 having said what went wrong
- * (an app that rejects its arguments exits at once with status 1). */
-static int settle(const char *name, int want_running)
-{
-	const struct timespec tick = {0, 100 * 1000 * 1000};
-	long long deadline = now_ms() + 8000;
-	json_t *e = NULL;
-	int rc = 0;
-
-	for (;;) {
-		json_decref(e);
-		if (!(e = hw_cli_app_entry(name, &rc)))
-			return rc ? rc : 1;
-		const char *st = str(e, "state");
-		if (!strcmp(st, "running") && num(e, "uptime_ms") >= 1000)
-			break;
-		if (!strcmp(st, "backoff") || !strcmp(st, "failed") ||
-		    !strcmp(st, "exited") ||
-		    (!want_running && !strcmp(st, "stopped"))) {
-			if (!want_running && !strcmp(st, "stopped"))
-				break;
-			json_t *ex = json_object_get(e, "last_exit");
-			if (json_is_string(json_object_get(e, "error")))
-				hw_cli_err("app '%s' did not start: %s", name,
-					   str(e, "error"));
-			else if (json_is_object(ex))
-				hw_cli_err("app '%s' %s %lld with these "
-					   "settings: see %s", name,
-					   num(ex, "signal") ? "was killed by "
-					   "signal" : "exited with status",
-					   num(ex, "signal") ? num(ex, "signal")
-							     : num(ex, "status"),
-					   str(e, "log"));
-			else
-				hw_cli_err("app '%s' is %s: see %s", name, st,
-					   str(e, "log"));
-			json_decref(e);
-			return 1;
-		}
-		if (now_ms() > deadline) {
-			hw_cli_err("app '%s' is still %s after 8 s: see %s",
-				   name, st, str(e, "log"));
-			json_decref(e);
-			return 1;
-		}
-		nanosleep(&tick, NULL);
-	}
-	json_decref(e);
-	return 0;
-}
-
 static int put(const char *name, const char *binary, json_t *args,
 	       long long port, int autostart)
 {
@@ -309,7 +257,7 @@ static int put_app(const char *name, const char *binary, json_t *args,
 	int rc;
 
 	if ((rc = put(name, binary, args, port, autostart)) ||
-	    !(rc = settle(name, autostart)))
+	    !(rc = hw_cli_app_settle(name, autostart)))
 		return rc;
 	if (old) {
 		if (put(name, str(old, "binary"), json_object_get(old, "args"),

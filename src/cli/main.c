@@ -30,6 +30,8 @@ static const struct hw_cli_command commands[] = {
 				"(socks --help)"},
 	{"forward", hw_cli_forward, "forward TCP ports between visors, like "
 				    "ssh -L (forward --help)"},
+	{"vpn", hw_cli_vpn, "send this visor's IP traffic through another "
+			    "visor, run a VPN server (vpn --help)"},
 	{"testnet", hw_cli_testnet, "start, check and stop a test network on "
 				    "loopback (testnet --help)"},
 };

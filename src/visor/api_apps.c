@@ -2,8 +2,9 @@
  *   GET  /v1/apps                    configured apps and apps started by
  *                                    hand, with their state
  *   PUT  /v1/apps/NAME               {"binary", "args", "port",
- *                                    "autostart"}: add or change an app,
- *                                    kept in the config
+ *                                    "autostart", "capabilities",
+ *                                    "cleanup_args"}: add or change an
+ *                                    app, kept in the config
  *   POST /v1/apps/NAME/start|stop
  *   POST /v1/apps/NAME/autostart     {"on": bool}, kept in the config
  *   GET  /v1/apps/NAME/status        the app's status.json, and
@@ -100,7 +101,9 @@ static void put_app(struct hw_visor *v, struct hw_api_req *req,
 	if (!json_is_object(body)) {
 		hw_api_reply_error(req, 400, "body must be a JSON object "
 				   "{\"binary\": str, \"args\": [str...], "
-				   "\"port\": int, \"autostart\": bool}");
+				   "\"port\": int, \"autostart\": bool, "
+				   "\"capabilities\": [str...], "
+				   "\"cleanup_args\": [str...]}");
 		return;
 	}
 	if (hw_config_app_parse(v->cfg.path, name, body, &a, err,
@@ -129,7 +132,8 @@ static void put_app(struct hw_visor *v, struct hw_api_req *req,
 			json_decref(conn);
 			goto out;
 		}
-		if (json_integer_value(json_object_get(c, "port")) == a.port) {
+		if (a.port &&
+		    json_integer_value(json_object_get(c, "port")) == a.port) {
 			hw_api_reply_error(req, 409, "port %u is held by app "
 					   "'%s' (started by hand)", a.port,
 					   n);

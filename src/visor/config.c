@@ -305,6 +305,75 @@ int hw_config_app_name_ok(const char *name)
 	return 0;
 }
 
+/* Reads the list key of e ("args", "cleanup_args") into *out, *n:
+ * strings, at most HW_APP_MAX_ARGS, NULL-terminated (also when empty). */
+static int load_strings(json_t *e, const char *key, const char *pre,
+			char ***out, size_t *n, char *err, size_t errlen)
+{
+	json_t *list = json_object_get(e, key), *v;
+	size_t j;
+
+	if (list && !json_is_array(list))
+		return bad(err, errlen, "%s%s: must be a list of strings",
+			   pre, key);
+	if (list && json_array_size(list) > HW_APP_MAX_ARGS)
+		return bad(err, errlen, "%s%s: more than %d", pre, key,
+			   HW_APP_MAX_ARGS);
+	if (!(*out = calloc(json_array_size(list) + 1, sizeof(char *))))
+		return -ENOMEM;
+	json_array_foreach(list, j, v) {
+		if (!json_is_string(v))
+			return bad(err, errlen, "%s%s[%zu]: must be a string",
+				   pre, key, j);
+		if (!((*out)[j] = strdup(json_string_value(v))))
+			return -ENOMEM;
+		(*n)++;
+	}
+	return 0;
+}
+
+/* The capabilities an app may be given (docs/apps.md), by name. */
+static const struct {
+	const char *name;
+	uint64_t bit;
+} app_caps[] = {{"CAP_NET_ADMIN", HW_APP_CAP_NET_ADMIN}};
+
+const char *hw_config_cap_name(uint64_t bit)
+{
+	for (size_t i = 0; i < sizeof(app_caps) / sizeof(app_caps[0]); i++)
+		if (app_caps[i].bit == bit)
+			return app_caps[i].name;
+	return NULL;
+}
+
+static int load_caps(json_t *e, const char *pre, uint64_t *caps, char *err,
+		     size_t errlen)
+{
+	json_t *list = json_object_get(e, "capabilities"), *v;
+	size_t j, i;
+
+	*caps = 0;
+	if (!list)
+		return 0;
+	if (!json_is_array(list))
+		return bad(err, errlen, "%scapabilities: must be a list such "
+			   "as [\"CAP_NET_ADMIN\"]", pre);
+	json_array_foreach(list, j, v) {
+		const char *s = json_string_value(v);
+		for (i = 0; s && i < sizeof(app_caps) / sizeof(app_caps[0]);
+		     i++)
+			if (!strcmp(s, app_caps[i].name))
+				break;
+		if (!s || i == sizeof(app_caps) / sizeof(app_caps[0]))
+			return bad(err, errlen, "%scapabilities[%zu]: '%s' is "
+				   "not a capability an app may have (only "
+				   "CAP_NET_ADMIN)", pre, j,
+				   s ? s : "(not a string)");
+		*caps |= app_caps[i].bit;
+	}
+	return 0;
+}
+
 /* Reads one app's settings from e into a; field names in messages start
  * with pre ("apps[3]." in a file, "" for one app on its own). */
 static int load_app(struct hw_config *cfg, struct hw_config_app *a,
@@ -312,12 +381,12 @@ static int load_app(struct hw_config *cfg, struct hw_config_app *a,
 		    size_t errlen)
 {
 	static const char *const keys[] = {"name", "binary", "args", "port",
-					   "autostart", NULL};
+					   "autostart", "capabilities",
+					   "cleanup_args", NULL};
 	const char *name = NULL, *binary = NULL;
 	unsigned port = 0;
 	char field[64];
-	json_t *args, *v;
-	size_t j;
+	json_t *v;
 	int rc;
 
 	if ((rc = only_keys(e, pre, with_name ? keys : keys + 1, err,
@@ -346,7 +415,8 @@ static int load_app(struct hw_config *cfg, struct hw_config_app *a,
 	snprintf(field, sizeof(field), "%sport", pre);
 	if (!json_object_get(e, "port"))
 		return bad(err, errlen, "%s: missing", field);
-	if ((rc = get_uint(e, "port", field, &port, 1, 65535, err, errlen)))
+	/* 0: no port, the app only dials (the VPN client). */
+	if ((rc = get_uint(e, "port", field, &port, 0, 65535, err, errlen)))
 		return rc;
 	a->port = (uint16_t)port;
 	a->autostart = 1;
@@ -356,25 +426,12 @@ static int load_app(struct hw_config *cfg, struct hw_config_app *a,
 				   "false", pre);
 		a->autostart = json_is_true(v);
 	}
-	args = json_object_get(e, "args");
-	if (args && !json_is_array(args))
-		return bad(err, errlen, "%sargs: must be a list of strings",
-			   pre);
-	if (args && json_array_size(args) > HW_APP_MAX_ARGS)
-		return bad(err, errlen, "%sargs: more than %d", pre,
-			   HW_APP_MAX_ARGS);
-	a->args = calloc(json_array_size(args) + 1, sizeof(char *));
-	if (!a->args)
-		return -ENOMEM;
-	json_array_foreach(args, j, v) {
-		if (!json_is_string(v))
-			return bad(err, errlen, "%sargs[%zu]: must be a "
-				   "string", pre, j);
-		if (!(a->args[j] = strdup(json_string_value(v))))
-			return -ENOMEM;
-		a->nargs++;
-	}
-	return 0;
+	if ((rc = load_caps(e, pre, &a->caps, err, errlen)) ||
+	    (rc = load_strings(e, "args", pre, &a->args, &a->nargs, err,
+			       errlen)))
+		return rc;
+	return load_strings(e, "cleanup_args", pre, &a->cleanup_args,
+			    &a->ncleanup_args, err, errlen);
 }
 
 static int load_apps(struct hw_config *cfg, json_t *list, char *err,
@@ -407,7 +464,8 @@ static int load_apps(struct hw_config *cfg, json_t *list, char *err,
 				return bad(err, errlen, "apps[%zu].name: '%s' "
 					   "is used twice", i,
 					   cfg->apps[i].name);
-			if (cfg->apps[k].port == cfg->apps[i].port)
+			if (cfg->apps[i].port &&
+			    cfg->apps[k].port == cfg->apps[i].port)
 				return bad(err, errlen, "apps[%zu].port: %u is "
 					   "also %s's port", i,
 					   cfg->apps[i].port,
@@ -572,12 +630,8 @@ void hw_config_free(struct hw_config *cfg)
 	free(cfg->persistent);
 	cfg->persistent = NULL;
 	cfg->npersistent = 0;
-	for (size_t i = 0; cfg->apps && i <= cfg->napps; i++) {
-		for (size_t j = 0; cfg->apps[i].args && cfg->apps[i].args[j];
-		     j++)
-			free(cfg->apps[i].args[j]);
-		free(cfg->apps[i].args);
-	}
+	for (size_t i = 0; cfg->apps && i <= cfg->napps; i++)
+		hw_config_app_clear(&cfg->apps[i]);
 	free(cfg->apps);
 	cfg->apps = NULL;
 	cfg->napps = 0;
@@ -588,6 +642,9 @@ void hw_config_app_clear(struct hw_config_app *a)
 	for (size_t j = 0; a->args && a->args[j]; j++)
 		free(a->args[j]);
 	free(a->args);
+	for (size_t j = 0; a->cleanup_args && a->cleanup_args[j]; j++)
+		free(a->cleanup_args[j]);
+	free(a->cleanup_args);
 	memset(a, 0, sizeof(*a));
 }
 
@@ -605,7 +662,8 @@ int hw_config_app_parse(const char *path, const char *name, json_t *spec,
 	if (!json_is_object(spec))
 		return bad(err, errlen, "the app must be a JSON object "
 			   "{\"binary\", \"args\", \"port\", "
-			   "\"autostart\"}");
+			   "\"autostart\", \"capabilities\", "
+			   "\"cleanup_args\"}");
 	if (strlen(path) >= sizeof(cfg.path))
 		return bad(err, errlen, "%s: path too long", path);
 	/* resolve() only reads the config's path. */

@@ -37,8 +37,13 @@
  *                                  config's folder), or a bare name looked
  *                                  up beside hopwire-visor, then in PATH
  *               "args": ["--http", "127.0.0.1:8001"],
- *               "port": 1,         the app's port, unique, 1..65535
- *               "autostart": true}]
+ *               "port": 1,         the app's port, unique, 1..65535;
+ *                                  0: none (the app only dials)
+ *               "autostart": true,
+ *               "capabilities": ["CAP_NET_ADMIN"],  optional: the only
+ *                                  ones the app is given (none without)
+ *               "cleanup_args": ["--cleanup"]}]  optional: run as
+ *                                  BINARY CLEANUP_ARGS after a crash
  *   }
  *
  * Relative paths are taken relative to the config file's folder. Unknown
@@ -80,14 +85,23 @@ struct hw_config_tp {
 #define HW_CONFIG_APP_NAME_MAX 32
 #define HW_APP_MAX_ARGS 32
 
+/* Capabilities an app entry may name, as bits of Linux capability
+ * numbers (linux/capability.h): CAP_NET_ADMIN is 12. */
+#define HW_APP_CAP_NET_ADMIN (UINT64_C(1) << 12)
+
 /* One app the visor launches (docs/apps.md). */
 struct hw_config_app {
 	char name[HW_CONFIG_APP_NAME_MAX + 1];
 	char binary[PATH_MAX]; /* as written: resolved by the launcher */
 	char **args;           /* nargs strings, NULL-terminated */
 	size_t nargs;
-	uint16_t port;
+	uint16_t port;         /* 0: none */
 	int autostart;
+	uint64_t caps;         /* HW_APP_CAP_* the app is given */
+	/* Run as BINARY CLEANUP_ARGS after the app ended by a signal or a
+	 * non-zero status; NULL-terminated, empty for none. */
+	char **cleanup_args;
+	size_t ncleanup_args;
 };
 
 struct hw_config {
@@ -137,8 +151,14 @@ void hw_config_free(struct hw_config *cfg);
  * -EINVAL. */
 int hw_config_app_name_ok(const char *name);
 
+/* The name of a capability bit (HW_APP_CAP_*: "CAP_NET_ADMIN"), NULL
+ * for one an app may not have. */
+const char *hw_config_cap_name(uint64_t bit);
+
 /* Reads one app's settings, spec = {"binary": str, "args": [str...]
- * (optional), "port": 1..65535, "autostart": bool (optional, true)}, for
+ * (optional), "port": 0..65535, "autostart": bool (optional, true),
+ * "capabilities": ["CAP_NET_ADMIN"] (optional), "cleanup_args": [str...]
+ * (optional)}, for
  * the app name of the config at path (a relative binary path is taken
  * from path's folder) into *out; unknown keys are errors. Messages name
  * the field as in the object ("port: 0 is out of range 1..65535").

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +22,7 @@
 
 #include "util/err.h"
 #include "util/log.h"
+#include "visor/appcaps.h"
 
 #define LOG "launcher"
 
@@ -27,6 +30,7 @@
 #define DEFAULT_BACKOFF_MAX_MS 60000
 #define DEFAULT_STABLE_MS 60000
 #define DEFAULT_KILL_GRACE_MS 3000
+#define DEFAULT_CLEANUP_MS 10000
 /* The app's end of the channel, in the app. */
 #define APP_FD 3
 
@@ -39,27 +43,29 @@ enum app_state {
 	ST_BACKOFF,  /* the timer holds the restart */
 	ST_EXITED,
 	ST_FAILED,
+	ST_CLEANUP, /* its cleanup runs; the timer holds its SIGKILL */
 };
 
 static const char *const state_names[] = {"stopped", "running", "stopping",
-					  "backoff", "exited",  "failed"};
+					  "backoff", "exited",  "failed",
+					  "cleanup"};
 
-struct app;
-
-/* One process. Separate from the app because its handle closes after the
- * exit while a new process of the same app may already be starting. */
-struct run {
-	uv_process_t proc;
-	struct app *a;
-	int pid;
+/* What follows an exit, once the cleanup (if any) is over. */
+enum next {
+	NX_STOPPED,
+	NX_EXITED,
+	NX_RESTART, /* at once: new settings (hw_launcher_put) */
+	NX_BACKOFF,
 };
 
 struct app {
 	struct hw_launcher *l;
 	struct hw_config_app cfg;
 	enum app_state state;
+	enum next next; /* in ST_CLEANUP */
 	uv_timer_t timer;
-	struct run *run; /* the live process, NULL when none */
+	int pid;         /* the live process, 0 when none */
+	int cleanup_pid; /* the cleanup's, 0 when none */
 	uint64_t started_at;
 	uint64_t restart_at;
 	unsigned backoff_ms; /* the next restart delay, before jitter */
@@ -83,36 +89,57 @@ struct hw_launcher {
 	char *local_dir;
 	char *visor_pk;
 	char *exe_dir;
+	char *visor_api;
 	struct hw_launcher_ops ops;
 	void *ud;
-	unsigned backoff_min, backoff_max, stable, grace;
+	unsigned backoff_min, backoff_max, stable, grace, cleanup_ms;
+	/* Children are forked here (the capabilities are set between fork
+	 * and exec, which uv_spawn cannot do) and reaped on SIGCHLD. */
+	uv_signal_t sigchld;
+	unsigned procs;   /* live processes: apps and cleanups */
 	unsigned handles; /* open or closing handles */
 	int freed;
 };
 
-static void free_args(struct hw_config_app *c)
+static void free_list(char ***list, size_t *n)
 {
-	for (size_t j = 0; c->args && j < c->nargs; j++)
-		free(c->args[j]);
-	free(c->args);
-	c->args = NULL;
-	c->nargs = 0;
+	for (size_t j = 0; *list && j < *n; j++)
+		free((*list)[j]);
+	free(*list);
+	*list = NULL;
+	*n = 0;
 }
 
-/* A deep copy of c's args into dst (its other fields copied too). */
+static void free_args(struct hw_config_app *c)
+{
+	free_list(&c->args, &c->nargs);
+	free_list(&c->cleanup_args, &c->ncleanup_args);
+}
+
+static int copy_list(char ***dst, size_t *ndst, char *const *src,
+		     size_t n)
+{
+	*ndst = 0;
+	if (!(*dst = calloc(n + 1, sizeof(char *))))
+		return -ENOMEM;
+	for (size_t j = 0; j < n; j++) {
+		if (!((*dst)[j] = strdup(src[j])))
+			return -ENOMEM;
+		(*ndst)++;
+	}
+	return 0;
+}
+
+/* A deep copy of c's lists into dst (its other fields copied too). */
 static int copy_cfg(struct hw_config_app *dst, const struct hw_config_app *c)
 {
 	*dst = *c;
-	dst->args = NULL;
-	dst->nargs = 0;
-	if (!(dst->args = calloc(c->nargs + 1, sizeof(char *))))
+	dst->args = dst->cleanup_args = NULL;
+	dst->nargs = dst->ncleanup_args = 0;
+	if (copy_list(&dst->args, &dst->nargs, c->args, c->nargs))
 		return -ENOMEM;
-	for (size_t j = 0; j < c->nargs; j++) {
-		if (!(dst->args[j] = strdup(c->args[j])))
-			return -ENOMEM;
-		dst->nargs++;
-	}
-	return 0;
+	return copy_list(&dst->cleanup_args, &dst->ncleanup_args,
+			 c->cleanup_args, c->ncleanup_args);
 }
 
 static void release(struct hw_launcher *l)
@@ -124,6 +151,7 @@ static void release(struct hw_launcher *l)
 	free(l->local_dir);
 	free(l->visor_pk);
 	free(l->exe_dir);
+	free(l->visor_api);
 	free(l);
 }
 
@@ -139,13 +167,31 @@ static void on_timer_close(uv_handle_t *h)
 	handle_closed(a->l);
 }
 
-static void on_run_close(uv_handle_t *h)
+static void on_sigchld_close(uv_handle_t *h)
 {
-	struct run *r = h->data;
-	struct hw_launcher *l = r->a->l;
+	handle_closed(h->data);
+}
 
-	free(r);
-	handle_closed(l);
+/* Live children keep the loop running, as uv_spawn's handles would. */
+static void proc_add(struct hw_launcher *l)
+{
+	if (l->procs++ == 0)
+		uv_ref((uv_handle_t *)&l->sigchld);
+}
+
+static void proc_del(struct hw_launcher *l)
+{
+	if (--l->procs == 0)
+		uv_unref((uv_handle_t *)&l->sigchld);
+}
+
+/* After hw_launcher_free: the SIGCHLD watcher goes once the last child
+ * has been reaped. */
+static void maybe_done(struct hw_launcher *l)
+{
+	if (l->freed && l->procs == 0 &&
+	    !uv_is_closing((uv_handle_t *)&l->sigchld))
+		uv_close((uv_handle_t *)&l->sigchld, on_sigchld_close);
 }
 
 static void iso_now(char *out, size_t len)
@@ -325,24 +371,21 @@ static int open_log(struct app *a, char *err, size_t errlen)
 	return fd;
 }
 
-/* Errors of uv_spawn that another attempt may not meet. */
+/* Errors of fork that another attempt may not meet. */
 static int transient(int rc)
 {
-	return rc == UV_EAGAIN || rc == UV_ENOMEM || rc == UV_EMFILE ||
-	       rc == UV_ENFILE;
+	return rc == -EAGAIN || rc == -ENOMEM || rc == -EMFILE ||
+	       rc == -ENFILE;
 }
 
-static void on_proc_exit(uv_process_t *p, int64_t status, int sig);
 static void on_timer(uv_timer_t *t);
 static int spawn(struct app *a, int restart, char *err, size_t errlen);
 
-static void schedule_restart(struct app *a, int ran)
+static void schedule_restart(struct app *a)
 {
 	struct hw_launcher *l = a->l;
 	uint64_t now = uv_now(l->loop), d, jitter;
 
-	if (ran && now - a->started_at >= l->stable)
-		a->backoff_ms = l->backoff_min;
 	d = a->backoff_ms;
 	jitter = d / 5;
 	if (jitter)
@@ -358,7 +401,8 @@ static void schedule_restart(struct app *a, int ran)
 	       a->cfg.name, a->restarts + 1, (unsigned long long)d);
 }
 
-/* The app's timer: the restart in backoff, the SIGKILL when stopping. */
+/* The app's timer: the restart in backoff, the SIGKILL when stopping or
+ * when its cleanup overruns. */
 static void on_timer(uv_timer_t *t)
 {
 	struct app *a = t->data;
@@ -370,11 +414,18 @@ static void on_timer(uv_timer_t *t)
 			a->restarts++;
 		a->restart_on_exit = 0;
 		spawn(a, 1, err, sizeof(err));
-	} else if (a->state == ST_STOPPING && a->run) {
+	} else if (a->state == ST_STOPPING && a->pid) {
 		hw_log(HW_LOG_WARN, LOG, "app '%s': pid %d still there %u ms "
-		       "after SIGTERM: SIGKILL", a->cfg.name, a->run->pid,
+		       "after SIGTERM: SIGKILL", a->cfg.name, a->pid,
 		       a->l->grace);
-		kill(-a->run->pid, SIGKILL);
+		kill(-a->pid, SIGKILL);
+	} else if (a->state == ST_CLEANUP && a->cleanup_pid) {
+		hw_log(HW_LOG_WARN, LOG, "app '%s': cleanup (pid %d) still "
+		       "running after %u ms: SIGKILL", a->cfg.name,
+		       a->cleanup_pid, a->l->cleanup_ms);
+		marker(a, -1, "cleanup still running after %u ms: SIGKILL",
+		       a->l->cleanup_ms);
+		kill(-a->cleanup_pid, SIGKILL);
 	}
 }
 
@@ -390,23 +441,259 @@ static void set_nonblock(int fd)
 		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
+/* A process to start: what it runs and what it is given. */
+struct child {
+	const char *file;
+	char **argv, **env;
+	const char *cwd;
+	int logfd;  /* its stdout and stderr */
+	int chanfd; /* its fd 3, the channel; -1: none */
+	const struct hw_appcaps *caps;
+};
+
+/* Steps of a child's start that can fail, for the message. */
+enum { STEP_SESSION = 1, STEP_FDS, STEP_CWD, STEP_CAPS, STEP_EXEC };
+
+/* What a child that could not exec writes to the visor before it exits. */
+struct child_err {
+	int step, caps_step, err;
+};
+
+static void child_fail(int fd, int step, int caps_step, int e)
+	__attribute__((noreturn));
+
+static void child_fail(int fd, int step, int caps_step, int e)
+{
+	struct child_err ce = {step, caps_step, e};
+	ssize_t n;
+
+	do
+		n = write(fd, &ce, sizeof(ce));
+	while (n < 0 && errno == EINTR);
+	_exit(127);
+}
+
+/* In the child, between fork and exec: system calls only (the visor has
+ * threads, whose locks the child may have inherited held). */
+static void child_run(const struct child *c, int errfd)
+	__attribute__((noreturn));
+
+static void child_run(const struct child *c, int errfd)
+{
+	struct sigaction sa;
+	sigset_t none;
+	int in, out, ch = -1, caps_step = 0, rc;
+
+	/* The visor's handlers (libuv's) must not run here: defaults
+	 * first, then the signals the fork held back are let in. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			sigaction(sig, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Its own session and process group: stopping the app reaches what
+	 * it forked, and a terminal's ^C reaches the visor only, which then
+	 * stops its apps in order. */
+	if (setsid() < 0)
+		child_fail(errfd, STEP_SESSION, 0, errno);
+	/* Above 3 first, so that no dup2 below overwrites a source. */
+	if ((in = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0 ||
+	    (in = fcntl(in, F_DUPFD_CLOEXEC, 10)) < 0 ||
+	    (out = fcntl(c->logfd, F_DUPFD_CLOEXEC, 10)) < 0 ||
+	    (c->chanfd >= 0 &&
+	     (ch = fcntl(c->chanfd, F_DUPFD_CLOEXEC, 10)) < 0) ||
+	    dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0 ||
+	    (ch >= 0 && dup2(ch, 3) < 0))
+		child_fail(errfd, STEP_FDS, 0, errno);
+	if (ch < 0)
+		close(3);
+	if (chdir(c->cwd) < 0)
+		child_fail(errfd, STEP_CWD, 0, errno);
+	if ((rc = hw_appcaps_apply(c->caps, &caps_step)))
+		child_fail(errfd, STEP_CAPS, caps_step, -rc);
+	execve(c->file, c->argv, c->env);
+	child_fail(errfd, STEP_EXEC, 0, errno);
+}
+
+/* Forks and execs c; *pid is the child's. Returns 0, or -errno with what
+ * failed in what. Waits only for the exec (or the child's failure). */
+static int fork_exec(const struct child *c, int *pid, char *what,
+		     size_t whatlen)
+{
+	struct child_err ce;
+	sigset_t all, old;
+	int pfd[2], e;
+	ssize_t n;
+	pid_t p;
+
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		e = errno;
+		snprintf(what, whatlen, "pipe");
+		return -e;
+	}
+	/* No signal handler of the visor may run in the child. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	p = fork();
+	if (p == 0) {
+		close(pfd[0]);
+		child_run(c, pfd[1]);
+	}
+	e = errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	close(pfd[1]);
+	if (p < 0) {
+		close(pfd[0]);
+		snprintf(what, whatlen, "fork");
+		return -e;
+	}
+	/* End of file: the exec closed the pipe. */
+	do
+		n = read(pfd[0], &ce, sizeof(ce));
+	while (n < 0 && errno == EINTR);
+	close(pfd[0]);
+	if (n != (ssize_t)sizeof(ce)) {
+		*pid = p;
+		return 0;
+	}
+	while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
+		;
+	switch (ce.step) {
+	case STEP_SESSION:
+		snprintf(what, whatlen, "setsid");
+		break;
+	case STEP_FDS:
+		snprintf(what, whatlen, "its stdio and channel");
+		break;
+	case STEP_CWD:
+		snprintf(what, whatlen, "chdir %s", c->cwd);
+		break;
+	case STEP_CAPS:
+		snprintf(what, whatlen, "capabilities (%s)",
+			 hw_appcaps_step_name(ce.caps_step));
+		break;
+	default:
+		snprintf(what, whatlen, "exec");
+	}
+	return -ce.err;
+}
+
+/* The names a list of capability bits, "CAP_NET_ADMIN, ..." */
+static void caps_text(uint64_t caps, char *out, size_t len)
+{
+	size_t n = 0;
+
+	out[0] = '\0';
+	for (unsigned b = 0; b < 64 && n < len; b++) {
+		const char *name = hw_config_cap_name(UINT64_C(1) << b);
+		if (!(caps & (UINT64_C(1) << b)))
+			continue;
+		n += (size_t)snprintf(out + n, len - n, "%s%s", n ? ", " : "",
+				      name ? name : "?");
+	}
+}
+
+/* The app's capabilities, prepared; a clear error when the visor lacks
+ * some. */
+static int prepare_caps(struct app *a, struct hw_appcaps *caps, char *err,
+			size_t errlen)
+{
+	uint64_t missing;
+	char names[128];
+	int rc = hw_appcaps_prepare(caps, a->cfg.caps, &missing);
+
+	if (rc == -EPERM) {
+		caps_text(missing, names, sizeof(names));
+		snprintf(err, errlen, "app '%s' needs %s, which this visor "
+			 "does not have (docs/vpn.md)", a->cfg.name, names);
+	} else if (rc) {
+		snprintf(err, errlen, "app '%s': capabilities: %s",
+			 a->cfg.name, strerror(-rc));
+	}
+	return rc;
+}
+
+/* The environment of a's processes: the visor's without what the
+ * launcher sets, plus that. chan: with HOPWIRE_APP_FD (the app, not its
+ * cleanup). */
+struct envbuf {
+	char fd[32], name[64], port[32], pk[128], api[PATH_MAX + 32];
+	char **env;
+};
+
+static int build_env(struct app *a, int chan, struct envbuf *b)
+{
+	static const char *const ours[] = {
+		"HOPWIRE_APP_SOCKET=", "HOPWIRE_APP_FD=",
+		"HOPWIRE_APP_NAME=",   "HOPWIRE_APP_PORT=",
+		"HOPWIRE_VISOR_PK=",   "HOPWIRE_VISOR_API=",
+		NULL};
+	struct hw_launcher *l = a->l;
+	size_t n = 0, k = 0;
+
+	while (environ && environ[n])
+		n++;
+	if (!(b->env = calloc(n + 6, sizeof(*b->env))))
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		int skip = 0;
+		for (int j = 0; ours[j] && !skip; j++)
+			skip = !strncmp(environ[i], ours[j], strlen(ours[j]));
+		if (!skip)
+			b->env[k++] = environ[i];
+	}
+	snprintf(b->fd, sizeof(b->fd), "HOPWIRE_APP_FD=%d", APP_FD);
+	snprintf(b->name, sizeof(b->name), "HOPWIRE_APP_NAME=%s", a->cfg.name);
+	snprintf(b->port, sizeof(b->port), "HOPWIRE_APP_PORT=%u", a->cfg.port);
+	if (chan)
+		b->env[k++] = b->fd;
+	b->env[k++] = b->name;
+	b->env[k++] = b->port;
+	if (l->visor_pk) {
+		snprintf(b->pk, sizeof(b->pk), "HOPWIRE_VISOR_PK=%s",
+			 l->visor_pk);
+		b->env[k++] = b->pk;
+	}
+	if (l->visor_api) {
+		snprintf(b->api, sizeof(b->api), "HOPWIRE_VISOR_API=%s",
+			 l->visor_api);
+		b->env[k++] = b->api;
+	}
+	return 0;
+}
+
+/* argv for binary args... (NULL-terminated); free it. */
+static char **build_argv(struct app *a, char **args, size_t nargs)
+{
+	char **argv = calloc(nargs + 2, sizeof(*argv));
+
+	if (!argv)
+		return NULL;
+	argv[0] = a->cfg.binary;
+	for (size_t i = 0; i < nargs; i++)
+		argv[i + 1] = args[i];
+	return argv;
+}
+
 /* Starts a's process. restart: a scheduled restart (a transient failure
  * then schedules another). On failure the message is in err and in
  * a->error, logged once. */
 static int spawn(struct app *a, int restart, char *err, size_t errlen)
 {
 	struct hw_launcher *l = a->l;
-	uv_process_options_t o = {0};
-	uv_stdio_container_t stdio[4];
-	char file[PATH_MAX], dir[PATH_MAX + 8];
-	char e_fd[32], e_name[64], e_port[32], e_pk[128];
-	char **env = NULL, **argv = NULL;
-	struct run *r = NULL;
+	struct hw_appcaps caps = {0};
+	struct envbuf eb = {0};
+	struct child c = {0};
+	char file[PATH_MAX], dir[PATH_MAX + 8], what[128];
+	char **argv = NULL;
 	int sv[2] = {-1, -1}, logfd = -1, rc, pid;
-	size_t n = 0, k = 0;
 
 	err[0] = '\0';
 	if ((rc = resolve(a, file, sizeof(file), err, errlen)))
+		goto fail;
+	if ((rc = prepare_caps(a, &caps, err, errlen)))
 		goto fail;
 	snprintf(dir, sizeof(dir), "%s/apps", l->local_dir);
 	if ((rc = make_dir(a, dir, err, errlen)) ||
@@ -425,85 +712,36 @@ static int spawn(struct app *a, int restart, char *err, size_t errlen)
 			 strerror(errno));
 		goto fail;
 	}
-	while (environ && environ[n])
-		n++;
-	argv = calloc(a->cfg.nargs + 2, sizeof(*argv));
-	env = calloc(n + 5, sizeof(*env));
-	r = calloc(1, sizeof(*r));
-	if (!argv || !env || !r) {
+	if (build_env(a, 1, &eb) ||
+	    !(argv = build_argv(a, a->cfg.args, a->cfg.nargs))) {
 		rc = -ENOMEM;
 		snprintf(err, errlen, "app '%s': out of memory", a->cfg.name);
 		goto fail;
 	}
-	for (size_t i = 0; i < n; i++) {
-		static const char *const ours[] = {
-			"HOPWIRE_APP_SOCKET=", "HOPWIRE_APP_FD=",
-			"HOPWIRE_APP_NAME=", "HOPWIRE_APP_PORT=",
-			"HOPWIRE_VISOR_PK=", NULL};
-		int skip = 0;
-		for (int j = 0; ours[j] && !skip; j++)
-			skip = !strncmp(environ[i], ours[j], strlen(ours[j]));
-		if (!skip)
-			env[k++] = environ[i];
-	}
-	snprintf(e_fd, sizeof(e_fd), "HOPWIRE_APP_FD=%d", APP_FD);
-	snprintf(e_name, sizeof(e_name), "HOPWIRE_APP_NAME=%s", a->cfg.name);
-	snprintf(e_port, sizeof(e_port), "HOPWIRE_APP_PORT=%u", a->cfg.port);
-	env[k++] = e_fd;
-	env[k++] = e_name;
-	env[k++] = e_port;
-	if (l->visor_pk) {
-		snprintf(e_pk, sizeof(e_pk), "HOPWIRE_VISOR_PK=%s",
-			 l->visor_pk);
-		env[k++] = e_pk;
-	}
-	argv[0] = a->cfg.binary;
-	for (size_t i = 0; i < a->cfg.nargs; i++)
-		argv[i + 1] = a->cfg.args[i];
-
-	memset(stdio, 0, sizeof(stdio));
-	stdio[0].flags = UV_IGNORE; /* /dev/null */
-	stdio[1].flags = UV_INHERIT_FD;
-	stdio[1].data.fd = logfd;
-	stdio[2].flags = UV_INHERIT_FD;
-	stdio[2].data.fd = logfd;
-	stdio[3].flags = UV_INHERIT_FD;
-	stdio[3].data.fd = sv[1];
-	o.exit_cb = on_proc_exit;
-	o.file = file;
-	o.args = argv;
-	o.env = env;
-	o.cwd = a->cwd;
-	/* Its own session and process group: stopping the app reaches what
-	 * it forked, and a terminal's ^C reaches the visor only, which then
-	 * stops its apps in order. */
-	o.flags = UV_PROCESS_DETACHED;
-	o.stdio_count = 4;
-	o.stdio = stdio;
+	c.file = file;
+	c.argv = argv;
+	c.env = eb.env;
+	c.cwd = a->cwd;
+	c.logfd = logfd;
+	c.chanfd = sv[1];
+	c.caps = &caps;
 	marker(a, logfd, "starting %s: %s", a->cfg.name, file);
-	r->a = a;
-	if ((rc = uv_spawn(l->loop, &r->proc, &o))) {
-		snprintf(err, errlen, "app '%s': cannot run %s: %s",
-			 a->cfg.name, file, uv_strerror(rc));
-		marker(a, logfd, "cannot start %s: %s", a->cfg.name,
-		       uv_strerror(rc));
-		/* A failed uv_spawn leaves an initialised handle to close. */
-		r->proc.data = r;
-		l->handles++;
-		uv_close((uv_handle_t *)&r->proc, on_run_close);
-		r = NULL;
+	if ((rc = fork_exec(&c, &pid, what, sizeof(what)))) {
+		snprintf(err, errlen, "app '%s': cannot run %s: %s: %s",
+			 a->cfg.name, file, what, strerror(-rc));
+		marker(a, logfd, "cannot start %s: %s: %s", a->cfg.name,
+		       what, strerror(-rc));
 		goto fail;
 	}
-	pid = r->pid = r->proc.pid;
-	r->proc.data = r;
-	l->handles++;
+	proc_add(l);
+	a->pid = pid;
 	marker(a, logfd, "%s is pid %d", a->cfg.name, pid);
 	close(logfd);
 	close(sv[1]);
 	set_nonblock(sv[0]);
 	free(argv);
-	free(env);
-	a->run = r;
+	free(eb.env);
+	hw_appcaps_clear(&caps);
 	a->state = ST_RUNNING;
 	a->started_at = uv_now(l->loop);
 	a->error[0] = '\0';
@@ -523,12 +761,12 @@ fail:
 	if (logfd >= 0)
 		close(logfd);
 	free(argv);
-	free(env);
-	free(r);
+	free(eb.env);
+	hw_appcaps_clear(&caps);
 	snprintf(a->error, sizeof(a->error), "%s", err);
 	if (restart && transient(rc)) {
 		hw_log(HW_LOG_WARN, LOG, "%s", err);
-		schedule_restart(a, 0);
+		schedule_restart(a);
 	} else {
 		hw_log(HW_LOG_ERROR, LOG, "%s", err);
 		a->state = ST_FAILED;
@@ -536,52 +774,198 @@ fail:
 	return rc;
 }
 
-static void on_proc_exit(uv_process_t *p, int64_t status, int sig)
+/* After an exit (and its cleanup): what next says. */
+static void finish(struct app *a, enum next next)
 {
-	struct run *r = p->data;
-	struct app *a = r->a;
 	struct hw_launcher *l = a->l;
-	char how[64], sname[32];
 
-	uv_close((uv_handle_t *)p, on_run_close);
-	/* What the app left behind in its group goes with it. */
-	kill(-r->pid, SIGKILL);
-	a->run = NULL;
-	a->has_exit = 1;
-	a->exit_status = status;
-	a->exit_signal = sig;
-	uv_timer_stop(&a->timer);
-	if (sig) {
-		signal_name(sig, sname, sizeof(sname));
-		snprintf(how, sizeof(how), "was killed by %s", sname);
-	} else {
-		snprintf(how, sizeof(how), "exited with status %lld",
-			 (long long)status);
-	}
-	marker(a, -1, "%s (pid %d) %s", a->cfg.name, r->pid, how);
-	hw_log(a->state == ST_STOPPING || (!sig && !status) ? HW_LOG_INFO
-							    : HW_LOG_WARN,
-	       LOG, "app '%s': pid %d %s", a->cfg.name, r->pid, how);
 	if (l->freed) {
 		uv_close((uv_handle_t *)&a->timer, on_timer_close);
 		return;
 	}
-	if (a->state == ST_STOPPING && a->restart_on_exit) {
+	switch (next) {
+	case NX_RESTART:
 		/* Stopped for new settings (hw_launcher_put): start again
-		 * from the timer, so the exited callback below comes first. */
+		 * from the timer, so the exited callback comes first. */
 		a->backoff_ms = l->backoff_min;
 		a->state = ST_BACKOFF;
 		a->restart_at = uv_now(l->loop);
 		uv_timer_start(&a->timer, on_timer, 0, 0);
-	} else if (a->state == ST_STOPPING)
+		break;
+	case NX_STOPPED:
 		a->state = ST_STOPPED;
-	else if (!sig && !status)
+		break;
+	case NX_EXITED:
 		a->state = ST_EXITED;
-	else
-		schedule_restart(a, 1);
+		break;
+	case NX_BACKOFF:
+		schedule_restart(a);
+	}
+}
+
+/* Runs BINARY CLEANUP_ARGS for a that has just ended, in its folder,
+ * with its environment (without the channel) and capabilities, output
+ * to its log, SIGKILL after l->cleanup_ms. Returns 0 when it runs. */
+static int start_cleanup(struct app *a)
+{
+	struct hw_launcher *l = a->l;
+	struct hw_appcaps caps = {0};
+	struct envbuf eb = {0};
+	struct child c = {0};
+	char file[PATH_MAX], err[768], what[128];
+	char **argv = NULL;
+	int logfd = -1, rc, pid;
+
+	if ((rc = resolve(a, file, sizeof(file), err, sizeof(err))) ||
+	    (rc = prepare_caps(a, &caps, err, sizeof(err))) ||
+	    (rc = logfd = open_log(a, err, sizeof(err))) < 0)
+		goto fail;
+	if (build_env(a, 0, &eb) ||
+	    !(argv = build_argv(a, a->cfg.cleanup_args,
+				a->cfg.ncleanup_args))) {
+		rc = -ENOMEM;
+		snprintf(err, sizeof(err), "out of memory");
+		goto fail;
+	}
+	c.file = file;
+	c.argv = argv;
+	c.env = eb.env;
+	c.cwd = a->cwd;
+	c.logfd = logfd;
+	c.chanfd = -1;
+	c.caps = &caps;
+	marker(a, logfd, "cleanup after %s: %s%s%s", a->cfg.name, file,
+	       a->cfg.ncleanup_args ? " " : "",
+	       a->cfg.ncleanup_args ? a->cfg.cleanup_args[0] : "");
+	if ((rc = fork_exec(&c, &pid, what, sizeof(what)))) {
+		snprintf(err, sizeof(err), "cannot run %.600s: %s: %s", file,
+			 what, strerror(-rc));
+		goto fail;
+	}
+	proc_add(l);
+	a->cleanup_pid = pid;
+	hw_log(HW_LOG_INFO, LOG, "app '%s': cleanup started, pid %d",
+	       a->cfg.name, pid);
+	close(logfd);
+	free(argv);
+	free(eb.env);
+	hw_appcaps_clear(&caps);
+	arm(a, l->cleanup_ms);
+	return 0;
+fail:
+	hw_log(HW_LOG_ERROR, LOG, "app '%s': cleanup: %s", a->cfg.name, err);
+	marker(a, logfd, "cleanup not run: %s", err);
+	if (logfd >= 0)
+		close(logfd);
+	free(argv);
+	free(eb.env);
+	hw_appcaps_clear(&caps);
+	return rc ? rc : -EINVAL;
+}
+
+static void describe(int64_t status, int sig, char *how, size_t len)
+{
+	char sname[32];
+
+	if (sig) {
+		signal_name(sig, sname, sizeof(sname));
+		snprintf(how, len, "was killed by %s", sname);
+	} else {
+		snprintf(how, len, "exited with status %lld",
+			 (long long)status);
+	}
+}
+
+static void on_cleanup_exit(struct app *a, int64_t status, int sig)
+{
+	char how[64];
+
+	a->cleanup_pid = 0;
+	proc_del(a->l);
+	uv_timer_stop(&a->timer);
+	describe(status, sig, how, sizeof(how));
+	marker(a, -1, "cleanup of %s %s", a->cfg.name, how);
+	hw_log(!sig && !status ? HW_LOG_INFO : HW_LOG_WARN, LOG,
+	       "app '%s': cleanup %s", a->cfg.name, how);
+	finish(a, a->next);
+}
+
+static void on_proc_exit(struct app *a, int64_t status, int sig)
+{
+	struct hw_launcher *l = a->l;
+	uint64_t now = uv_now(l->loop);
+	enum next next;
+	char how[64];
+	int pid = a->pid;
+
+	/* What the app left behind in its group goes with it. */
+	kill(-pid, SIGKILL);
+	a->pid = 0;
+	proc_del(l);
+	a->has_exit = 1;
+	a->exit_status = status;
+	a->exit_signal = sig;
+	uv_timer_stop(&a->timer);
+	describe(status, sig, how, sizeof(how));
+	marker(a, -1, "%s (pid %d) %s", a->cfg.name, pid, how);
+	hw_log(a->state == ST_STOPPING || (!sig && !status) ? HW_LOG_INFO
+							    : HW_LOG_WARN,
+	       LOG, "app '%s': pid %d %s", a->cfg.name, pid, how);
+	if (a->state == ST_STOPPING && a->restart_on_exit) {
+		next = NX_RESTART;
+	} else if (a->state == ST_STOPPING) {
+		next = NX_STOPPED;
+	} else if (!sig && !status) {
+		next = NX_EXITED;
+	} else {
+		if (now - a->started_at >= l->stable)
+			a->backoff_ms = l->backoff_min;
+		next = NX_BACKOFF;
+	}
+	/* A crash, or a stop that had to kill it, may leave what the app
+	 * changed on the host: its cleanup undoes it first. */
+	if (a->cfg.ncleanup_args && (sig || status) &&
+	    start_cleanup(a) == 0) {
+		a->state = ST_CLEANUP;
+		a->next = next;
+	} else {
+		finish(a, next);
+	}
 	/* Last: the callee may do anything, even free the launcher. */
-	if (l->ops.exited)
+	if (!l->freed && l->ops.exited)
 		l->ops.exited(l->ud, a->cfg.name, status, sig);
+}
+
+/* Reaps whichever of our children have ended. Only our own pids: libuv
+ * reaps the processes of uv_spawn by theirs. */
+static void on_sigchld(uv_signal_t *h, int signum)
+{
+	struct hw_launcher *l = h->data;
+	int st;
+
+	for (size_t i = 0; i < l->napps; i++) {
+		struct app *a = l->apps[i];
+		int pids[2] = {a->pid, a->cleanup_pid};
+
+		for (int k = 0; k < 2; k++) {
+			pid_t p;
+
+			if (!pids[k])
+				continue;
+			do
+				p = waitpid(pids[k], &st, WNOHANG);
+			while (p < 0 && errno == EINTR);
+			if (p != pids[k])
+				continue;
+			int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+			int64_t status = WIFEXITED(st) ? WEXITSTATUS(st) : 0;
+			if (k == 0)
+				on_proc_exit(a, status, sig);
+			else
+				on_cleanup_exit(a, status, sig);
+		}
+	}
+	maybe_done(l);
 }
 
 /* Appends a new app for c (i: its index, for messages), without its
@@ -635,6 +1019,23 @@ static void app_timer_init(struct app *a)
 	a->l->handles++;
 }
 
+/* path made absolute from the working folder, in a new string. */
+static int absolute(const char *path, char **out)
+{
+	char cwd[PATH_MAX];
+	size_t len;
+
+	if (path[0] == '/')
+		return (*out = strdup(path)) ? 0 : -ENOMEM;
+	if (!getcwd(cwd, sizeof(cwd)))
+		return -errno;
+	len = strlen(cwd) + strlen(path) + 2;
+	if (!(*out = malloc(len)))
+		return -ENOMEM;
+	snprintf(*out, len, "%s/%s", cwd, path);
+	return 0;
+}
+
 int hw_launcher_new(struct hw_launcher **out,
 		    const struct hw_launcher_params *p, char *err,
 		    size_t errlen)
@@ -663,8 +1064,14 @@ int hw_launcher_new(struct hw_launcher **out,
 		l->backoff_max = l->backoff_min;
 	l->stable = p->stable_ms ? p->stable_ms : DEFAULT_STABLE_MS;
 	l->grace = p->kill_grace_ms ? p->kill_grace_ms : DEFAULT_KILL_GRACE_MS;
+	l->cleanup_ms = p->cleanup_ms ? p->cleanup_ms : DEFAULT_CLEANUP_MS;
 	if (!(l->local_dir = strdup(p->local_dir)))
 		goto nomem;
+	if (p->visor_api && (rc = absolute(p->visor_api, &l->visor_api))) {
+		snprintf(err, errlen, "launcher: visor_api %s: %s",
+			 p->visor_api, strerror(-rc));
+		goto fail;
+	}
 	if (p->visor_pk_hex && !(l->visor_pk = strdup(p->visor_pk_hex)))
 		goto nomem;
 	if (p->visor_exe_dir) {
@@ -696,6 +1103,11 @@ int hw_launcher_new(struct hw_launcher **out,
 	 * above has none to close. */
 	for (size_t i = 0; i < l->napps; i++)
 		app_timer_init(l->apps[i]);
+	uv_signal_init(l->loop, &l->sigchld);
+	l->sigchld.data = l;
+	l->handles++;
+	uv_signal_start(&l->sigchld, on_sigchld, SIGCHLD);
+	uv_unref((uv_handle_t *)&l->sigchld);
 	*out = l;
 	return 0;
 nomem:
@@ -714,7 +1126,12 @@ static int start(struct hw_launcher *l, struct app *a, char *err,
 		snprintf(err, errlen, "app '%s' is %s (pid %d)", a->cfg.name,
 			 a->state == ST_RUNNING ? "already running"
 						: "stopping",
-			 a->run ? a->run->pid : 0);
+			 a->pid);
+		return HW_ESTATE;
+	}
+	if (a->state == ST_CLEANUP) {
+		snprintf(err, errlen, "app '%s' is cleaning up after its exit "
+			 "(cleanup pid %d)", a->cfg.name, a->cleanup_pid);
 		return HW_ESTATE;
 	}
 	uv_timer_stop(&a->timer);
@@ -731,7 +1148,8 @@ void hw_launcher_autostart(struct hw_launcher *l)
 
 	for (size_t i = 0; i < l->napps; i++) {
 		struct app *a = l->apps[i];
-		if (a->cfg.autostart && !a->run && a->state != ST_BACKOFF)
+		if (a->cfg.autostart && !a->pid && a->state != ST_BACKOFF &&
+		    a->state != ST_CLEANUP)
 			start(l, a, err, sizeof(err));
 	}
 }
@@ -767,12 +1185,16 @@ int hw_launcher_stop(struct hw_launcher *l, const char *name, char *err,
 	switch (a->state) {
 	case ST_RUNNING:
 		hw_log(HW_LOG_INFO, LOG, "app '%s': stopping pid %d",
-		       a->cfg.name, a->run->pid);
+		       a->cfg.name, a->pid);
 		a->state = ST_STOPPING;
-		kill(-a->run->pid, SIGTERM);
+		kill(-a->pid, SIGTERM);
 		arm(a, a->l->grace);
 		return 0;
 	case ST_STOPPING:
+		return 0;
+	case ST_CLEANUP:
+		/* Not started again once the cleanup is over. */
+		a->next = NX_STOPPED;
 		return 0;
 	case ST_BACKOFF:
 		hw_log(HW_LOG_INFO, LOG, "app '%s': stopped (restart "
@@ -809,7 +1231,8 @@ int hw_launcher_put(struct hw_launcher *l, const struct hw_config_app *c,
 		err = buf, errlen = sizeof(buf);
 	err[0] = '\0';
 	for (size_t i = 0; i < l->napps; i++)
-		if (l->apps[i] != a && l->apps[i]->cfg.port == c->port) {
+		if (l->apps[i] != a && c->port &&
+		    l->apps[i]->cfg.port == c->port) {
 			snprintf(err, errlen, "port %u is taken by app '%s'",
 				 c->port, l->apps[i]->cfg.name);
 			return -EADDRINUSE;
@@ -835,16 +1258,17 @@ int hw_launcher_put(struct hw_launcher *l, const struct hw_config_app *c,
 	switch (a->state) {
 	case ST_RUNNING:
 		hw_log(HW_LOG_INFO, LOG, "app '%s': new settings: restarting "
-		       "pid %d", a->cfg.name, a->run->pid);
+		       "pid %d", a->cfg.name, a->pid);
 		a->restart_on_exit = 1;
 		a->state = ST_STOPPING;
-		kill(-a->run->pid, SIGTERM);
+		kill(-a->pid, SIGTERM);
 		arm(a, l->grace);
 		break;
 	case ST_STOPPING:
+	case ST_CLEANUP:
 		/* Its next start, if one is due, takes the new settings. */
-		hw_log(HW_LOG_INFO, LOG, "app '%s': new settings (it is "
-		       "stopping)", a->cfg.name);
+		hw_log(HW_LOG_INFO, LOG, "app '%s': new settings (it is %s)",
+		       a->cfg.name, state_names[a->state]);
 		break;
 	case ST_BACKOFF:
 		hw_log(HW_LOG_INFO, LOG, "app '%s': new settings: starting "
@@ -878,21 +1302,46 @@ hw_launcher_app_by_port(const struct hw_launcher *l, uint16_t port)
 int hw_launcher_is_running(const struct hw_launcher *l, const char *name)
 {
 	struct app *a = find(l, name);
-	return a && (a->run || a->state == ST_BACKOFF);
+	return a && (a->pid || a->state == ST_BACKOFF ||
+		     a->state == ST_CLEANUP);
+}
+
+static json_t *strings_json(char *const *list, size_t n)
+{
+	json_t *arr = json_array();
+
+	for (size_t j = 0; arr && j < n; j++)
+		if (json_array_append_new(arr, json_string(list[j]))) {
+			json_decref(arr);
+			return NULL;
+		}
+	return arr;
+}
+
+static json_t *caps_json(uint64_t caps)
+{
+	json_t *arr = json_array();
+
+	for (unsigned b = 0; arr && b < 64; b++) {
+		const char *name = hw_config_cap_name(UINT64_C(1) << b);
+		if ((caps & (UINT64_C(1) << b)) && name &&
+		    json_array_append_new(arr, json_string(name))) {
+			json_decref(arr);
+			return NULL;
+		}
+	}
+	return arr;
 }
 
 static json_t *app_json(const struct hw_launcher *l, const struct app *a)
 {
 	uint64_t now = uv_now(l->loop);
-	json_t *o = json_object(), *args = json_array(), *ex = json_null();
+	json_t *o = json_object(), *ex = json_null();
+	json_t *args = strings_json(a->cfg.args, a->cfg.nargs);
 	char sname[32];
 
 	if (!o || !args)
 		goto fail;
-	for (size_t j = 0; j < a->cfg.nargs; j++)
-		if (json_array_append_new(args,
-					  json_string(a->cfg.args[j])))
-			goto fail;
 	if (a->has_exit) {
 		if (a->exit_signal)
 			signal_name(a->exit_signal, sname, sizeof(sname));
@@ -907,12 +1356,19 @@ static json_t *app_json(const struct hw_launcher *l, const struct app *a)
 	    json_object_set_new(o, "binary", json_string(a->cfg.binary)) ||
 	    json_object_set(o, "args", args) ||
 	    json_object_set_new(o, "port", json_integer(a->cfg.port)) ||
+	    json_object_set_new(o, "capabilities", caps_json(a->cfg.caps)) ||
+	    json_object_set_new(o, "cleanup_args",
+				strings_json(a->cfg.cleanup_args,
+					     a->cfg.ncleanup_args)) ||
+	    json_object_set_new(o, "cleanup_pid",
+				a->cleanup_pid ? json_integer(a->cleanup_pid)
+					       : json_null()) ||
 	    json_object_set_new(o, "state",
 				json_string(state_names[a->state])) ||
-	    json_object_set_new(o, "pid", a->run ? json_integer(a->run->pid)
+	    json_object_set_new(o, "pid", a->pid ? json_integer(a->pid)
 						 : json_null()) ||
 	    json_object_set_new(o, "uptime_ms",
-				a->run ? json_integer((json_int_t)(
+				a->pid ? json_integer((json_int_t)(
 						 now - a->started_at))
 				       : json_null()) ||
 	    json_object_set_new(o, "restarts", json_integer(a->restarts)) ||
@@ -963,7 +1419,9 @@ void hw_launcher_free(struct hw_launcher *l)
 	l->freed = 1;
 	for (size_t i = 0; i < l->napps; i++) {
 		struct app *a = l->apps[i];
-		if (!a->run) {
+		if (a->state == ST_CLEANUP)
+			continue; /* it closes its timer when done */
+		if (!a->pid) {
 			uv_timer_stop(&a->timer);
 			uv_close((uv_handle_t *)&a->timer, on_timer_close);
 			continue;
@@ -971,12 +1429,11 @@ void hw_launcher_free(struct hw_launcher *l)
 		/* The timer closes when the process has gone (on_proc_exit). */
 		if (a->state != ST_STOPPING) {
 			hw_log(HW_LOG_INFO, LOG, "app '%s': stopping pid %d",
-			       a->cfg.name, a->run->pid);
+			       a->cfg.name, a->pid);
 			a->state = ST_STOPPING;
-			kill(-a->run->pid, SIGTERM);
+			kill(-a->pid, SIGTERM);
 			arm(a, l->grace);
 		}
 	}
-	if (l->handles == 0)
-		release(l);
+	maybe_done(l);
 }

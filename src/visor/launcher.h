@@ -10,11 +10,20 @@
  * LOCAL_DIR/apps/NAME.log (renamed to NAME.log.1 before a start once it
  * exceeds 10 MiB); cwd LOCAL_DIR/apps/NAME/; the visor's environment
  * without HOPWIRE_APP_SOCKET, plus HOPWIRE_APP_FD=3, HOPWIRE_APP_NAME,
- * HOPWIRE_APP_PORT and HOPWIRE_VISOR_PK.
+ * HOPWIRE_APP_PORT, HOPWIRE_VISOR_PK and HOPWIRE_VISOR_API; exactly the
+ * capabilities its entry names (visor/appcaps.h), none without.
+ *
+ * An app whose entry has cleanup_args and that ends by a signal or with a
+ * non-zero status (a crash, or a stop that had to kill it) is followed by
+ * its cleanup, BINARY CLEANUP_ARGS..., run the same way (without the
+ * channel) and killed after 10 s; the app's state is "cleanup" until it
+ * has ended, and only then is the app restarted or left stopped.
  *
  * Everything runs on the caller's loop; callbacks come from it. Starting an
- * app does a few small local file operations (mkdir, stat, open) and the
- * fork/exec of uv_spawn, nothing that waits on the app. */
+ * app does a few small local file operations (mkdir, stat, open) and a
+ * fork and exec (the launcher waits for the exec, nothing that waits on
+ * the app). Children are reaped on SIGCHLD by their pids, so processes
+ * of uv_spawn elsewhere in the program are not disturbed. */
 #ifndef HW_VISOR_LAUNCHER_H
 #define HW_VISOR_LAUNCHER_H
 
@@ -42,8 +51,9 @@ struct hw_launcher_ops {
 	void (*started)(void *ud, const char *name, uint16_t port, int fd,
 			int pid);
 	/* The app's process ended (after `started`): exit_status is its
-	 * status, term_signal the signal that ended it (0: none). May be
-	 * NULL. Not called once hw_launcher_free has been called. */
+	 * status, term_signal the signal that ended it (0: none); its
+	 * cleanup, if any, starts before this call. May be NULL. Not
+	 * called once hw_launcher_free has been called. */
 	void (*exited)(void *ud, const char *name, int64_t exit_status,
 		       int term_signal);
 };
@@ -54,6 +64,9 @@ struct hw_launcher_params {
 	size_t napps;
 	const char *local_dir;    /* required: logs and working folders */
 	const char *visor_pk_hex; /* HOPWIRE_VISOR_PK; NULL: not set */
+	/* HOPWIRE_VISOR_API, the control socket (made absolute); NULL: not
+	 * set. */
+	const char *visor_api;
 	/* Where hopwire-visor lives, searched first for bare binary names;
 	 * NULL: the folder of /proc/self/exe. */
 	const char *visor_exe_dir;
@@ -61,9 +74,10 @@ struct hw_launcher_params {
 	void *ud;
 	/* Tuning, 0 for the defaults: first and largest restart delay
 	 * (1000, 60000), the run time after which the delay starts over
-	 * (60000), and how long a stopped app has between SIGTERM and
-	 * SIGKILL (3000). */
+	 * (60000), how long a stopped app has between SIGTERM and
+	 * SIGKILL (3000), and a cleanup before its SIGKILL (10000). */
 	unsigned backoff_min_ms, backoff_max_ms, stable_ms, kill_grace_ms;
+	unsigned cleanup_ms;
 };
 
 /* Creates a launcher for p->apps; nothing starts yet. Returns 0, or a
@@ -78,7 +92,8 @@ void hw_launcher_autostart(struct hw_launcher *l);
 
 /* Starts the app now (an app waiting for its restart starts at once).
  * Returns 0; -ENOENT when no app has that name; HW_ESTATE when it is
- * running or stopping (err says which); or the spawn error with a
+ * running, stopping or cleaning up (err says which); or the spawn
+ * error (a capability the visor lacks: -EPERM) with a
  * message in err naming what went wrong (for a missing binary, where it
  * was looked for) — the app is then in state "failed". */
 int hw_launcher_start(struct hw_launcher *l, const char *name, char *err,
@@ -86,7 +101,8 @@ int hw_launcher_start(struct hw_launcher *l, const char *name, char *err,
 
 /* Stops the app: SIGTERM to its process group, SIGKILL after the grace
  * (3 s); it is not restarted. A pending restart is cancelled. Returns 0
- * (also when a stop is already under way), -ENOENT for an unknown name,
+ * (also when a stop is already under way; for an app cleaning up: it is
+ * not restarted after), -ENOENT for an unknown name,
  * HW_ESTATE with a message when it is not running. */
 int hw_launcher_stop(struct hw_launcher *l, const char *name, char *err,
 		     size_t errlen);
@@ -118,15 +134,18 @@ const struct hw_config_app *hw_launcher_app(const struct hw_launcher *l,
 const struct hw_config_app *
 hw_launcher_app_by_port(const struct hw_launcher *l, uint16_t port);
 
-/* 1 when the launcher has a process for the app (running or stopping) or
- * will restart it (backoff), 0 otherwise (also for unknown names). */
+/* 1 when the launcher has a process for the app (running, stopping or
+ * its cleanup) or will restart it (backoff), 0 otherwise (also for
+ * unknown names). */
 int hw_launcher_is_running(const struct hw_launcher *l, const char *name);
 
 /* The apps as a JSON list (new reference, NULL when out of memory), in
  * config order:
  *   [{"name", "binary" (as configured), "args": [...], "port",
+ *     "capabilities": ["CAP_NET_ADMIN"...], "cleanup_args": [...],
  *     "state": "stopped" | "running" | "stopping" | "backoff" |
- *              "exited" | "failed",
+ *              "exited" | "failed" | "cleanup",
+ *     "cleanup_pid": N | null,
  *     "pid": N | null, "uptime_ms": N | null, "restarts": N (automatic
  *     restarts so far), "autostart": bool, "log": PATH,
  *     "last_exit": {"status": N, "signal": N (0: none), "signal_name":

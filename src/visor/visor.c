@@ -484,6 +484,7 @@ static int start_routing_and_apps(struct hw_visor *v,
 	lp.napps = cfg->napps;
 	lp.local_dir = cfg->local_dir;
 	lp.visor_pk_hex = v->pk_hex;
+	lp.visor_api = cfg->control_socket;
 	lp.ops = &launcher_ops;
 	lp.ud = v;
 	if ((rc = hw_launcher_new(&v->launcher, &lp, msg, sizeof(msg)))) {

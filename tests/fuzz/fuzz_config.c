@@ -40,7 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					 err, sizeof(err));
 		if (rc && !err[0] && rc != -ENOMEM)
 			abort();
-		if (rc == 0 && (!a.args || !a.port || !a.binary[0]))
+		if (rc == 0 && (!a.args || !a.cleanup_args || !a.binary[0] ||
+				 (a.caps & ~HW_APP_CAP_NET_ADMIN)))
 			abort();
 		hw_config_app_clear(&a);
 		json_decref(j);

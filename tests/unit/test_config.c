@@ -184,7 +184,7 @@ static void test_apps(void **state)
 	expect_error(APPS_HEAD "{\"name\":\"a b\",\"binary\":\"x\","
 		     "\"port\":1}]}", "apps[0].name: 'a b' is not");
 	expect_error(APPS_HEAD "{\"name\":\"a\",\"binary\":\"x\","
-		     "\"port\":0}]}", "apps[0].port: 0 is out of range");
+		     "\"port\":65536}]}", "apps[0].port: 65536 is out of range");
 	expect_error(APPS_HEAD "{\"name\":\"a\",\"binary\":\"x\"}]}",
 		     "apps[0].port: missing");
 	expect_error(APPS_HEAD "{\"name\":\"a\",\"binary\":\"\","
@@ -204,6 +204,69 @@ static void test_apps(void **state)
 	expect_error(APPS_HEAD "{\"name\":\"a\",\"binary\":\"x\","
 		     "\"port\":1,\"colour\":1}]}",
 		     "apps[0].colour: unknown setting");
+}
+
+/* capabilities and cleanup_args (docs/apps.md), and port 0 (none). */
+static void test_app_caps_cleanup(void **state)
+{
+	struct hw_config cfg;
+	char err[512], big[2048];
+	size_t n;
+
+	write_cfg(APPS_HEAD "{\"name\":\"vpn-client\",\"binary\":\"v\","
+		  "\"port\":0,\"capabilities\":[\"CAP_NET_ADMIN\"],"
+		  "\"cleanup_args\":[\"--cleanup\",\"-v\"]},"
+		  "{\"name\":\"other\",\"binary\":\"o\",\"port\":0,"
+		  "\"capabilities\":[],\"cleanup_args\":[]},"
+		  "{\"name\":\"plain\",\"binary\":\"p\",\"port\":5}]}");
+	assert_int_equal(hw_config_load(&cfg, path, err, sizeof(err)), 0);
+	assert_int_equal(cfg.napps, 3);
+	assert_int_equal(cfg.apps[0].port, 0);
+	assert_true(cfg.apps[0].caps == HW_APP_CAP_NET_ADMIN);
+	assert_int_equal(cfg.apps[0].ncleanup_args, 2);
+	assert_string_equal(cfg.apps[0].cleanup_args[0], "--cleanup");
+	assert_string_equal(cfg.apps[0].cleanup_args[1], "-v");
+	assert_null(cfg.apps[0].cleanup_args[2]);
+	/* Two apps without a port do not clash. */
+	assert_int_equal(cfg.apps[1].port, 0);
+	assert_true(cfg.apps[1].caps == 0);
+	assert_int_equal(cfg.apps[1].ncleanup_args, 0);
+	assert_non_null(cfg.apps[1].cleanup_args);
+	assert_true(cfg.apps[2].caps == 0);
+	assert_int_equal(cfg.apps[2].ncleanup_args, 0);
+	hw_config_free(&cfg);
+	assert_string_equal(hw_config_cap_name(HW_APP_CAP_NET_ADMIN),
+			    "CAP_NET_ADMIN");
+	assert_null(hw_config_cap_name(1));
+
+	expect_error(APPS_HEAD "{\"name\":\"a\",\"binary\":\"x\","
+		     "\"port\":1,\"capabilities\":[\"CAP_SYS_ADMIN\"]}]}",
+		     "apps[0].capabilities[0]: 'CAP_SYS_ADMIN' is not a "
+		     "capability an app may have (only CAP_NET_ADMIN)");
+	expect_error(APPS_HEAD "{\"name\":\"a\",\"binary\":\"x\","
+		     "\"port\":1,\"capabilities\":[\"CAP_NET_ADMIN\","
+		     "\"cap_net_admin\"]}]}",
+		     "apps[0].capabilities[1]: 'cap_net_admin' is not");
+	expect_error(APPS_HEAD "{\"name\":\"a\",\"binary\":\"x\","
+		     "\"port\":1,\"capabilities\":[12]}]}",
+		     "apps[0].capabilities[0]: '(not a string)' is not");
+	expect_error(APPS_HEAD "{\"name\":\"a\",\"binary\":\"x\","
+		     "\"port\":1,\"capabilities\":\"CAP_NET_ADMIN\"}]}",
+		     "apps[0].capabilities: must be a list");
+	expect_error(APPS_HEAD "{\"name\":\"a\",\"binary\":\"x\","
+		     "\"port\":1,\"cleanup_args\":\"--cleanup\"}]}",
+		     "apps[0].cleanup_args: must be a list of strings");
+	expect_error(APPS_HEAD "{\"name\":\"a\",\"binary\":\"x\","
+		     "\"port\":1,\"cleanup_args\":[\"a\",null]}]}",
+		     "apps[0].cleanup_args[1]: must be a string");
+	n = (size_t)snprintf(big, sizeof(big), APPS_HEAD "{\"name\":\"a\","
+			     "\"binary\":\"x\",\"port\":1,"
+			     "\"cleanup_args\":[");
+	for (int i = 0; i <= HW_APP_MAX_ARGS; i++)
+		n += (size_t)snprintf(big + n, sizeof(big) - n, "%s\"a\"",
+				      i ? "," : "");
+	snprintf(big + n, sizeof(big) - n, "]}]}");
+	expect_error(big, "apps[0].cleanup_args: more than 32");
 }
 
 static char *read_all(const char *p)
@@ -302,7 +365,7 @@ static void test_put_app(void **state)
 	put_error("b", "{\"binary\":\"x\",\"port\":\"2\"}",
 		  "port: must be a whole number");
 	put_error("b", "{\"binary\":\"x\",\"port\":70000}",
-		  "port: 70000 is out of range 1..65535");
+		  "port: 70000 is out of range 0..65535");
 	put_error("b", "{\"binary\":\"x\",\"port\":2,\"args\":\"-v\"}",
 		  "args: must be a list of strings");
 	put_error("b", "{\"binary\":\"x\",\"port\":2,\"name\":\"b\"}",
@@ -310,9 +373,29 @@ static void test_put_app(void **state)
 	put_error("a b", "{\"binary\":\"x\",\"port\":2}",
 		  "'a b' is not an app name");
 	put_error("b", "[]", "must be a JSON object");
+	put_error("b", "{\"binary\":\"x\",\"port\":2,\"capabilities\":"
+		  "[\"CAP_SYS_PTRACE\"]}", "capabilities[0]: 'CAP_SYS_PTRACE' "
+		  "is not a capability");
+
+	/* The writer keeps the new fields; two apps may have no port. */
+	j = json_pack("{s:s, s:i, s:[s], s:[s], s:b}", "binary", "v",
+		      "port", 0, "capabilities", "CAP_NET_ADMIN",
+		      "cleanup_args", "--cleanup", "autostart", 1);
+	assert_int_equal(hw_config_put_app(path, "vpn-client", j, err,
+					   sizeof(err)), 0);
+	assert_int_equal(hw_config_put_app(path, "vpn-2", j, err,
+					   sizeof(err)), 0);
+	json_decref(j);
+	assert_int_equal(hw_config_load(&cfg, path, err, sizeof(err)), 0);
+	assert_int_equal(cfg.napps, 4);
+	assert_string_equal(cfg.apps[2].name, "vpn-client");
+	assert_true(cfg.apps[2].caps == HW_APP_CAP_NET_ADMIN);
+	assert_string_equal(cfg.apps[2].cleanup_args[0], "--cleanup");
+	assert_int_equal(cfg.apps[3].port, 0);
+	hw_config_free(&cfg);
 	/* The entry is fine, the file would not be: another app's port. */
 	put_error("b", "{\"binary\":\"x\",\"port\":4}",
-		  "apps[2].port: 4 is also socks-client's port");
+		  "apps[4].port: 4 is also socks-client's port");
 }
 
 int main(void)
@@ -324,6 +407,7 @@ int main(void)
 		cmocka_unit_test(test_errors_name_the_field),
 		cmocka_unit_test(test_apps),
 		cmocka_unit_test(test_put_app),
+		cmocka_unit_test(test_app_caps_cleanup),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/capability.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -225,20 +226,27 @@ static void test_channel_env_log(void **state)
 		       "echo hi >&3; read x; echo \"stdin=[$x]\"; "
 		       "echo \"fd=$HOPWIRE_APP_FD name=$HOPWIRE_APP_NAME "
 		       "port=$HOPWIRE_APP_PORT pk=$HOPWIRE_VISOR_PK "
-		       "sock=${HOPWIRE_APP_SOCKET-unset} cwd=$(pwd)\"; "
+		       "sock=${HOPWIRE_APP_SOCKET-unset} cwd=$(pwd) "
+		       "api=$HOPWIRE_VISOR_API\"; "
 		       "echo oops >&2; echo \"fds=$(ls /proc/self/fd | "
 		       "tr '\\n' ' ')\"; exit 0");
-	char err[256], path[256], text[4096], want[512], *p;
+	char err[256], path[256], text[4096], want[PATH_MAX + 512], *p;
+	char cwd[PATH_MAX];
 	struct stat st;
 	json_t *list = NULL;
 	int fl;
 
+	/* A relative control socket reaches the app as an absolute path. */
+	e.p.visor_api = "rel/visor.sock";
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	setenv("HOPWIRE_VISOR_API", "/not/this/one", 1);
 	setenv("HOPWIRE_APP_SOCKET", "/should/not/pass", 1);
 	setenv("HOPWIRE_APP_PORT", "999", 1);
 	env_init(&e, &app, 1);
 	assert_int_equal(hw_launcher_start(e.l, "echo", err, sizeof(err)), 0);
 	unsetenv("HOPWIRE_APP_SOCKET");
 	unsetenv("HOPWIRE_APP_PORT");
+	unsetenv("HOPWIRE_VISOR_API");
 	assert_int_equal(e.started, 1);
 	assert_true(hw_launcher_is_running(e.l, "echo"));
 	/* The visor's end: non-blocking, close-on-exec. */
@@ -262,7 +270,8 @@ static void test_channel_env_log(void **state)
 	assert_int_equal(st.st_mode & 0777, 0600);
 	read_text(path, text, sizeof(text));
 	snprintf(want, sizeof(want), "fd=3 name=echo port=42 pk=%s "
-		 "sock=unset cwd=%s/apps/echo\n", PK_HEX, e.dir);
+		 "sock=unset cwd=%s/apps/echo api=%s/rel/visor.sock\n", PK_HEX,
+		 e.dir, cwd);
 	assert_non_null(strstr(text, want));
 	assert_non_null(strstr(text, "stdin=[]\n"));
 	assert_non_null(strstr(text, "oops\n"));
@@ -569,7 +578,8 @@ static void test_json_fields(void **state)
 	static const char *const keys[] = {
 		"name", "binary", "args", "port", "state", "pid", "uptime_ms",
 		"restarts", "autostart", "log", "last_exit",
-		"next_restart_ms", "error", NULL};
+		"next_restart_ms", "error", "capabilities", "cleanup_args",
+		"cleanup_pid", NULL};
 	struct env e = {0};
 	struct hw_config_app apps[2];
 	char err[256], path[256];
@@ -586,7 +596,12 @@ static void test_json_fields(void **state)
 	o = json_array_get(list, 0);
 	for (int i = 0; keys[i]; i++)
 		assert_non_null(json_object_get(o, keys[i]));
-	assert_int_equal(json_object_size(o), 13);
+	assert_int_equal(json_object_size(o), 16);
+	assert_int_equal(json_array_size(json_object_get(o, "capabilities")),
+			 0);
+	assert_int_equal(json_array_size(json_object_get(o, "cleanup_args")),
+			 0);
+	assert_true(json_is_null(json_object_get(o, "cleanup_pid")));
 	assert_string_equal(json_string_value(json_object_get(o, "name")),
 			    "run");
 	assert_string_equal(json_string_value(json_object_get(o, "binary")),
@@ -920,6 +935,288 @@ static void test_put_during_backoff(void **state)
 	env_fini(&e);
 }
 
+/* The Cap* lines of a /proc/PID/status dump, as masks. */
+struct capdump {
+	unsigned long long inh, prm, eff, bnd, amb;
+};
+
+static void read_caps(const char *path, struct capdump *c)
+{
+	char text[8192], *p;
+
+	read_text(path, text, sizeof(text));
+	assert_non_null(p = strstr(text, "CapInh:"));
+	c->inh = strtoull(p + 7, NULL, 16);
+	assert_non_null(p = strstr(text, "CapPrm:"));
+	c->prm = strtoull(p + 7, NULL, 16);
+	assert_non_null(p = strstr(text, "CapEff:"));
+	c->eff = strtoull(p + 7, NULL, 16);
+	assert_non_null(p = strstr(text, "CapBnd:"));
+	c->bnd = strtoull(p + 7, NULL, 16);
+	assert_non_null(p = strstr(text, "CapAmb:"));
+	c->amb = strtoull(p + 7, NULL, 16);
+}
+
+static int file_exists(const char *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+static char wait_path[512];
+static int path_there(void *arg)
+{
+	return file_exists(wait_path);
+}
+
+/* A root visor's apps: exactly CAP_NET_ADMIN for an entry that names
+ * it (also after the exec of a child), none for one that does not. */
+static void test_capabilities(void **state)
+{
+	struct env e = {0};
+	struct hw_config_app apps[2];
+	const char *dump = "cat /proc/$$/status > caps.txt; "
+			   "sh -c 'cat /proc/$$/status' > child.txt; "
+			   "exec sleep 30";
+	char err[256], path[512];
+	struct capdump c;
+
+	if (geteuid() != 0) {
+		print_message("skipped: capabilities of a root visor's apps "
+			      "need root\n");
+		skip();
+	}
+	apps[0] = sh_app("netadmin", 30, "/bin/sh", dump);
+	apps[0].caps = HW_APP_CAP_NET_ADMIN;
+	apps[1] = sh_app("nocaps", 31, "/bin/sh", dump);
+	env_init(&e, apps, 2);
+	assert_int_equal(hw_launcher_start(e.l, "netadmin", err, sizeof(err)),
+			 0);
+	assert_int_equal(hw_launcher_start(e.l, "nocaps", err, sizeof(err)),
+			 0);
+	snprintf(wait_path, sizeof(wait_path), "%s/apps/nocaps/child.txt",
+		 e.dir);
+	assert_true(run_until(&e, path_there, 5000));
+	snprintf(wait_path, sizeof(wait_path), "%s/apps/netadmin/child.txt",
+		 e.dir);
+	assert_true(run_until(&e, path_there, 5000));
+	run_for(&e, 100); /* the files are complete */
+
+	snprintf(path, sizeof(path), "%s/apps/netadmin/caps.txt", e.dir);
+	read_caps(path, &c);
+	assert_true(c.eff == HW_APP_CAP_NET_ADMIN);
+	assert_true(c.prm == HW_APP_CAP_NET_ADMIN);
+	assert_true(c.inh == HW_APP_CAP_NET_ADMIN);
+	assert_true(c.bnd == HW_APP_CAP_NET_ADMIN);
+	assert_true(c.amb == HW_APP_CAP_NET_ADMIN);
+	snprintf(path, sizeof(path), "%s/apps/netadmin/child.txt", e.dir);
+	read_caps(path, &c);
+	assert_true(c.eff == HW_APP_CAP_NET_ADMIN);
+	assert_true(c.bnd == HW_APP_CAP_NET_ADMIN);
+	assert_true(c.amb == HW_APP_CAP_NET_ADMIN);
+
+	snprintf(path, sizeof(path), "%s/apps/nocaps/caps.txt", e.dir);
+	read_caps(path, &c);
+	assert_true(c.eff == 0 && c.prm == 0 && c.inh == 0);
+	assert_true(c.bnd == 0 && c.amb == 0);
+	snprintf(path, sizeof(path), "%s/apps/nocaps/child.txt", e.dir);
+	read_caps(path, &c);
+	assert_true(c.eff == 0 && c.bnd == 0 && c.amb == 0);
+	env_fini(&e);
+}
+
+/* Counts the lines of path that contain s (0 when it is missing). */
+static int count_lines(const char *path, const char *s)
+{
+	char line[1024];
+	FILE *f = fopen(path, "r");
+	int n = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, s) != NULL;
+	fclose(f);
+	return n;
+}
+
+static struct hw_config_app cleanup_app(const char *name, const char *run,
+					const char *cleanup)
+{
+	static char *cargs[4][3];
+	static int next;
+	struct hw_config_app a = sh_app(name, (uint16_t)(40 + next), "/bin/sh",
+					run);
+	char **v = cargs[next++ % 4];
+
+	v[0] = "-c";
+	v[1] = (char *)cleanup;
+	v[2] = NULL;
+	a.cleanup_args = v;
+	a.ncleanup_args = 2;
+	return a;
+}
+
+static int want_cleanups;
+static char cleanup_file[512];
+static int cleanups_n(void *arg)
+{
+	return count_lines(cleanup_file, "cleaned") >= want_cleanups;
+}
+
+/* After a kill -9 the cleanup runs (with the app's environment and
+ * folder, output to its log) before the restart; after an orderly stop
+ * (exit 0) it does not. */
+static void test_cleanup_after_crash(void **state)
+{
+	struct env e = {0};
+	struct hw_config_app app = cleanup_app(
+		"vpn", "trap 'exit 0' TERM; while :; do sleep 0.05; done",
+		"sleep 0.3; echo \"cleaned $HOPWIRE_APP_NAME "
+		"fd=${HOPWIRE_APP_FD-none} $(pwd)\" >> cleanup.txt; "
+		"echo cleanup-output");
+	char err[256], path[512], text[8192], want[600];
+	json_t *list = NULL, *o;
+
+	env_init(&e, &app, 1);
+	snprintf(cleanup_file, sizeof(cleanup_file),
+		 "%s/apps/vpn/cleanup.txt", e.dir);
+	assert_int_equal(hw_launcher_start(e.l, "vpn", err, sizeof(err)), 0);
+	run_for(&e, 100);
+	assert_int_equal(kill(e.last_pid, SIGKILL), 0);
+	assert_true(wait_exited(&e, 1, 5000));
+	/* Cleaning up: not restarted yet, not startable, running. */
+	assert_string_equal(state_of(&e, "vpn", &list), "cleanup");
+	o = entry(list, "vpn");
+	assert_true(json_integer_value(json_object_get(o, "cleanup_pid")) > 0);
+	assert_string_equal(json_string_value(json_array_get(
+				    json_object_get(o, "cleanup_args"), 0)),
+			    "-c");
+	assert_true(hw_launcher_is_running(e.l, "vpn"));
+	assert_int_equal(hw_launcher_start(e.l, "vpn", err, sizeof(err)),
+			 HW_ESTATE);
+	assert_non_null(strstr(err, "is cleaning up"));
+	assert_int_equal(e.started, 1);
+	want_cleanups = 1;
+	assert_true(run_until(&e, cleanups_n, 5000));
+	/* Then the restart, after the backoff. */
+	assert_true(wait_started(&e, 2, 5000));
+	assert_int_equal(count_lines(cleanup_file, "cleaned"), 1);
+	read_text(cleanup_file, text, sizeof(text));
+	snprintf(want, sizeof(want), "cleaned vpn fd=none %s/apps/vpn\n",
+		 e.dir);
+	assert_string_equal(text, want);
+	log_path(&e, "vpn", path, sizeof(path));
+	read_text(path, text, sizeof(text));
+	assert_non_null(strstr(text, "was killed by SIGKILL"));
+	assert_non_null(strstr(text, "cleanup after vpn: /bin/sh -c"));
+	assert_non_null(strstr(text, "cleanup-output\n"));
+	assert_non_null(strstr(text, "cleanup of vpn exited with status 0"));
+
+	/* An orderly stop: exit 0 on SIGTERM, no cleanup. */
+	run_for(&e, 100);
+	assert_int_equal(hw_launcher_stop(e.l, "vpn", err, sizeof(err)), 0);
+	assert_true(wait_exited(&e, 2, 5000));
+	assert_int_equal(e.last_status, 0);
+	assert_int_equal(e.last_signal, 0);
+	assert_string_equal(state_of(&e, "vpn", &list), "stopped");
+	run_for(&e, 500);
+	assert_int_equal(count_lines(cleanup_file, "cleaned"), 1);
+	json_decref(list);
+	env_fini(&e);
+}
+
+/* A cleanup that hangs is killed after its limit; a stop while it runs
+ * leaves the app stopped after it; a crash with status 1 counts too. */
+static void test_cleanup_limit_and_stop(void **state)
+{
+	struct env e = {0};
+	struct hw_config_app app = cleanup_app(
+		"hang", "exit 1", "echo cleaned >> cleanup.txt; exec sleep 30");
+	char err[256], path[512], text[8192];
+	json_t *list = NULL;
+
+	e.p.cleanup_ms = 300;
+	env_init(&e, &app, 1);
+	snprintf(cleanup_file, sizeof(cleanup_file),
+		 "%s/apps/hang/cleanup.txt", e.dir);
+	assert_int_equal(hw_launcher_start(e.l, "hang", err, sizeof(err)), 0);
+	assert_true(wait_exited(&e, 1, 5000));
+	assert_int_equal(e.last_status, 1);
+	want_cleanups = 1;
+	assert_true(run_until(&e, cleanups_n, 5000));
+	assert_string_equal(state_of(&e, "hang", &list), "cleanup");
+	/* Stopped while it cleans up: stays down afterwards. */
+	assert_int_equal(hw_launcher_stop(e.l, "hang", err, sizeof(err)), 0);
+	run_for(&e, 800);
+	assert_string_equal(state_of(&e, "hang", &list), "stopped");
+	assert_int_equal(e.started, 1);
+	log_path(&e, "hang", path, sizeof(path));
+	read_text(path, text, sizeof(text));
+	assert_non_null(strstr(text, "cleanup still running after 300 ms: "
+				     "SIGKILL"));
+	assert_non_null(strstr(text, "cleanup of hang was killed by "
+				     "SIGKILL"));
+	json_decref(list);
+	env_fini(&e);
+}
+
+/* A launcher freed while a cleanup runs lets it finish. */
+static void test_free_during_cleanup(void **state)
+{
+	struct env e = {0};
+	struct hw_config_app app = cleanup_app(
+		"late", "exit 2", "sleep 0.2; echo cleaned >> cleanup.txt");
+	char err[256];
+
+	env_init(&e, &app, 1);
+	snprintf(cleanup_file, sizeof(cleanup_file),
+		 "%s/apps/late/cleanup.txt", e.dir);
+	assert_int_equal(hw_launcher_start(e.l, "late", err, sizeof(err)), 0);
+	assert_true(wait_exited(&e, 1, 5000));
+	hw_launcher_free(e.l);
+	e.l = NULL;
+	uv_close((uv_handle_t *)&e.tick, NULL);
+	assert_int_equal(uv_run(&e.loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(count_lines(cleanup_file, "cleaned"), 1);
+	/* env_fini's own free and run are no-ops now. */
+	uv_timer_init(&e.loop, &e.tick);
+	env_fini(&e);
+}
+
+/* A visor without CAP_NET_ADMIN does not start an app that needs it, and
+ * says why. Last: as root it drops the capability from this process. */
+static void test_missing_capability(void **state)
+{
+	struct env e = {0};
+	struct hw_config_app app = sh_app("vpn-client", 0, "/bin/sh", "true");
+	char err[512];
+	json_t *list = NULL;
+	const char *msg = "app 'vpn-client' needs CAP_NET_ADMIN, which this "
+			  "visor does not have (docs/vpn.md)";
+	cap_t c = cap_get_proc();
+	cap_value_t v = CAP_NET_ADMIN;
+
+	assert_non_null(c);
+	assert_int_equal(cap_set_flag(c, CAP_PERMITTED, 1, &v, CAP_CLEAR), 0);
+	assert_int_equal(cap_set_flag(c, CAP_EFFECTIVE, 1, &v, CAP_CLEAR), 0);
+	assert_int_equal(cap_set_flag(c, CAP_INHERITABLE, 1, &v, CAP_CLEAR),
+			 0);
+	assert_int_equal(cap_set_proc(c), 0);
+	cap_free(c);
+	app.caps = HW_APP_CAP_NET_ADMIN;
+	env_init(&e, &app, 1);
+	assert_int_equal(hw_launcher_start(e.l, "vpn-client", err,
+					   sizeof(err)), -EPERM);
+	assert_string_equal(err, msg);
+	assert_int_equal(e.started, 0);
+	assert_string_equal(state_of(&e, "vpn-client", &list), "failed");
+	assert_string_equal(json_string_value(json_object_get(
+				    entry(list, "vpn-client"), "error")),
+			    msg);
+	json_decref(list);
+	env_fini(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -942,6 +1239,12 @@ int main(void)
 		cmocka_unit_test(test_start_during_backoff),
 		cmocka_unit_test(test_put),
 		cmocka_unit_test(test_put_during_backoff),
+		cmocka_unit_test(test_capabilities),
+		cmocka_unit_test(test_cleanup_after_crash),
+		cmocka_unit_test(test_cleanup_limit_and_stop),
+		cmocka_unit_test(test_free_during_cleanup),
+		/* Last: drops CAP_NET_ADMIN from this process. */
+		cmocka_unit_test(test_missing_capability),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
