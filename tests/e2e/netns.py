@@ -108,7 +108,7 @@ class Net:
 
     KINDS = ("direct", "mid", "relayed")
 
-    def __init__(self, kind="direct", world=True, www=None):
+    def __init__(self, kind="direct", world=True, www=None, clients=1):
         if kind not in self.KINDS:
             raise ValueError(f"unknown topology {kind!r}: one of "
                              f"{', '.join(self.KINDS)}")
@@ -119,6 +119,10 @@ class Net:
                               ).returncode:
                 raise Unavailable(f"{tool} is not installed")
         self.kind = kind
+        if clients not in (1, 2) or (clients == 2 and kind != "direct"):
+            raise ValueError("a second client namespace is made in the "
+                             "direct topology only")
+        self.clients = clients
         self.prefix = f"{prefix_of(os.getpid())}x{next(_seq)}"
         self.created = []       # namespace names, in order
         self.procs = []         # (name, Popen), in order
@@ -218,6 +222,15 @@ table ip {table} {{
                   "server", "sc0", "10.201.1.1/24")
         self.addr.update(client="10.201.1.2", server="10.201.1.1")
         self.underlay = ("client", "cs0")
+        if self.clients == 2:
+            # client2 on a link of its own; server's services on
+            # 10.201.1.1 reached through it (delivered locally).
+            self.add_ns("client2")
+            self.veth("client2", "cs0", "10.201.7.2/24",
+                      "server", "sc2", "10.201.7.1/24")
+            self.ip("client2", "route", "add", "10.201.1.1/32", "via",
+                    "10.201.7.1")
+            self.addr["client2"] = "10.201.7.2"
         self._server_world()
 
     def _build_mid(self):
@@ -229,6 +242,10 @@ table ip {table} {{
                   "server", "sm0", "10.201.3.2/24")
         self.addr.update(client="10.201.1.2", mid="10.201.1.1",
                          mid_server="10.201.3.1", server="10.201.3.2")
+        # One address for mid's services: server reaches 10.201.1.1
+        # through mid's other side (delivered locally, not forwarded).
+        self.ip("server", "route", "add", "10.201.1.1/32", "via",
+                "10.201.3.1")
         self.underlay = ("client", "cm0")
         self._server_world()
 
@@ -378,3 +395,203 @@ def on_sigterm_raise():
     def handler(signum, frame):
         raise SystemExit(128 + signum)
     signal.signal(signal.SIGTERM, handler)
+
+
+# ---- Hopwire processes inside a Net (the VPN tests and bench_vpn.py) ----
+
+DISC_PORT, SETUP_PORT, RELAY_PORT, VISOR_PORT = 9090, 7100, 7000, 7777
+
+
+class Visor:
+    """A hopwire-visor in namespace key of net, its folder root/name;
+    listen: the underlay address it listens on (None: no listener).
+    The CLI talks to it through its socket, from any namespace."""
+
+    def __init__(self, net, key, bindir, root, name, listen=None,
+                 discovery=None, setup=(), fast=True):
+        import json
+        import pathlib
+        self.net, self.key, self.bin = net, key, pathlib.Path(bindir)
+        self.dir = pathlib.Path(root) / name
+        self.dir.mkdir(parents=True)
+        self.name = name
+        self.config = self.dir / "hopwire.json"
+        self.addr = f"{listen}:{VISOR_PORT}" if listen else None
+        sh(self.bin / "hopwire", "config", "init", "--out", self.config,
+           "--tcp-listen", self.addr or "")
+        cfg = json.loads(self.config.read_text())
+        if fast:
+            cfg["transport"].update({"keepalive_interval_ms": 500,
+                                     "handshake_timeout_ms": 2000,
+                                     "redial_min_ms": 100,
+                                     "redial_max_ms": 1000})
+        if discovery:
+            cfg["discovery"].update({"url": discovery, "refresh_ms": 500})
+        cfg["routing"]["setup_nodes"] = list(setup)
+        self.config.write_text(json.dumps(cfg, indent=2))
+        self.pk = sh(self.bin / "hopwire", "pk", "--key",
+                     self.dir / "visor.key").stdout.strip()
+        self.socket = self.dir / "local" / "visor.sock"
+        self.local = self.dir / "local"
+        self.log = self.dir / "visor.log"
+        self.proc = None
+
+    def start(self):
+        self.logf = open(self.log, "ab")
+        self.proc = self.net.popen(self.key, f"visor {self.name}",
+                                   self.bin / "hopwire-visor", "--config",
+                                   self.config, stdout=self.logf,
+                                   stderr=self.logf)
+        self.net.wait(lambda: self.cli("info").returncode == 0,
+                      f"visor {self.name} on its control socket",
+                      procs=(self.proc,))
+        return self
+
+    def stop(self):
+        """SIGTERM; the exit status (or a message if it had to be
+        killed)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                return f"visor {self.name} ignored SIGTERM (killed)"
+        self.logf.close()
+        return self.proc.returncode
+
+    def cli(self, *args, timeout=60):
+        return subprocess.run([str(self.bin / "hopwire"), "--visor",
+                               str(self.socket), *map(str, args)],
+                              capture_output=True, text=True,
+                              timeout=timeout)
+
+    def json(self, *args):
+        import json
+        r = self.cli(*args, "--json")
+        if r.returncode:
+            raise RuntimeError(f"hopwire {' '.join(map(str, args))} on "
+                               f"{self.name}: {r.stderr.strip()}")
+        return json.loads(r.stdout)
+
+    def app_status(self, app):
+        """The app's status.json (LOCAL_DIR/apps/APP/), or None."""
+        import json
+        try:
+            return json.loads((self.local / "apps" / app /
+                               "status.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def app_log(self, app):
+        try:
+            return (self.local / "apps" / f"{app}.log").read_text(
+                errors="replace")
+        except OSError:
+            return ""
+
+
+class ControlPlane:
+    """hopwire-discovery and hopwire-setup (and with relay=True a
+    hopwire-relay) in namespace key, listening on host."""
+
+    def __init__(self, net, key, host, bindir, root, relay=False):
+        import pathlib
+        b = pathlib.Path(bindir)
+        d = pathlib.Path(root) / "control"
+        d.mkdir(parents=True)
+        self.url = f"http://{host}:{DISC_PORT}"
+        self.procs = []
+
+        def start(name, port, *cmd):
+            log = open(d / f"{name}.log", "ab")
+            p = net.popen(key, name, *cmd, stdout=log, stderr=log)
+            self.procs.append(p)
+            net.wait(lambda: net.listening(key, port), name, procs=(p,))
+            return p
+        start("discovery", DISC_PORT, b / "hopwire-discovery", "--listen",
+              f"{host}:{DISC_PORT}", "--store", f"sqlite:{d}/disc.db")
+        sh(b / "hopwire", "keygen", "--out", d / "setup.key")
+        self.setup_pk = sh(b / "hopwire", "pk", "--key",
+                           d / "setup.key").stdout.strip()
+        start("setup", SETUP_PORT, b / "hopwire-setup", "--key",
+              d / "setup.key", "--discovery", self.url, "--tcp-listen",
+              f"{host}:{SETUP_PORT}", "--dir", d / "setup")
+        self.relay_pk = self.relay = None
+        if relay:
+            sh(b / "hopwire", "keygen", "--out", d / "relay.key")
+            self.relay_pk = sh(b / "hopwire", "pk", "--key",
+                               d / "relay.key").stdout.strip()
+            self.relay = start("relay", RELAY_PORT, b / "hopwire-relay",
+                               "--key", d / "relay.key", "--listen",
+                               f"{host}:{RELAY_PORT}", "--discovery",
+                               self.url, "--keepalive-ms", "500")
+        self.dir = d
+
+    def get(self, net, key, path):
+        """GET path from discovery, from namespace key: JSON or None."""
+        import json
+        r = net.run(key, "curl", "-sf", "--max-time", "3",
+                    self.url + path, check=False)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def hopwire(net, bindir, root, clients=("client",)):
+    """The Hopwire network of net's topology: the control plane (in
+    server for direct, in mid for mid, discovery + setup + relay in relay
+    for relayed), a visor in server and in each of clients (and in mid),
+    each client linked to server (through mid; through the relay).
+    Returns a SimpleNamespace(cp, server, mid, clients={key: Visor})."""
+    import types
+    kind = net.kind
+    if kind == "direct":
+        cpk, host = "server", net.addr["server"]
+    elif kind == "mid":
+        cpk, host = "mid", net.addr["mid"]
+    else:
+        cpk, host = "relay", net.addr["relay"]
+    cp = ControlPlane(net, cpk, host, bindir, root, relay=kind == "relayed")
+    kw = dict(discovery=cp.url, setup=[cp.setup_pk])
+    hw = types.SimpleNamespace(cp=cp, mid=None, clients={})
+    hw.server = Visor(net, "server", bindir, root, "server",
+                      listen=host if kind == "direct" else None, **kw)
+    hw.server.start()
+    if kind == "mid":
+        hw.mid = Visor(net, "mid", bindir, root, "mid", listen=host,
+                       **kw).start()
+    for key in clients:
+        hw.clients[key] = Visor(net, key, bindir, root, f"visor-{key}",
+                                **kw).start()
+
+    def registered(a, b):
+        got = cp.get(net, cpk, f"/v1/transports?edge={a.pk}") or {}
+        return any(b.pk in t["edges"] for t in got.get("transports", []))
+
+    def link(a, b, *how):
+        r = a.cli("tp", "add", b.pk, *how)
+        if r.returncode:
+            raise RuntimeError(f"tp add {b.name} on {a.name}: "
+                               f"{r.stderr.strip()}")
+        net.wait(lambda: registered(a, b), f"{a.name} - {b.name} in "
+                 f"discovery", timeout=20)
+    if kind == "direct":
+        for v in hw.clients.values():
+            link(v, hw.server, "--addr", hw.server.addr)
+    elif kind == "mid":
+        link(hw.server, hw.mid, "--addr", hw.mid.addr)
+        for v in hw.clients.values():
+            link(v, hw.mid, "--addr", hw.mid.addr)
+    else:
+        for v in (hw.server, *hw.clients.values()):
+            net.wait(lambda v=v: any(
+                r["up"] for r in v.json("info")["network"]["relays"]),
+                f"{v.name}'s relay session", timeout=20)
+            net.wait(lambda v=v: (cp.get(net, cpk, f"/v1/visors/{v.pk}")
+                                  or {}).get("relays"),
+                     f"{v.name} listed with its relay", timeout=20)
+        for v in hw.clients.values():
+            link(v, hw.server, "--type", "relay")
+    return hw
