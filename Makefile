@@ -3,12 +3,13 @@
 #   make test    build, run unit tests under ASan+UBSan, then end-to-end tests
 #   make demo    build and show a local network working
 #   make bench   build and print the benchmark figures
+#   make bench-vpn  build and print the VPN figures (root: namespaces)
 #   make fuzz    build the libFuzzer targets and run each briefly
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps build build-asan test demo bench fuzz clean
+.PHONY: all deps build build-asan test demo bench bench-vpn fuzz clean
 
 all: deps build
 
@@ -31,6 +32,12 @@ demo: build
 
 bench: build
 	@scripts/bench.sh
+
+bench-vpn: build
+	@if [ "$$(id -u)" -ne 0 ]; then \
+	  echo "make bench-vpn: needs root (network namespaces, TUN devices," \
+	       "nftables): sudo make bench-vpn"; exit 2; fi
+	@/usr/bin/python3 bench/bench_vpn.py build/bin
 
 fuzz: deps
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DHW_FUZZ=ON >/dev/null

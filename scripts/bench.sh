@@ -16,3 +16,10 @@ echo
 /usr/bin/python3 bench/bench_socks.py build/bin
 echo
 /usr/bin/python3 bench/bench_forward.py build/bin
+echo
+# The VPN figures need network namespaces: root only (make bench-vpn).
+if [ "$(id -u)" -eq 0 ]; then
+  /usr/bin/python3 bench/bench_vpn.py build/bin
+else
+  echo "bench_vpn: skipped, needs root (sudo make bench-vpn)"
+fi
