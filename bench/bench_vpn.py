@@ -30,6 +30,8 @@ import tempfile
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent /
                        "tests" / "e2e"))
 import netns  # noqa: E402
+import bench_socks  # noqa: E402
+from bench_heal import pct  # noqa: E402
 
 BIN = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "build/bin")
 SECONDS = 5
@@ -39,37 +41,9 @@ HZ = os.sysconf("SC_CLK_TCK")
 HW_SUBNET_SERVER = "10.44.0.1"
 
 
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
-
-
-def proc_stat(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[1]), int(fields[11]) + int(fields[12])
-
-
-def tree(pids):
-    kids = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            st = proc_stat(d)
-            if st:
-                kids.setdefault(st[0], []).append(int(d))
-    out, todo = [], list(pids)
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(kids.get(p, []))
-    return out
-
-
 def cpu_ticks(pids):
-    return sum((proc_stat(p) or (0, 0))[1] for p in tree(pids))
+    """utime + stime of pids and their descendants, in clock ticks."""
+    return sum(bench_socks.cpu_ticks(p) for p in pids)
 
 
 def ping(net, key, addr, n=PINGS):
