@@ -66,6 +66,16 @@ const char *hw_cli_pk_bad(const char *s);
 /* n bytes for people: "512 B", "1.5 KiB", "3.0 MiB" (cli_util.c). */
 void hw_cli_human_bytes(long long n, char *out, size_t len);
 
+/* o[k] as a string, "" when missing or not a string (cli_util.c). */
+const char *hw_cli_str(json_t *o, const char *k);
+
+/* o[k] as an integer, 0 when missing or not an integer (cli_util.c). */
+long long hw_cli_num(json_t *o, const char *k);
+
+/* The wall clock in milliseconds since the epoch, comparable with the
+ * apps' *_ms times (cli_util.c). */
+long long hw_cli_now_ms(void);
+
 /* Prints j as indented JSON on stdout. */
 void hw_cli_print_json(json_t *j);
 

@@ -2,7 +2,6 @@
  * /v1/apps, POST /v1/apps/NAME/start|stop|autostart). */
 #include <stdio.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 
 #include "cli/cli.h"
@@ -10,12 +9,6 @@
 /* How long stop waits, in 50 ms ticks: the grace before SIGKILL (3 s)
  * and a cleanup's limit (10 s), with room. */
 #define WAIT_TICKS 400
-
-static const char *str(json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-	return s ? s : "";
-}
 
 json_t *hw_cli_app_entry(const char *name, int *rc)
 {
@@ -25,28 +18,16 @@ json_t *hw_cli_app_entry(const char *name, int *rc)
 	if ((*rc = hw_cli_call("GET", "/v1/apps", NULL, 10000, &apps)))
 		return NULL;
 	json_array_foreach(apps, i, e)
-		if (!strcmp(str(e, "name"), name))
+		if (!strcmp(hw_cli_str(e, "name"), name))
 			found = json_incref(e);
 	json_decref(apps);
 	return found;
 }
 
-static long long num(json_t *o, const char *k)
-{
-	return (long long)json_integer_value(json_object_get(o, k));
-}
-
-static long long now_ms(void)
-{
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 int hw_cli_app_settle(const char *name, int want_running)
 {
 	const struct timespec tick = {0, 100 * 1000 * 1000};
-	long long deadline = now_ms() + 8000;
+	long long deadline = hw_cli_now_ms() + 8000;
 	json_t *e = NULL;
 	int rc = 0;
 
@@ -54,8 +35,9 @@ int hw_cli_app_settle(const char *name, int want_running)
 		json_decref(e);
 		if (!(e = hw_cli_app_entry(name, &rc)))
 			return rc ? rc : 1;
-		const char *st = str(e, "state");
-		if (!strcmp(st, "running") && num(e, "uptime_ms") >= 1000)
+		const char *st = hw_cli_str(e, "state");
+		if (!strcmp(st, "running") &&
+		    hw_cli_num(e, "uptime_ms") >= 1000)
 			break;
 		if (!strcmp(st, "backoff") || !strcmp(st, "failed") ||
 		    !strcmp(st, "exited") ||
@@ -63,26 +45,26 @@ int hw_cli_app_settle(const char *name, int want_running)
 			if (!want_running && !strcmp(st, "stopped"))
 				break;
 			json_t *ex = json_object_get(e, "last_exit");
+			long long sig = hw_cli_num(ex, "signal");
 			if (json_is_string(json_object_get(e, "error")))
 				hw_cli_err("app '%s' did not start: %s", name,
-					   str(e, "error"));
+					   hw_cli_str(e, "error"));
 			else if (json_is_object(ex))
 				hw_cli_err("app '%s' %s %lld with these "
 					   "settings: see %s", name,
-					   num(ex, "signal") ? "was killed by "
-					   "signal" : "exited with status",
-					   num(ex, "signal") ? num(ex, "signal")
-							     : num(ex, "status"),
-					   str(e, "log"));
+					   sig ? "was killed by signal"
+					       : "exited with status",
+					   sig ? sig : hw_cli_num(ex, "status"),
+					   hw_cli_str(e, "log"));
 			else
 				hw_cli_err("app '%s' is %s: see %s", name, st,
-					   str(e, "log"));
+					   hw_cli_str(e, "log"));
 			json_decref(e);
 			return 1;
 		}
-		if (now_ms() > deadline) {
+		if (hw_cli_now_ms() > deadline) {
 			hw_cli_err("app '%s' is still %s after 8 s: see %s",
-				   name, st, str(e, "log"));
+				   name, st, hw_cli_str(e, "log"));
 			json_decref(e);
 			return 1;
 		}
@@ -141,15 +123,15 @@ static int app_ls(void)
 				 (long long)json_integer_value(
 					 json_object_get(e, "restarts")));
 		printf("%-16s  %5lld  %-10s  %8s  %8s  %-9s  %5lld\n",
-		       str(e, "name"),
+		       hw_cli_str(e, "name"),
 		       (long long)json_integer_value(json_object_get(e, "port")),
-		       str(e, "state"), pidbuf, rs,
+		       hw_cli_str(e, "state"), pidbuf, rs,
 		       json_is_true(json_object_get(e, "autostart")) ? "on"
 								     : "off",
 		       (long long)json_integer_value(json_object_get(e,
 								     "loops")));
 		if (json_is_string(json_object_get(e, "error")))
-			printf("  %s\n", str(e, "error"));
+			printf("  %s\n", hw_cli_str(e, "error"));
 	}
 	json_decref(apps);
 	return 0;
@@ -157,8 +139,8 @@ static int app_ls(void)
 
 static int stopping(json_t *o)
 {
-	return !strcmp(str(o, "state"), "stopping") ||
-	       !strcmp(str(o, "state"), "cleanup");
+	return !strcmp(hw_cli_str(o, "state"), "stopping") ||
+	       !strcmp(hw_cli_str(o, "state"), "cleanup");
 }
 
 json_t *hw_cli_app_wait_stopped(const char *name, json_t *o, int *rc)
@@ -174,7 +156,7 @@ json_t *hw_cli_app_wait_stopped(const char *name, json_t *o, int *rc)
 				       &apps)))
 			break;
 		json_array_foreach(apps, k, e)
-			if (!strcmp(str(e, "name"), name))
+			if (!strcmp(hw_cli_str(e, "name"), name))
 				found = e;
 		if (found) {
 			json_incref(found);
@@ -204,7 +186,7 @@ static int app_action(const char *name, const char *action, json_t *body)
 	if (rc || stopping(o)) {
 		if (!rc)
 			hw_cli_err("app '%s' is still %s after %d s", name,
-				   str(o, "state"), WAIT_TICKS / 20);
+				   hw_cli_str(o, "state"), WAIT_TICKS / 20);
 		json_decref(o);
 		return rc ? rc : 1;
 	}
@@ -215,7 +197,7 @@ static int app_action(const char *name, const char *action, json_t *body)
 		       json_is_true(json_object_get(o, "autostart")) ? "on"
 								     : "off");
 	else
-		printf("%s: %s\n", name, str(o, "state"));
+		printf("%s: %s\n", name, hw_cli_str(o, "state"));
 	json_decref(o);
 	return 0;
 }

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,24 +35,6 @@ struct edit {
 	size_t nallow;
 	char listen[HW_FWD_ADDR_MAX]; /* add, rm */
 };
-
-static const char *str(json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-	return s ? s : "";
-}
-
-static long long num(json_t *o, const char *k)
-{
-	return (long long)json_integer_value(json_object_get(o, k));
-}
-
-static long long now_ms(void)
-{
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 static void forward_usage(FILE *f)
 {
@@ -163,7 +144,7 @@ static char *current_error(void)
 			   &status, &st) == 0 &&
 	    status == 200 &&
 	    json_is_string(json_object_get(st, "settings_error")))
-		e = strdup(str(st, "settings_error"));
+		e = strdup(hw_cli_str(st, "settings_error"));
 	json_decref(st);
 	return e;
 }
@@ -180,12 +161,12 @@ static const char *refusal(json_t *st, long long rev, long long put_ms,
 
 	if (!json_is_string(se))
 		return NULL;
-	if (num(st, "revision") == rev)
+	if (hw_cli_num(st, "revision") == rev)
 		return json_string_value(se);
-	if (num(st, "updated_ms") < put_ms)
+	if (hw_cli_num(st, "updated_ms") < put_ms)
 		return NULL;
 	if (pre_err && !strcmp(pre_err, json_string_value(se)) &&
-	    now_ms() - put_ms < 1500)
+	    hw_cli_now_ms() - put_ms < 1500)
 		return NULL;
 	return json_string_value(se);
 }
@@ -201,15 +182,16 @@ static int listen_failed(json_t *st, const char *listen, long long rev)
 		return 0;
 	m = json_object_get(st, "map");
 	json_array_foreach(m, i, e)
-		if (!strcmp(str(e, "listen"), listen) &&
-		    !strcmp(str(e, "state"), "listen-failed")) {
-			hw_cli_err("forward: revision %lld applied, but the app "
-				   "cannot listen on %s: %s ('hopwire forward "
-				   "rm %s' drops the mapping)", rev, listen,
-				   str(e, "error")[0] ? str(e, "error")
-						      : "no reason given",
-				   listen);
-			return 1;
+		if (!strcmp(hw_cli_str(e, "listen"), listen) &&
+		    !strcmp(hw_cli_str(e, "state"), "listen-failed")) {
+		hw_cli_err("forward: revision %lld applied, but the app "
+			   "cannot listen on %s: %s ('hopwire forward "
+			   "rm %s' drops the mapping)",
+			   rev, listen,
+			   hw_cli_str(e, "error")[0] ? hw_cli_str(e, "error")
+						     : "no reason given",
+			   listen);
+		return 1;
 		}
 	return 0;
 }
@@ -223,7 +205,7 @@ static int wait_applied(long long rev, long long put_ms, const char *pre_err,
 			const char *listen)
 {
 	const struct timespec tick = {0, 100 * 1000 * 1000};
-	long long deadline = now_ms() + APPLY_WAIT_MS, seen = -1;
+	long long deadline = hw_cli_now_ms() + APPLY_WAIT_MS, seen = -1;
 	json_t *st = NULL, *e = NULL;
 	const char *why;
 	long status;
@@ -235,7 +217,7 @@ static int wait_applied(long long rev, long long put_ms, const char *pre_err,
 			return 1;
 		if (status == 200 && json_is_integer(json_object_get(st,
 								     "revision")))
-			seen = num(st, "revision");
+			seen = hw_cli_num(st, "revision");
 		if (status == 200 && (why = refusal(st, rev, put_ms, pre_err))) {
 			hw_cli_err("forward: the app did not apply revision "
 				   "%lld, it keeps revision %lld: %s", rev,
@@ -254,7 +236,7 @@ static int wait_applied(long long rev, long long put_ms, const char *pre_err,
 		st = NULL;
 		if (!(e = hw_cli_app_entry(APP_NAME, &rc)))
 			return rc ? rc : 1;
-		const char *state = str(e, "state");
+		const char *state = hw_cli_str(e, "state");
 		if (strcmp(state, "running") && strcmp(state, "connected") &&
 		    strcmp(state, "stopping")) {
 			printf("forward: saved as revision %lld; the app is not "
@@ -263,22 +245,24 @@ static int wait_applied(long long rev, long long put_ms, const char *pre_err,
 			       json_is_string(json_object_get(e, "error"))
 				       ? ": "
 				       : "",
-			       str(e, "error"));
+			       hw_cli_str(e, "error"));
 			json_decref(e);
 			return 0;
 		}
-		if (now_ms() > deadline) {
+		if (hw_cli_now_ms() > deadline) {
 			if (seen >= 0)
 				hw_cli_err("forward: saved as revision %lld, but "
 					   "after %d s the app still runs "
 					   "revision %lld: see %s", rev,
 					   APPLY_WAIT_MS / 1000, seen,
-					   str(e, "log"));
+					   hw_cli_str(e, "log"));
 			else
-				hw_cli_err("forward: saved as revision %lld, but "
-					   "after %d s the app has written no "
-					   "status: see %s", rev,
-					   APPLY_WAIT_MS / 1000, str(e, "log"));
+				hw_cli_err(
+					"forward: saved as revision %lld, but "
+					"after %d s the app has written no "
+					"status: see %s",
+					rev, APPLY_WAIT_MS / 1000,
+					hw_cli_str(e, "log"));
 			json_decref(e);
 			return 1;
 		}
@@ -363,13 +347,13 @@ static int change(const struct edit *ed)
 		if (hw_fwd_doc_check(doc, err, sizeof(err))) {
 			hw_cli_err("forward: the settings (revision %lld) "
 				   "would not be valid, nothing changed: %s",
-				   num(doc, "revision"), err);
+				   hw_cli_num(doc, "revision"), err);
 			rc = 1;
 			goto out;
 		}
 		free(pre_err);
 		pre_err = current_error();
-		put_ms = now_ms();
+		put_ms = hw_cli_now_ms();
 		if ((rc = hw_cli_request("PUT", "/v1/apps/" APP_NAME
 					 "/settings", doc, 15000, &status,
 					 &resp)))
@@ -377,10 +361,11 @@ static int change(const struct edit *ed)
 		if (status == 200)
 			break;
 		if (status != 409 || attempt) {
-			hw_cli_err("forward: %s", str(resp, "error")[0]
-							  ? str(resp, "error")
-							  : "the visor refused "
-							    "the settings");
+			hw_cli_err("forward: %s",
+				   hw_cli_str(resp, "error")[0]
+					   ? hw_cli_str(resp, "error")
+					   : "the visor refused "
+					     "the settings");
 			rc = 1;
 			goto out;
 		}
@@ -389,7 +374,7 @@ static int change(const struct edit *ed)
 		doc = resp = NULL;
 	}
 	say_done(ed);
-	rc = wait_applied(num(resp, "revision"), put_ms, pre_err,
+	rc = wait_applied(hw_cli_num(resp, "revision"), put_ms, pre_err,
 			  ed->op == OP_ADD ? ed->listen : NULL);
 out:
 	free(pre_err);
@@ -534,7 +519,7 @@ static json_t *find_by(json_t *list, const char *key, const char *value)
 	size_t i;
 
 	json_array_foreach(list, i, e)
-		if (!strcasecmp(str(e, key), value))
+		if (!strcasecmp(hw_cli_str(e, key), value))
 			return e;
 	return NULL;
 }
@@ -583,25 +568,27 @@ static int cmd_ls(int argc, char **argv)
 		errdoc = st;
 		st = NULL;
 	}
-	const char *state = str(app, "state");
+	const char *state = hw_cli_str(app, "state");
 	int running = !strcmp(state, "running") || !strcmp(state, "connected");
 	if (!running) {
 		snprintf(note_buf, sizeof(note_buf), "the app is not running "
 			 "(%s%s%s): nothing is exposed or mapped now%s", state,
 			 json_is_string(json_object_get(app, "error")) ? ": "
 								       : "",
-			 str(app, "error"),
+			 hw_cli_str(app, "error"),
 			 st ? "; its status is its last word" : "");
 		note = note_buf;
 	} else if (!st) {
 		snprintf(note_buf, sizeof(note_buf), "the app runs but has "
 			 "written no status yet%s%s", errdoc ? ": " : "",
-			 errdoc ? str(errdoc, "error") : "");
+			 errdoc ? hw_cli_str(errdoc, "error") : "");
 		note = note_buf;
-	} else if (num(st, "revision") != num(doc, "revision")) {
-		snprintf(note_buf, sizeof(note_buf), "the app runs revision "
+	} else if (hw_cli_num(st, "revision") != hw_cli_num(doc, "revision")) {
+		snprintf(note_buf, sizeof(note_buf),
+			 "the app runs revision "
 			 "%lld of the settings, not yet %lld",
-			 num(st, "revision"), num(doc, "revision"));
+			 hw_cli_num(st, "revision"),
+			 hw_cli_num(doc, "revision"));
 		note = note_buf;
 	}
 
@@ -612,7 +599,7 @@ static int cmd_ls(int argc, char **argv)
 			: json_array();
 	json_array_foreach(json_object_get(doc, "expose"), i, e) {
 		s = find_by(json_object_get(st, "expose"), "name",
-			    str(e, "name"));
+			    hw_cli_str(e, "name"));
 		json_array_append_new(
 			services, json_pack("{s:O?, s:O?, s:O?, s:O?}", "name",
 					    json_object_get(e, "name"),
@@ -625,7 +612,7 @@ static int cmd_ls(int argc, char **argv)
 	}
 	json_array_foreach(json_object_get(doc, "map"), i, e) {
 		s = find_by(json_object_get(st, "map"), "listen",
-			    str(e, "listen"));
+			    hw_cli_str(e, "listen"));
 		json_array_append_new(
 			maps, json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?, "
 					"s:O?}", "listen",
@@ -655,20 +642,22 @@ static int cmd_ls(int argc, char **argv)
 		goto lists;
 	}
 	printf("app: %s (%s), settings revision %lld", APP_NAME, state,
-	       num(doc, "revision"));
+	       hw_cli_num(doc, "revision"));
 	if (st)
-		printf(", applied %lld", num(st, "revision"));
+		printf(", applied %lld", hw_cli_num(st, "revision"));
 	printf("\n");
 	if (note)
 		printf("  note: %s\n", note);
 	if (st && json_is_string(json_object_get(st, "settings_error")))
-		printf("  settings error: %s\n", str(st, "settings_error"));
+		printf("  settings error: %s\n",
+		       hw_cli_str(st, "settings_error"));
 	printf("services exposed here:%s\n",
 	       json_array_size(services) ? "" : " none");
 	json_array_foreach(services, i, e) {
 		json_t *a;
 		size_t k;
-		printf("  %-12s -> %s, for ", str(e, "name"), str(e, "target"));
+		printf("  %-12s -> %s, for ", hw_cli_str(e, "name"),
+		       hw_cli_str(e, "target"));
 		json_array_foreach(json_object_get(e, "allow"), k, a) {
 			const char *who = json_string_value(a);
 			printf("%s%s", k ? ", " : "",
@@ -676,34 +665,36 @@ static int cmd_ls(int argc, char **argv)
 							   : "any visor");
 		}
 		if (json_is_integer(json_object_get(e, "conns")))
-			printf("; %lld open", num(e, "conns"));
+			printf("; %lld open", hw_cli_num(e, "conns"));
 		printf("\n");
 	}
 	printf("mappings:%s\n", json_array_size(maps) ? "" : " none");
 	json_array_foreach(maps, i, e) {
-		printf("  %s -> service %s of %s: %s", str(e, "listen"),
-		       str(e, "service"), str(e, "pk"),
+		printf("  %s -> service %s of %s: %s", hw_cli_str(e, "listen"),
+		       hw_cli_str(e, "service"), hw_cli_str(e, "pk"),
 		       json_is_string(json_object_get(e, "state"))
-			       ? str(e, "state")
+			       ? hw_cli_str(e, "state")
 			       : "unknown (not in the app's status)");
 		if (json_is_string(json_object_get(e, "error")))
-			printf(" (%s)", str(e, "error"));
+			printf(" (%s)", hw_cli_str(e, "error"));
 		if (json_is_integer(json_object_get(e, "conns")))
-			printf("; %lld open", num(e, "conns"));
+			printf("; %lld open", hw_cli_num(e, "conns"));
 		printf("\n");
 	}
 	printf("connections:%s\n", json_array_size(conns) ? "" : " none open");
 	json_array_foreach(conns, i, e) {
-		hw_cli_human_bytes(num(e, "bytes_up"), b1, sizeof(b1));
-		hw_cli_human_bytes(num(e, "bytes_down"), b2, sizeof(b2));
+		long long since = hw_cli_num(e, "since_ms");
+
+		hw_cli_human_bytes(hw_cli_num(e, "bytes_up"), b1, sizeof(b1));
+		hw_cli_human_bytes(hw_cli_num(e, "bytes_down"), b2, sizeof(b2));
 		printf("  %s side: client %s port %lld -> server %s port "
 		       "%lld (service %s)\n    %s up, %s down, for %.1f s\n",
-		       str(e, "side"), str(e, "client_pk"),
-		       num(e, "client_port"), str(e, "server_pk"),
-		       num(e, "service_port"), str(e, "service"), b1, b2,
-		       num(e, "since_ms") > 0
-			       ? (double)(now_ms() - num(e, "since_ms")) / 1000
-			       : 0.0);
+		       hw_cli_str(e, "side"), hw_cli_str(e, "client_pk"),
+		       hw_cli_num(e, "client_port"), hw_cli_str(e, "server_pk"),
+		       hw_cli_num(e, "service_port"), hw_cli_str(e, "service"),
+		       b1, b2,
+		       since > 0 ? (double)(hw_cli_now_ms() - since) / 1000
+				 : 0.0);
 	}
 lists:
 	json_decref(services);
@@ -771,7 +762,7 @@ static int cmd_stdio(int argc, char **argv)
 		json_decref(info);
 		return 1;
 	}
-	if (setenv("HOPWIRE_APP_SOCKET", str(info, "apps_socket"), 1)) {
+	if (setenv("HOPWIRE_APP_SOCKET", hw_cli_str(info, "apps_socket"), 1)) {
 		hw_cli_err("forward stdio: %s", strerror(errno));
 		json_decref(info);
 		return 1;

@@ -15,17 +15,6 @@
 #include "cli/cli.h"
 #include "util/parse.h"
 
-static const char *str(json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-	return s ? s : "";
-}
-
-static long long num(json_t *o, const char *k)
-{
-	return (long long)json_integer_value(json_object_get(o, k));
-}
-
 static void route_usage(FILE *f)
 {
 	fprintf(f,
@@ -90,28 +79,28 @@ static int route_ls(int argc, char **argv)
 			printf("%-10s  %-12s  %-32s  %-10s  %9s  %12s\n",
 			       "ID", "ROLE", "TRANSPORT", "NEXT ID", "AGE",
 			       "BYTES");
-		json_array_foreach(rules, i, e)
-			printf("%-10lld  %-12s  %-32s  %-10lld  %7.1f s  %12lld\n",
-			       num(e, "id"), str(e, "kind"),
-			       str(e, "transport"), num(e, "next_id"),
-			       (double)num(e, "age_ms") / 1000.0,
-			       num(e, "bytes"));
-		json_array_foreach(groups, i, e)
-			printf("group %s -> %s  %s, %s, %lld bytes in, "
-			       "%lld out\n", str(e, "src"), str(e, "dst"),
-			       str(e, "role"), str(e, "state"),
-			       num(e, "bytes_in"), num(e, "bytes_out"));
-		json_array_foreach(ended, i, e)
-			printf("ended group %lld %s %s, %.1f s ago: %s%s\n",
-			       num(e, "id"),
-			       strcmp(str(e, "role"), "initiator") ? "from"
+		json_array_foreach(rules, i, e) printf(
+			"%-10lld  %-12s  %-32s  %-10lld  %7.1f s  %12lld\n",
+			hw_cli_num(e, "id"), hw_cli_str(e, "kind"),
+			hw_cli_str(e, "transport"), hw_cli_num(e, "next_id"),
+			(double)hw_cli_num(e, "age_ms") / 1000.0,
+			hw_cli_num(e, "bytes"));
+		json_array_foreach(groups, i, e) printf(
+			"group %s -> %s  %s, %s, %lld bytes in, "
+			"%lld out\n",
+			hw_cli_str(e, "src"), hw_cli_str(e, "dst"),
+			hw_cli_str(e, "role"), hw_cli_str(e, "state"),
+			hw_cli_num(e, "bytes_in"), hw_cli_num(e, "bytes_out"));
+		json_array_foreach(ended, i, e) printf(
+			"ended group %lld %s %s, %.1f s ago: %s%s\n",
+			hw_cli_num(e, "id"),
+			strcmp(hw_cli_str(e, "role"), "initiator") ? "from"
 								   : "to",
-			       str(e, "peer"),
-			       (double)num(e, "ago_ms") / 1000.0,
-			       json_is_string(json_object_get(e, "error"))
-				       ? "failed: "
-				       : "closed",
-			       str(e, "error"));
+			hw_cli_str(e, "peer"),
+			(double)hw_cli_num(e, "ago_ms") / 1000.0,
+			json_is_string(json_object_get(e, "error")) ? "failed: "
+								    : "closed",
+			hw_cli_str(e, "error"));
 	}
 	json_decref(rules);
 	json_decref(groups);
@@ -159,17 +148,18 @@ static int route_find(int argc, char **argv)
 		json_array_foreach(json_object_get(r, "paths"), i, p) {
 			json_t *rtt = json_object_get(p, "rtt_us");
 			printf("path %zu: %lld hops, rtt %s", i + 1,
-			       num(p, "hops"),
+			       hw_cli_num(p, "hops"),
 			       json_is_integer(rtt) ? "" : "unknown");
 			if (json_is_integer(rtt))
 				printf("%.3f ms",
 				       (double)json_integer_value(rtt) / 1000);
 			printf("\n");
 			json_array_foreach(json_object_get(p, "transports"), n,
-					   t)
-				printf("  %s -> %s  (%s %s)\n", str(t, "from"),
-				       str(t, "to"), str(t, "type"),
-				       str(t, "id"));
+					   t) printf("  %s -> %s  (%s %s)\n",
+						     hw_cli_str(t, "from"),
+						     hw_cli_str(t, "to"),
+						     hw_cli_str(t, "type"),
+						     hw_cli_str(t, "id"));
 		}
 		if (json_array_size(json_object_get(r, "paths")) == 0)
 			printf("no path\n");
@@ -283,12 +273,12 @@ static int test_result(int fd)
 	}
 	r = json_loads(line, 0, NULL);
 	if (!r || json_object_get(r, "error")) {
-		hw_cli_err("%s", r ? str(r, "error") : line);
+		hw_cli_err("%s", r ? hw_cli_str(r, "error") : line);
 	} else {
 		int sent = json_object_get(r, "sent") != NULL;
 		printf("%s %lld bytes in %.3f s: %.1f MB/s\n",
 		       sent ? "sent" : "received",
-		       num(r, sent ? "sent" : "received"),
+		       hw_cli_num(r, sent ? "sent" : "received"),
 		       json_number_value(json_object_get(r, "seconds")),
 		       json_number_value(json_object_get(r, "mbytes_per_s")));
 		rc = 0;
@@ -317,7 +307,7 @@ static int group_outcome(json_t *r, const char *want)
 	if (json_is_string(err)) {
 		hw_cli_err("route group %s %s failed: %s",
 			   strcmp(want, "connected") ? "from" : "to",
-			   str(r, want), json_string_value(err));
+			   hw_cli_str(r, want), json_string_value(err));
 		rc = 1;
 	}
 	json_decref(e);
@@ -336,12 +326,12 @@ static int stream(json_t *req, const char *want, int test)
 
 	if ((rc = hw_cli_call("GET", "/v1/info", NULL, 10000, &info)))
 		return rc;
-	if (strlen(str(info, "streams_socket")) >= sizeof(sa.sun_path)) {
+	if (strlen(hw_cli_str(info, "streams_socket")) >= sizeof(sa.sun_path)) {
 		hw_cli_err("stream socket path too long");
 		json_decref(info);
 		return 1;
 	}
-	strcpy(sa.sun_path, str(info, "streams_socket"));
+	strcpy(sa.sun_path, hw_cli_str(info, "streams_socket"));
 	json_decref(info);
 	fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
@@ -362,17 +352,17 @@ static int stream(json_t *req, const char *want, int test)
 		}
 		r = json_loads(line, 0, NULL);
 		if (!r || json_object_get(r, "error")) {
-			hw_cli_err("%s", r ? str(r, "error") : line);
+			hw_cli_err("%s", r ? hw_cli_str(r, "error") : line);
 			json_decref(r);
 			close(fd);
 			return 1;
 		}
 		if (json_object_get(r, "listening"))
 			fprintf(stderr, "hopwire: listening on port %lld\n",
-				num(r, "listening"));
+				hw_cli_num(r, "listening"));
 		if (json_object_get(r, want)) {
 			fprintf(stderr, "hopwire: %s %s\n", want,
-				str(r, want));
+				hw_cli_str(r, want));
 			rc = test ? test_result(fd) : pump(fd);
 			close(fd);
 			if (rc == 0 && !test)

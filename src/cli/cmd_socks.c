@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,17 +28,6 @@
 /* An app has at most 32 args; --exit PK takes two. */
 #define MAX_EXITS 8
 #define MAX_RULES 12
-
-static const char *str(json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-	return s ? s : "";
-}
-
-static long long num(json_t *o, const char *k)
-{
-	return (long long)json_integer_value(json_object_get(o, k));
-}
 
 static void socks_usage(FILE *f)
 {
@@ -98,7 +86,7 @@ static json_t *find_app(const char *bin, int *rc)
 		return NULL;
 	json_array_foreach(apps, i, e)
 		if (json_is_string(json_object_get(e, "binary")) &&
-		    !strcmp(base(str(e, "binary")), bin)) {
+		    !strcmp(base(hw_cli_str(e, "binary")), bin)) {
 			found = json_incref(e);
 			break;
 		}
@@ -218,13 +206,6 @@ static json_t *args_without(json_t *args, const char *const *drop)
 	return out;
 }
 
-static long long now_ms(void)
-{
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 static int put(const char *name, const char *binary, json_t *args,
 	       long long port, int autostart)
 {
@@ -260,8 +241,8 @@ static int put_app(const char *name, const char *binary, json_t *args,
 	    !(rc = hw_cli_app_settle(name, autostart)))
 		return rc;
 	if (old) {
-		if (put(name, str(old, "binary"), json_object_get(old, "args"),
-			num(old, "port"),
+		if (put(name, hw_cli_str(old, "binary"),
+			json_object_get(old, "args"), hw_cli_num(old, "port"),
 			json_is_true(json_object_get(old, "autostart"))) == 0)
 			hw_cli_err("app '%s': the previous settings are back "
 				   "in place", name);
@@ -357,9 +338,9 @@ static int socks_use(int argc, char **argv)
 	}
 
 	if ((app = find_app(CLIENT_BIN, &rc))) {
-		name = str(app, "name");
-		binary = str(app, "binary");
-		port = num(app, "port");
+		name = hw_cli_str(app, "name");
+		binary = hw_cli_str(app, "binary");
+		port = hw_cli_num(app, "port");
 	} else if (rc) {
 		return rc;
 	}
@@ -495,9 +476,9 @@ static int socks_exit(int argc, char **argv)
 		return 2;
 	}
 	if ((app = find_app(EXIT_BIN, &rc))) {
-		name = str(app, "name");
-		binary = str(app, "binary");
-		port = num(app, "port");
+		name = hw_cli_str(app, "name");
+		binary = hw_cli_str(app, "binary");
+		port = hw_cli_num(app, "port");
 	} else if (rc) {
 		return rc;
 	}
@@ -567,17 +548,18 @@ static json_t *client_route(const char *my_pk, json_t *loops, json_t *groups,
 
 	*nloops = 0;
 	json_array_foreach(loops, i, l) {
-		const char *remote = str(l, "remote");
+		const char *remote = hw_cli_str(l, "remote");
 		if (exit_pk && strncasecmp(remote, exit_pk, 64))
 			continue;
 		(*nloops)++;
 		if (found)
 			continue;
-		snprintf(src, sizeof(src), "%s:%lld", my_pk, num(l, "port"));
+		snprintf(src, sizeof(src), "%s:%lld", my_pk,
+			 hw_cli_num(l, "port"));
 		json_array_foreach(groups, k, g)
-			if (!strcasecmp(str(g, "src"), src) &&
-			    !strcasecmp(str(g, "dst"), remote) &&
-			    !strcmp(str(g, "role"), "initiator"))
+			if (!strcasecmp(hw_cli_str(g, "src"), src) &&
+			    !strcasecmp(hw_cli_str(g, "dst"), remote) &&
+			    !strcmp(hw_cli_str(g, "role"), "initiator"))
 				found = json_incref(g);
 	}
 	return found;
@@ -589,12 +571,12 @@ static void print_route(json_t *g, const char *my_pk)
 	size_t i, n = json_array_size(hops);
 
 	printf("  route:     %zu hop%s, %s, rtt %lld ms, healed %lld "
-	       "time%s\n", n, n == 1 ? "" : "s", str(g, "state"),
-	       num(g, "rtt_ms"), num(g, "heals"),
-	       num(g, "heals") == 1 ? "" : "s");
+	       "time%s\n", n, n == 1 ? "" : "s", hw_cli_str(g, "state"),
+	       hw_cli_num(g, "rtt_ms"), hw_cli_num(g, "heals"),
+	       hw_cli_num(g, "heals") == 1 ? "" : "s");
 	printf("             %s (this visor)\n", my_pk);
 	json_array_foreach(hops, i, h)
-		printf("          -> %s%s\n", str(h, "to"),
+		printf("          -> %s%s\n", hw_cli_str(h, "to"),
 		       i + 1 == n ? " (the exit)" : "");
 }
 
@@ -613,10 +595,10 @@ static int socks_status(void)
 	    (rc = hw_cli_call("GET", "/v1/info", NULL, 10000, &info)) ||
 	    (rc = hw_cli_call("GET", "/v1/groups", NULL, 10000, &groups)))
 		goto done;
-	my_pk = str(info, "pk");
+	my_pk = hw_cli_str(info, "pk");
 	json_array_foreach(apps, i, e) {
 		const char *b = json_is_string(json_object_get(e, "binary"))
-					? base(str(e, "binary"))
+					? base(hw_cli_str(e, "binary"))
 					: "";
 		if (!client && !strcmp(b, CLIENT_BIN))
 			client = e;
@@ -628,25 +610,25 @@ static int socks_status(void)
 		char path[128];
 
 		snprintf(path, sizeof(path), "/v1/apps/%s/status",
-			 str(client, "name"));
+			 hw_cli_str(client, "name"));
 		st = get_opt(path, &status, &errdoc);
 		if (!st && !status)
 			goto done;
 		snprintf(path, sizeof(path), "/v1/apps/%s/loops",
-			 str(client, "name"));
+			 hw_cli_str(client, "name"));
 		cloops = get_opt(path, &status, &lerr);
 		json_decref(lerr);
 		if (!cloops && !status)
 			goto done;
 		if (st && json_is_string(json_object_get(st, "exit")))
-			exit_pk = str(st, "exit");
+			exit_pk = hw_cli_str(st, "exit");
 		route = client_route(my_pk, cloops, groups, exit_pk, &nloops);
 	}
 	if (exitapp) {
 		char path[128];
 
 		snprintf(path, sizeof(path), "/v1/apps/%s/loops",
-			 str(exitapp, "name"));
+			 hw_cli_str(exitapp, "name"));
 		eloops = get_opt(path, &status, &lerr);
 		json_decref(lerr);
 		if (!eloops && !status)
@@ -685,13 +667,14 @@ static int socks_status(void)
 	} else {
 		json_t *args = json_object_get(client, "args");
 		json_t *exits = arg_values(args, "--exit");
-		const char *state = str(client, "state");
+		const char *state = hw_cli_str(client, "state");
 		const char *listen = arg_value(args, "--listen");
 
-		printf("client: %s (%s)%s\n", str(client, "name"), state,
+		printf("client: %s (%s)%s\n", hw_cli_str(client, "name"), state,
 		       strcmp(state, "running") ? ": not running" : "");
 		if (json_is_string(json_object_get(client, "error")))
-			printf("  error:     %s\n", str(client, "error"));
+			printf("  error:     %s\n",
+			       hw_cli_str(client, "error"));
 		printf("  listen:    %s%s\n", listen ? listen : DEFAULT_LISTEN,
 		       arg_value(args, "--auth") ? " (username/password)"
 						 : "");
@@ -704,28 +687,31 @@ static int socks_status(void)
 		json_decref(exits);
 		if (!st) {
 			printf("  status:    %s\n",
-			       errdoc ? str(errdoc, "error")
+			       errdoc ? hw_cli_str(errdoc, "error")
 				      : "none written yet");
 		} else {
-			printf("  state:     %s", str(st, "state"));
+			printf("  state:     %s", hw_cli_str(st, "state"));
 			if (exit_pk)
 				printf(", exit in use %s", exit_pk);
 			printf("\n");
 			if (json_is_string(json_object_get(st, "error")))
-				printf("  last error: %s\n", str(st, "error"));
-			hw_cli_human_bytes(num(st, "bytes_up"), buf,
+				printf("  last error: %s\n",
+				       hw_cli_str(st, "error"));
+			hw_cli_human_bytes(hw_cli_num(st, "bytes_up"), buf,
 					   sizeof(buf));
-			hw_cli_human_bytes(num(st, "bytes_down"), buf2,
+			hw_cli_human_bytes(hw_cli_num(st, "bytes_down"), buf2,
 					   sizeof(buf2));
 			printf("  conns:     %lld open, %lld in all\n",
-			       num(st, "conns_open"), num(st, "conns_total"));
+			       hw_cli_num(st, "conns_open"),
+			       hw_cli_num(st, "conns_total"));
 			printf("  bytes:     %lld up (%s), %lld down (%s)\n",
-			       num(st, "bytes_up"), buf, num(st, "bytes_down"),
-			       buf2);
-			if (num(st, "updated_ms") > 0)
+			       hw_cli_num(st, "bytes_up"), buf,
+			       hw_cli_num(st, "bytes_down"), buf2);
+			if (hw_cli_num(st, "updated_ms") > 0)
 				printf("  updated:   %.1f s ago\n",
-				       (double)(now_ms() -
-						num(st, "updated_ms")) / 1000);
+				       (double)(hw_cli_now_ms() -
+						hw_cli_num(st, "updated_ms")) /
+					       1000);
 		}
 		if (route)
 			print_route(route, my_pk);
@@ -739,9 +725,9 @@ static int socks_status(void)
 		json_t *args = json_object_get(exitapp, "args");
 		json_t *allow = arg_values(args, "--allow");
 		json_t *dest = arg_values(args, "--allow-dest");
-		const char *state = str(exitapp, "state");
+		const char *state = hw_cli_str(exitapp, "state");
 
-		printf("exit: %s (%s)%s\n", str(exitapp, "name"), state,
+		printf("exit: %s (%s)%s\n", hw_cli_str(exitapp, "name"), state,
 		       strcmp(state, "running") ? ": not running" : "");
 		printf("  allows:    ");
 		if (!json_array_size(allow))
@@ -762,8 +748,8 @@ static int socks_status(void)
 				printf("             ...\n");
 				break;
 			}
-			printf("             from %s (%s)\n", str(e, "remote"),
-			       str(e, "state"));
+			printf("             from %s (%s)\n",
+			       hw_cli_str(e, "remote"), hw_cli_str(e, "state"));
 		}
 		json_decref(allow);
 		json_decref(dest);

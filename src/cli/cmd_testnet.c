@@ -24,12 +24,6 @@
 
 static volatile sig_atomic_t interrupted;
 
-static const char *jstr(json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-	return s ? s : "";
-}
-
 static void on_interrupt(int sig)
 {
 	(void)sig;
@@ -389,7 +383,7 @@ static const char *yes_no(json_t *v)
 /* The ALIVE column: yes, NO, or what happened to it. */
 static const char *alive_word(json_t *o)
 {
-	const char *st = jstr(o, "state");
+	const char *st = hw_cli_str(o, "state");
 
 	if (json_is_true(json_object_get(o, "alive")))
 		return strcmp(st, "stopped") ? "yes" : "stopped";
@@ -407,13 +401,13 @@ static void print_status_row(json_t *o)
 			 (long long)json_integer_value(
 				 json_object_get(o, "transports")));
 	printf("%-9s  %-9s  %7lld  %-7s  %-3s  %-10s  %-4s  %-22s  %s\n",
-	       jstr(o, "name"), jstr(o, "role"),
+	       hw_cli_str(o, "name"), hw_cli_str(o, "role"),
 	       (long long)json_integer_value(json_object_get(o, "pid")),
-	       alive_word(o),
-	       yes_no(json_object_get(o, "answers")), tps,
+	       alive_word(o), yes_no(json_object_get(o, "answers")), tps,
 	       yes_no(json_object_get(o, "chat_answers")),
-	       jstr(o, "url")[0] ? jstr(o, "url") : jstr(o, "addr"),
-	       jstr(o, "pk"));
+	       hw_cli_str(o, "url")[0] ? hw_cli_str(o, "url")
+				       : hw_cli_str(o, "addr"),
+	       hw_cli_str(o, "pk"));
 }
 
 /* What status has to say about a process under the table: killed by
@@ -425,21 +419,24 @@ static void print_status_note(json_t *out, json_t *o)
 								"killed_at"));
 	char when[64];
 
-	if (jstr(o, "killed")[0]) {
+	if (hw_cli_str(o, "killed")[0]) {
 		strftime(when, sizeof(when), "%H:%M:%S", localtime(&at));
 		printf("%s got %s from 'hopwire testnet kill' at %s%s; "
 		       "'hopwire testnet restart %s --dir %s' brings it "
-		       "back\n", jstr(o, "name"), jstr(o, "killed"), when,
-		       json_is_true(json_object_get(o, "alive")) ?
-		       " (it still runs)" : "", jstr(o, "name"),
-		       jstr(out, "dir"));
+		       "back\n",
+		       hw_cli_str(o, "name"), hw_cli_str(o, "killed"), when,
+		       json_is_true(json_object_get(o, "alive"))
+			       ? " (it still runs)"
+			       : "",
+		       hw_cli_str(o, "name"), hw_cli_str(out, "dir"));
 	}
 	if (json_is_integer(copy))
 		printf("%s also runs as pid %lld, started by hand with its "
 		       "command: not the testnet's; 'hopwire testnet restart "
-		       "%s --dir %s' replaces it\n", jstr(o, "name"),
-		       (long long)json_integer_value(copy), jstr(o, "name"),
-		       jstr(out, "dir"));
+		       "%s --dir %s' replaces it\n",
+		       hw_cli_str(o, "name"),
+		       (long long)json_integer_value(copy),
+		       hw_cli_str(o, "name"), hw_cli_str(out, "dir"));
 }
 
 static void print_status(json_t *out)
@@ -457,7 +454,7 @@ static void print_status(json_t *out)
 	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S",
 		 localtime(&created));
 	printf("testnet in %s (%s, started %s, %d visors)\n",
-	       jstr(out, "dir"), jstr(out, "state"), when,
+	       hw_cli_str(out, "dir"), hw_cli_str(out, "state"), when,
 	       (int)json_integer_value(json_object_get(out, "visors")));
 	printf("%-9s  %-9s  %7s  %-7s  %-3s  %-10s  %-4s  %-22s  %s\n",
 	       "NAME", "ROLE", "PID", "ALIVE", "API", "TRANSPORTS", "CHAT",
@@ -468,7 +465,7 @@ static void print_status(json_t *out)
 		print_status_note(out, o);
 	if (!json_is_true(json_object_get(out, "ok")))
 		printf("not everything runs: read the logs in %s/logs\n",
-		       jstr(out, "dir"));
+		       hw_cli_str(out, "dir"));
 }
 
 static int tn_status(int argc, char **argv)

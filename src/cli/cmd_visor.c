@@ -9,17 +9,6 @@
 
 #define ADD_TIMEOUT_MS 30000
 
-static const char *str(json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-	return s ? s : "";
-}
-
-static long long num(json_t *o, const char *k)
-{
-	return (long long)json_integer_value(json_object_get(o, k));
-}
-
 static void human_ms(long long ms, char *out, size_t len)
 {
 	long long s = ms / 1000;
@@ -57,22 +46,22 @@ static void print_network(json_t *n)
 	json_t *e;
 	size_t i;
 
-	if (!str(n, "discovery")[0]) {
+	if (!hw_cli_str(n, "discovery")[0]) {
 		printf("discovery   (none configured)\n");
 	} else {
-		printf("discovery   %s (%s)\n", str(n, "discovery"),
+		printf("discovery   %s (%s)\n", hw_cli_str(n, "discovery"),
 		       json_is_true(json_object_get(n, "registered"))
 			       ? "registered"
 			       : "not registered yet");
-		if (str(n, "last_error")[0])
+		if (hw_cli_str(n, "last_error")[0])
 			printf("            last error: %s\n",
-			       str(n, "last_error"));
+			       hw_cli_str(n, "last_error"));
 	}
 	json_array_foreach(json_object_get(n, "relays"), i, e)
 		printf("relay       %s %s (%s, %lld streams)\n",
-		       str(e, "relay"), str(e, "addr"),
+		       hw_cli_str(e, "relay"), hw_cli_str(e, "addr"),
 		       json_is_true(json_object_get(e, "up")) ? "up" : "down",
-		       num(e, "streams"));
+		       hw_cli_num(e, "streams"));
 }
 
 int hw_cli_info(int argc, char **argv)
@@ -93,16 +82,17 @@ int hw_cli_info(int argc, char **argv)
 	if (hw_cli_opts.json) {
 		hw_cli_print_json(r);
 	} else {
-		human_ms(num(r, "uptime_ms"), up, sizeof(up));
-		printf("pk          %s\n", str(r, "pk"));
-		printf("version     %s\n", str(r, "version"));
+		human_ms(hw_cli_num(r, "uptime_ms"), up, sizeof(up));
+		printf("pk          %s\n", hw_cli_str(r, "pk"));
+		printf("version     %s\n", hw_cli_str(r, "version"));
 		printf("uptime      %s\n", up);
 		printf("tcp         %s\n",
-		       str(r, "tcp_addr")[0] ? str(r, "tcp_addr")
+		       hw_cli_str(r, "tcp_addr")[0] ? hw_cli_str(r, "tcp_addr")
 					     : "(not listening)");
-		printf("control     %s\n", str(r, "control_socket"));
-		printf("transports  %lld (%lld up)\n", num(r, "transports"),
-		       num(r, "transports_up"));
+		printf("control     %s\n", hw_cli_str(r, "control_socket"));
+		printf("transports  %lld (%lld up)\n",
+		       hw_cli_num(r, "transports"),
+		       hw_cli_num(r, "transports_up"));
 		print_network(json_object_get(r, "network"));
 	}
 	json_decref(r);
@@ -133,18 +123,19 @@ static int tp_ls(int argc, char **argv)
 	json_array_foreach(r, i, e) {
 		char tx[16], rx[16], up[16] = "-", rtt[16] = "-";
 		json_t *rt = json_object_get(e, "rtt_ms");
-		hw_cli_human_bytes(num(e, "tx_bytes"), tx, sizeof(tx));
-		hw_cli_human_bytes(num(e, "rx_bytes"), rx, sizeof(rx));
+		hw_cli_human_bytes(hw_cli_num(e, "tx_bytes"), tx, sizeof(tx));
+		hw_cli_human_bytes(hw_cli_num(e, "rx_bytes"), rx, sizeof(rx));
 		if (json_object_get(e, "up_ms"))
-			human_ms(num(e, "up_ms"), up, sizeof(up));
+			human_ms(hw_cli_num(e, "up_ms"), up, sizeof(up));
 		if (json_is_number(rt))
 			snprintf(rtt, sizeof(rtt), "%.3f ms",
 				 json_number_value(rt));
 		printf("%-32s  %-4s  %-7s  %-64s  %-21s  %7s  %9s  %9s  %s%s\n",
-		       str(e, "id"), str(e, "type"), str(e, "state"),
-		       str(e, "pk"),
-		       str(e, "remote_addr")[0] ? str(e, "remote_addr")
-						: str(e, "addr"),
+		       hw_cli_str(e, "id"), hw_cli_str(e, "type"),
+		       hw_cli_str(e, "state"), hw_cli_str(e, "pk"),
+		       hw_cli_str(e, "remote_addr")[0]
+			       ? hw_cli_str(e, "remote_addr")
+			       : hw_cli_str(e, "addr"),
 		       up, tx, rx, rtt,
 		       json_is_true(json_object_get(e, "persistent"))
 			       ? "  persistent"
@@ -195,12 +186,14 @@ static int tp_add(int argc, char **argv)
 	if (hw_cli_opts.json)
 		hw_cli_print_json(r);
 	else
-		printf("transport %s up to %s (%s %s)%s\n", str(r, "id"),
-		       str(r, "pk"), str(r, "type"),
+		printf("transport %s up to %s (%s %s)%s\n", hw_cli_str(r, "id"),
+		       hw_cli_str(r, "pk"), hw_cli_str(r, "type"),
 		       /* A relay transport's remote end reads "relay KEY". */
-		       !strcmp(str(r, "type"), "relay") ? "through a relay"
-		       : str(r, "remote_addr")[0] ? str(r, "remote_addr")
-						  : str(r, "addr"),
+		       !strcmp(hw_cli_str(r, "type"), "relay")
+			       ? "through a relay"
+		       : hw_cli_str(r, "remote_addr")[0]
+			       ? hw_cli_str(r, "remote_addr")
+			       : hw_cli_str(r, "addr"),
 		       json_is_true(json_object_get(r, "persistent"))
 			       ? ", persistent"
 			       : "");
@@ -279,7 +272,7 @@ static int tp_throughput(int argc, char **argv)
 		hw_cli_print_json(r);
 	else
 		printf("%lld bytes in %lld-byte packets: %.3f s, %.1f MB/s\n",
-		       num(r, "bytes"), num(r, "packet_size"),
+		       hw_cli_num(r, "bytes"), hw_cli_num(r, "packet_size"),
 		       json_number_value(json_object_get(r, "seconds")),
 		       json_number_value(json_object_get(r, "mbytes_per_s")));
 	json_decref(r);
@@ -379,12 +372,13 @@ int hw_cli_ping(int argc, char **argv)
 	if (hw_cli_opts.json) {
 		hw_cli_print_json(r);
 	} else {
-		printf("ping %s over transport %s\n", str(r, "pk"),
-		       str(r, "transport"));
+		printf("ping %s over transport %s\n", hw_cli_str(r, "pk"),
+		       hw_cli_str(r, "transport"));
 		json_array_foreach(json_object_get(r, "rtt_ms"), i, e)
 			printf("  reply %zu: %.3f ms\n", i + 1,
 			       json_number_value(e));
-		printf("%lld sent, %lld lost", num(r, "sent"), num(r, "lost"));
+		printf("%lld sent, %lld lost", hw_cli_num(r, "sent"),
+		       hw_cli_num(r, "lost"));
 		if (json_object_get(r, "min_ms"))
 			printf("; rtt min/avg/max = %.3f/%.3f/%.3f ms",
 			       json_number_value(json_object_get(r, "min_ms")),
@@ -392,7 +386,8 @@ int hw_cli_ping(int argc, char **argv)
 			       json_number_value(json_object_get(r, "max_ms")));
 		printf("\n");
 	}
-	rc = num(r, "lost") > 0 && num(r, "lost") == num(r, "sent");
+	rc = hw_cli_num(r, "lost") > 0 &&
+	     hw_cli_num(r, "lost") == hw_cli_num(r, "sent");
 	json_decref(r);
 	return rc;
 }

@@ -25,17 +25,6 @@
 /* "--routes" and its value: every CIDR, comma-separated. */
 #define ROUTES_MAX (MAX_ROUTES * 44)
 
-static const char *str(json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-	return s ? s : "";
-}
-
-static long long num(json_t *o, const char *k)
-{
-	return (long long)json_integer_value(json_object_get(o, k));
-}
-
 static void vpn_usage(FILE *f)
 {
 	fprintf(f,
@@ -314,7 +303,7 @@ static int vpn_down(int argc, char **argv)
 	if ((rc = hw_cli_request("POST", path, NULL, 15000, &status, &o)))
 		goto out;
 	if (status >= 300 && status != 409) {
-		hw_cli_err("vpn down: %s", str(o, "error"));
+		hw_cli_err("vpn down: %s", hw_cli_str(o, "error"));
 		rc = 1;
 		goto out;
 	}
@@ -328,22 +317,24 @@ static int vpn_down(int argc, char **argv)
 	o = hw_cli_app_wait_stopped(CLIENT_NAME, o, &rc);
 	if (rc)
 		goto out;
-	if (!strcmp(str(o, "state"), "stopping") ||
-	    !strcmp(str(o, "state"), "cleanup")) {
+	if (!strcmp(hw_cli_str(o, "state"), "stopping") ||
+	    !strcmp(hw_cli_str(o, "state"), "cleanup")) {
 		hw_cli_err("vpn down: %s is still %s after 20 s: see %s",
-			   CLIENT_NAME, str(o, "state"), str(o, "log"));
+			   CLIENT_NAME, hw_cli_str(o, "state"),
+			   hw_cli_str(o, "log"));
 		rc = 1;
 		goto out;
 	}
 	ex = json_object_get(o, "last_exit");
-	if (json_is_object(ex) && (num(ex, "signal") || num(ex, "status")))
+	if (json_is_object(ex) &&
+	    (hw_cli_num(ex, "signal") || hw_cli_num(ex, "status")))
 		printf("%s: stopped (it %s %lld; the visor ran its cleanup: "
 		       "see %s)\n", CLIENT_NAME,
-		       num(ex, "signal") ? "was killed by signal"
+		       hw_cli_num(ex, "signal") ? "was killed by signal"
 					 : "exited with status",
-		       num(ex, "signal") ? num(ex, "signal")
-					 : num(ex, "status"),
-		       str(o, "log"));
+		       hw_cli_num(ex, "signal") ? hw_cli_num(ex, "signal")
+					 : hw_cli_num(ex, "status"),
+		       hw_cli_str(o, "log"));
 	else
 		printf("%s: stopped, autostart off\n", CLIENT_NAME);
 out:
@@ -374,8 +365,8 @@ static void print_bytes(const char *label, json_t *st)
 {
 	char in[32], out[32];
 
-	hw_cli_human_bytes(num(st, "bytes_in"), in, sizeof(in));
-	hw_cli_human_bytes(num(st, "bytes_out"), out, sizeof(out));
+	hw_cli_human_bytes(hw_cli_num(st, "bytes_in"), in, sizeof(in));
+	hw_cli_human_bytes(hw_cli_num(st, "bytes_out"), out, sizeof(out));
 	printf("  %-10s %s in, %s out\n", label, in, out);
 }
 
@@ -383,16 +374,18 @@ static void print_app_line(const char *role, json_t *app, json_t *st)
 {
 	json_t *ex = json_object_get(app, "last_exit");
 
-	printf("%s: %s (%s)", role, str(app, "name"), str(app, "state"));
-	if (strcmp(str(app, "state"), "running") && json_is_object(ex))
+	printf("%s: %s (%s)", role, hw_cli_str(app, "name"),
+	       hw_cli_str(app, "state"));
+	if (strcmp(hw_cli_str(app, "state"), "running") && json_is_object(ex))
 		printf(", last %s %lld",
-		       num(ex, "signal") ? "killed by signal" : "exit status",
-		       num(ex, "signal") ? num(ex, "signal")
-					 : num(ex, "status"));
+		       hw_cli_num(ex, "signal") ? "killed by signal"
+						: "exit status",
+		       hw_cli_num(ex, "signal") ? hw_cli_num(ex, "signal")
+						: hw_cli_num(ex, "status"));
 	printf("\n");
 	if (json_is_string(json_object_get(app, "error")))
-		printf("  app error: %s\n", str(app, "error"));
-	if (strcmp(str(app, "state"), "running") && json_is_object(st))
+		printf("  app error: %s\n", hw_cli_str(app, "error"));
+	if (strcmp(hw_cli_str(app, "state"), "running") && json_is_object(st))
 		printf("  (not running: what follows is the last status it "
 		       "wrote)\n");
 }
@@ -405,18 +398,20 @@ static void print_client(json_t *app, json_t *st)
 	print_app_line("client", app, st);
 	if (!json_is_object(st)) {
 		printf("  status:    none written yet (see %s)\n",
-		       str(app, "log"));
+		       hw_cli_str(app, "log"));
 		return;
 	}
-	printf("  state:     %s\n", str(st, "state"));
-	printf("  server:    %s\n", str(st, "server"));
-	printf("  tun:       %s", str(st, "tun"));
-	if (num(st, "mtu"))
-		printf(", mtu %lld", num(st, "mtu"));
-	printf("\n  address:   %s", json_is_string(json_object_get(
-		       st, "address")) ? str(st, "address") : "none yet");
+	printf("  state:     %s\n", hw_cli_str(st, "state"));
+	printf("  server:    %s\n", hw_cli_str(st, "server"));
+	printf("  tun:       %s", hw_cli_str(st, "tun"));
+	if (hw_cli_num(st, "mtu"))
+		printf(", mtu %lld", hw_cli_num(st, "mtu"));
+	printf("\n  address:   %s",
+	       json_is_string(json_object_get(st, "address"))
+		       ? hw_cli_str(st, "address")
+		       : "none yet");
 	if (json_is_string(json_object_get(st, "address6")))
-		printf(", %s", str(st, "address6"));
+		printf(", %s", hw_cli_str(st, "address6"));
 	printf("\n  routes:    ");
 	if (!json_array_size(routes))
 		printf("none");
@@ -427,10 +422,10 @@ static void print_client(json_t *app, json_t *st)
 	printf("\n");
 	print_bytes("bytes:", st);
 	printf("  packets:   %lld in, %lld out, %lld dropped\n",
-	       num(st, "packets_in"), num(st, "packets_out"),
-	       num(st, "packets_dropped"));
+	       hw_cli_num(st, "packets_in"), hw_cli_num(st, "packets_out"),
+	       hw_cli_num(st, "packets_dropped"));
 	if (json_is_string(json_object_get(st, "error")))
-		printf("  error:     %s\n", str(st, "error"));
+		printf("  error:     %s\n", hw_cli_str(st, "error"));
 }
 
 static void print_server(json_t *app, json_t *st)
@@ -454,31 +449,33 @@ static void print_server(json_t *app, json_t *st)
 				     "PK|any)");
 	if (!json_is_object(st)) {
 		printf("  status:    none written yet (see %s)\n",
-		       str(app, "log"));
+		       hw_cli_str(app, "log"));
 		return;
 	}
-	printf("  tun:       %s, address %s, subnet %s\n", str(st, "tun"),
-	       str(st, "address"), str(st, "subnet"));
+	printf("  tun:       %s, address %s, subnet %s\n",
+	       hw_cli_str(st, "tun"), hw_cli_str(st, "address"),
+	       hw_cli_str(st, "subnet"));
 	printf("  nat:       %s\n", json_is_true(json_object_get(st, "nat"))
 					    ? "on (masquerade)"
 					    : "off (route only)");
 	printf("  refused:   %lld, spoofed packets dropped: %lld\n",
-	       num(st, "refused"), num(st, "spoofed_dropped"));
+	       hw_cli_num(st, "refused"), hw_cli_num(st, "spoofed_dropped"));
 	if (json_is_string(json_object_get(st, "error")))
-		printf("  error:     %s\n", str(st, "error"));
+		printf("  error:     %s\n", hw_cli_str(st, "error"));
 	clients = json_object_get(st, "clients");
 	printf("  clients:   %zu\n", json_array_size(clients));
 	json_array_foreach(clients, i, c) {
 		char in[32], out[32];
 
-		hw_cli_human_bytes(num(c, "bytes_in"), in, sizeof(in));
-		hw_cli_human_bytes(num(c, "bytes_out"), out, sizeof(out));
+		hw_cli_human_bytes(hw_cli_num(c, "bytes_in"), in, sizeof(in));
+		hw_cli_human_bytes(hw_cli_num(c, "bytes_out"), out,
+				   sizeof(out));
 		printf("    %s  %s  %s, %s in, %s out, %lld spoofed\n",
-		       str(c, "pk"), str(c, "address"),
+		       hw_cli_str(c, "pk"), hw_cli_str(c, "address"),
 		       json_is_true(json_object_get(c, "connected"))
 			       ? "connected"
 			       : "gone",
-		       in, out, num(c, "spoofed_dropped"));
+		       in, out, hw_cli_num(c, "spoofed_dropped"));
 	}
 }
 
