@@ -59,6 +59,14 @@ int hw_cli_app_settle(const char *name, int want_running);
  * when the visor stopped answering (cmd_app.c). */
 json_t *hw_cli_app_wait_stopped(const char *name, json_t *o, int *rc);
 
+/* PUT /v1/apps/NAME with body (binary, args, port, autostart and what
+ * else the entry has), then hw_cli_app_settle (to running when the body
+ * says autostart). When the app does not come up with it, what was there
+ * comes back: old (the app's entry from hw_cli_app_entry, NULL for a new
+ * app) is put again, or the new app is stopped and its autostart turned
+ * off. Returns 0, or the exit code having said why (cmd_app.c). */
+int hw_cli_app_put(const char *name, json_t *body, json_t *old);
+
 /* Why s is not a visor's public key (a short phrase), or NULL when it is
  * one (cli_util.c). */
 const char *hw_cli_pk_bad(const char *s);

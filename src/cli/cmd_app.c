@@ -124,7 +124,7 @@ static int app_ls(void)
 					 json_object_get(e, "restarts")));
 		printf("%-16s  %5lld  %-10s  %8s  %8s  %-9s  %5lld\n",
 		       hw_cli_str(e, "name"),
-		       (long long)json_integer_value(json_object_get(e, "port")),
+		       hw_cli_num(e, "port"),
 		       hw_cli_str(e, "state"), pidbuf, rs,
 		       json_is_true(json_object_get(e, "autostart")) ? "on"
 								     : "off",
@@ -166,6 +166,60 @@ json_t *hw_cli_app_wait_stopped(const char *name, json_t *o, int *rc)
 		json_decref(apps);
 	}
 	return o;
+}
+
+static int app_call(const char *method, const char *name,
+		    const char *action, json_t *body, json_t **resp)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "/v1/apps/%s%s%s", name,
+		 action ? "/" : "", action ? action : "");
+	return hw_cli_call(method, path, body, 15000, resp);
+}
+
+int hw_cli_app_put(const char *name, json_t *body, json_t *old)
+{
+	static const char *const keys[] = {"binary", "args", "port",
+					   "autostart", "capabilities",
+					   "cleanup_args", NULL};
+	json_t *o = NULL, *prev, *off;
+	int rc;
+
+	if (!body) {
+		hw_cli_err("out of memory");
+		return 1;
+	}
+	rc = app_call("PUT", name, NULL, body, &o);
+	json_decref(o);
+	o = NULL;
+	if (rc || !(rc = hw_cli_app_settle(name, json_is_true(json_object_get(
+						     body, "autostart")))))
+		return rc;
+	if (old) {
+		if (!(prev = json_object()))
+			return rc;
+		for (int i = 0; keys[i]; i++)
+			if (json_object_get(old, keys[i]))
+				json_object_set(prev, keys[i],
+						json_object_get(old, keys[i]));
+		if (app_call("PUT", name, NULL, prev, &o) == 0)
+			hw_cli_err("app '%s': the previous settings are back "
+				   "in place", name);
+		json_decref(o);
+		json_decref(prev);
+		return rc;
+	}
+	if (app_call("POST", name, "stop", NULL, &o) == 0)
+		o = hw_cli_app_wait_stopped(name, o, &rc);
+	json_decref(o);
+	o = NULL;
+	off = json_pack("{s:b}", "on", 0);
+	if (off && app_call("POST", name, "autostart", off, &o) == 0)
+		hw_cli_err("app '%s' stopped, autostart off", name);
+	json_decref(off);
+	json_decref(o);
+	return 1;
 }
 
 static int app_action(const char *name, const char *action, json_t *body)

@@ -206,53 +206,15 @@ static json_t *args_without(json_t *args, const char *const *drop)
 	return out;
 }
 
-static int put(const char *name, const char *binary, json_t *args,
-	       long long port, int autostart)
-{
-	char path[128];
-	json_t *body, *o;
-	int rc;
-
-	snprintf(path, sizeof(path), "/v1/apps/%s", name);
-	body = json_pack("{s:s, s:O, s:I, s:b}", "binary", binary, "args",
-			 args, "port", (json_int_t)port, "autostart",
-			 autostart);
-	if (!body) {
-		hw_cli_err("out of memory");
-		return 1;
-	}
-	rc = hw_cli_call("PUT", path, body, 15000, &o);
-	json_decref(body);
-	json_decref(o);
-	return rc;
-}
-
-/* PUT /v1/apps/NAME with the settings, then settle. When the app does
- * not come up with them, the previous settings (old, the app's entry)
- * are put back; an app that is new is stopped. */
 static int put_app(const char *name, const char *binary, json_t *args,
-		   long long port, int autostart, json_t *old)
+		   long long port, json_t *old)
 {
-	char path[128];
-	json_t *o;
-	int rc;
+	json_t *body = json_pack("{s:s, s:O, s:I, s:b}", "binary", binary,
+				 "args", args, "port", (json_int_t)port,
+				 "autostart", 1);
+	int rc = hw_cli_app_put(name, body, old);
 
-	if ((rc = put(name, binary, args, port, autostart)) ||
-	    !(rc = hw_cli_app_settle(name, autostart)))
-		return rc;
-	if (old) {
-		if (put(name, hw_cli_str(old, "binary"),
-			json_object_get(old, "args"), hw_cli_num(old, "port"),
-			json_is_true(json_object_get(old, "autostart"))) == 0)
-			hw_cli_err("app '%s': the previous settings are back "
-				   "in place", name);
-		return rc;
-	}
-	snprintf(path, sizeof(path), "/v1/apps/%s/stop", name);
-	if (hw_cli_call("POST", path, NULL, 15000, &o) == 0)
-		hw_cli_err("app '%s' stopped: run this again with arguments "
-			   "it takes", name);
-	json_decref(o);
+	json_decref(body);
 	return rc;
 }
 
@@ -374,7 +336,7 @@ static int socks_use(int argc, char **argv)
 			hw_cli_err("out of memory");
 			goto out;
 		}
-	if ((rc = put_app(name, binary, args, port, 1, app)))
+	if ((rc = put_app(name, binary, args, port, app)))
 		goto out;
 	if (off)
 		printf("%s: no exit (idle), listening on %s\n", name, listen);
@@ -501,7 +463,7 @@ static int socks_exit(int argc, char **argv)
 	if (loopback &&
 	    json_array_append_new(args, json_string("--allow-loopback")))
 		goto nomem;
-	if ((rc = put_app(name, binary, args, port, 1, app)))
+	if ((rc = put_app(name, binary, args, port, app)))
 		goto out;
 	printf("%s: allows %s", name, any ? "any visor" : "");
 	for (int k = 0; k < nallow; k++)

@@ -109,92 +109,39 @@ static const char *cidr_bad(const char *s, char *why, size_t len)
 	return NULL;
 }
 
-/* PUT /v1/apps/NAME for a VPN program: CAP_NET_ADMIN, cleanup with
- * --cleanup, autostart. Then waits until it runs (hw_cli_app_settle).
- * When it does not come up, the previous entry (old) is put back, or a
- * new app is stopped and its autostart turned off. */
-static json_t *vpn_body(const char *binary, json_t *args, long long port,
-			int autostart)
-{
-	return json_pack("{s:s, s:O, s:I, s:b, s:[s], s:[s]}", "binary",
-			 binary, "args", args, "port", (json_int_t)port,
-			 "autostart", autostart, "capabilities",
-			 "CAP_NET_ADMIN", "cleanup_args", "--cleanup");
-}
-
-static int put_body(const char *name, json_t *body)
-{
-	char path[128];
-	json_t *o = NULL;
-	int rc;
-
-	if (!body) {
-		hw_cli_err("out of memory");
-		return 1;
-	}
-	snprintf(path, sizeof(path), "/v1/apps/%s", name);
-	rc = hw_cli_call("PUT", path, body, 15000, &o);
-	json_decref(o);
-	return rc;
-}
-
-static int post(const char *name, const char *action, json_t *body,
-		json_t **resp)
-{
-	char path[128];
-
-	snprintf(path, sizeof(path), "/v1/apps/%s/%s", name, action);
-	return hw_cli_call("POST", path, body, 15000, resp);
-}
-
 static int autostart_off(const char *name)
 {
 	json_t *b = json_pack("{s:b}", "on", 0), *o = NULL;
-	int rc = post(name, "autostart", b, &o);
+	char path[128];
+	int rc;
 
+	snprintf(path, sizeof(path), "/v1/apps/%s/autostart", name);
+	rc = hw_cli_call("POST", path, b, 15000, &o);
 	json_decref(b);
 	json_decref(o);
 	return rc;
 }
 
+/* The entry of a VPN program (CAP_NET_ADMIN, cleanup with --cleanup,
+ * autostart) put with hw_cli_app_put: it runs, or what was there before
+ * is back. */
 static int put_vpn(const char *name, const char *binary, json_t *args,
 		   long long port)
 {
-	json_t *old, *body, *o = NULL;
+	json_t *old, *body;
 	int rc = 0;
 
 	old = hw_cli_app_entry(name, &rc);
 	if (rc)
 		return rc;
-	body = vpn_body(binary, args, port, 1);
-	rc = put_body(name, body);
+	body = json_pack("{s:s, s:O, s:I, s:b, s:[s], s:[s]}", "binary",
+			 binary, "args", args, "port", (json_int_t)port,
+			 "autostart", 1, "capabilities", "CAP_NET_ADMIN",
+			 "cleanup_args", "--cleanup");
+	rc = hw_cli_app_put(name, body, old);
 	json_decref(body);
-	if (rc || !(rc = hw_cli_app_settle(name, 1))) {
-		json_decref(old);
-		return rc;
-	}
-	if (old) {
-		json_t *prev = json_object();
-		static const char *const keys[] = {
-			"binary", "args", "port", "autostart",
-			"capabilities", "cleanup_args", NULL};
-		for (int i = 0; prev && keys[i]; i++)
-			if (json_object_get(old, keys[i]))
-				json_object_set(prev, keys[i],
-						json_object_get(old, keys[i]));
-		if (put_body(name, prev) == 0)
-			hw_cli_err("app '%s': the previous settings are back "
-				   "in place", name);
-		json_decref(prev);
-		json_decref(old);
-		return rc;
-	}
-	if (post(name, "stop", NULL, &o) == 0)
-		o = hw_cli_app_wait_stopped(name, o, &rc);
-	json_decref(o);
-	if (autostart_off(name) == 0)
-		hw_cli_err("app '%s' stopped, autostart off", name);
-	return 1;
+	json_decref(old);
+	return rc;
 }
 
 static int vpn_up(int argc, char **argv)
