@@ -159,6 +159,10 @@ struct group *hw_routing_group_by_desc(struct hw_routing *rt,
 /* New routes for gr: its rules are send_id and recv_id from now on. */
 void hw_routing_group_resumed(struct hw_routing *rt, struct group *gr,
 			      uint32_t send_id, uint32_t recv_id);
+/* Keeps a copy of the n hops a group was (re)built over, for the API;
+ * without memory it keeps none. */
+void hw_routing_group_set_hops(struct group *gr,
+			       const struct hw_setup_hop *hops, unsigned n);
 /* Starts a group for client c or route end eops/eud (one of them, or
  * neither). Returns 0 or a negative code (nothing started). */
 int hw_routing_group_start(struct hw_routing *rt, const struct hw_route_desc *d,
@@ -178,11 +182,6 @@ void hw_routing_on_setup(struct hw_routing *rt, struct hw_tp *tp,
 			 const struct hw_packet *pkt);
 
 /* routing_dial.c */
-/* Keeps a copy of the n hops a group was (re)built over, for the API;
- * without memory it keeps none. */
-void hw_routing_group_set_hops(struct group *gr,
-			       const struct hw_setup_hop *hops, unsigned n);
-
 /* The checks of a dial that come before its hops (via): 0, or -EINVAL
  * with a message in err. */
 int hw_routing_dial_check(struct hw_routing *rt, const uint8_t pk[HW_PK_LEN],
