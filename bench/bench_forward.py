@@ -15,7 +15,6 @@ measured in the same run:
 The server (this file with --serve) answers HTTP GET /N with N bytes of
 a sparse file through sendfile(2), and echoes on a second port.
 Run by `make bench` (scripts/bench.sh) with the build's bin directory."""
-import getpass
 import json
 import os
 import pathlib
@@ -27,15 +26,11 @@ import tempfile
 import threading
 import time
 
+import bench_socks
 from bench_heal import pct
-from bench_socks import GIB, SSH_CIPHERS, accept_loop, download, \
-    recv_exact, serve_http, sshd, status_kib, stop
-from bench_visor import BIN, Visor, control_plane, free_port, port_open, \
-    wait
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent /
-                       "tests" / "e2e"))
-from sshd_local import ssh_opts  # noqa: E402
+from bench_socks import GIB, SSH_CIPHERS, download, linked_pair, \
+    listening, recv_exact, ssh_tunnel, sshd, start_server, status_kib, stop
+from bench_visor import BIN, free_port, port_open, wait
 
 ROUNDS = 3  # best of, for the 1 GiB downloads
 LATENCY_N, LATENCY_WARMUP = 200, 20
@@ -58,18 +53,7 @@ def echo(conn):
 
 def serve(path):
     """Prints the HTTP port and the echo port, then serves both."""
-    socks = []
-    for _ in range(2):
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", 0))
-        s.listen(512)
-        socks.append(s)
-    print(socks[0].getsockname()[1], socks[1].getsockname()[1], flush=True)
-    threading.Thread(target=accept_loop, daemon=True, args=(
-        socks[0], lambda c: threading.Thread(
-            target=serve_http, args=(c, path), daemon=True).start())).start()
-    accept_loop(socks[1], lambda c: threading.Thread(
+    bench_socks.serve(path, lambda c: threading.Thread(
         target=echo, args=(c,), daemon=True).start())
 
 
@@ -103,35 +87,6 @@ def round_trips(port, n):
                 raise RuntimeError("wrong byte echoed")
             out.append((time.perf_counter() - t0) * 1000)
     return out
-
-
-def listening(p, port, what, log):
-    for _ in range(200):
-        if port_open(port):
-            return
-        if p.poll() is not None:
-            raise SystemExit(f"bench_forward: {what} exited: "
-                             f"{log.read_text().strip()}")
-        time.sleep(0.05)
-    raise SystemExit(f"bench_forward: {what} did not listen")
-
-
-def ssh_forward(root, procs, sshd_port, key, cipher, targets):
-    """`ssh -N -L` to the local sshd with cipher, one local port per
-    target port; returns the local ports and ssh's pid."""
-    ports = [free_port() for _ in targets]
-    log = root / f"ssh-{cipher.split('@')[0]}.log"
-    fwd = []
-    for lp, tp in zip(ports, targets):
-        fwd += ["-L", f"127.0.0.1:{lp}:127.0.0.1:{tp}"]
-    p = subprocess.Popen(
-        ["ssh", "-N", *fwd, "-c", cipher, *ssh_opts(key), "-o",
-         "ExitOnForwardFailure=yes", "-p", str(sshd_port),
-         f"{getpass.getuser()}@127.0.0.1"], stderr=open(log, "wb"))
-    procs.append(p)
-    for lp in ports:
-        listening(p, lp, f"ssh -L with {cipher}", log)
-    return ports, p.pid
 
 
 def socat(root, procs, target):
@@ -195,20 +150,8 @@ def start(root, procs, visors):
     "bulk" and "echo", A maps a port to each), sshd, one `ssh -L` per
     cipher and socat. Every process goes into procs or visors, for the
     caller to stop."""
-    blob = root / "blob"
-    with open(blob, "wb") as f:
-        f.truncate(GIB)  # sparse: all zeros, no disk
-    srv = subprocess.Popen([sys.executable, __file__, "--serve", blob],
-                           stdout=subprocess.PIPE, text=True)
-    procs.append(srv)
-    http_port, echo_port = map(int, srv.stdout.readline().split())
-
-    url, spk = control_plane(root, procs)
-    a, b = (Visor(root, n, discovery=url, listen=True, setup_nodes=[spk])
-            for n in "ab")
-    visors += [a, b]
-    a.api("tp", "add", b.pk, "--addr", b.addr)
-    time.sleep(1.0)  # the transport registered in discovery
+    srv, http_port, echo_port = start_server(root, procs, __file__)
+    a, b = linked_pair(root, procs, visors)
     fa = Forward(root, procs, a, "forward-a")
     fb = Forward(root, procs, b, "forward-b")
     fb.set(expose=[{"name": n, "target": f"127.0.0.1:{p}",
@@ -220,8 +163,8 @@ def start(root, procs, visors):
     wait(lambda: port_open(mp["bulk"]) and port_open(mp["echo"]),
          "the mapped ports")
     sport, key, sshd_pid = sshd(root, procs)
-    ssh = {c: ssh_forward(root, procs, sport, key, c,
-                          (http_port, echo_port)) for c in SSH_CIPHERS}
+    ssh = {c: ssh_tunnel(root, procs, sport, key, c, "-L",
+                         (http_port, echo_port)) for c in SSH_CIPHERS}
     so = {n: socat(root, procs, p) for n, p in (("bulk", http_port),
                                                 ("echo", echo_port))}
     ours = {"visor A": a.proc.pid, "visor B": b.proc.pid,

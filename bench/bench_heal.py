@@ -28,12 +28,11 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 
-from bench_visor import BIN, Visor, control_plane, run, wait
+from bench_visor import BIN, Visor, control_plane, wait
 from bench_routes import expect, open_stream, stream_socket
 
 

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 
-from bench_visor import BIN, Visor, best_of, control_plane, run, wait
+from bench_visor import BIN, Visor, best_of, control_plane, run
 
 
 def stream_socket(v):

@@ -22,7 +22,6 @@ import os
 import pathlib
 import resource
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -38,6 +37,7 @@ from bench_visor import BIN, Visor, control_plane, free_port, port_open, \
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent /
                        "tests" / "e2e"))
+from netns import terminate  # noqa: E402
 from sshd_local import ssh_opts, start_sshd  # noqa: E402
 
 GIB = 1 << 30
@@ -92,8 +92,10 @@ def first_byte(conn):
     conn.close()
 
 
-def serve(path):
-    """Prints the HTTP port and the first-byte port, then serves both."""
+def serve(path, second=first_byte):
+    """Prints the HTTP port and a second port, then serves both: HTTP
+    from path, and each connection to the second port handed to second
+    (by default the first-byte answer)."""
     socks = []
     for _ in range(2):
         s = socket.socket()
@@ -105,7 +107,7 @@ def serve(path):
     threading.Thread(target=accept_loop, daemon=True, args=(
         socks[0], lambda c: threading.Thread(
             target=serve_http, args=(c, path), daemon=True).start())).start()
-    accept_loop(socks[1], first_byte)
+    accept_loop(socks[1], second)
 
 
 # --- measurements ---
@@ -341,25 +343,44 @@ def sshd(root, procs):
     return port, key, p.pid
 
 
+def listening(p, port, what, log):
+    """Waits until port listens on loopback, while process p runs."""
+    for _ in range(200):
+        if port_open(port):
+            return
+        if p.poll() is not None:
+            raise SystemExit(f"bench: {what} exited: "
+                             f"{log.read_text().strip()}")
+        time.sleep(0.05)
+    raise SystemExit(f"bench: {what} did not listen on {port}")
+
+
+def ssh_tunnel(root, procs, sshd_port, key, cipher, flag, targets):
+    """`ssh -N` to the local sshd with cipher and one `flag` forwarding
+    (-D: a SOCKS port, targets None; -L: a local port per target port);
+    returns the local ports and ssh's pid."""
+    ports = [free_port() for _ in targets]
+    fwd = []
+    for lp, tp in zip(ports, targets):
+        fwd += [flag, f"127.0.0.1:{lp}" + (
+            f":127.0.0.1:{tp}" if tp else "")]
+    log = root / f"ssh{flag}-{cipher.split('@')[0]}.log"
+    p = subprocess.Popen(
+        ["ssh", "-N", *fwd, "-c", cipher, *ssh_opts(key), "-o",
+         "ExitOnForwardFailure=yes", "-p", str(sshd_port),
+         f"{getpass.getuser()}@127.0.0.1"], stderr=open(log, "wb"))
+    procs.append(p)
+    for lp in ports:
+        listening(p, lp, f"ssh {flag} with {cipher}", log)
+    return ports, p.pid
+
+
 def ssh_socks(root, procs, sshd_port, key, cipher):
     """`ssh -N -D` to the local sshd with cipher; returns its SOCKS port
     and pid."""
-    port = free_port()
-    log = root / f"ssh-{cipher.split('@')[0]}.log"
-    p = subprocess.Popen(
-        ["ssh", "-N", "-D", f"127.0.0.1:{port}", "-c", cipher,
-         *ssh_opts(key), "-o", "ExitOnForwardFailure=yes", "-p",
-         str(sshd_port), f"{getpass.getuser()}@127.0.0.1"],
-        stderr=open(log, "wb"))
-    procs.append(p)
-    for _ in range(200):
-        if port_open(port):
-            return port, p.pid
-        if p.poll() is not None:
-            raise SystemExit(f"bench_socks: ssh -D with {cipher} exited: "
-                             f"{log.read_text().strip()}")
-        time.sleep(0.05)
-    raise SystemExit(f"bench_socks: ssh -D with {cipher} did not listen")
+    (port,), pid = ssh_tunnel(root, procs, sshd_port, key, cipher, "-D",
+                              [None])
+    return port, pid
 
 
 def log_has(root, name, word):
@@ -369,24 +390,37 @@ def log_has(root, name, word):
         return False
 
 
-def start(root, procs, visors):
-    """The server, visors A - B, the exit on B, the client on A, sshd and
-    one `ssh -D` per cipher; every process is appended to procs or
-    visors (for the caller to stop). Returns them as a namespace."""
+def start_server(root, procs, script):
+    """`script --serve BLOB` (a 1 GiB sparse file in root) as a process
+    of its own; returns it and the two ports it printed."""
     blob = root / "blob"
     with open(blob, "wb") as f:
         f.truncate(GIB)  # sparse: all zeros, no disk
-    srv = subprocess.Popen([sys.executable, __file__, "--serve", blob],
+    srv = subprocess.Popen([sys.executable, script, "--serve", blob],
                            stdout=subprocess.PIPE, text=True)
     procs.append(srv)
-    http_port, byte_port = map(int, srv.stdout.readline().split())
+    first, second = map(int, srv.stdout.readline().split())
+    return srv, first, second
 
+
+def linked_pair(root, procs, visors):
+    """Discovery, a setup node and visors A and B linked directly (a
+    1-hop route), appended to procs and visors; returns A and B."""
     url, spk = control_plane(root, procs)
     a, b = (Visor(root, n, discovery=url, listen=True, setup_nodes=[spk])
             for n in "ab")
     visors += [a, b]
     a.api("tp", "add", b.pk, "--addr", b.addr)
     time.sleep(1.0)  # the transport registered in discovery
+    return a, b
+
+
+def start(root, procs, visors):
+    """The server, visors A - B, the exit on B, the client on A, sshd and
+    one `ssh -D` per cipher; every process is appended to procs or
+    visors (for the caller to stop). Returns them as a namespace."""
+    srv, http_port, byte_port = start_server(root, procs, __file__)
+    a, b = linked_pair(root, procs, visors)
     exit_app = start_app(root, b, "hopwire-socks", "--allow", a.pk,
                          "--allow-loopback")
     procs.append(exit_app)
@@ -406,13 +440,7 @@ def start(root, procs, visors):
 
 def stop(root, procs, visors):
     for p in reversed(procs):
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        terminate(p)
     for v in visors:
         if v.proc.poll() is None:
             v.stop()

@@ -38,6 +38,44 @@ import subprocess
 import sys
 import time
 
+
+def terminate(p, timeout=10):
+    """Stops process p: SIGTERM, then SIGKILL after timeout seconds.
+    Returns True when it had to be killed."""
+    if p.poll() is not None:
+        return False
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=timeout)
+        return False
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        return True
+
+
+def nat_ruleset(table, wan, lan):
+    """An nftables table like a home router's: masquerade out of wan,
+    forward only lan -> wan and what answers it, no new connection in
+    from wan."""
+    return f"""
+table ip {table} {{
+    chain postrouting {{
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "{wan}" masquerade
+    }}
+    chain forward {{
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        iifname "{lan}" oifname "{wan}" accept
+    }}
+    chain input {{
+        type filter hook input priority filter; policy accept;
+        iifname "{wan}" ct state new drop
+    }}
+}}
+"""
+
 PY = sys.executable
 HTTP_PORT = 8080
 IPERF_PORT = 5201
@@ -182,23 +220,7 @@ class Net:
 
     def nat(self, key, wan, lan):
         table = "hwv_nat"
-        self.nft(key, table, f"""
-table ip {table} {{
-    chain postrouting {{
-        type nat hook postrouting priority srcnat; policy accept;
-        oifname "{wan}" masquerade
-    }}
-    chain forward {{
-        type filter hook forward priority filter; policy drop;
-        ct state established,related accept
-        iifname "{lan}" oifname "{wan}" accept
-    }}
-    chain input {{
-        type filter hook input priority filter; policy accept;
-        iifname "{wan}" ct state new drop
-    }}
-}}
-""")
+        self.nft(key, table, nat_ruleset(table, wan, lan))
         self.forward(key)
 
     def build(self):
@@ -344,14 +366,8 @@ table ip {table} {{
         the veths and the bridge); returns the errors."""
         errors = []
         for name, p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-                    errors.append(f"{name} ignored SIGTERM (killed)")
+            if terminate(p):
+                errors.append(f"{name} ignored SIGTERM (killed)")
         self.procs = []
         for key, family, table in reversed(self.tables):
             r = self.run(key, "nft", "delete", "table", family, table,
@@ -452,15 +468,10 @@ class Visor:
         killed)."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                return f"visor {self.name} ignored SIGTERM (killed)"
+        killed = terminate(self.proc, 15)
         self.logf.close()
+        if killed:
+            return f"visor {self.name} ignored SIGTERM (killed)"
         return self.proc.returncode
 
     def cli(self, *args, timeout=60):

@@ -30,6 +30,7 @@ import time
 import pytest
 
 from conftest import Visor, bin_path, wait_for
+from netns import nat_ruleset
 
 TOOLS = ("ip", "nft", "sysctl")
 MISSING = [t for t in TOOLS if shutil.which(t) is None]
@@ -132,23 +133,7 @@ class Net:
 
     def nat_rules(self, nat, wan, lan):
         table = f"hwnat{self.sfx}"
-        rules = f"""
-table ip {table} {{
-    chain postrouting {{
-        type nat hook postrouting priority srcnat; policy accept;
-        oifname "{wan}" masquerade
-    }}
-    chain forward {{
-        type filter hook forward priority filter; policy drop;
-        ct state established,related accept
-        iifname "{lan}" oifname "{wan}" accept
-    }}
-    chain input {{
-        type filter hook input priority filter; policy accept;
-        iifname "{wan}" ct state new drop
-    }}
-}}
-"""
+        rules = nat_ruleset(table, wan, lan)
         r = self.sh(nat, "nft", "-f", "-", input=rules, check=False)
         if r.returncode != 0:
             # Only the first router can tell us nftables is unusable here.
