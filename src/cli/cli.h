@@ -84,6 +84,11 @@ long long hw_cli_num(json_t *o, const char *k);
  * apps' *_ms times (cli_util.c). */
 long long hw_cli_now_ms(void);
 
+/* For a command with subcommands (argv[1]): with none, usage on stderr
+ * and 2; with "help", --help or -h as the subcommand or after it, usage
+ * on stdout and 0; otherwise -1, go on (cli_util.c). */
+int hw_cli_help(int argc, char **argv, void (*usage)(FILE *));
+
 /* Prints j as indented JSON on stdout. */
 void hw_cli_print_json(json_t *j);
 

@@ -27,6 +27,24 @@ long long hw_cli_now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int hw_cli_help(int argc, char **argv, void (*usage)(FILE *))
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage(stdout);
+			return 0;
+		}
+	return -1;
+}
+
 const char *hw_cli_pk_bad(const char *s)
 {
 	uint8_t pk[HW_PK_LEN];

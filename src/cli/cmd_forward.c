@@ -785,17 +785,10 @@ static int cmd_stdio(int argc, char **argv)
 int hw_cli_forward(int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : NULL;
+	int rc;
 
-	if (!sub || !strcmp(sub, "--help") || !strcmp(sub, "-h") ||
-	    !strcmp(sub, "help")) {
-		forward_usage(sub ? stdout : stderr);
-		return sub ? 0 : 2;
-	}
-	for (int i = 2; i < argc; i++)
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			forward_usage(stdout);
-			return 0;
-		}
+	if ((rc = hw_cli_help(argc, argv, forward_usage)) >= 0)
+		return rc;
 	if (!strcmp(sub, "expose"))
 		return cmd_expose(argc - 1, argv + 1);
 	if (!strcmp(sub, "unexpose"))

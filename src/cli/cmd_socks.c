@@ -732,16 +732,10 @@ done:
 int hw_cli_socks(int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : NULL;
+	int rc;
 
-	if (!sub || !strcmp(sub, "--help") || !strcmp(sub, "-h")) {
-		socks_usage(sub ? stdout : stderr);
-		return sub ? 0 : 2;
-	}
-	for (int i = 2; i < argc; i++)
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			socks_usage(stdout);
-			return 0;
-		}
+	if ((rc = hw_cli_help(argc, argv, socks_usage)) >= 0)
+		return rc;
 	if (!strcmp(sub, "use") || !strcmp(sub, "off")) {
 		if (!strcmp(sub, "off") && argc > 2) {
 			hw_cli_err("socks off takes no arguments");

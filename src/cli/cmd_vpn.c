@@ -583,16 +583,10 @@ out:
 int hw_cli_vpn(int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : NULL;
+	int rc;
 
-	if (!sub || !strcmp(sub, "--help") || !strcmp(sub, "-h")) {
-		vpn_usage(sub ? stdout : stderr);
-		return sub ? 0 : 2;
-	}
-	for (int i = 2; i < argc; i++)
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			vpn_usage(stdout);
-			return 0;
-		}
+	if ((rc = hw_cli_help(argc, argv, vpn_usage)) >= 0)
+		return rc;
 	if (!strcmp(sub, "up"))
 		return vpn_up(argc - 1, argv + 1);
 	if (!strcmp(sub, "down"))
