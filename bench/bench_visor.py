@@ -18,18 +18,16 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent /
+                       "tests" / "e2e"))
+from ports import free_port  # noqa: E402,F401  (the benches import it here)
+
 BIN = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "build/bin")
 
 
 def run(*args, **kw):
     return subprocess.run([str(a) for a in args], capture_output=True,
                           text=True, check=True, timeout=600, **kw).stdout
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Visor:

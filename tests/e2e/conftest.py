@@ -6,6 +6,8 @@ import subprocess
 
 import pytest
 
+from ports import free_port  # noqa: F401  (tests import it from here)
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN_DIR = pathlib.Path(os.environ.get("HW_BIN_DIR", ROOT / "build" / "bin")).resolve()
 
@@ -26,13 +28,6 @@ def hopwire():
         return subprocess.run([exe, *map(str, args)], capture_output=True,
                               text=True, timeout=timeout, check=check)
     return run
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Visor:
