@@ -17,8 +17,7 @@ struct hw_vpn_nl {
 	struct mnl_socket *sock;
 	unsigned portid;
 	unsigned seq;
-	char buf[MNL_SOCKET_BUFFER_SIZE > 16384 ? MNL_SOCKET_BUFFER_SIZE
-						 : 16384];
+	char buf[32768]; /* at least MNL_SOCKET_BUFFER_SIZE (8 KiB) */
 };
 
 int hw_vpn_nl_open(struct hw_vpn_nl **out)

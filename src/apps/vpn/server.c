@@ -536,7 +536,8 @@ int main(int argc, char **argv)
 	struct sigaction sa = {.sa_handler = on_term};
 	const char *subnet = "10.44.0.0/24", *subnet6 = NULL;
 	const char *leases = "leases.json";
-	int route_only = 0, fwd4 = 0, fwd6 = 0, skipped, rc, code = 1;
+	int route_only = 0, fwd4 = 0, fwd6 = 0, table = 0, skipped, rc;
+	int code = 1;
 	long long last_status = 0;
 	char err[768];
 	struct pollfd *pfd = NULL;
@@ -586,6 +587,7 @@ int main(int argc, char **argv)
 			S.tun_name, err);
 		goto out;
 	}
+	table = 1;
 	if (hw_app_setup(&S.app, &cfg, err, sizeof(err))) {
 		fprintf(stderr, LOG ": %s\n", err);
 		goto out;
@@ -651,7 +653,7 @@ int main(int argc, char **argv)
 out:
 	while (S.nconn)
 		close_peer(S.peers[S.conn[0]], "the server is stopping");
-	if (S.app && hw_vpn_nat_down(S.tun_name, err, sizeof(err)))
+	if (table && hw_vpn_nat_down(S.tun_name, err, sizeof(err)))
 		fprintf(stderr, LOG ": table inet hopwire_vpn_%s: %s\n",
 			S.tun_name, err);
 	if (fwd4 && hw_vpn_sysctl_set("net/ipv4/ip_forward", "0") == 0)
