@@ -23,10 +23,9 @@ struct hw_vpn_pool {
 	char (*holder)[PK_HEX + 1];
 };
 
-int hw_vpn_cidr_parse(const char *s, int family, uint8_t *addr, int *prefix,
-		      char *err, size_t errlen)
+static int cidr(const char *s, int family, int lo, int hi, uint8_t *addr,
+		int *prefix, char *err, size_t errlen)
 {
-	int lo = family == 4 ? 8 : 64, hi = family == 4 ? 30 : 112;
 	size_t alen = family == 4 ? 4 : 16;
 	const char *slash = strchr(s, '/');
 	char host[INET6_ADDRSTRLEN + 1], *end;
@@ -55,6 +54,22 @@ bad:
 	snprintf(err, errlen, "'%s' is not an IPv%d subnet (%s)", s, family,
 		 family == 4 ? "A.B.C.D/N" : "X:X::/N");
 	return -EINVAL;
+}
+
+int hw_vpn_cidr_parse(const char *s, int family, uint8_t *addr, int *prefix,
+		      char *err, size_t errlen)
+{
+	return family == 4 ? cidr(s, 4, 8, 30, addr, prefix, err, errlen)
+			   : cidr(s, 6, 64, 112, addr, prefix, err, errlen);
+}
+
+int hw_vpn_route_parse(const char *s, int *family, uint8_t addr[16],
+		       int *prefix, char *err, size_t errlen)
+{
+	*family = strchr(s, ':') ? 6 : 4;
+	memset(addr, 0, 16);
+	return cidr(s, *family, 0, *family == 4 ? 32 : 128, addr, prefix,
+		    err, errlen);
 }
 
 int hw_vpn_pool_new(struct hw_vpn_pool **out, const char *cidr4,

@@ -25,6 +25,12 @@ struct hw_vpn_pool;
 int hw_vpn_cidr_parse(const char *s, int family, uint8_t *addr, int *prefix,
 		      char *err, size_t errlen);
 
+/* Parses a network to route, "A.B.C.D/N" (N 0..32) or "X:X::/N" (N
+ * 0..128), into *family (4 or 6), addr (host bits cleared) and *prefix.
+ * Returns 0 or -EINVAL with err naming the input. */
+int hw_vpn_route_parse(const char *s, int *family, uint8_t addr[16],
+		       int *prefix, char *err, size_t errlen);
+
 /* Makes a pool of cidr4 and, unless NULL, cidr6. Returns 0 with *out
  * (free with hw_vpn_pool_free) or -EINVAL / -ENOMEM with err set. */
 int hw_vpn_pool_new(struct hw_vpn_pool **out, const char *cidr4,
