@@ -569,8 +569,6 @@ static void write_status(void)
 	}
 	if (C.cur.mtu) {
 		inet_ntop(AF_INET, C.cur.addr4, a4, sizeof(a4));
-		snprintf(a4 + strlen(a4), sizeof(a4) - strlen(a4), "/%u",
-			 C.cur.prefix4);
 		inet_ntop(AF_INET, C.cur.server4, sv, sizeof(sv));
 		if (C.cur.prefix6)
 			inet_ntop(AF_INET6, C.cur.addr6, a6, sizeof(a6));
@@ -583,6 +581,8 @@ static void write_status(void)
 	json_object_set_new(o, "tun", json_string(C.tun_name));
 	json_object_set_new(o, "address", a4[0] ? json_string(a4)
 						: json_null());
+	json_object_set_new(o, "prefix", C.cur.mtu ? json_integer(
+						C.cur.prefix4) : json_null());
 	json_object_set_new(o, "address6", a6[0] ? json_string(a6)
 						 : json_null());
 	json_object_set_new(o, "server_address", sv[0] ? json_string(sv)
