@@ -39,10 +39,7 @@ rm -f "$ctest_log"
 echo
 echo "== end-to-end tests"
 junit=$(mktemp --suffix=.xml)
-# test_vpn.py waits for the VPN apps and CLI (issue 17): the lead drops
-# this --ignore once they are merged.
-HW_BIN_DIR="$PWD/build/bin" /usr/bin/python3 -m pytest -q -rs tests/e2e \
-  --ignore=tests/e2e/test_vpn.py --junitxml="$junit"
+HW_BIN_DIR="$PWD/build/bin" /usr/bin/python3 -m pytest -q -rs tests/e2e --junitxml="$junit"
 pytest_rc=$?
 if [ -s "$junit" ]; then
   read -r t f e s < <(/usr/bin/python3 - "$junit" <<'PY'

@@ -834,6 +834,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (cleanup) {
+		/* The status of the run that ended says "connected" still. */
+		set_state("stopped");
+		snprintf(C.error, sizeof(C.error), "the client ended without "
+			 "stopping (killed or crashed); --cleanup undid what "
+			 "it left");
+		C.server = "";
+		write_status();
 		hw_vpn_nl_close(C.nl);
 		return 0;
 	}
