@@ -319,7 +319,8 @@ def section(kind, root, results):
                         print(f"  {name}: hopwire-vpn-server not built: "
                               f"skipping the Hopwire VPN figures")
                         continue
-                    addr, sides = HW_SUBNET_SERVER, hopwire(net, root)
+                    addr, sides = HW_SUBNET_SERVER, hopwire(
+                        net, root / f"hopwire-{kind}")
                 else:
                     addr, sides = start()
                 results[name] = measure(net, name, addr, sides, base)
