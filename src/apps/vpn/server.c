@@ -63,6 +63,7 @@ struct peer {
 	struct hw_vpn_buf in, out;
 	unsigned long long bytes_in, bytes_out, packets_in, packets_out;
 	unsigned long long spoofed, dropped, blocked;
+	long long full_since; /* when out last ran out of room; 0: has room */
 };
 
 static struct {
@@ -79,6 +80,7 @@ static struct {
 	char error[256];
 	uint8_t pkt[HW_VPN_MTU];
 	struct peer *cur; /* the peer whose frames are being handled */
+	int tun_waits; /* a client's loop is full: the batch stops */
 } S;
 
 static volatile sig_atomic_t stop;
@@ -120,6 +122,7 @@ static void drop_peer(struct peer *p, const char *reason)
 	hw_app_loop_close(p->fd);
 	p->fd = -1;
 	p->closing = 0;
+	p->full_since = 0;
 	hw_vpn_buf_free(&p->in);
 	hw_vpn_buf_free(&p->out);
 	for (int i = 0; i < S.nconn; i++)
@@ -145,6 +148,19 @@ static void close_peer(struct peer *p, const char *reason)
 	drop_peer(p, reason);
 }
 
+/* Whether p's loop has room for one more frame of any size; notes when
+ * it ran out (TUN reading waits for a peer that drains, see tun_wait). */
+static int has_room(struct peer *p)
+{
+	if (hw_vpn_buf_room(&p->out, HW_VPN_FRAME_MAX)) {
+		p->full_since = 0;
+		return 1;
+	}
+	if (!p->full_since)
+		p->full_since = hw_vpn_now_ms();
+	return 0;
+}
+
 /* Queues packet pkt for peer p; counts a drop when its loop is full. */
 static void to_peer(struct peer *p, const uint8_t *pkt, size_t n)
 {
@@ -159,6 +175,25 @@ static void to_peer(struct peer *p, const uint8_t *pkt, size_t n)
 	p->out.len += HW_VPN_HDR + n;
 	p->bytes_out += n;
 	p->packets_out++;
+	has_room(p);
+}
+
+/* Backpressure: the TUN is not read while a client's loop is full and
+ * has been for less than TUN_WAIT_MS, so packets wait in the kernel's
+ * queue instead of being dropped here. A client that drains no faster
+ * stops holding the others up: its packets are dropped and counted. */
+#define TUN_WAIT_MS 100
+static int tun_wait(void)
+{
+	long long now = hw_vpn_now_ms();
+
+	for (int i = 0; i < S.nconn; i++) {
+		struct peer *p = S.peers[S.conn[i]];
+
+		if (!has_room(p) && now - p->full_since < TUN_WAIT_MS)
+			return 1;
+	}
+	return 0;
 }
 
 static struct peer *peer_at(uint32_t index)
@@ -179,7 +214,7 @@ static uint32_t index_of(const uint8_t *a, int family)
 static uint8_t *tun_place(void *ud)
 {
 	(void)ud;
-	return S.pkt;
+	return S.tun_waits ? NULL : S.pkt;
 }
 
 static void tun_done(void *ud, uint8_t *pkt, size_t n)
@@ -196,6 +231,8 @@ static void tun_done(void *ud, uint8_t *pkt, size_t n)
 		return;
 	}
 	to_peer(p, pkt, n);
+	if (p->full_since)
+		S.tun_waits = 1;
 }
 
 /* ---- loops to TUN ---- */
@@ -271,8 +308,9 @@ static void refuse(int fd, const char *pk, const char *reason)
 
 	S.refused++;
 	fprintf(stderr, LOG ": refused %s: %s\n", pk, reason);
-	/* A blocking write of a few bytes to a fresh loop. */
-	hw_app_write(fd, fr, n);
+	/* A fresh loop takes a few bytes at once; if it cannot, the close
+	 * says enough. */
+	send(fd, fr, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 	hw_app_loop_close(fd);
 }
 
@@ -608,7 +646,9 @@ int main(int argc, char **argv)
 
 		pfd[0] = (struct pollfd){.fd = hw_app_fd(S.app),
 					 .events = POLLIN};
-		pfd[1] = (struct pollfd){.fd = S.tun, .events = POLLIN};
+		S.tun_waits = tun_wait();
+		pfd[1] = (struct pollfd){.fd = S.tun,
+					 .events = S.tun_waits ? 0 : POLLIN};
 		for (int i = 0; i < S.nconn; i++) {
 			struct peer *p = S.peers[S.conn[i]];
 
@@ -620,7 +660,8 @@ int main(int argc, char **argv)
 			write_status();
 			last_status = hw_vpn_now_ms();
 		}
-		if (poll(pfd, (nfds_t)np, 250) < 0 && errno != EINTR)
+		if (poll(pfd, (nfds_t)np, S.tun_waits ? TUN_WAIT_MS : 250) <
+			    0 && errno != EINTR)
 			break;
 		if (pfd[1].revents & POLLIN)
 			hw_vpn_tun_batch(S.tun, tun_place, tun_done, NULL);
