@@ -696,10 +696,7 @@ static int parse_args(int argc, char **argv, int *cleanup)
 			"lowercase hex digits)\n", C.server);
 		return -1;
 	}
-	if (!C.tun_name[0] || strlen(C.tun_name) >= IFNAMSIZ ||
-	    strspn(C.tun_name, "abcdefghijklmnopqrstuvwxyz"
-			       "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
-		    strlen(C.tun_name)) {
+	if (!hw_vpn_tun_name_ok(C.tun_name)) {
 		fprintf(stderr, LOG ": --tun '%s' is not 1..15 of "
 			"[A-Za-z0-9_-]\n", C.tun_name);
 		return -1;
