@@ -97,14 +97,6 @@ static struct {
 	int backoff;
 } C;
 
-static volatile sig_atomic_t stop;
-
-static void on_term(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
-
 static void set_state(const char *state)
 {
 	if (C.state != state) {
@@ -425,7 +417,7 @@ static void dial(void)
 	rc = hw_app_dial(C.app, C.server, HW_VPN_PORT, &loop, DIAL_MS);
 	if (rc == -EPIPE) {
 		set_error("the visor closed the app channel");
-		stop = 1;
+		hw_vpn_stop = 1;
 		return;
 	}
 	if (rc) {
@@ -809,7 +801,6 @@ static void stop_all(void)
 int main(int argc, char **argv)
 {
 	struct hw_app_config cfg = {.name = "vpn-client", .version = "0.1.0"};
-	struct sigaction sa = {.sa_handler = on_term};
 	const char *api = getenv("HOPWIRE_VISOR_API");
 	long long last_status = 0;
 	int cleanup = 0, code = 1, rc;
@@ -860,9 +851,7 @@ int main(int argc, char **argv)
 			"--routes networks\n");
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	signal(SIGPIPE, SIG_IGN);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	hw_vpn_catch_stop();
 	if (hw_vpn_undo_new(&C.undo, UNDO_FILE) ||
 	    hw_vpn_buf_init(&C.in, HW_VPN_IN_CAP) ||
 	    hw_vpn_buf_init(&C.out, HW_VPN_OUT_CAP)) {
@@ -882,7 +871,7 @@ int main(int argc, char **argv)
 	}
 	fprintf(stderr, LOG ": %s, server %s, routes: %s\n", C.tun_name,
 		C.server, C.full ? "everything" : "the --routes networks");
-	while (!stop) {
+	while (!hw_vpn_stop) {
 		if (C.fd < 0 && hw_vpn_now_ms() >= C.next_dial)
 			dial();
 		if (C.assigned && !C.routes_set &&
@@ -893,7 +882,7 @@ int main(int argc, char **argv)
 			write_status();
 			last_status = hw_vpn_now_ms();
 		}
-		if (!stop)
+		if (!hw_vpn_stop)
 			poll_once();
 	}
 	code = 0;

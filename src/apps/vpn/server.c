@@ -88,14 +88,6 @@ static struct {
 	int tun_waits; /* a client's loop is full: the batch stops */
 } S;
 
-static volatile sig_atomic_t stop;
-
-static void on_term(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
-
 static int allowed(const char *pk)
 {
 	if (S.allow_any)
@@ -332,7 +324,7 @@ static void accept_loop(const char *leases)
 		return;
 	if (rc) {
 		fprintf(stderr, LOG ": the visor closed the channel\n");
-		stop = 1;
+		hw_vpn_stop = 1;
 		return;
 	}
 	if (!allowed(loop.remote_pk)) {
@@ -643,7 +635,6 @@ int main(int argc, char **argv)
 {
 	struct hw_app_config cfg = {.name = "vpn-server", .version = "0.1.0",
 				    .port = HW_VPN_PORT};
-	struct sigaction sa = {.sa_handler = on_term};
 	const char *subnet = "10.44.0.0/24", *subnet6 = NULL;
 	const char *leases = "leases.json";
 	int route_only = 0, fwd4 = 0, fwd6 = 0, table = 0, skipped, rc;
@@ -688,9 +679,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, LOG ": netlink: %s\n", strerror(-rc));
 		goto out;
 	}
-	signal(SIGPIPE, SIG_IGN);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	hw_vpn_catch_stop();
 	if (save_undo(subnet6 != NULL))
 		goto out;
 	undo = 1;
@@ -722,7 +711,7 @@ int main(int argc, char **argv)
 	else if (!S.nallow)
 		fprintf(stderr, LOG ": no --allow given: every client will "
 			"be refused\n");
-	while (!stop) {
+	while (!hw_vpn_stop) {
 		int np = 2;
 
 		pfd[0] = (struct pollfd){.fd = hw_app_fd(S.app),
