@@ -397,3 +397,32 @@ def test_vpn_relayed_behind_nat(vpn, tmp_path):
     assert net.addr["relay"] in net.ip("client", "route").stdout
     ok(a.cli("vpn", "down"), "vpn down")
     assert net.routes("client") == before
+
+
+def test_vpn_ipv6_pool_and_named_routes(vpn):
+    """--subnet6 gives the client an IPv6 address too; --routes sends only
+    the networks named through the tunnel and leaves the rest alone."""
+    net, hw, _ = vpn("direct")
+    a, c = hw.clients["client"], hw.server
+    before = net.routes("client")
+    serve(c, a.pk, extra=("--subnet6", "fd44::/64"))
+    up(a, c, f"{WORLD}/32", "fd99::/16")
+    st = connected(a)
+    assert st["address6"] and st["address6"].startswith("fd44::"), st
+    wait_for(lambda: set((a.app_status("vpn-client") or {}).get(
+        "routes", [])) == {f"{WORLD}/32 dev hwvpnc0",
+                           "fd99::/16 dev hwvpnc0"},
+             what="the named routes through the TUN")
+    # Only the world's address goes through: nothing covers the visor's
+    # own peer, so no host route is added for it.
+    assert a.app_status("vpn-client")["underlay_routes"] == []
+    fetch_ok(net, "client")
+    assert ping_ok(net, "client", WORLD)
+    # IPv6 across the loop: the server's tunnel address answers.
+    r = net.run("client", "ping", "-6", "-n", "-c", 3, "-i", "0.2", "-W",
+                2, "fd44::1", check=False, timeout=30)
+    assert r.returncode == 0 and "3 received" in r.stdout, r.stdout
+    srv = server_status(hw)
+    assert srv["subnet6"] == "fd44::/64", srv
+    ok(a.cli("vpn", "down"), "vpn down")
+    assert net.routes("client") == before
