@@ -426,3 +426,45 @@ def test_vpn_ipv6_pool_and_named_routes(vpn):
     assert srv["subnet6"] == "fd44::/64", srv
     ok(a.cli("vpn", "down"), "vpn down")
     assert net.routes("client") == before
+
+
+@pytest.mark.parametrize("garbage,why", [
+    (bytes([9, 0, 1, 0]), "unexpected type 9 frame"),
+    (bytes([3, 0xff, 0xff]), "over the MTU"),
+    (bytes([3, 0, 20]) + bytes(20), "PACKET of IP version 0"),
+    (bytes([1, 0, 45]) + bytes(45), "unexpected ASSIGN frame"),
+])
+def test_vpn_server_closes_a_hostile_loop_and_serves_on(vpn, garbage, why):
+    """A client that breaks the protocol (written from the seed's app
+    protocol, not our SDK) gets a CLOSE naming the error; the server
+    keeps running and serves the real client."""
+    from seedapp import SeedApp
+    net, hw, _ = vpn("direct")
+    a, c = hw.clients["client"], hw.server
+    serve(c, a.pk)
+    wait_for(lambda: server_status(hw).get("role") == "server",
+             what="the VPN server up")
+    pid = app_pid(net, "server", "hopwire-vpn-server")
+    bad = SeedApp(str(a.local / "apps.sock"), "hostile")
+    try:
+        okay, local = bad.dial(c.pk, 44)
+        assert okay, local
+        lport = local["port"]
+        first = bad.read(48)  # (a Send's payload may hold more)
+        assert first[:3] == bytes([1, 0, 45]) and len(first) == 48, first
+        assert bad.write(lport, c.pk, 44, garbage)[0]
+        # The CLOSE frame: type 4, length, "protocol error: ...".
+        got = bad.read(3)
+        assert got[0] == 4, got
+        n = 3 + (got[1] << 8 | got[2])
+        if len(got) < n:
+            got += bad.read(n - len(got))
+        reason = got[3:n].decode()
+        assert reason.startswith("protocol error") and why in reason, \
+            reason
+    finally:
+        bad.close()
+    assert app_pid(net, "server", "hopwire-vpn-server") == pid
+    up(a, c)
+    connected(a)
+    fetch_ok(net, "client")
