@@ -248,17 +248,21 @@ int hw_vpn_pool_load(struct hw_vpn_pool *p, const char *path, int *skipped,
 		}
 		hi = (uint32_t)a[0] << 24 | (uint32_t)a[1] << 16 |
 		     (uint32_t)a[2] << 8 | a[3];
-		if ((hi & (~0u << (32 - p->prefix4))) != p->net4 ||
-		    hi - p->net4 > p->last) {
+		if ((hi & (~0u << (32 - p->prefix4))) != p->net4) {
 			(*skipped)++;
 			continue;
 		}
 		i = hi - p->net4;
-		if (i < 2) {
+		if (i < 2 || i == ~(~0u << (32 - p->prefix4))) {
 			snprintf(err, errlen, "%s: leases[%zu].address %s is "
 				 "the %s address", path, k, as,
-				 i ? "server's" : "network");
+				 i > 1 ? "broadcast" : i ? "server's"
+				 : "network");
 			goto out;
+		}
+		if (i > p->last) { /* past the pool's first 65533 */
+			(*skipped)++;
+			continue;
 		}
 		if (p->holder[i][0]) {
 			snprintf(err, errlen, "%s: leases[%zu]: address %s is "
