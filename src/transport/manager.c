@@ -63,6 +63,7 @@ struct hw_tp {
 	char lookup_for[300]; /* the saved address when it was asked */
 	char last_error[400];
 	uint64_t up_since_ms, last_rx_ms, last_tx_ms;
+	uint64_t probed_rx_ms; /* last_rx_ms when the silence was probed */
 	uint64_t tx_bytes, rx_bytes, tx_packets, rx_packets;
 	int64_t rtt_us; /* last measured, -1 when none */
 	struct add_waiter *waiters;
@@ -938,6 +939,20 @@ static void on_tick(uv_timer_t *t)
 			       tp->id_hex,
 			       (unsigned long long)(now - tp->last_rx_ms));
 			link_close(tp->live, -ETIMEDOUT, 0);
+			continue;
+		}
+		/* Silent for two intervals: a PING, which any peer answers
+		 * at once, whatever keepalive interval it runs with (one
+		 * that keeps alive more slowly than we expect would
+		 * otherwise be declared dead). */
+		if (now - tp->last_rx_ms >=
+			    (uint64_t)(HW_TP_DEAD_INTERVALS - 1) *
+				    m->p.keepalive_ms &&
+		    tp->probed_rx_ms != tp->last_rx_ms) {
+			static const uint8_t probe[PING_PAYLOAD];
+
+			tp->probed_rx_ms = tp->last_rx_ms;
+			hw_tp_send(tp, HW_PKT_PING, 0, probe, sizeof(probe));
 			continue;
 		}
 		if (now - tp->last_tx_ms >= m->p.keepalive_ms / 2)

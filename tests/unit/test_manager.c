@@ -377,6 +377,35 @@ static void test_not_persistent_no_lookup(void **state)
 	assert_null(a_tp(fx));
 }
 
+/* Two ends with different keepalive intervals: A (300 ms) would find B
+ * (60 s) silent past its 3 intervals, but its probe at 2 intervals gets
+ * B's PONG at once, so the link stays up. */
+static void test_slower_peer_kept(void **state)
+{
+	struct fx *fx = *state;
+	struct hw_tp_manager_params p;
+	char err[256];
+
+	hw_tp_manager_free(fx->ma);
+	hw_tp_manager_free(fx->mb);
+	params(fx, &p, &fx->a, fx->a_listen);
+	p.keepalive_ms = 300;
+	assert_int_equal(hw_tp_manager_new(&fx->ma, &p, err, sizeof(err)), 0);
+	params(fx, &p, &fx->b, fx->b_listen);
+	p.keepalive_ms = 60000;
+	assert_int_equal(hw_tp_manager_new(&fx->mb, &p, err, sizeof(err)), 0);
+	assert_int_equal(hw_tp_manager_add(fx->ma, fx->b.pk, "tcp",
+					   fx->b_listen, 0, added, fx, err,
+					   sizeof(err)),
+			 0);
+	assert_true(HW_TEST_RUN_UNTIL(&fx->loop, &fx->tick, fx->added,
+				      WAIT_MS));
+	assert_int_equal(fx->add_status, 0);
+	/* Ten of A's dead-after times. */
+	hw_test_run_for(&fx->loop, &fx->tick, 3000);
+	assert_true(a_up(fx));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -394,6 +423,8 @@ int main(void)
 			test_lookup_refused_asks_again, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_persistent_no_lookup,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slower_peer_kept, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
