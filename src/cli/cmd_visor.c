@@ -41,6 +41,23 @@ static int wants_help(int argc, char **argv)
 	return 0;
 }
 
+/* The addresses the mesh handshake learned (docs/mesh.md). */
+static void print_mesh(json_t *m)
+{
+	const char *obs = hw_cli_str(m, "observed");
+
+	if (!json_is_object(m))
+		return;
+	printf("configured  %s\n", hw_cli_str(m, "configured")[0]
+					   ? hw_cli_str(m, "configured")
+					   : "(none)");
+	printf("observed    %s (by at least %lld peers)\n",
+	       obs[0] ? obs : "(not yet)", hw_cli_num(m, "quorum"));
+	printf("advertised  %s\n", hw_cli_str(m, "advertised")[0]
+					   ? hw_cli_str(m, "advertised")
+					   : "(nothing)");
+}
+
 static void print_network(json_t *n)
 {
 	json_t *e;
@@ -89,6 +106,7 @@ int hw_cli_info(int argc, char **argv)
 		printf("tcp         %s\n",
 		       hw_cli_str(r, "tcp_addr")[0] ? hw_cli_str(r, "tcp_addr")
 					     : "(not listening)");
+		print_mesh(json_object_get(r, "mesh"));
 		printf("control     %s\n", hw_cli_str(r, "control_socket"));
 		printf("transports  %lld (%lld up)\n",
 		       hw_cli_num(r, "transports"),

@@ -725,7 +725,8 @@ static void handle_packet(struct hw_tp *tp, const struct hw_packet *pkt)
 
 	/* Route packets (and setup messages) are the router's; route 0
 	 * is the transport's own. */
-	if (pkt->route_id != 0 || pkt->type == HW_PKT_SETUP) {
+	if (pkt->route_id != 0 || pkt->type == HW_PKT_SETUP ||
+	    pkt->type == HW_PKT_MESH) {
 		if (m->p.on_packet)
 			m->p.on_packet(tp, pkt, m->p.ud);
 		else
@@ -1206,6 +1207,26 @@ struct hw_tp *hw_tp_manager_find_id(struct hw_tp_manager *m,
 		if (!strcmp(tp->id_hex, id_hex))
 			return tp;
 	return NULL;
+}
+
+const char *hw_tp_remote_addr(const struct hw_tp *tp)
+{
+	return tp->live ? tp->live->type->peer(tp->live) : "";
+}
+
+int hw_tp_is_initiator(const struct hw_tp *tp)
+{
+	return tp->live && link_is_dialer(tp->live);
+}
+
+void hw_tp_drop(struct hw_tp *tp, const char *why)
+{
+	if (!tp->live)
+		return;
+	hw_log(HW_LOG_WARN, LOG, "transport %s: closing its connection: %s",
+	       tp->id_hex, why);
+	snprintf(tp->last_error, sizeof(tp->last_error), "%s", why);
+	link_close(tp->live, HW_EPROTO, 0);
 }
 
 json_t *hw_tp_to_json(const struct hw_tp *tp)

@@ -52,8 +52,8 @@ struct hw_tp_manager_params {
 	/* Relay transports go through these sessions (owned by the caller,
 	 * freed after the manager); NULL: tcp transports only. */
 	struct hw_relay_client *relays;
-	/* Data, handshake and error packets for the router; NULL drops and
-	 * counts them. */
+	/* Data, handshake and error packets for the router, setup and mesh
+	 * messages (route 0); NULL drops and counts them. */
 	void (*on_packet)(struct hw_tp *tp, const struct hw_packet *pkt,
 			  void *ud);
 	/* A transport came up, or left the table (removed here or by the
@@ -145,6 +145,15 @@ const char *hw_tp_id_hex(const struct hw_tp *tp);
 const uint8_t *hw_tp_id_bytes(const struct hw_tp *tp);
 const uint8_t *hw_tp_pk(const struct hw_tp *tp);
 const char *hw_tp_type(const struct hw_tp *tp);
+/* The live connection's remote end (tcp: "IP:PORT"; relay: the
+ * relay's key), "" when down. */
+const char *hw_tp_remote_addr(const struct hw_tp *tp);
+/* Whether this visor dialed the live connection (0 when down). */
+int hw_tp_is_initiator(const struct hw_tp *tp);
+/* Closes tp's live connection because its peer broke a protocol above
+ * the transport (why goes to the log and last_error); a persistent
+ * transport redials as after any failure. */
+void hw_tp_drop(struct hw_tp *tp, const char *why);
 /* The last measured round trip in microseconds, -1 when none. */
 int64_t hw_tp_rtt_us(const struct hw_tp *tp);
 

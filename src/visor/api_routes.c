@@ -98,6 +98,8 @@ static void get_info(struct hw_visor *v, struct hw_api_req *req)
 		      (json_int_t)st.pending_handshakes);
 	json_decref(tps);
 	json_object_set_new(o, "network", hw_presence_json(v->presence));
+	if (v->mesh)
+		json_object_set_new(o, "mesh", hw_mesh_json(v->mesh));
 	if (v->routing)
 		json_object_set_new(o, "router",
 				    hw_routing_stats_json(v->routing));

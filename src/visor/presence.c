@@ -42,6 +42,7 @@ struct hw_presence {
 	const struct hw_presence_ops *ops;
 	void *ud;
 	char public_addr[HW_ADDR_MAX];
+	char observed[HW_ADDR_MAX]; /* from the mesh: hw_presence_set_observed */
 	unsigned refresh_ms;
 	unsigned relay_sessions;
 	uint8_t setup_nodes[HW_MAX_SETUP_NODES][HW_PK_LEN];
@@ -120,6 +121,9 @@ static void put_entry(struct hw_presence *p)
 	const char *addr = p->public_addr[0]
 				   ? p->public_addr
 				   : m ? hw_tp_manager_listen_addr(m) : "";
+
+	if (!p->public_addr[0] && is_wildcard(addr) && p->observed[0])
+		addr = p->observed;
 
 	memset(&e, 0, sizeof(e));
 	snprintf(e.version, sizeof(e.version), "%s", HW_VERSION);
@@ -290,6 +294,15 @@ static void on_refresh(uv_timer_t *t)
 	pick_relays(p);
 	put_entry(p);
 	refresh_transports(p);
+}
+
+void hw_presence_set_observed(struct hw_presence *p, const char *hostport)
+{
+	if (!p || !strcmp(p->observed, hostport))
+		return;
+	snprintf(p->observed, sizeof(p->observed), "%s", hostport);
+	if (p->dc && !uv_is_active((uv_handle_t *)&p->soon))
+		uv_timer_start(&p->soon, on_soon, SOON_MS, 0);
 }
 
 /* ---- resolving a peer ---- */

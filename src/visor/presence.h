@@ -67,6 +67,11 @@ void hw_presence_free(struct hw_presence *p);
 void hw_presence_tp_event(struct hw_presence *p, struct hw_tp *tp,
 			  enum hw_tp_event ev);
 
+/* HOST:PORT the mesh learned others reach this visor at ("": none), put
+ * in the discovery entry when the config names no public_addr and the
+ * listen address is a wildcard. */
+void hw_presence_set_observed(struct hw_presence *p, const char *hostport);
+
 /* A held relay session came up or went down. */
 void hw_presence_relay_session(struct hw_presence *p,
 			       const uint8_t relay_pk[HW_PK_LEN], int up);

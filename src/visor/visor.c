@@ -33,6 +33,8 @@ void hw_visor_unref(struct hw_visor *v)
 static void on_tp_event(struct hw_tp *tp, enum hw_tp_event ev, void *ud)
 {
 	struct hw_visor *v = ud;
+	if (v->mesh)
+		hw_mesh_tp_event(v->mesh, tp, ev);
 	hw_presence_tp_event(v->presence, tp, ev);
 	hw_routing_tp_event(v->routing, tp, ev);
 	if (v->setup)
@@ -50,7 +52,10 @@ static void on_packet(struct hw_tp *tp, const struct hw_packet *pkt,
 {
 	struct hw_visor *v = ud;
 
-	if (v->setup && pkt->type == HW_PKT_SETUP)
+	if (pkt->type == HW_PKT_MESH && pkt->route_id == 0) {
+		if (v->mesh)
+			hw_mesh_on_packet(v->mesh, tp, pkt);
+	} else if (v->setup && pkt->type == HW_PKT_SETUP)
 		hw_setup_service_on_packet(v->setup, tp, pkt);
 	else
 		hw_routing_on_packet(v->routing, tp, pkt);
@@ -391,11 +396,23 @@ static int tp_lookup(const uint8_t pk[HW_PK_LEN], const char *type,
 
 /* The transport manager and the relay client it carries relay transports
  * through. */
+/* Peers agree on where this visor is: discovery hears it too. */
+static void mesh_observed(void *ud, const char *hostport)
+{
+	struct hw_visor *v = ud;
+
+	(void)hostport;
+	hw_presence_set_observed(v->presence, hw_mesh_advertised(v->mesh));
+}
+
+static const struct hw_mesh_ops mesh_ops = {.observed = mesh_observed};
+
 static int start_transports(struct hw_visor *v, const struct hw_config *cfg,
 			    char *err, size_t errlen)
 {
 	struct hw_tp_manager_params tp = {0};
 	struct hw_relay_client_params rp = {0};
+	struct hw_mesh_params mp = {0};
 	char state[PATH_MAX + 32], msg[512];
 	int rc;
 
@@ -436,6 +453,15 @@ static int start_transports(struct hw_visor *v, const struct hw_config *cfg,
 	tp.ud = v;
 	if ((rc = hw_tp_manager_new(&v->tpm, &tp, msg, sizeof(msg)))) {
 		snprintf(err, errlen, "transport.tcp_listen: %s", msg);
+		return rc;
+	}
+	mp.loop = v->loop;
+	mp.tpm = v->tpm;
+	mp.listen = hw_tp_manager_listen_addr(v->tpm); /* port 0 bound */
+	mp.ops = &mesh_ops;
+	mp.ud = v;
+	if ((rc = hw_mesh_new(&v->mesh, &mp, msg, sizeof(msg)))) {
+		snprintf(err, errlen, "%s", msg);
 		return rc;
 	}
 	return 0;
@@ -567,6 +593,8 @@ void hw_visor_free(struct hw_visor *v)
 		hw_routing_set_incoming(v->routing, NULL, NULL);
 	hw_appserver_free(v->apps);
 	v->apps = NULL;
+	hw_mesh_free(v->mesh);
+	v->mesh = NULL;
 	hw_presence_free(v->presence);
 	v->presence = NULL;
 	hw_routing_free(v->routing);

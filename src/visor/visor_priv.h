@@ -6,6 +6,7 @@
 
 #include "crypto/identity.h"
 #include "relay/client.h"
+#include "mesh/mesh.h"
 #include "transport/manager.h"
 #include "visor/api_server.h"
 #include "visor/appserver.h"
@@ -25,6 +26,7 @@ struct hw_visor {
 					   transports */
 	struct hw_presence *presence;   /* discovery entry, relays held */
 	struct hw_routing *routing;     /* router, setup answers, groups */
+	struct hw_mesh *mesh;           /* mesh handshake on each link */
 	struct hw_setup_service *setup; /* set in hopwire-setup only */
 	struct hw_appserver *apps;      /* app channels and their loops */
 	struct hw_launcher *launcher;   /* the apps of the config */

@@ -51,7 +51,7 @@ const char *hw_packet_type_name(uint8_t type)
 {
 	static const char *const names[] = {
 		"data", "close", "keepalive", "handshake", "ping", "pong",
-		"error", "setup", "route_fail", "route_fail_back",
+		"error", "setup", "route_fail", "route_fail_back", "mesh",
 	};
 	return type <= HW_PKT_TYPE_MAX ? names[type] : "unknown";
 }

@@ -30,7 +30,8 @@ enum hw_packet_type {
 	 * its start (ROUTE_FAIL_BACK). Payload: HW_ROUTE_FAIL_LEN bytes. */
 	HW_PKT_ROUTE_FAIL = 8,
 	HW_PKT_ROUTE_FAIL_BACK = 9,
-	HW_PKT_TYPE_MAX = HW_PKT_ROUTE_FAIL_BACK,
+	HW_PKT_MESH = 10, /* route 0: a mesh message (docs/mesh.md) */
+	HW_PKT_TYPE_MAX = HW_PKT_MESH,
 };
 
 /* Type flag: the packet's payload is not inside the record but follows it
