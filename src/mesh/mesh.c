@@ -46,6 +46,7 @@ struct learned {
 
 struct hw_mesh {
 	struct hw_mesh_params p;
+	uint8_t self[HW_PK_LEN];
 	char listen[HW_MESH_ADDR_MAX + 1];
 	char me[HW_MESH_ADDR_MAX + 1]; /* tcp://LISTEN or "" */
 	int wildcard;
@@ -260,7 +261,8 @@ static void learn(struct hw_mesh *m, struct link *from,
 {
 	struct learned *e = NULL;
 
-	if (!memcmp(p->pk, hw_tp_pk(from->tp), HW_PK_LEN))
+	if (!memcmp(p->pk, hw_tp_pk(from->tp), HW_PK_LEN) ||
+	    !memcmp(p->pk, m->self, HW_PK_LEN))
 		return;
 	for (unsigned i = 0; i < m->nlearned && !e; i++)
 		if (!memcmp(m->learned[i].pk, p->pk, HW_PK_LEN))
@@ -400,6 +402,7 @@ int hw_mesh_new(struct hw_mesh **out, const struct hw_mesh_params *p,
 		return -ENOMEM;
 	}
 	m->p = *p;
+	memcpy(m->self, p->self_pk, HW_PK_LEN);
 	snprintf(m->listen, sizeof(m->listen), "%s", p->listen);
 	if (m->listen[0]) {
 		if (hw_addr_split(m->listen, host, &m->port)) {

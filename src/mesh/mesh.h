@@ -38,6 +38,7 @@ struct hw_mesh_ops {
 struct hw_mesh_params {
 	uv_loop_t *loop;
 	struct hw_tp_manager *tpm;
+	const uint8_t *self_pk; /* this visor's key (HW_PK_LEN; copied) */
 	/* Read while hw_mesh_new runs (copied): the TCP listen address as
 	 * configured, "" when the visor does not listen. */
 	const char *listen;

@@ -457,6 +457,7 @@ static int start_transports(struct hw_visor *v, const struct hw_config *cfg,
 	}
 	mp.loop = v->loop;
 	mp.tpm = v->tpm;
+	mp.self_pk = v->id.pk;
 	mp.listen = hw_tp_manager_listen_addr(v->tpm); /* port 0 bound */
 	mp.ops = &mesh_ops;
 	mp.ud = v;

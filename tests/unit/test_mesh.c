@@ -85,6 +85,7 @@ static int setup(void **state)
 						   sizeof(err)), 0);
 		mp.loop = &fx.loop;
 		mp.tpm = n->tpm;
+		mp.self_pk = n->id.pk;
 		mp.listen = hw_tp_manager_listen_addr(n->tpm);
 		assert_int_equal(hw_mesh_new(&n->mesh, &mp, err, sizeof(err)),
 				 0);
