@@ -394,8 +394,6 @@ static int tp_lookup(const uint8_t pk[HW_PK_LEN], const char *type,
 	return rc;
 }
 
-/* The transport manager and the relay client it carries relay transports
- * through. */
 /* Peers agree on where this visor is: discovery hears it too. */
 static void mesh_observed(void *ud, const char *hostport)
 {
@@ -407,6 +405,8 @@ static void mesh_observed(void *ud, const char *hostport)
 
 static const struct hw_mesh_ops mesh_ops = {.observed = mesh_observed};
 
+/* The transport manager, the relay client it carries relay transports
+ * through, and the mesh handshake on its transports. */
 static int start_transports(struct hw_visor *v, const struct hw_config *cfg,
 			    char *err, size_t errlen)
 {
