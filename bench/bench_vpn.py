@@ -63,8 +63,9 @@ def reachable(net, key, addr):
 
 
 class Figures:
-    def __init__(self, name, gbps, rtt, base_rtt, cpu, note=""):
+    def __init__(self, name, gbps, gbps_rev, rtt, base_rtt, cpu, note=""):
         self.name, self.gbps, self.note = name, gbps, note
+        self.gbps_rev = gbps_rev  # server -> client (iperf3 -R)
         self.rtt_med = statistics.median(rtt) - statistics.median(base_rtt)
         self.rtt_p99 = pct(rtt, 99) - pct(base_rtt, 99)
         self.cpu = cpu      # side -> CPU s per Gbit (None: no process)
@@ -72,7 +73,8 @@ class Figures:
     def line(self):
         cpu = ", ".join(f"{side} {v:.2f}" if v is not None else
                         f"{side} - (kernel)" for side, v in self.cpu.items())
-        return (f"  {self.name:30s} {self.gbps:6.2f} Gbit/s   RTT added "
+        return (f"  {self.name:20s} {self.gbps:6.2f} Gbit/s "
+                f"(back {self.gbps_rev:5.2f})   RTT added "
                 f"median {self.rtt_med * 1000:6.0f} us p99 "
                 f"{self.rtt_p99 * 1000:6.0f} us   CPU s/Gbit: {cpu}"
                 f"{self.note}")
@@ -88,21 +90,29 @@ def measure(net, name, addr, sides, base_rtt):
                  f"{name}: {addr} answering ping", timeout=30)
     ping(net, "client", addr, 10)  # warm: handshakes, neighbours
     before = {s: cpu_ticks(p) for s, p in sides.items()}
-    r = net.run("client", "iperf3", "-c", addr, "-p", IPERF, "-t",
-                SECONDS, "-J", check=False, timeout=SECONDS + 60)
+    bits, secs = iperf(net, name, addr)
     after = {s: cpu_ticks(p) for s, p in sides.items()}
-    try:
-        out = json.loads(r.stdout)
-        bits = out["end"]["sum_received"]["bytes"] * 8
-        secs = out["end"]["sum_received"]["seconds"]
-    except (ValueError, KeyError) as e:
-        raise RuntimeError(f"{name}: iperf3 to {addr} failed ({e!r}): "
-                           f"{r.stdout[-400:]} {r.stderr.strip()}")
     gbit = bits / 1e9
     cpu = {s: ((after[s] - before[s]) / HZ / gbit if sides[s] else None)
            for s in sides}
+    rbits, rsecs = iperf(net, name, addr, "-R")
     rtt = ping(net, "client", addr)
-    return Figures(name, gbit / secs, rtt, base_rtt, cpu)
+    return Figures(name, gbit / secs, rbits / 1e9 / rsecs, rtt, base_rtt,
+                   cpu)
+
+
+def iperf(net, name, addr, *flags):
+    """One iperf3 TCP stream from client to addr (-R: back): bits, s."""
+    r = net.run("client", "iperf3", "-c", addr, "-p", IPERF, "-t",
+                SECONDS, "-J", *flags, check=False, timeout=SECONDS + 60)
+    try:
+        out = json.loads(r.stdout)
+        return (out["end"]["sum_received"]["bytes"] * 8,
+                out["end"]["sum_received"]["seconds"])
+    except (ValueError, KeyError) as e:
+        raise RuntimeError(f"{name}: iperf3 {' '.join(flags)} to {addr} "
+                           f"failed ({e!r}): {r.stdout[-400:]} "
+                           f"{r.stderr.strip()}")
 
 
 def iperf_server(net):
@@ -319,7 +329,8 @@ def section(kind, root, results):
                         print(f"  {name}: hopwire-vpn-server not built: "
                               f"skipping the Hopwire VPN figures")
                         continue
-                    addr, sides = HW_SUBNET_SERVER, hopwire(net, root)
+                    addr, sides = HW_SUBNET_SERVER, hopwire(
+                        net, root / f"hopwire-{kind}")
                 else:
                     addr, sides = start()
                 results[name] = measure(net, name, addr, sides, base)
@@ -346,7 +357,7 @@ def main():
     results = {}
     try:
         print(f"== vpn: one iperf3 TCP stream client -> server's tunnel "
-              f"address, {SECONDS} s; RTT added: {PINGS} pings at 10 ms "
+              f"address, {SECONDS} s, and back (-R); RTT added: {PINGS} pings at 10 ms "
               f"through the tunnel minus the underlay's; CPU seconds per "
               f"gigabit of the tunnel's processes on each side")
         section("direct", root, results)
@@ -358,7 +369,9 @@ def main():
             hw = results.get(name)
             if hw and base:
                 print(f"  {name} / {base.name}: throughput "
-                      f"{hw.gbps / base.gbps:.2f} (target at least 1.5)")
+                      f"{hw.gbps / base.gbps:.2f}, back "
+                      f"{hw.gbps_rev / base.gbps_rev:.2f} (target at "
+                      f"least 1.5)")
         for name in ("nebula", "wireguard-go"):
             if ygg and name in results:
                 print(f"  {name} / yggdrasil: throughput "

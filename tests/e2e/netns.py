@@ -567,8 +567,11 @@ def hopwire(net, bindir, root, clients=("client",)):
     cp = ControlPlane(net, cpk, host, bindir, root, relay=kind == "relayed")
     kw = dict(discovery=cp.url, setup=[cp.setup_pk])
     hw = types.SimpleNamespace(cp=cp, mid=None, clients={})
-    hw.server = Visor(net, "server", bindir, root, "server",
-                      listen=host if kind == "direct" else None, **kw)
+    # The setup node dials every visor of a route: in mid, server listens
+    # on its side of mid's link (like a VPN server with an address).
+    listen = {"direct": host, "mid": net.addr["server"]}.get(kind)
+    hw.server = Visor(net, "server", bindir, root, "server", listen=listen,
+                      **kw)
     hw.server.start()
     if kind == "mid":
         hw.mid = Visor(net, "mid", bindir, root, "mid", listen=host,

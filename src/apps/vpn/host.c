@@ -1,12 +1,30 @@
 /* Capability check and sysctl access (host.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/capability.h>
 #include <unistd.h>
 
 #include "host.h"
+
+volatile sig_atomic_t hw_vpn_stop;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	hw_vpn_stop = 1;
+}
+
+void hw_vpn_catch_stop(void)
+{
+	struct sigaction sa = {.sa_handler = on_stop};
+
+	signal(SIGPIPE, SIG_IGN);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+}
 
 int hw_vpn_has_net_admin(void)
 {

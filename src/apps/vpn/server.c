@@ -33,6 +33,7 @@ static const char usage[] =
 	"[--subnet6 CIDR6]\n"
 	"                          [--tun NAME] [--route-only] "
 	"[--client-to-client]\n"
+	"       hopwire-vpn-server --cleanup\n"
 	"\n"
 	"The VPN server (app port 44): gives each client visor of the allow "
 	"list an\n"
@@ -51,9 +52,13 @@ static const char usage[] =
 	"  --route-only        no NAT: forward with the clients' addresses\n"
 	"  --client-to-client  let clients reach each other (default: "
 	"dropped)\n"
+	"  --cleanup           undo what a run that did not stop left (its "
+	"nftables\n"
+	"                      table, forwarding it turned on) and exit\n"
 	"\n"
 	"Files in the working folder: leases.json (addresses by key), "
-	"status.json.\n";
+	"status.json,\n"
+	"undo.json (while it runs: what --cleanup undoes).\n";
 
 struct peer {
 	char pk[HW_APP_PK_HEX + 1];
@@ -63,6 +68,7 @@ struct peer {
 	struct hw_vpn_buf in, out;
 	unsigned long long bytes_in, bytes_out, packets_in, packets_out;
 	unsigned long long spoofed, dropped, blocked;
+	long long full_since; /* when out last ran out of room; 0: has room */
 };
 
 static struct {
@@ -79,15 +85,8 @@ static struct {
 	char error[256];
 	uint8_t pkt[HW_VPN_MTU];
 	struct peer *cur; /* the peer whose frames are being handled */
+	int tun_waits; /* a client's loop is full: the batch stops */
 } S;
-
-static volatile sig_atomic_t stop;
-
-static void on_term(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
 
 static int allowed(const char *pk)
 {
@@ -120,6 +119,7 @@ static void drop_peer(struct peer *p, const char *reason)
 	hw_app_loop_close(p->fd);
 	p->fd = -1;
 	p->closing = 0;
+	p->full_since = 0;
 	hw_vpn_buf_free(&p->in);
 	hw_vpn_buf_free(&p->out);
 	for (int i = 0; i < S.nconn; i++)
@@ -145,6 +145,19 @@ static void close_peer(struct peer *p, const char *reason)
 	drop_peer(p, reason);
 }
 
+/* Whether p's loop has room for one more frame of any size; notes when
+ * it ran out (TUN reading waits for a peer that drains, see tun_wait). */
+static int has_room(struct peer *p)
+{
+	if (hw_vpn_buf_room(&p->out, HW_VPN_FRAME_MAX)) {
+		p->full_since = 0;
+		return 1;
+	}
+	if (!p->full_since)
+		p->full_since = hw_vpn_now_ms();
+	return 0;
+}
+
 /* Queues packet pkt for peer p; counts a drop when its loop is full. */
 static void to_peer(struct peer *p, const uint8_t *pkt, size_t n)
 {
@@ -159,6 +172,25 @@ static void to_peer(struct peer *p, const uint8_t *pkt, size_t n)
 	p->out.len += HW_VPN_HDR + n;
 	p->bytes_out += n;
 	p->packets_out++;
+	has_room(p);
+}
+
+/* Backpressure: the TUN is not read while a client's loop is full and
+ * has been for less than TUN_WAIT_MS, so packets wait in the kernel's
+ * queue instead of being dropped here. A client that drains no faster
+ * stops holding the others up: its packets are dropped and counted. */
+#define TUN_WAIT_MS 100
+static int tun_wait(void)
+{
+	long long now = hw_vpn_now_ms();
+
+	for (int i = 0; i < S.nconn; i++) {
+		struct peer *p = S.peers[S.conn[i]];
+
+		if (!has_room(p) && now - p->full_since < TUN_WAIT_MS)
+			return 1;
+	}
+	return 0;
 }
 
 static struct peer *peer_at(uint32_t index)
@@ -179,7 +211,7 @@ static uint32_t index_of(const uint8_t *a, int family)
 static uint8_t *tun_place(void *ud)
 {
 	(void)ud;
-	return S.pkt;
+	return S.tun_waits ? NULL : S.pkt;
 }
 
 static void tun_done(void *ud, uint8_t *pkt, size_t n)
@@ -196,6 +228,8 @@ static void tun_done(void *ud, uint8_t *pkt, size_t n)
 		return;
 	}
 	to_peer(p, pkt, n);
+	if (p->full_since)
+		S.tun_waits = 1;
 }
 
 /* ---- loops to TUN ---- */
@@ -271,8 +305,9 @@ static void refuse(int fd, const char *pk, const char *reason)
 
 	S.refused++;
 	fprintf(stderr, LOG ": refused %s: %s\n", pk, reason);
-	/* A blocking write of a few bytes to a fresh loop. */
-	hw_app_write(fd, fr, n);
+	/* A fresh loop takes a few bytes at once; if it cannot, the close
+	 * says enough. */
+	send(fd, fr, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 	hw_app_loop_close(fd);
 }
 
@@ -289,7 +324,7 @@ static void accept_loop(const char *leases)
 		return;
 	if (rc) {
 		fprintf(stderr, LOG ": the visor closed the channel\n");
-		stop = 1;
+		hw_vpn_stop = 1;
 		return;
 	}
 	if (!allowed(loop.remote_pk)) {
@@ -404,7 +439,7 @@ static void write_status(void)
 /* ---- start and stop ---- */
 
 static int parse_args(int argc, char **argv, const char **subnet,
-		      const char **subnet6, int *route_only)
+		      const char **subnet6, int *route_only, int *cleanup)
 {
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -415,6 +450,10 @@ static int parse_args(int argc, char **argv, const char **subnet,
 		}
 		if (!strcmp(a, "--route-only")) {
 			*route_only = 1;
+			continue;
+		}
+		if (!strcmp(a, "--cleanup")) {
+			*cleanup = 1;
 			continue;
 		}
 		if (!strcmp(a, "--client-to-client")) {
@@ -456,14 +495,77 @@ static int parse_args(int argc, char **argv, const char **subnet,
 			memcpy(S.allow[S.nallow++], v, HW_APP_PK_HEX + 1);
 		}
 	}
-	if (strlen(S.tun_name) >= IFNAMSIZ || !S.tun_name[0] ||
-	    strspn(S.tun_name, "abcdefghijklmnopqrstuvwxyz"
-			       "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
-		    strlen(S.tun_name)) {
+	if (!hw_vpn_tun_name_ok(S.tun_name)) {
 		fprintf(stderr, LOG ": --tun '%s' is not 1..15 of "
 			"[A-Za-z0-9_-]\n", S.tun_name);
 		return -1;
 	}
+	return 0;
+}
+
+/* ---- undo.json: what a run changes on the host ----
+ * {"version": 1, "tun": "hwvpns0", "ip_forward_was_off": true,
+ *  "ipv6_forwarding_was_off": false}, written (synced) before the first
+ * change and deleted after a clean stop; --cleanup (run by the visor's
+ * launcher after a crash) deletes the table and turns forwarding off
+ * where it was off, which is idempotent. */
+#define UNDO_FILE "undo.json"
+#define FWD4 "net/ipv4/ip_forward"
+#define FWD6 "net/ipv6/conf/all/forwarding"
+
+static int was_off(const char *key)
+{
+	char v[16];
+
+	return !hw_vpn_sysctl_get(key, v, sizeof(v)) && !strcmp(v, "0");
+}
+
+static int save_undo(int ipv6)
+{
+	json_t *o = json_pack("{s:i, s:s, s:b, s:b}", "version", 1, "tun",
+			      S.tun_name, "ip_forward_was_off",
+			      was_off(FWD4), "ipv6_forwarding_was_off",
+			      ipv6 && was_off(FWD6));
+	int rc = o ? hw_vpn_json_save(UNDO_FILE, o, 1) : -ENOMEM;
+
+	if (rc)
+		fprintf(stderr, LOG ": %s: cannot write: %s\n", UNDO_FILE,
+			strerror(-rc));
+	json_decref(o);
+	return rc;
+}
+
+static int cleanup(void)
+{
+	json_t *o = NULL;
+	const char *tun;
+	char err[400];
+	int rc = hw_vpn_json_load(UNDO_FILE, 4096, &o, err, sizeof(err));
+
+	if (rc == -ENOENT)
+		return 0;
+	tun = json_string_value(json_object_get(o, "tun"));
+	if (rc || !tun || !hw_vpn_tun_name_ok(tun)) {
+		fprintf(stderr, LOG ": %s: %s (undo by hand: nft delete table "
+			"inet hopwire_vpn_TUN)\n", UNDO_FILE,
+			rc ? err : "no valid \"tun\"");
+		json_decref(o);
+		return -1;
+	}
+	if (hw_vpn_nat_down(tun, err, sizeof(err)))
+		fprintf(stderr, LOG ": table inet hopwire_vpn_%s: %s\n", tun,
+			err);
+	else
+		fprintf(stderr, LOG ": deleted table inet hopwire_vpn_%s (if "
+			"it was there)\n", tun);
+	if (json_is_true(json_object_get(o, "ip_forward_was_off")) &&
+	    !hw_vpn_sysctl_set(FWD4, "0"))
+		fprintf(stderr, LOG ": /proc/sys/" FWD4 " is 0 again\n");
+	if (json_is_true(json_object_get(o, "ipv6_forwarding_was_off")) &&
+	    !hw_vpn_sysctl_set(FWD6, "0"))
+		fprintf(stderr, LOG ": /proc/sys/" FWD6 " is 0 again\n");
+	json_decref(o);
+	unlink(UNDO_FILE);
 	return 0;
 }
 
@@ -533,10 +635,10 @@ int main(int argc, char **argv)
 {
 	struct hw_app_config cfg = {.name = "vpn-server", .version = "0.1.0",
 				    .port = HW_VPN_PORT};
-	struct sigaction sa = {.sa_handler = on_term};
 	const char *subnet = "10.44.0.0/24", *subnet6 = NULL;
 	const char *leases = "leases.json";
 	int route_only = 0, fwd4 = 0, fwd6 = 0, table = 0, skipped, rc;
+	int clean = 0, undo = 0;
 	int code = 1;
 	long long last_status = 0;
 	char err[768];
@@ -544,13 +646,18 @@ int main(int argc, char **argv)
 
 	S.tun_name = "hwvpns0";
 	S.tun = -1;
-	if (parse_args(argc, argv, &subnet, &subnet6, &route_only))
+	if (parse_args(argc, argv, &subnet, &subnet6, &route_only, &clean))
 		return 2;
 	if (!hw_vpn_has_net_admin()) {
 		fprintf(stderr, LOG ": needs CAP_NET_ADMIN (run by a visor "
 			"whose config grants it: docs/vpn.md)\n");
 		return 1;
 	}
+	/* What a run that did not stop left goes first, also at start. */
+	if (cleanup())
+		return 1;
+	if (clean)
+		return 0;
 	S.nat = !route_only;
 	if (hw_vpn_pool_new(&S.pool, subnet, subnet6, err, sizeof(err))) {
 		fprintf(stderr, LOG ": --subnet%s: %s\n",
@@ -572,13 +679,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, LOG ": netlink: %s\n", strerror(-rc));
 		goto out;
 	}
-	signal(SIGPIPE, SIG_IGN);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	hw_vpn_catch_stop();
+	if (save_undo(subnet6 != NULL))
+		goto out;
+	undo = 1;
 	if (setup_tun())
 		goto out;
-	if (forwarding_on("net/ipv4/ip_forward", &fwd4) ||
-	    (subnet6 && forwarding_on("net/ipv6/conf/all/forwarding", &fwd6)))
+	if (forwarding_on(FWD4, &fwd4) ||
+	    (subnet6 && forwarding_on(FWD6, &fwd6)))
 		goto out;
 	if (hw_vpn_nat_up(S.tun_name, hw_vpn_pool_subnet4(S.pool),
 			  hw_vpn_pool_subnet6(S.pool), S.nat, err,
@@ -603,12 +711,14 @@ int main(int argc, char **argv)
 	else if (!S.nallow)
 		fprintf(stderr, LOG ": no --allow given: every client will "
 			"be refused\n");
-	while (!stop) {
+	while (!hw_vpn_stop) {
 		int np = 2;
 
 		pfd[0] = (struct pollfd){.fd = hw_app_fd(S.app),
 					 .events = POLLIN};
-		pfd[1] = (struct pollfd){.fd = S.tun, .events = POLLIN};
+		S.tun_waits = tun_wait();
+		pfd[1] = (struct pollfd){.fd = S.tun,
+					 .events = S.tun_waits ? 0 : POLLIN};
 		for (int i = 0; i < S.nconn; i++) {
 			struct peer *p = S.peers[S.conn[i]];
 
@@ -620,7 +730,8 @@ int main(int argc, char **argv)
 			write_status();
 			last_status = hw_vpn_now_ms();
 		}
-		if (poll(pfd, (nfds_t)np, 250) < 0 && errno != EINTR)
+		if (poll(pfd, (nfds_t)np, S.tun_waits ? TUN_WAIT_MS : 250) <
+			    0 && errno != EINTR)
 			break;
 		if (pfd[1].revents & POLLIN)
 			hw_vpn_tun_batch(S.tun, tun_place, tun_done, NULL);
@@ -656,11 +767,13 @@ out:
 	if (table && hw_vpn_nat_down(S.tun_name, err, sizeof(err)))
 		fprintf(stderr, LOG ": table inet hopwire_vpn_%s: %s\n",
 			S.tun_name, err);
-	if (fwd4 && hw_vpn_sysctl_set("net/ipv4/ip_forward", "0") == 0)
-		fprintf(stderr, LOG ": turned /proc/sys/net/ipv4/ip_forward "
-			"off again\n");
+	if (fwd4 && hw_vpn_sysctl_set(FWD4, "0") == 0)
+		fprintf(stderr, LOG ": turned /proc/sys/" FWD4 " off "
+			"again\n");
 	if (fwd6)
-		hw_vpn_sysctl_set("net/ipv6/conf/all/forwarding", "0");
+		hw_vpn_sysctl_set(FWD6, "0");
+	if (undo)
+		unlink(UNDO_FILE);
 	if (S.pool && S.peers)
 		write_status();
 	if (S.tun >= 0)

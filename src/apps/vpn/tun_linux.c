@@ -8,6 +8,14 @@
 
 #include "tun_linux.h"
 
+int hw_vpn_tun_name_ok(const char *name)
+{
+	return name[0] && strlen(name) < IFNAMSIZ &&
+	       strspn(name, "abcdefghijklmnopqrstuvwxyz"
+			    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
+		       strlen(name);
+}
+
 int hw_vpn_tun_open(const char *name)
 {
 	struct ifreq ifr;

@@ -7,6 +7,9 @@
 
 #include <net/if.h>
 
+/* 1 when name is 1..15 of [A-Za-z0-9_-] (what --tun accepts). */
+int hw_vpn_tun_name_ok(const char *name);
+
 /* Opens (creates) the TUN device name. Returns the descriptor, or a
  * negative errno (-EBUSY: a device of that name exists and is in use). */
 int hw_vpn_tun_open(const char *name);
