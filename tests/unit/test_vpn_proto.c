@@ -1,397 +1,570 @@
-/* The VPN loop's frames and buffers (src/apps/vpn/proto.c, pump.c;
- * compiled into this test: apps are not part of hwcore), and the MTU
- * arithmetic of docs/vpn.md against the wire and route-group constants. */
+/* The VPN loop's frames (src/apps/vpn/proto.c, compiled into this test:
+ * apps are not part of hwcore), and the MTU arithmetic proto.h promises
+ * against the transport and route-group constants. */
 #include <errno.h>
-#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <cmocka.h>
 
-#include "../../src/apps/vpn/proto.h"
-#include "../../src/apps/vpn/pump.h"
 #include "crypto/cipher.h"
+#include "e2e/rgroup.h"
 #include "wire/packet.h"
 #include "wire/record.h"
+#include "../../src/apps/vpn/proto.h"
 
-static const unsigned ALL = HW_VPN_M(HW_VPN_ASSIGN) |
-			    HW_VPN_M(HW_VPN_REFUSE) |
-			    HW_VPN_M(HW_VPN_PACKET) | HW_VPN_M(HW_VPN_CLOSE);
+#define ALL (HW_VPN_M(HW_VPN_ASSIGN) | HW_VPN_M(HW_VPN_REFUSE) | \
+	     HW_VPN_M(HW_VPN_PACKET) | HW_VPN_M(HW_VPN_CLOSE))
 
-/* A whole IPv4 packet of n bytes (n >= 20) from src to dst. */
-static void ip4(uint8_t *p, size_t n, const uint8_t src[4],
-		const uint8_t dst[4])
-{
-	memset(p, 0xab, n);
-	p[0] = 0x45;
-	p[2] = (uint8_t)(n >> 8);
-	p[3] = (uint8_t)n;
-	memcpy(p + 12, src, 4);
-	memcpy(p + 16, dst, 4);
-}
+static uint8_t frame[HW_VPN_FRAME_MAX + 16];
+static char why[256];
 
 static int parse(const uint8_t *p, size_t n, unsigned allowed,
-		 struct hw_vpn_frame *f, size_t *used, char *why)
+		 struct hw_vpn_frame *f, size_t *used)
 {
-	return hw_vpn_parse(p, n, allowed, f, used, why, 200);
+	why[0] = '\0';
+	return hw_vpn_parse(p, n, allowed, f, used, why, sizeof(why));
 }
 
-static void test_mtu_fits_one_data_packet(void **state)
+/* Parses p[0..n) expecting -EPROTO with a reason containing want. */
+static void refused(const uint8_t *p, size_t n, unsigned allowed,
+		    const char *want)
+{
+	struct hw_vpn_frame f;
+	size_t used = 12345;
+
+	assert_int_equal(parse(p, n, allowed, &f, &used), -EPROTO);
+	assert_int_equal(used, 12345);
+	if (!strstr(why, want))
+		fail_msg("reason '%s' does not say '%s'", why, want);
+}
+
+/* Every proper prefix of the frame p[0..n) is -EAGAIN. */
+static void partial(const uint8_t *p, size_t n, unsigned allowed)
+{
+	struct hw_vpn_frame f;
+	size_t used;
+
+	for (size_t k = 0; k < n; k++)
+		assert_int_equal(parse(p, k, allowed, &f, &used), -EAGAIN);
+}
+
+static struct hw_vpn_assign sample_assign(int v6)
+{
+	struct hw_vpn_assign a = {
+		.mtu = HW_VPN_MTU,
+		.addr4 = {10, 44, 0, 2},
+		.prefix4 = 24,
+		.server4 = {10, 44, 0, 1},
+	};
+
+	if (v6) {
+		static const uint8_t net[16] = {0xfd, 0x44};
+
+		a.prefix6 = 64;
+		memcpy(a.addr6, net, 16);
+		memcpy(a.server6, net, 16);
+		a.addr6[15] = 2;
+		a.server6[15] = 1;
+	}
+	return a;
+}
+
+/* An IPv4 packet of len bytes (len >= 20) from src to dst. */
+static size_t ip4(uint8_t *p, size_t len, const uint8_t src[4],
+		  const uint8_t dst[4])
+{
+	memset(p, 0xab, len);
+	p[0] = 0x45;
+	p[1] = 0;
+	p[2] = (uint8_t)(len >> 8);
+	p[3] = (uint8_t)len;
+	p[9] = 17;
+	memcpy(p + 12, src, 4);
+	memcpy(p + 16, dst, 4);
+	return len;
+}
+
+/* An IPv6 packet of len bytes (len >= 40). */
+static size_t ip6(uint8_t *p, size_t len, const uint8_t src[16],
+		  const uint8_t dst[16])
+{
+	memset(p, 0xcd, len);
+	p[0] = 0x60;
+	p[1] = p[2] = p[3] = 0;
+	p[4] = (uint8_t)((len - 40) >> 8);
+	p[5] = (uint8_t)(len - 40);
+	p[6] = 17;
+	p[7] = 64;
+	memcpy(p + 8, src, 16);
+	memcpy(p + 24, dst, 16);
+	return len;
+}
+
+/* A PACKET frame around the packet of len bytes already at frame + 3. */
+static size_t packet_frame(size_t len)
+{
+	hw_vpn_put_hdr(frame, HW_VPN_PACKET, (uint16_t)len);
+	return HW_VPN_HDR + len;
+}
+
+static void test_mtu_arithmetic(void **state)
 {
 	(void)state;
-	/* A frame fills the stream bytes of one route-group DATA packet
-	 * (its plaintext: the packet payload less the group's tag), and a
-	 * packet fills one transport record. */
-	assert_int_equal(HW_VPN_MTU + HW_VPN_HDR,
-			 HW_PACKET_MAX_PAYLOAD - HW_CIPHER_TAGLEN);
-	assert_int_equal(HW_PACKET_MAX_PAYLOAD + HW_PACKET_HDR +
-				 HW_CIPHER_TAGLEN,
+	/* A frame fills the stream bytes of one route-group DATA packet... */
+	assert_int_equal(HW_VPN_HDR, 3);
+	assert_int_equal(HW_VPN_FRAME_MAX, HW_VPN_HDR + HW_VPN_MTU);
+	assert_int_equal(HW_VPN_MTU + HW_VPN_HDR, HW_RGROUP_MAX_PLAINTEXT);
+	/* ...which, sealed, is one packet payload; the packet header and
+	 * the transport's tag make one whole record. */
+	assert_int_equal(HW_RGROUP_MAX_PLAINTEXT + HW_CIPHER_TAGLEN,
+			 HW_PACKET_MAX_PAYLOAD);
+	assert_int_equal(HW_PACKET_MAX_PAYLOAD + HW_PACKET_HDR,
+			 HW_RECORD_MAX_PLAINTEXT);
+	assert_int_equal(HW_RECORD_MAX_PLAINTEXT + HW_CIPHER_TAGLEN,
 			 HW_RECORD_MAX);
-	assert_int_equal(HW_VPN_MTU, 65493);
-	assert_true(HW_VPN_IN_CAP >= HW_VPN_FRAME_MAX);
-	assert_true(HW_VPN_OUT_CAP >= 2 * HW_VPN_FRAME_MAX);
+	assert_int_equal(HW_VPN_MTU + HW_VPN_HDR + HW_CIPHER_TAGLEN +
+			 HW_PACKET_HDR + HW_CIPHER_TAGLEN, HW_RECORD_MAX);
+	/* The frame length field holds the largest packet. */
+	assert_true(HW_VPN_MTU <= 0xffff);
+	assert_true(HW_VPN_MTU_MIN <= HW_VPN_MTU);
+	assert_true(HW_VPN_ASSIGN_LEN <= HW_VPN_REASON_MAX);
 }
 
 static void test_assign_round_trip(void **state)
 {
-	struct hw_vpn_assign a = {.mtu = HW_VPN_MTU, .addr4 = {10, 44, 0, 2},
-				  .prefix4 = 24, .server4 = {10, 44, 0, 1},
-				  .prefix6 = 64};
-	uint8_t out[HW_VPN_HDR + HW_VPN_ASSIGN_LEN], bad[sizeof(out)];
+	uint8_t out[HW_VPN_HDR + HW_VPN_ASSIGN_LEN];
 	struct hw_vpn_frame f;
 	size_t n, used;
-	char why[200];
 
 	(void)state;
-	a.addr6[0] = a.server6[0] = 0xfd;
-	a.addr6[15] = 2;
-	a.server6[15] = 1;
-	n = hw_vpn_build_assign(out, &a);
-	assert_int_equal(n, 48);
-	assert_int_equal(out[0], HW_VPN_ASSIGN);
-	assert_int_equal(out[1] << 8 | out[2], 45);
-	for (size_t k = 0; k < n; k++)
-		assert_int_equal(parse(out, k, ALL, &f, &used, why), -EAGAIN);
-	assert_int_equal(parse(out, n, HW_VPN_FIRST_FROM_SERVER, &f, &used,
-			       why), 0);
-	assert_int_equal(used, n);
-	assert_memory_equal(&f.assign, &a, sizeof(a));
-	/* Not allowed once running. */
-	assert_int_equal(parse(out, n, HW_VPN_RUNNING, &f, &used, why),
-			 -EPROTO);
-	assert_non_null(strstr(why, "unexpected ASSIGN"));
+	for (int v6 = 0; v6 <= 1; v6++) {
+		struct hw_vpn_assign a = sample_assign(v6);
 
-	/* Each field out of range. */
-	struct {
-		size_t off;
-		uint8_t v;
-		const char *why;
-	} cases[] = {
-		{3, 2, "version 2"},          /* version */
-		{4, 0x04, "MTU"},             /* MTU 1024 + low byte */
-		{10, 7, "prefix /7"},
-		{10, 31, "prefix /31"},
-		{14, 2, "server's own"},      /* server4 = addr4 */
-		{15, 63, "IPv6 part"},
-		{15, 127, "IPv6 part"},
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		memcpy(bad, out, n);
-		bad[cases[i].off] = cases[i].v;
-		if (cases[i].off == 4)
-			bad[5] = 0;
-		assert_int_equal(parse(bad, n, ALL, &f, &used, why), -EPROTO);
-		assert_non_null(strstr(why, cases[i].why));
+		n = hw_vpn_build_assign(out, &a);
+		assert_int_equal(n, HW_VPN_HDR + HW_VPN_ASSIGN_LEN);
+		assert_int_equal(out[0], HW_VPN_ASSIGN);
+		assert_int_equal(out[1] << 8 | out[2], HW_VPN_ASSIGN_LEN);
+		assert_int_equal(out[3], HW_VPN_VERSION);
+		partial(out, n, HW_VPN_FIRST_FROM_SERVER);
+		assert_int_equal(parse(out, n, HW_VPN_FIRST_FROM_SERVER, &f,
+				       &used), 0);
+		assert_int_equal(used, n);
+		assert_int_equal(f.type, HW_VPN_ASSIGN);
+		assert_int_equal(f.len, HW_VPN_ASSIGN_LEN);
+		assert_ptr_equal(f.body, out + HW_VPN_HDR);
+		assert_memory_equal(&f.assign, &a, sizeof(a));
+		/* Bytes after the frame are not its. */
+		memcpy(frame, out, n);
+		memset(frame + n, 0xff, 5);
+		assert_int_equal(parse(frame, n + 5, HW_VPN_FIRST_FROM_SERVER,
+				       &f, &used), 0);
+		assert_int_equal(used, n);
 	}
-	/* No IPv6 but addresses given; a wrong length. */
-	a.prefix6 = 0;
-	hw_vpn_build_assign(bad, &a);
-	assert_int_equal(parse(bad, n, ALL, &f, &used, why), -EPROTO);
+}
+
+/* Builds a with change applied and expects -EPROTO saying want. */
+static void bad_assign(const struct hw_vpn_assign *a, const char *want)
+{
+	uint8_t out[HW_VPN_HDR + HW_VPN_ASSIGN_LEN];
+	size_t n = hw_vpn_build_assign(out, a);
+
+	refused(out, n, HW_VPN_FIRST_FROM_SERVER, want);
+}
+
+static void test_assign_fields(void **state)
+{
+	uint8_t out[HW_VPN_HDR + HW_VPN_ASSIGN_LEN + 1];
+	struct hw_vpn_assign a;
+	struct hw_vpn_frame f;
+	size_t n, used;
+
+	(void)state;
+	/* MTU: the edges pass, one past them does not. */
+	a = sample_assign(0);
+	a.mtu = HW_VPN_MTU_MIN;
+	n = hw_vpn_build_assign(out, &a);
+	assert_int_equal(parse(out, n, ALL, &f, &used), 0);
+	assert_int_equal(f.assign.mtu, HW_VPN_MTU_MIN);
+	a.mtu = HW_VPN_MTU_MIN - 1;
+	bad_assign(&a, "MTU 1279");
+	a.mtu = HW_VPN_MTU + 1;
+	bad_assign(&a, "MTU 65494");
+	a.mtu = 0;
+	bad_assign(&a, "MTU 0");
+
+	/* IPv4 prefix 8..30. */
+	for (int p = 0; p <= 32; p++) {
+		a = sample_assign(0);
+		a.prefix4 = (uint8_t)p;
+		n = hw_vpn_build_assign(out, &a);
+		assert_int_equal(parse(out, n, ALL, &f, &used),
+				 p >= 8 && p <= 30 ? 0 : -EPROTO);
+	}
+	a.prefix4 = 31;
+	bad_assign(&a, "IPv4 prefix /31");
+	/* The client is not given the server's address. */
+	a = sample_assign(0);
+	memcpy(a.addr4, a.server4, 4);
+	bad_assign(&a, "server's own address");
+
+	/* IPv6 prefix 0 (none) or 64..126. */
+	for (int p = 0; p <= 128; p++) {
+		a = sample_assign(1);
+		a.prefix6 = (uint8_t)p;
+		if (!p) {
+			memset(a.addr6, 0, 16);
+			memset(a.server6, 0, 16);
+		}
+		n = hw_vpn_build_assign(out, &a);
+		assert_int_equal(parse(out, n, ALL, &f, &used),
+				 !p || (p >= 64 && p <= 126) ? 0 : -EPROTO);
+	}
+	a = sample_assign(1);
+	a.prefix6 = 63;
+	bad_assign(&a, "bad IPv6 part (prefix /63)");
+	a.prefix6 = 127;
+	bad_assign(&a, "prefix /127");
+	a = sample_assign(1);
+	memcpy(a.addr6, a.server6, 16);
+	bad_assign(&a, "bad IPv6 part");
+	a = sample_assign(1);
 	memset(a.addr6, 0, 16);
-	memset(a.server6, 0, 16);
-	hw_vpn_build_assign(bad, &a);
-	assert_int_equal(parse(bad, n, ALL, &f, &used, why), 0);
-	assert_int_equal(f.assign.prefix6, 0);
-	bad[2] = 44;
-	assert_int_equal(parse(bad, n - 1, ALL, &f, &used, why), -EPROTO);
-	assert_non_null(strstr(why, "ASSIGN of 44 bytes"));
+	bad_assign(&a, "bad IPv6 part");
+	/* Prefix 0 with addresses is a contradiction. */
+	a = sample_assign(1);
+	a.prefix6 = 0;
+	bad_assign(&a, "IPv6 addresses but prefix 0");
+	a = sample_assign(0);
+	a.server6[3] = 1;
+	bad_assign(&a, "IPv6 addresses but prefix 0");
+
+	/* Another version, another length. */
+	a = sample_assign(0);
+	n = hw_vpn_build_assign(out, &a);
+	out[3] = HW_VPN_VERSION + 1;
+	refused(out, n, ALL, "version 2");
+	n = hw_vpn_build_assign(out, &a);
+	hw_vpn_put_hdr(out, HW_VPN_ASSIGN, HW_VPN_ASSIGN_LEN - 1);
+	refused(out, n - 1, ALL, "ASSIGN of 44 bytes");
+	n = hw_vpn_build_assign(out, &a);
+	out[n] = 0;
+	hw_vpn_put_hdr(out, HW_VPN_ASSIGN, HW_VPN_ASSIGN_LEN + 1);
+	refused(out, n + 1, ALL, "ASSIGN of 46 bytes");
+	hw_vpn_put_hdr(out, HW_VPN_ASSIGN, 0);
+	refused(out, HW_VPN_HDR, ALL, "ASSIGN of 0 bytes");
+	/* Longer than any control frame: refused from the header alone. */
+	hw_vpn_put_hdr(out, HW_VPN_ASSIGN, 256);
+	refused(out, HW_VPN_HDR, ALL, "ASSIGN frame of 256 bytes");
 }
 
 static void test_reasons(void **state)
 {
 	uint8_t out[HW_VPN_HDR + HW_VPN_REASON_MAX];
-	char big[400];
+	char longer[400], want[HW_VPN_REASON_MAX + 1];
 	struct hw_vpn_frame f;
 	size_t n, used;
-	char why[200];
 
 	(void)state;
-	n = hw_vpn_build_reason(out, HW_VPN_REFUSE, "not\tallowed\n");
-	assert_int_equal(n, 3 + 12);
-	assert_int_equal(parse(out, n, ALL, &f, &used, why), 0);
-	assert_string_equal(f.reason, "not?allowed?");
-	/* Cut at 255. */
-	memset(big, 'x', sizeof(big) - 1);
-	big[sizeof(big) - 1] = '\0';
-	n = hw_vpn_build_reason(out, HW_VPN_CLOSE, big);
-	assert_int_equal(n, 3 + 255);
-	assert_int_equal(parse(out, n, ALL, &f, &used, why), 0);
-	assert_int_equal(strlen(f.reason), 255);
-	/* An empty CLOSE is fine, an empty REFUSE gets '?'. */
+	for (int t = HW_VPN_REFUSE; t <= HW_VPN_CLOSE; t += 2) {
+		n = hw_vpn_build_reason(out, (uint8_t)t, "not in the allow "
+					"list");
+		assert_int_equal(n, HW_VPN_HDR + 21);
+		assert_int_equal(out[0], t);
+		partial(out, n, ALL);
+		assert_int_equal(parse(out, n, ALL, &f, &used), 0);
+		assert_int_equal(used, n);
+		assert_int_equal(f.type, t);
+		assert_int_equal(f.len, 21);
+		assert_string_equal(f.reason, "not in the allow list");
+
+		/* Control characters become '?'; UTF-8 stays. */
+		n = hw_vpn_build_reason(out, (uint8_t)t, "a\nb\tc\x7f"
+					"d\x01 \xc3\xa9");
+		assert_int_equal(parse(out, n, ALL, &f, &used), 0);
+		assert_string_equal(f.reason, "a?b?c?d? \xc3\xa9");
+
+		/* Cut at 255 bytes. */
+		memset(longer, 'x', sizeof(longer) - 1);
+		longer[sizeof(longer) - 1] = '\0';
+		n = hw_vpn_build_reason(out, (uint8_t)t, longer);
+		assert_int_equal(n, HW_VPN_HDR + HW_VPN_REASON_MAX);
+		assert_int_equal(parse(out, n, ALL, &f, &used), 0);
+		memset(want, 'x', HW_VPN_REASON_MAX);
+		want[HW_VPN_REASON_MAX] = '\0';
+		assert_string_equal(f.reason, want);
+		assert_int_equal(strlen(f.reason), HW_VPN_REASON_MAX);
+
+		/* 256 bytes on the wire: refused from the header. */
+		hw_vpn_put_hdr(out, (uint8_t)t, 256);
+		refused(out, HW_VPN_HDR, ALL, "frame of 256 bytes");
+		hw_vpn_put_hdr(out, (uint8_t)t, 0xffff);
+		refused(out, HW_VPN_HDR, ALL, "frame of 65535 bytes");
+
+		/* A control character on the wire. */
+		n = hw_vpn_build_reason(out, (uint8_t)t, "abc");
+		out[HW_VPN_HDR + 1] = '\n';
+		refused(out, n, ALL, "control character 0x0a at byte 1");
+		out[HW_VPN_HDR + 1] = 0x7f;
+		refused(out, n, ALL, "control character 0x7f");
+		out[HW_VPN_HDR + 1] = 0;
+		refused(out, n, ALL, "control character 0x00");
+	}
+	/* An empty CLOSE is fine; an empty REFUSE is built as "?" and
+	 * refused on the wire. */
 	n = hw_vpn_build_reason(out, HW_VPN_CLOSE, "");
-	assert_int_equal(n, 3);
-	assert_int_equal(parse(out, n, ALL, &f, &used, why), 0);
+	assert_int_equal(n, HW_VPN_HDR);
+	assert_int_equal(parse(out, n, ALL, &f, &used), 0);
+	assert_int_equal(used, HW_VPN_HDR);
 	assert_string_equal(f.reason, "");
 	n = hw_vpn_build_reason(out, HW_VPN_REFUSE, "");
-	assert_int_equal(n, 4);
-	/* From a peer: control characters, an empty REFUSE, over 255. */
-	const uint8_t ctl[] = {HW_VPN_CLOSE, 0, 2, 'a', 0x7f};
-	const uint8_t empty[] = {HW_VPN_REFUSE, 0, 0};
-	const uint8_t longer[] = {HW_VPN_CLOSE, 1, 0};
-	assert_int_equal(parse(ctl, sizeof(ctl), ALL, &f, &used, why),
-			 -EPROTO);
-	assert_non_null(strstr(why, "control character 0x7f"));
-	assert_int_equal(parse(empty, sizeof(empty), ALL, &f, &used, why),
-			 -EPROTO);
-	/* Refused from the header alone, before the body arrives. */
-	assert_int_equal(parse(longer, sizeof(longer), ALL, &f, &used, why),
-			 -EPROTO);
-	assert_non_null(strstr(why, "at most 255"));
+	assert_int_equal(n, HW_VPN_HDR + 1);
+	assert_int_equal(parse(out, n, ALL, &f, &used), 0);
+	assert_string_equal(f.reason, "?");
+	hw_vpn_put_hdr(out, HW_VPN_REFUSE, 0);
+	refused(out, HW_VPN_HDR, ALL, "REFUSE reason of 0 bytes");
 }
 
-static void test_packets(void **state)
+static void test_packet_ipv4(void **state)
 {
-	static uint8_t buf[HW_VPN_FRAME_MAX + 8];
-	const uint8_t a[4] = {10, 44, 0, 2}, b[4] = {1, 2, 3, 4};
+	static const uint8_t src[4] = {10, 44, 0, 2}, dst[4] = {1, 2, 3, 4};
+	uint8_t *pkt = frame + HW_VPN_HDR;
 	struct hw_vpn_frame f;
-	size_t used;
-	char why[200];
-	uint8_t *p = buf + HW_VPN_HDR;
+	size_t n, used;
+	const size_t sizes[] = {20, 21, 60, 1280, 1500, HW_VPN_MTU};
 
 	(void)state;
-	/* IPv4 of 20 bytes and of the MTU. */
-	ip4(p, 20, a, b);
-	hw_vpn_put_hdr(buf, HW_VPN_PACKET, 20);
-	assert_int_equal(parse(buf, 23, HW_VPN_RUNNING, &f, &used, why), 0);
-	assert_int_equal(f.family, 4);
-	assert_int_equal(used, 23);
-	assert_memory_equal(hw_vpn_ip_src(f.body, 4), a, 4);
-	assert_memory_equal(hw_vpn_ip_dst(f.body, 4), b, 4);
-	ip4(p, HW_VPN_MTU, a, b);
-	hw_vpn_put_hdr(buf, HW_VPN_PACKET, HW_VPN_MTU);
-	assert_int_equal(parse(buf, HW_VPN_FRAME_MAX, HW_VPN_RUNNING, &f,
-			       &used, why), 0);
-	assert_int_equal(used, HW_VPN_FRAME_MAX);
-	/* One over the MTU: refused from the header alone. */
-	hw_vpn_put_hdr(buf, HW_VPN_PACKET, HW_VPN_MTU + 1);
-	assert_int_equal(parse(buf, 3, HW_VPN_RUNNING, &f, &used, why),
-			 -EPROTO);
-	assert_non_null(strstr(why, "over the MTU"));
-	/* Before ASSIGN. */
-	ip4(p, 20, a, b);
-	hw_vpn_put_hdr(buf, HW_VPN_PACKET, 20);
-	assert_int_equal(parse(buf, 23, HW_VPN_FIRST_FROM_SERVER, &f, &used,
-			       why), -EPROTO);
-	/* Total length disagreeing, IHL too short or past the end. */
-	p[3] = 21;
-	assert_int_equal(parse(buf, 23, ALL, &f, &used, why), -EPROTO);
-	assert_non_null(strstr(why, "says it has 21"));
-	ip4(p, 20, a, b);
-	p[0] = 0x44;
-	assert_int_equal(parse(buf, 23, ALL, &f, &used, why), -EPROTO);
-	p[0] = 0x46;
-	assert_int_equal(parse(buf, 23, ALL, &f, &used, why), -EPROTO);
-	/* Too short for IPv4, version 0, empty. */
-	hw_vpn_put_hdr(buf, HW_VPN_PACKET, 19);
-	p[0] = 0x45;
-	assert_int_equal(parse(buf, 22, ALL, &f, &used, why), -EPROTO);
-	p[0] = 0x05;
-	assert_int_equal(parse(buf, 22, ALL, &f, &used, why), -EPROTO);
-	assert_non_null(strstr(why, "IP version 0"));
-	hw_vpn_put_hdr(buf, HW_VPN_PACKET, 0);
-	assert_int_equal(parse(buf, 3, ALL, &f, &used, why), -EPROTO);
-	/* IPv6: payload length + 40. */
-	memset(p, 0, 48);
-	p[0] = 0x60;
-	p[5] = 8;
-	p[8 + 15] = 2;   /* source ::2 */
-	p[24 + 15] = 9;  /* destination ::9 */
-	hw_vpn_put_hdr(buf, HW_VPN_PACKET, 48);
-	assert_int_equal(parse(buf, 51, ALL, &f, &used, why), 0);
-	assert_int_equal(f.family, 6);
-	assert_int_equal(hw_vpn_ip_src(f.body, 6)[15], 2);
-	assert_int_equal(hw_vpn_ip_dst(f.body, 6)[15], 9);
-	p[5] = 9;
-	assert_int_equal(parse(buf, 51, ALL, &f, &used, why), -EPROTO);
-	hw_vpn_put_hdr(buf, HW_VPN_PACKET, 39);
-	assert_int_equal(parse(buf, 42, ALL, &f, &used, why), -EPROTO);
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		n = packet_frame(ip4(pkt, sizes[k], src, dst));
+		assert_int_equal(parse(frame, n, HW_VPN_RUNNING, &f, &used),
+				 0);
+		assert_int_equal(used, n);
+		assert_int_equal(f.type, HW_VPN_PACKET);
+		assert_int_equal(f.len, sizes[k]);
+		assert_int_equal(f.family, 4);
+		assert_ptr_equal(f.body, pkt);
+		assert_memory_equal(hw_vpn_ip_src(f.body, 4), src, 4);
+		assert_memory_equal(hw_vpn_ip_dst(f.body, 4), dst, 4);
+	}
+	n = packet_frame(ip4(pkt, 100, src, dst));
+	partial(frame, n, HW_VPN_RUNNING);
+	/* Options: a header of 60 bytes in a packet of 60 passes, one of
+	 * 64 bytes in it does not. */
+	n = packet_frame(ip4(pkt, 60, src, dst));
+	pkt[0] = 0x4f;
+	assert_int_equal(parse(frame, n, HW_VPN_RUNNING, &f, &used), 0);
+	n = packet_frame(ip4(pkt, 40, src, dst));
+	pkt[0] = 0x4f;
+	refused(frame, n, HW_VPN_RUNNING, "IPv4 PACKET of 40 bytes with a "
+		"header of 60");
+	/* IHL below 5. */
+	n = packet_frame(ip4(pkt, 40, src, dst));
+	pkt[0] = 0x44;
+	refused(frame, n, HW_VPN_RUNNING, "header of 16");
+	/* Too short for a header. */
+	n = packet_frame(ip4(pkt, 20, src, dst) - 1);
+	pkt[3] = 19;
+	refused(frame, n, HW_VPN_RUNNING, "IPv4 PACKET of 19 bytes");
+	n = packet_frame(1);
+	pkt[0] = 0x45;
+	refused(frame, n, HW_VPN_RUNNING, "IPv4 PACKET of 1 bytes");
+	/* Total length one off either way. */
+	n = packet_frame(ip4(pkt, 100, src, dst));
+	pkt[3] = 99;
+	refused(frame, n, HW_VPN_RUNNING, "IPv4 PACKET of 100 bytes says "
+		"it has 99");
+	pkt[3] = 101;
+	refused(frame, n, HW_VPN_RUNNING, "says it has 101");
+	pkt[2] = 1;
+	pkt[3] = 100;
+	refused(frame, n, HW_VPN_RUNNING, "says it has 356");
+	/* Versions other than 4 and 6, and nothing at all. */
+	for (int v = 0; v < 16; v++) {
+		char want[32];
+
+		if (v == 4 || v == 6)
+			continue;
+		n = packet_frame(ip4(pkt, 60, src, dst));
+		pkt[0] = (uint8_t)(v << 4 | 5);
+		snprintf(want, sizeof(want), "PACKET of IP version %d", v);
+		refused(frame, n, HW_VPN_RUNNING, want);
+	}
+	n = packet_frame(0);
+	refused(frame, n, HW_VPN_RUNNING, "empty PACKET");
 }
 
-static void test_unknown_types(void **state)
+static void test_packet_ipv6(void **state)
 {
+	static const uint8_t src[16] = {0xfd, 0x44, [15] = 2};
+	static const uint8_t dst[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 9};
+	uint8_t *pkt = frame + HW_VPN_HDR;
 	struct hw_vpn_frame f;
-	size_t used;
-	char why[200], tb[16];
+	size_t n, used;
+	const size_t sizes[] = {40, 41, 1280, 9000, HW_VPN_MTU};
 
 	(void)state;
-	for (unsigned t = 0; t < 256; t++) {
-		uint8_t fr[3] = {(uint8_t)t, 0, 0};
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		n = packet_frame(ip6(pkt, sizes[k], src, dst));
+		assert_int_equal(parse(frame, n, HW_VPN_RUNNING, &f, &used),
+				 0);
+		assert_int_equal(used, n);
+		assert_int_equal(f.len, sizes[k]);
+		assert_int_equal(f.family, 6);
+		assert_memory_equal(hw_vpn_ip_src(f.body, 6), src, 16);
+		assert_memory_equal(hw_vpn_ip_dst(f.body, 6), dst, 16);
+	}
+	n = packet_frame(ip6(pkt, 80, src, dst));
+	partial(frame, n, HW_VPN_RUNNING);
+	/* Payload length one off either way, too short. */
+	pkt[5] = 39;
+	refused(frame, n, HW_VPN_RUNNING, "IPv6 PACKET of 80 bytes says it "
+		"has 79");
+	pkt[5] = 41;
+	refused(frame, n, HW_VPN_RUNNING, "says it has 81");
+	pkt[4] = 0xff;
+	pkt[5] = 0xff;
+	refused(frame, n, HW_VPN_RUNNING, "says it has 65575");
+	n = packet_frame(ip6(pkt, 40, src, dst) - 1);
+	refused(frame, n, HW_VPN_RUNNING, "IPv6 PACKET of 39 bytes");
+}
+
+static void test_oversize(void **state)
+{
+	uint8_t *pkt = frame + HW_VPN_HDR;
+	static const uint8_t a4[4];
+
+	(void)state;
+	/* Over the MTU: refused from the header, before the body came. */
+	hw_vpn_put_hdr(frame, HW_VPN_PACKET, HW_VPN_MTU + 1);
+	refused(frame, HW_VPN_HDR, HW_VPN_RUNNING, "PACKET of 65494 bytes, "
+		"over the MTU");
+	hw_vpn_put_hdr(frame, HW_VPN_PACKET, 0xffff);
+	refused(frame, HW_VPN_HDR, HW_VPN_RUNNING, "PACKET of 65535 bytes");
+	/* With the whole body there too. */
+	ip4(pkt, HW_VPN_MTU + 1, a4, a4);
+	hw_vpn_put_hdr(frame, HW_VPN_PACKET, HW_VPN_MTU + 1);
+	refused(frame, HW_VPN_HDR + HW_VPN_MTU + 1, HW_VPN_RUNNING,
+		"over the MTU");
+}
+
+static void test_types_and_masks(void **state)
+{
+	uint8_t out[HW_VPN_HDR + HW_VPN_REASON_MAX];
+	struct hw_vpn_assign a = sample_assign(0);
+	static const uint8_t src[4] = {10, 44, 0, 2};
+	struct hw_vpn_frame f;
+	char tb[16];
+	size_t n, used;
+
+	(void)state;
+	/* A PACKET before ASSIGN. */
+	n = packet_frame(ip4(frame + HW_VPN_HDR, 20, src, src));
+	refused(frame, n, HW_VPN_FIRST_FROM_SERVER, "unexpected PACKET "
+		"frame (20 bytes)");
+	/* Refused from the header alone, before the body. */
+	refused(frame, HW_VPN_HDR, HW_VPN_FIRST_FROM_SERVER,
+		"unexpected PACKET");
+	assert_int_equal(parse(frame, n, HW_VPN_RUNNING, &f, &used), 0);
+	/* An ASSIGN or REFUSE while running. */
+	n = hw_vpn_build_assign(out, &a);
+	refused(out, n, HW_VPN_RUNNING, "unexpected ASSIGN");
+	n = hw_vpn_build_reason(out, HW_VPN_REFUSE, "no");
+	refused(out, n, HW_VPN_RUNNING, "unexpected REFUSE");
+	/* CLOSE is accepted at both points, and nothing with mask 0. */
+	n = hw_vpn_build_reason(out, HW_VPN_CLOSE, "bye");
+	assert_int_equal(parse(out, n, HW_VPN_RUNNING, &f, &used), 0);
+	assert_int_equal(parse(out, n, HW_VPN_FIRST_FROM_SERVER, &f, &used),
+			 0);
+	refused(out, n, 0, "unexpected CLOSE");
+	/* Each type alone. */
+	for (int t = HW_VPN_ASSIGN; t <= HW_VPN_CLOSE; t++) {
+		for (int m = HW_VPN_ASSIGN; m <= HW_VPN_CLOSE; m++) {
+			uint8_t h[HW_VPN_HDR];
+			int rc;
+
+			hw_vpn_put_hdr(h, (uint8_t)t, 1);
+			rc = parse(h, sizeof(h), HW_VPN_M(m), &f, &used);
+			assert_int_equal(rc, t == m ? -EAGAIN : -EPROTO);
+		}
+	}
+	/* Unknown types, whatever the mask (even bits set for them). */
+	for (int t = 0; t < 256; t++) {
+		uint8_t h[HW_VPN_HDR + 4] = {0};
+		char want[40];
 
 		if (t >= HW_VPN_ASSIGN && t <= HW_VPN_CLOSE)
 			continue;
-		assert_int_equal(parse(fr, 3, ALL, &f, &used, why), -EPROTO);
-		assert_non_null(strstr(why, "unexpected type"));
+		hw_vpn_put_hdr(h, (uint8_t)t, 4);
+		snprintf(want, sizeof(want), "unexpected type %d frame", t);
+		refused(h, sizeof(h), ~0u, want);
+		refused(h, HW_VPN_HDR, ~0u, want);
 	}
-	assert_string_equal(hw_vpn_type_name(9, tb), "type 9");
+	/* Fewer bytes than a header: -EAGAIN, whatever they are. */
+	assert_int_equal(parse((const uint8_t *)"\x09\xff", 2, ALL, &f, &used),
+			 -EAGAIN);
+	assert_int_equal(parse(frame, 0, ALL, &f, &used), -EAGAIN);
+	/* No room for the reason: still -EPROTO. */
+	hw_vpn_put_hdr(out, 9, 0);
+	assert_int_equal(hw_vpn_parse(out, HW_VPN_HDR, ALL, &f, &used, why,
+				      0), -EPROTO);
+	assert_string_equal(hw_vpn_type_name(HW_VPN_ASSIGN, tb), "ASSIGN");
+	assert_string_equal(hw_vpn_type_name(HW_VPN_REFUSE, tb), "REFUSE");
 	assert_string_equal(hw_vpn_type_name(HW_VPN_PACKET, tb), "PACKET");
+	assert_string_equal(hw_vpn_type_name(HW_VPN_CLOSE, tb), "CLOSE");
+	assert_string_equal(hw_vpn_type_name(0, tb), "type 0");
+	assert_string_equal(hw_vpn_type_name(255, tb), "type 255");
 }
 
-static void test_buf_room(void **state)
+/* Frames back to back: each parse takes exactly one. */
+static void test_stream(void **state)
 {
-	struct hw_vpn_buf b;
+	static const uint8_t s[4] = {10, 44, 0, 2}, d[4] = {8, 8, 8, 8};
+	static const uint8_t s6[16] = {0xfd, 0x44, [15] = 2}, d6[16] = {1};
+	struct hw_vpn_assign a = sample_assign(1);
+	struct hw_vpn_frame f;
+	size_t off = 0, used, n = 0;
+	const uint8_t types[] = {HW_VPN_ASSIGN, HW_VPN_PACKET, HW_VPN_PACKET,
+				 HW_VPN_CLOSE};
+	uint8_t *buf = malloc(4096);
 
 	(void)state;
-	assert_int_equal(hw_vpn_buf_init(&b, 100), 0);
-	assert_ptr_equal(hw_vpn_buf_room(&b, 100), b.p);
-	assert_null(hw_vpn_buf_room(&b, 101));
-	b.len = 80;
-	assert_null(hw_vpn_buf_room(&b, 30));
-	b.off = 60; /* 20 wait: moved to the front to make room */
-	b.p[60] = 'x';
-	assert_ptr_equal(hw_vpn_buf_room(&b, 30), b.p + 20);
-	assert_int_equal(b.off, 0);
-	assert_int_equal(b.len, 20);
-	assert_int_equal(b.p[0], 'x');
-	b.off = b.len; /* all written: starts over */
-	assert_ptr_equal(hw_vpn_buf_room(&b, 100), b.p);
-	hw_vpn_buf_free(&b);
-	assert_null(b.p);
-}
+	assert_non_null(buf);
+	n += hw_vpn_build_assign(buf + n, &a);
+	hw_vpn_put_hdr(buf + n, HW_VPN_PACKET, 60);
+	n += HW_VPN_HDR + ip4(buf + n + HW_VPN_HDR, 60, s, d);
+	hw_vpn_put_hdr(buf + n, HW_VPN_PACKET, 48);
+	n += HW_VPN_HDR + ip6(buf + n + HW_VPN_HDR, 48, s6, d6);
+	n += hw_vpn_build_reason(buf + n, HW_VPN_CLOSE, "done");
+	for (size_t k = 0; k < sizeof(types); k++) {
+		unsigned m = k ? HW_VPN_RUNNING : HW_VPN_FIRST_FROM_SERVER;
 
-struct got {
-	int n, packets;
-	char reason[300];
-};
-
-static unsigned running(void *ud)
-{
-	(void)ud;
-	return HW_VPN_RUNNING;
-}
-
-static int on_frame(const struct hw_vpn_frame *f, void *ud)
-{
-	struct got *g = ud;
-
-	g->n++;
-	if (f->type == HW_VPN_PACKET)
-		g->packets++;
-	else
-		snprintf(g->reason, sizeof(g->reason), "%s", f->reason);
-	return 0;
-}
-
-static void test_read_frames(void **state)
-{
-	static uint8_t stream[4 * 1024];
-	const uint8_t a[4] = {10, 44, 0, 2}, b[4] = {8, 8, 8, 8};
-	struct hw_vpn_buf in;
-	struct got g = {0};
-	size_t n = 0, cut;
-	char why[200];
-	int sv[2];
-
-	(void)state;
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	fcntl(sv[0], F_SETFL, O_NONBLOCK);
-	assert_int_equal(hw_vpn_buf_init(&in, HW_VPN_IN_CAP), 0);
-	/* Three packets and a CLOSE, the last split across two reads. */
-	for (int i = 0; i < 3; i++) {
-		hw_vpn_put_hdr(stream + n, HW_VPN_PACKET, 100);
-		ip4(stream + n + 3, 100, a, b);
-		n += 103;
+		assert_int_equal(parse(buf + off, n - off, m, &f, &used), 0);
+		assert_int_equal(f.type, types[k]);
+		assert_int_equal(used, HW_VPN_HDR + f.len);
+		off += used;
 	}
-	n += hw_vpn_build_reason(stream + n, HW_VPN_CLOSE, "bye");
-	cut = n - 2;
-	assert_int_equal(write(sv[1], stream, cut), (ssize_t)cut);
-	assert_int_equal(hw_vpn_read_frames(sv[0], &in, running, on_frame, &g,
-					    why, sizeof(why)), 0);
-	assert_int_equal(g.n, 3);
-	/* Nothing to read: still open. */
-	assert_int_equal(hw_vpn_read_frames(sv[0], &in, running, on_frame, &g,
-					    why, sizeof(why)), 0);
-	assert_int_equal(write(sv[1], stream + cut, 2), 2);
-	assert_int_equal(hw_vpn_read_frames(sv[0], &in, running, on_frame, &g,
-					    why, sizeof(why)), 0);
-	assert_int_equal(g.n, 4);
-	assert_int_equal(g.packets, 3);
-	assert_string_equal(g.reason, "bye");
-	/* A malformed frame, then the end. */
-	assert_int_equal(write(sv[1], "\x09\0\0", 3), 3);
-	assert_int_equal(hw_vpn_read_frames(sv[0], &in, running, on_frame, &g,
-					    why, sizeof(why)), -EPROTO);
-	assert_non_null(strstr(why, "type 9"));
-	close(sv[1]);
-	in.off = in.len = 0;
-	assert_int_equal(hw_vpn_read_frames(sv[0], &in, running, on_frame, &g,
-					    why, sizeof(why)), -EPIPE);
-	close(sv[0]);
-	hw_vpn_buf_free(&in);
-}
-
-static void test_flush_partial(void **state)
-{
-	struct hw_vpn_buf out;
-	static uint8_t sink[1 << 20];
-	int sv[2], size = 4096, rc;
-	size_t got = 0;
-	ssize_t n;
-
-	(void)state;
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
-	fcntl(sv[1], F_SETFL, O_NONBLOCK);
-	assert_int_equal(hw_vpn_buf_init(&out, HW_VPN_OUT_CAP), 0);
-	memset(out.p, 7, HW_VPN_OUT_CAP);
-	out.len = HW_VPN_OUT_CAP;
-	/* The socket takes part: 1 (poll for POLLOUT), the rest waits. */
-	assert_int_equal(hw_vpn_buf_flush(&out, sv[0]), 1);
-	assert_true(out.off > 0 && out.off < out.len);
-	do {
-		while ((n = read(sv[1], sink, sizeof(sink))) > 0)
-			got += (size_t)n;
-		rc = hw_vpn_buf_flush(&out, sv[0]);
-		assert_true(rc >= 0);
-	} while (rc == 1);
-	while ((n = read(sv[1], sink, sizeof(sink))) > 0)
-		got += (size_t)n;
-	assert_int_equal(got, HW_VPN_OUT_CAP);
-	assert_int_equal(out.len, 0);
-	/* The far end gone: an error, not a hang. */
-	out.len = 10;
-	close(sv[1]);
-	assert_int_equal(hw_vpn_buf_flush(&out, sv[0]), -EPIPE);
-	close(sv[0]);
-	hw_vpn_buf_free(&out);
+	assert_int_equal(off, n);
+	assert_int_equal(f.type, HW_VPN_CLOSE);
+	assert_string_equal(f.reason, "done");
+	free(buf);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_mtu_fits_one_data_packet),
+		cmocka_unit_test(test_mtu_arithmetic),
 		cmocka_unit_test(test_assign_round_trip),
+		cmocka_unit_test(test_assign_fields),
 		cmocka_unit_test(test_reasons),
-		cmocka_unit_test(test_packets),
-		cmocka_unit_test(test_unknown_types),
-		cmocka_unit_test(test_buf_room),
-		cmocka_unit_test(test_read_frames),
-		cmocka_unit_test(test_flush_partial),
+		cmocka_unit_test(test_packet_ipv4),
+		cmocka_unit_test(test_packet_ipv6),
+		cmocka_unit_test(test_oversize),
+		cmocka_unit_test(test_types_and_masks),
+		cmocka_unit_test(test_stream),
 	};
-
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

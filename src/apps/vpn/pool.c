@@ -213,7 +213,9 @@ const char *hw_vpn_pool_holder(const struct hw_vpn_pool *p, uint32_t index)
 int hw_vpn_pool_load(struct hw_vpn_pool *p, const char *path, int *skipped,
 		     char *err, size_t errlen)
 {
-	json_t *doc = NULL, *arr, *e;
+	json_t *doc = NULL, *arr, *e, *sub;
+	uint32_t bcast = (uint32_t)((1ull << (32 - p->prefix4)) - 1);
+	int moved;
 	size_t k;
 	int rc;
 
@@ -222,13 +224,21 @@ int hw_vpn_pool_load(struct hw_vpn_pool *p, const char *path, int *skipped,
 	if (rc == -ENOENT)
 		return 0;
 	if (rc)
-		return rc;
+		goto out;
 	rc = -EINVAL;
 	arr = json_object_get(doc, "leases");
 	if (!json_is_array(arr)) {
 		snprintf(err, errlen, "%s: \"leases\" is not an array", path);
 		goto out;
 	}
+	/* Written for another subnet: its addresses that are this one's
+	 * network, server or broadcast address were clients' there. */
+	sub = json_object_get(doc, "subnet");
+	if (sub && !json_is_string(sub)) {
+		snprintf(err, errlen, "%s: \"subnet\" is not a string", path);
+		goto out;
+	}
+	moved = sub && strcmp(json_string_value(sub), p->subnet4);
 	json_array_foreach(arr, k, e) {
 		const char *pk = json_string_value(json_object_get(e, "pk"));
 		const char *as = json_string_value(
@@ -248,21 +258,19 @@ int hw_vpn_pool_load(struct hw_vpn_pool *p, const char *path, int *skipped,
 		}
 		hi = (uint32_t)a[0] << 24 | (uint32_t)a[1] << 16 |
 		     (uint32_t)a[2] << 8 | a[3];
-		if ((hi & (~0u << (32 - p->prefix4))) != p->net4) {
+		i = hi - p->net4;
+		if ((hi & (~0u << (32 - p->prefix4))) != p->net4 ||
+		    (i > p->last && i != bcast) ||
+		    (moved && (i < 2 || i == bcast))) {
 			(*skipped)++;
 			continue;
 		}
-		i = hi - p->net4;
-		if (i < 2 || i == ~(~0u << (32 - p->prefix4))) {
+		if (i < 2 || i == bcast) {
 			snprintf(err, errlen, "%s: leases[%zu].address %s is "
 				 "the %s address", path, k, as,
-				 i > 1 ? "broadcast" : i ? "server's"
-				 : "network");
+				 i == bcast ? "broadcast" :
+				 i ? "server's" : "network");
 			goto out;
-		}
-		if (i > p->last) { /* past the pool's first 65533 */
-			(*skipped)++;
-			continue;
 		}
 		if (p->holder[i][0]) {
 			snprintf(err, errlen, "%s: leases[%zu]: address %s is "
